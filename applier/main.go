@@ -1,0 +1,150 @@
+// Command rgwsync-applier runs beside the destination gateway: it leases
+// shards on the destination, pulls their batches from rgwsync-exporter,
+// writes them into the destination and acks.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/applier"
+	"github.com/rgwsync/rgwsync/internal/config"
+	"github.com/rgwsync/rgwsync/internal/lease"
+	"github.com/rgwsync/rgwsync/internal/rgwadmin"
+	"github.com/rgwsync/rgwsync/internal/rpcserver"
+	"github.com/rgwsync/rgwsync/internal/tlsconfig"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "rgwsync-applier:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("rgwsync-applier", flag.ContinueOnError)
+	path := fs.String("config", "", "YAML configuration file")
+	listen := fs.String("listen", "", "status gRPC listen address (overrides listen)")
+	metrics := fs.String("metrics-listen", "", "Prometheus /metrics listen address (overrides metrics_listen)")
+	exporterAddr := fs.String("exporter", "", "exporter host:port (overrides exporter)")
+	id := fs.String("id", "", "applier id, unique per process (overrides id)")
+	level := fs.String("log-level", "", "debug, info, warn or error (overrides log_level)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.LoadApplier(*path)
+	if err != nil {
+		return err
+	}
+	override(&cfg.Listen, *listen)
+	override(&cfg.MetricsListen, *metrics)
+	override(&cfg.Exporter, *exporterAddr)
+	override(&cfg.ID, *id)
+	override(&cfg.LogLevel, *level)
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if cfg.ID == "" {
+		host, _ := os.Hostname()
+		cfg.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	log := rpcserver.NewLogger(cfg.LogLevel, "applier").With("applier", cfg.ID)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	dst, err := rgwadmin.New(rgwadmin.Config{Endpoint: cfg.Destination.Endpoint, AccessKey: cfg.Destination.AccessKey,
+		SecretKey: cfg.Destination.SecretKey, Region: cfg.Destination.Region, Timeout: cfg.Destination.Timeout, Logger: log})
+	if err != nil {
+		return fmt.Errorf("destination: %w", err)
+	}
+	// A signed read proves the endpoint and the keys before anything starts,
+	// and names the destination zone (the leases' tag).
+	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	zoneID, zoneName, err := dst.ZoneID(startCtx, cfg.Destination.Endpoint)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("destination %s: %w", cfg.Destination.Endpoint, err)
+	}
+	if cfg.Destination.Name == "" {
+		cfg.Destination.Name = zoneName
+	}
+	log.Info("destination zone", "zone", zoneName, "zone_id", zoneID, "destination", cfg.Destination.Name)
+
+	creds, err := tlsconfig.ClientCreds(cfg.TLS, log)
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(cfg.Exporter,
+		grpc.WithTransportCredentials(creds),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)),
+	)
+	if err != nil {
+		return fmt.Errorf("exporter %s: %w", cfg.Exporter, err)
+	}
+	defer conn.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	app, err := applier.New(applier.Config{
+		ID: cfg.ID, Destination: cfg.Destination.Name, DestEndpoint: cfg.Destination.Endpoint, Dest: dst, Conn: conn,
+		Lease: lease.Config{Locker: dst, ZoneID: zoneID, Holder: cfg.ID, Base: cfg.Lease.IDBase,
+			Length: cfg.Lease.Length, Renew: cfg.Lease.Renew, MaxMembers: cfg.Lease.MaxMembers, Logger: log},
+		ApplyConcurrency: cfg.Apply.Concurrency, UpdateType: cfg.Apply.UpdateType,
+		MaxInflightBatches: uint32(cfg.Apply.MaxInflightBatches), Logger: log, Metrics: applier.NewMetrics(reg),
+	})
+	if err != nil {
+		return err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return app.Run(gctx) })
+	if cfg.Listen != "" {
+		srv := rpcserver.New(rpcserver.Options{Logger: log, Creds: nil})
+		v1.RegisterStatusServiceServer(srv.GRPC, app)
+		srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+		srv.Health.SetServingStatus(v1.StatusService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+		lis, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		}
+		log.Info("applier status listening", "addr", lis.Addr().String(), "exporter", cfg.Exporter)
+		g.Go(func() error { return srv.Serve(lis) })
+		g.Go(func() error {
+			<-gctx.Done()
+			srv.Stop(5 * time.Second)
+			return nil
+		})
+	}
+	if cfg.MetricsListen != "" {
+		g.Go(func() error { return rpcserver.ServeMetrics(gctx, cfg.MetricsListen, reg, log) })
+	}
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	log.Info("stopped; leases released")
+	return nil
+}
+
+func override(dst *string, v string) {
+	if v != "" {
+		*dst = v
+	}
+}

@@ -1,0 +1,133 @@
+// Command rgwsync-exporter runs beside the source gateway: it reads the
+// source's logs and streams them to rgwsync-appliers, keeping the bounds.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/checkpoint"
+	"github.com/rgwsync/rgwsync/internal/config"
+	"github.com/rgwsync/rgwsync/internal/exporter"
+	"github.com/rgwsync/rgwsync/internal/rgwadmin"
+	"github.com/rgwsync/rgwsync/internal/rpcserver"
+	"github.com/rgwsync/rgwsync/internal/tlsconfig"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "rgwsync-exporter:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("rgwsync-exporter", flag.ContinueOnError)
+	path := fs.String("config", "", "YAML configuration file")
+	listen := fs.String("listen", "", "gRPC listen address (overrides listen)")
+	metrics := fs.String("metrics-listen", "", "Prometheus /metrics listen address (overrides metrics_listen)")
+	bounds := fs.String("bounds", "", "bounds file (overrides bounds_path)")
+	level := fs.String("log-level", "", "debug, info, warn or error (overrides log_level)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.LoadExporter(*path)
+	if err != nil {
+		return err
+	}
+	override(&cfg.Listen, *listen)
+	override(&cfg.MetricsListen, *metrics)
+	override(&cfg.BoundsPath, *bounds)
+	override(&cfg.LogLevel, *level)
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := rpcserver.NewLogger(cfg.LogLevel, "exporter")
+	if cfg.ID == "" {
+		host, _ := os.Hostname()
+		cfg.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	src, err := rgwadmin.New(rgwadmin.Config{Endpoint: cfg.Source.Endpoint, AccessKey: cfg.Source.AccessKey,
+		SecretKey: cfg.Source.SecretKey, Region: cfg.Source.Region, Timeout: cfg.Source.Timeout, Logger: log})
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	store, err := checkpoint.Open(cfg.BoundsPath)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	exp, err := exporter.New(startCtx, exporter.Config{
+		ID: cfg.ID, Source: src, SourceEndpoint: cfg.Source.Endpoint, Store: store,
+		Sections: cfg.Sync.Sections, BatchEntries: cfg.Sync.BatchEntries, FetchConcurrency: cfg.Sync.FetchConcurrency,
+		PollMin: cfg.Sync.PollMin, PollMax: cfg.Sync.PollMax, RetryMin: cfg.Sync.RetryMin, RetryMax: cfg.Sync.RetryMax,
+		MaxInflightBatches: cfg.Sync.MaxInflightBatches, MaxInflightBytes: cfg.Sync.MaxInflightBytes,
+		Logger: log, Metrics: exporter.NewMetrics(reg),
+	})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("source %s: %w", cfg.Source.Endpoint, err)
+	}
+	exp.Start()
+	defer exp.Close()
+
+	creds, err := tlsconfig.ServerCreds(cfg.TLS, log)
+	if err != nil {
+		return err
+	}
+	srv := rpcserver.New(rpcserver.Options{Logger: log, Creds: creds})
+	v1.RegisterReplicationServiceServer(srv.GRPC, exp)
+	v1.RegisterStatusServiceServer(srv.GRPC, exp)
+	for _, name := range []string{"", v1.ReplicationService_ServiceDesc.ServiceName, v1.StatusService_ServiceDesc.ServiceName} {
+		srv.Health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	log.Info("exporter listening", "addr", lis.Addr().String(), "source", cfg.Source.Endpoint,
+		"bounds", cfg.BoundsPath, "period", exp.Period(), "tls", !cfg.TLS.Insecure)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(lis) })
+	if cfg.MetricsListen != "" {
+		g.Go(func() error { return rpcserver.ServeMetrics(gctx, cfg.MetricsListen, reg, log) })
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down")
+		srv.Stop(10 * time.Second)
+		return nil
+	})
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+func override(dst *string, v string) {
+	if v != "" {
+		*dst = v
+	}
+}

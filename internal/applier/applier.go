@@ -1,0 +1,530 @@
+// Package applier is the destination side of rgwsync. It holds leases on
+// shards (package lease), dials the exporter's Replicate stream, subscribes
+// to the shards it holds, writes every batch into the destination gateway in
+// log order and acks it. The lease is checked before each write and before
+// the ack (fencing): a shard whose lease is lost is dropped at once and its
+// unacked batch is left for the next holder, which gets it again from the
+// exporter (at-least-once; every write is idempotent).
+package applier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/lease"
+	"github.com/rgwsync/rgwsync/internal/rgwadmin"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
+)
+
+// Dest is what the applier needs of the destination gateway.
+type Dest interface {
+	PutMetadata(ctx context.Context, section, key string, blob []byte, updateType string) (rgwadmin.UpdateStatus, error)
+	DeleteMetadata(ctx context.Context, section, key string) error
+}
+
+// Leases is what the applier needs of the lease manager.
+type Leases interface {
+	Valid(u rgwlog.Unit) bool
+	Held() map[rgwlog.Unit]time.Time
+	Release(u rgwlog.Unit)
+}
+
+// Config of an Applier.
+type Config struct {
+	ID           string // locker id, also sent in Hello
+	Destination  string // bounds are kept under this name at the exporter
+	DestEndpoint string
+	Dest         Dest
+	Conn         grpc.ClientConnInterface
+	// Lease is the template of the lease manager, started once the
+	// exporter's Welcome tells how many shards there are (Units and
+	// OnChange are filled in here).
+	Lease lease.Config
+	// Parallel writes within one ordering group of a batch (default 16).
+	ApplyConcurrency int
+	// "update-by-timestamp" (default): the gateway skips a blob older than
+	// what it has, so a resent or stale batch cannot roll a key back.
+	UpdateType         string
+	MaxInflightBatches uint32
+	ReconnectMin       time.Duration
+	ReconnectMax       time.Duration
+	Logger             *slog.Logger
+	Metrics            *Metrics
+}
+
+// Applier applies batches from one exporter into one destination.
+type Applier struct {
+	v1.UnimplementedStatusServiceServer
+
+	cfg Config
+	log *slog.Logger
+
+	events chan lease.Event
+
+	leases     Leases
+	leasesDone chan struct{}
+
+	mu        sync.Mutex
+	shards    map[rgwlog.Unit]*shardState
+	connected bool
+	lastErr   string
+}
+
+type shardState struct {
+	phase    v1.ShardPhase
+	applied  uint64
+	failed   uint64
+	lastSeq  uint64
+	through  string
+	head     string
+	more     bool
+	lastErr  string
+	lastTime time.Time
+}
+
+// New returns an applier. Run does the work.
+func New(cfg Config) (*Applier, error) {
+	if cfg.Dest == nil || cfg.Conn == nil || cfg.ID == "" || cfg.Destination == "" {
+		return nil, errors.New("applier: Dest, Conn, ID and Destination are required")
+	}
+	if cfg.ApplyConcurrency <= 0 {
+		cfg.ApplyConcurrency = 16
+	}
+	if cfg.UpdateType == "" {
+		cfg.UpdateType = "update-by-timestamp"
+	}
+	if cfg.ReconnectMin <= 0 {
+		cfg.ReconnectMin = 200 * time.Millisecond
+	}
+	if cfg.ReconnectMax <= 0 {
+		cfg.ReconnectMax = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	return &Applier{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		events: make(chan lease.Event, 1024),
+		shards: map[rgwlog.Unit]*shardState{},
+	}, nil
+}
+
+// LeaseChanged is the lease manager's OnChange hook.
+func (a *Applier) LeaseChanged(ev lease.Event) {
+	a.cfg.Metrics.leaseChanges.WithLabelValues(fmt.Sprint(ev.Held)).Inc()
+	select {
+	case a.events <- ev:
+	default:
+		// The session re-reads Held() when it starts; a dropped event only
+		// delays a subscription to the next reconnect.
+		a.log.Warn("lease event queue full", "shard", ev.Unit.String())
+	}
+}
+
+// Run keeps a Replicate stream open (reconnecting with backoff) until ctx
+// ends, then releases the leases.
+func (a *Applier) Run(ctx context.Context) error {
+	defer func() {
+		if a.leasesDone != nil {
+			<-a.leasesDone
+		}
+	}()
+	backoff := a.cfg.ReconnectMin
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := a.runSession(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		a.mu.Lock()
+		a.connected = false
+		if err != nil {
+			a.lastErr = err.Error()
+		}
+		a.mu.Unlock()
+		a.cfg.Metrics.reconnects.Inc()
+		if time.Since(start) > time.Minute {
+			backoff = a.cfg.ReconnectMin
+		}
+		a.log.Warn("stream to exporter ended; reconnecting", "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, a.cfg.ReconnectMax)
+	}
+	return nil
+}
+
+// startLeases starts the lease manager once (it outlives sessions: a
+// reconnect to the exporter does not give up the shards).
+func (a *Applier) startLeases(ctx context.Context, mdShards int) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.leases != nil {
+		return nil
+	}
+	if mdShards <= 0 {
+		return errors.New("exporter announced no metadata shards")
+	}
+	lc := a.cfg.Lease
+	lc.Units = rgwlog.MetadataUnits(mdShards)
+	lc.OnChange = a.LeaseChanged
+	if lc.Holder == "" {
+		lc.Holder = a.cfg.ID
+	}
+	m, err := lease.New(lc)
+	if err != nil {
+		return err
+	}
+	a.leases = m
+	a.leasesDone = make(chan struct{})
+	go func() {
+		defer close(a.leasesDone)
+		_ = m.Run(ctx)
+	}()
+	return nil
+}
+
+// Leases returns the lease manager (nil before the first Welcome).
+func (a *Applier) Leases() Leases {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.leases
+}
+
+// session is one Replicate stream.
+type session struct {
+	a       *Applier
+	out     chan *v1.ReplicateRequest
+	workers map[rgwlog.Unit]*shardWorker
+	ctx     context.Context
+	wg      sync.WaitGroup
+}
+
+type shardWorker struct {
+	unit   rgwlog.Unit
+	in     chan *v1.Batch
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (a *Applier) runSession(ctx context.Context) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	client := v1.NewReplicationServiceClient(a.cfg.Conn)
+	stream, err := client.Replicate(sctx)
+	if err != nil {
+		return fmt.Errorf("open Replicate stream: %w", err)
+	}
+	if err := stream.Send(&v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Hello{Hello: &v1.Hello{
+		Destination: a.cfg.Destination, ApplierId: a.cfg.ID, MaxInflightBatches: a.cfg.MaxInflightBatches,
+	}}}); err != nil {
+		return fmt.Errorf("send Hello: %w", err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return fmt.Errorf("wait for Welcome: %w", err)
+	}
+	w := first.GetWelcome()
+	if w == nil {
+		return errors.New("exporter did not answer Hello with Welcome")
+	}
+	a.log.Info("connected to exporter", "exporter", w.GetExporterId(), "period", w.GetPeriod(),
+		"metadata_shards", w.GetMetadataShards(), "window", w.GetMaxInflightBatches())
+	if err := a.startLeases(ctx, int(w.GetMetadataShards())); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.connected = true
+	a.lastErr = ""
+	a.mu.Unlock()
+
+	s := &session{a: a, out: make(chan *v1.ReplicateRequest, 256), workers: map[rgwlog.Unit]*shardWorker{}, ctx: sctx}
+	defer s.stopAll()
+
+	sendErr := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-sctx.Done():
+				sendErr <- nil
+				return
+			case m := <-s.out:
+				if err := stream.Send(m); err != nil {
+					sendErr <- fmt.Errorf("send: %w", err)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	recv := make(chan *v1.ReplicateResponse)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				recvErr <- fmt.Errorf("receive: %w", err)
+				return
+			}
+			select {
+			case recv <- m:
+			case <-sctx.Done():
+				recvErr <- sctx.Err()
+				return
+			}
+		}
+	}()
+
+	// Subscribe to what is held now; events cover later changes.
+	for u, exp := range a.leases.Held() {
+		s.subscribe(u, exp)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-sendErr:
+			return err
+		case err := <-recvErr:
+			return err
+		case ev := <-a.events:
+			if ev.Held {
+				s.subscribe(ev.Unit, ev.Expires)
+			} else {
+				s.unsubscribe(ev.Unit, "lease lost: "+ev.Reason)
+			}
+		case m := <-recv:
+			switch m := m.GetMsg().(type) {
+			case *v1.ReplicateResponse_Batch:
+				u := rgwlog.UnitOf(m.Batch.GetShard())
+				wk := s.workers[u]
+				if wk == nil {
+					continue // unsubscribed meanwhile; the exporter resends to the next holder
+				}
+				select {
+				case wk.in <- m.Batch:
+				case <-wk.done:
+				case <-sctx.Done():
+					return nil
+				}
+			case *v1.ReplicateResponse_Revoke:
+				u := rgwlog.UnitOf(m.Revoke.GetShard())
+				a.log.Warn("exporter revoked shard", "shard", u.String(), "reason", m.Revoke.GetReason())
+				s.stopWorker(u)
+				a.leases.Release(u)
+			case *v1.ReplicateResponse_ShardState:
+				u := rgwlog.UnitOf(m.ShardState.GetShard())
+				a.shardUpdate(u, func(st *shardState) { st.phase = m.ShardState.GetPhase() })
+			}
+		}
+	}
+}
+
+func (s *session) send(ctx context.Context, m *v1.ReplicateRequest) {
+	select {
+	case s.out <- m:
+	case <-ctx.Done():
+	}
+}
+
+func (s *session) subscribe(u rgwlog.Unit, expires time.Time) {
+	if !s.a.leases.Valid(u) {
+		return
+	}
+	if s.workers[u] != nil {
+		return
+	}
+	wctx, cancel := context.WithCancel(s.ctx)
+	wk := &shardWorker{unit: u, in: make(chan *v1.Batch, 64), cancel: cancel, done: make(chan struct{})}
+	s.workers[u] = wk
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(wk.done)
+		s.a.work(wctx, s, wk)
+	}()
+	s.send(s.ctx, &v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Subscribe{Subscribe: &v1.Subscribe{
+		Shard: u.Ref(), LeaseExpires: timestamppb.New(expires)}}})
+}
+
+func (s *session) unsubscribe(u rgwlog.Unit, reason string) {
+	if s.workers[u] == nil {
+		return
+	}
+	s.stopWorker(u)
+	s.send(s.ctx, &v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Unsubscribe{Unsubscribe: &v1.Unsubscribe{
+		Shard: u.Ref(), Reason: reason}}})
+}
+
+func (s *session) stopWorker(u rgwlog.Unit) {
+	wk := s.workers[u]
+	if wk == nil {
+		return
+	}
+	delete(s.workers, u)
+	wk.cancel()
+	<-wk.done
+}
+
+func (s *session) stopAll() {
+	for u := range s.workers {
+		s.stopWorker(u)
+	}
+	s.wg.Wait()
+}
+
+// work applies the batches of one shard, in order, and acks them.
+func (a *Applier) work(ctx context.Context, s *session, wk *shardWorker) {
+	log := a.log.With("shard", wk.unit.String())
+	for {
+		var b *v1.Batch
+		select {
+		case <-ctx.Done():
+			return
+		case b = <-wk.in:
+		}
+		if !a.leases.Valid(wk.unit) {
+			log.Warn("lease no longer valid: dropping the shard's batches", "seq", b.GetSeq())
+			return
+		}
+		start := time.Now()
+		failed, err := a.applyBatch(ctx, wk.unit, b)
+		if err != nil {
+			// Fenced or cancelled mid-batch: no ack; the next holder gets
+			// the batch again.
+			log.Warn("batch abandoned", "seq", b.GetSeq(), "err", err)
+			return
+		}
+		// Fence the ack too: a holder that lost the lease while applying
+		// must not move the bound.
+		if !a.leases.Valid(wk.unit) {
+			log.Warn("lease lost while applying: not acking", "seq", b.GetSeq())
+			return
+		}
+		s.send(ctx, &v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Ack{Ack: &v1.Ack{
+			Shard: wk.unit.Ref(), Seq: b.GetSeq(), ThroughMarker: b.GetThroughMarker(), Failed: failed}}})
+		applied := len(b.GetEntries()) - len(failed)
+		a.cfg.Metrics.batchSeconds.Observe(time.Since(start).Seconds())
+		a.shardUpdate(wk.unit, func(st *shardState) {
+			st.applied += uint64(applied)
+			st.failed += uint64(len(failed))
+			st.lastSeq, st.through, st.head, st.more = b.GetSeq(), b.GetThroughMarker(), b.GetSourceHeadMarker(), b.GetMore()
+			st.lastTime = time.Now()
+			if len(failed) > 0 {
+				st.lastErr = failed[0].GetError()
+			} else {
+				st.lastErr = ""
+			}
+		})
+		log.Debug("batch applied", "seq", b.GetSeq(), "entries", len(b.GetEntries()), "failed", len(failed), "through", b.GetThroughMarker())
+	}
+}
+
+var errFenced = errors.New("lease lost")
+
+// applyBatch writes a batch's entries in dependency order: groups by
+// rgwlog.ApplyRank, each group in parallel (its keys are distinct: the
+// exporter de-duplicates a batch).
+func (a *Applier) applyBatch(ctx context.Context, u rgwlog.Unit, b *v1.Batch) ([]*v1.RetryItem, error) {
+	groups := map[int][]*v1.MetadataEntry{}
+	for _, en := range b.GetEntries() {
+		r := rgwlog.ApplyRank(en.GetSection(), en.GetOp() == v1.MetadataOp_METADATA_OP_DELETE)
+		groups[r] = append(groups[r], en)
+	}
+	ranks := make([]int, 0, len(groups))
+	for r := range groups {
+		ranks = append(ranks, r)
+	}
+	sort.Ints(ranks)
+	var (
+		mu     sync.Mutex
+		failed []*v1.RetryItem
+		fenced bool
+	)
+	for _, r := range ranks {
+		sem := make(chan struct{}, a.cfg.ApplyConcurrency)
+		var wg sync.WaitGroup
+		for _, en := range groups[r] {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if !a.leases.Valid(u) {
+				fenced = true
+				break
+			}
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				if err := a.applyEntry(ctx, en); err != nil {
+					a.cfg.Metrics.errors.WithLabelValues("apply").Inc()
+					a.log.Warn("apply failed", "shard", u.String(), "section", en.GetSection(), "key", en.GetName(), "op", en.GetOp().String(), "err", err)
+					mu.Lock()
+					failed = append(failed, &v1.RetryItem{Section: en.GetSection(), Name: en.GetName(), Error: err.Error(),
+						Attempts: en.GetAttempt() + 1, Timestamp: en.GetTimestamp()})
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if fenced {
+			return nil, errFenced
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	return failed, nil
+}
+
+func (a *Applier) applyEntry(ctx context.Context, en *v1.MetadataEntry) error {
+	switch en.GetOp() {
+	case v1.MetadataOp_METADATA_OP_PUT:
+		st, err := a.cfg.Dest.PutMetadata(ctx, en.GetSection(), en.GetName(), en.GetBlob(), a.cfg.UpdateType)
+		if err != nil {
+			return err
+		}
+		if st.Applied || st.Status == "" {
+			a.cfg.Metrics.applied.WithLabelValues(en.GetSection(), "put").Inc()
+		} else {
+			a.cfg.Metrics.applied.WithLabelValues(en.GetSection(), "skipped").Inc()
+		}
+		a.cfg.Metrics.bytes.Add(float64(len(en.GetBlob())))
+		return nil
+	case v1.MetadataOp_METADATA_OP_DELETE:
+		err := a.cfg.Dest.DeleteMetadata(ctx, en.GetSection(), en.GetName())
+		if err != nil && !errors.Is(err, rgwadmin.ErrNotFound) {
+			return err
+		}
+		a.cfg.Metrics.applied.WithLabelValues(en.GetSection(), "delete").Inc()
+		return nil
+	}
+	return fmt.Errorf("unknown metadata op %v", en.GetOp())
+}
+
+func (a *Applier) shardUpdate(u rgwlog.Unit, f func(*shardState)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := a.shards[u]
+	if st == nil {
+		st = &shardState{}
+		a.shards[u] = st
+	}
+	f(st)
+}

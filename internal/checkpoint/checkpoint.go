@@ -1,0 +1,289 @@
+// Package checkpoint is the durable store of replica_log bounds: for each
+// (destination, log, shard) the marker applied through, the oldest unapplied
+// change and the items still to retry. A bound is written (and fsynced by
+// bbolt's commit) before anything acts on it; every value carries a CRC so a
+// damaged file is reported as such, never read as "no bound" (which would
+// restart a full sync) or as a wrong marker (which would skip entries).
+package checkpoint
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Log names, as used in keys.
+const (
+	LogMetadata     = "metadata"
+	LogMetadataFull = "metadata.full"
+	LogData         = "data"
+	LogBucketIndex  = "bucket-index"
+)
+
+// ErrCorrupt means a stored bound failed its checksum or could not be
+// decoded. The store refuses to guess; the operator restores or removes it.
+var ErrCorrupt = errors.New("checkpoint corrupt")
+
+// Key names one bound.
+type Key struct {
+	Destination string
+	Log         string
+	Shard       uint32
+	Instance    string // bucket instance, for LogBucketIndex
+}
+
+func (k Key) String() string {
+	s := k.Destination + "/" + k.Log + "/" + strconv.FormatUint(uint64(k.Shard), 10)
+	if k.Instance != "" {
+		s += "/" + k.Instance
+	}
+	return s
+}
+
+// Retry is an item that failed to apply and is sent again later.
+type Retry struct {
+	Section     string    `json:"section"`
+	Name        string    `json:"name"`
+	Error       string    `json:"error,omitempty"`
+	Attempts    uint32    `json:"attempts"`
+	Timestamp   time.Time `json:"timestamp"`
+	NextAttempt time.Time `json:"next_attempt"`
+}
+
+// Bound is what has been applied of one shard.
+type Bound struct {
+	Marker     string    `json:"marker"`
+	OldestTime time.Time `json:"oldest_time"`
+	Retries    []Retry   `json:"retries,omitempty"`
+	// Phase is the shard's state machine position ("full-sync", "done",
+	// "incremental"), interpreted by the exporter.
+	Phase     string    `json:"phase,omitempty"`
+	Applier   string    `json:"applier,omitempty"` // who acked last
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Entry is a key with its bound.
+type Entry struct {
+	Key   Key
+	Bound Bound
+}
+
+// Store keeps bounds in a bbolt file.
+type Store struct {
+	db   *bolt.DB
+	path string
+}
+
+var bucketBounds = []byte("bounds")
+
+const formatVersion = 1
+
+// Open opens (creating if needed) the bounds file. A file locked by another
+// process fails after a short wait instead of blocking forever.
+func Open(path string) (*Store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("open bounds file %s: locked by another process", path)
+		}
+		return nil, fmt.Errorf("open bounds file %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketBounds)
+		return err
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("init bounds file %s: %w", path, err)
+	}
+	s := &Store{db: db, path: path}
+	// Read everything once so a damaged file is reported at start, not when
+	// a shard is first touched.
+	if _, err := s.List(""); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Path is the file's path.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Get returns the bound of k; ok is false when there is none.
+func (s *Store) Get(k Key) (b Bound, ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketBounds).Get(encodeKey(k))
+		if v == nil {
+			return nil
+		}
+		ok = true
+		b, err = decode(k, v)
+		return err
+	})
+	return b, ok, err
+}
+
+// Put stores bounds durably (one transaction, fsynced) before returning.
+func (s *Store) Put(entries ...Entry) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketBounds)
+		for _, e := range entries {
+			v, err := encode(e.Bound)
+			if err != nil {
+				return fmt.Errorf("encode bound %s: %w", e.Key, err)
+			}
+			if err := bk.Put(encodeKey(e.Key), v); err != nil {
+				return fmt.Errorf("store bound %s: %w", e.Key, err)
+			}
+		}
+		return nil
+	})
+}
+
+// Delete removes bounds.
+func (s *Store) Delete(keys ...Key) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketBounds)
+		for _, k := range keys {
+			if err := bk.Delete(encodeKey(k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// List returns the bounds of one destination (all when empty), in key order.
+func (s *Store) List(destination string) ([]Entry, error) {
+	var out []Entry
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketBounds).Cursor()
+		var prefix []byte
+		if destination != "" {
+			prefix = append([]byte(destination), 0)
+		}
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			key, err := decodeKey(k)
+			if err != nil {
+				return fmt.Errorf("%s: %w: key %q: %v", s.path, ErrCorrupt, k, err)
+			}
+			b, err := decode(key, v)
+			if err != nil {
+				return fmt.Errorf("%s: %w", s.path, err)
+			}
+			out = append(out, Entry{Key: key, Bound: b})
+		}
+		return nil
+	})
+	sort.SliceStable(out, func(i, j int) bool { return lessKey(out[i].Key, out[j].Key) })
+	return out, err
+}
+
+func lessKey(a, b Key) bool {
+	if a.Destination != b.Destination {
+		return a.Destination < b.Destination
+	}
+	if a.Log != b.Log {
+		return a.Log < b.Log
+	}
+	if a.Shard != b.Shard {
+		return a.Shard < b.Shard
+	}
+	return a.Instance < b.Instance
+}
+
+// Keys are "dest\x00log\x00shard(4 bytes BE)\x00instance" so one
+// destination's bounds are contiguous and shards sort numerically.
+func encodeKey(k Key) []byte {
+	var b bytes.Buffer
+	b.WriteString(k.Destination)
+	b.WriteByte(0)
+	b.WriteString(k.Log)
+	b.WriteByte(0)
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], k.Shard)
+	b.Write(n[:])
+	b.WriteByte(0)
+	b.WriteString(k.Instance)
+	return b.Bytes()
+}
+
+func decodeKey(raw []byte) (Key, error) {
+	dest, rest, ok := bytes.Cut(raw, []byte{0})
+	if !ok {
+		return Key{}, errors.New("no destination separator")
+	}
+	log, rest, ok := bytes.Cut(rest, []byte{0})
+	if !ok || len(rest) < 5 || rest[4] != 0 {
+		return Key{}, errors.New("bad log/shard part")
+	}
+	return Key{
+		Destination: string(dest),
+		Log:         string(log),
+		Shard:       binary.BigEndian.Uint32(rest[:4]),
+		Instance:    string(rest[5:]),
+	}, nil
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Values are: version byte, CRC32C of the JSON (4 bytes BE), JSON.
+func encode(b Bound) ([]byte, error) {
+	js, err := json.Marshal(b)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 5, 5+len(js))
+	out[0] = formatVersion
+	binary.BigEndian.PutUint32(out[1:5], crc32.Checksum(js, castagnoli))
+	return append(out, js...), nil
+}
+
+func decode(k Key, v []byte) (Bound, error) {
+	var b Bound
+	if len(v) < 5 {
+		return b, fmt.Errorf("%w: bound %s: %d bytes, too short", ErrCorrupt, k, len(v))
+	}
+	if v[0] != formatVersion {
+		return b, fmt.Errorf("%w: bound %s: unknown format version %d", ErrCorrupt, k, v[0])
+	}
+	js := v[5:]
+	if got, want := crc32.Checksum(js, castagnoli), binary.BigEndian.Uint32(v[1:5]); got != want {
+		return b, fmt.Errorf("%w: bound %s: checksum %08x, stored %08x", ErrCorrupt, k, got, want)
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		return b, fmt.Errorf("%w: bound %s: %v", ErrCorrupt, k, err)
+	}
+	return b, nil
+}
+
+// ParseKey parses Key.String's form (for operators' tools).
+func ParseKey(s string) (Key, error) {
+	parts := strings.SplitN(s, "/", 4)
+	if len(parts) < 3 {
+		return Key{}, fmt.Errorf("bound key %q: want destination/log/shard[/instance]", s)
+	}
+	n, err := strconv.ParseUint(parts[2], 10, 32)
+	if err != nil {
+		return Key{}, fmt.Errorf("bound key %q: shard: %w", s, err)
+	}
+	k := Key{Destination: parts[0], Log: parts[1], Shard: uint32(n)}
+	if len(parts) == 4 {
+		k.Instance = parts[3]
+	}
+	return k, nil
+}

@@ -1,0 +1,114 @@
+package checkpoint
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+)
+
+func TestPutGetListRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bounds.db")
+	s, err := Open(path)
+	require.NoError(t, err)
+	ts := time.Date(2026, 11, 25, 12, 25, 32, 671183000, time.UTC)
+	entries := []Entry{
+		{Key{"zone-b", LogMetadata, 10, ""}, Bound{Marker: "1_1795609532.671183_40.1", OldestTime: ts, Phase: "incremental"}},
+		{Key{"zone-b", LogMetadata, 2, ""}, Bound{Marker: "1_1795609530.377534_5.1", Retries: []Retry{{Section: "user", Name: "tenant$bob", Attempts: 2, Error: "500", Timestamp: ts}}}},
+		{Key{"zone-c", LogMetadata, 0, ""}, Bound{Marker: "x"}},
+		{Key{"zone-b", LogBucketIndex, 3, "photos:5a75.4176.1"}, Bound{Marker: "00000000002.6.6"}},
+	}
+	require.NoError(t, s.Put(entries...))
+
+	got, ok, err := s.Get(entries[1].Key)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, entries[1].Bound.Marker, got.Marker)
+	require.Equal(t, "tenant$bob", got.Retries[0].Name)
+
+	_, ok, err = s.Get(Key{"zone-b", LogMetadata, 63, ""})
+	require.NoError(t, err)
+	require.False(t, ok)
+
+	list, err := s.List("zone-b")
+	require.NoError(t, err)
+	require.Len(t, list, 3)
+	// numeric shard order within a log, logs in name order
+	require.Equal(t, LogBucketIndex, list[0].Key.Log)
+	require.Equal(t, uint32(2), list[1].Key.Shard)
+	require.Equal(t, uint32(10), list[2].Key.Shard)
+	require.NoError(t, s.Close())
+
+	// survives reopen
+	s, err = Open(path)
+	require.NoError(t, err)
+	got, ok, err = s.Get(entries[0].Key)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.True(t, got.OldestTime.Equal(ts))
+	require.NoError(t, s.Delete(entries[0].Key))
+	_, ok, _ = s.Get(entries[0].Key)
+	require.False(t, ok)
+	require.NoError(t, s.Close())
+}
+
+func TestCorruptValueIsReportedNotReset(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bounds.db")
+	s, err := Open(path)
+	require.NoError(t, err)
+	k := Key{"zone-b", LogMetadata, 7, ""}
+	require.NoError(t, s.Put(Entry{k, Bound{Marker: "1_1795609532.671183_40.1"}}))
+	require.NoError(t, s.Close())
+
+	// flip one byte of the stored JSON behind the store's back
+	db, err := bolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketBounds)
+		v := append([]byte(nil), b.Get(encodeKey(k))...)
+		v[len(v)-5] ^= 0x01
+		return b.Put(encodeKey(k), v)
+	}))
+	require.NoError(t, db.Close())
+
+	_, err = Open(path)
+	require.Error(t, err)
+	require.True(t, errors.Is(err, ErrCorrupt), "got %v", err)
+	require.Contains(t, err.Error(), "zone-b/metadata/7")
+}
+
+func TestGarbageFileIsAnError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bounds.db")
+	require.NoError(t, os.WriteFile(path, []byte("this is not a bbolt file at all, just some text"), 0o600))
+	_, err := Open(path)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), path)
+}
+
+func TestSecondOpenIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bounds.db")
+	s, err := Open(path)
+	require.NoError(t, err)
+	defer s.Close()
+	_, err = Open(path)
+	require.ErrorContains(t, err, "locked by another process")
+}
+
+func TestKeyStringParse(t *testing.T) {
+	for _, k := range []Key{
+		{"zone-b", LogMetadata, 0, ""},
+		{"zone-b", LogBucketIndex, 12, "b:inst.1:3"},
+	} {
+		got, err := ParseKey(k.String())
+		require.NoError(t, err)
+		require.Equal(t, k, got)
+	}
+	_, err := ParseKey("zone-b/metadata")
+	require.Error(t, err)
+	_, err = ParseKey("zone-b/metadata/x")
+	require.Error(t, err)
+}

@@ -1,0 +1,356 @@
+// Package exporter is the source side of rgwsync. It serves the Replicate
+// stream to appliers: for every shard an applier subscribes to, it reads the
+// source gateway's log after the destination's bound, fetches the metadata
+// blobs the entries name and streams them in batches; when the applier acks a
+// batch it stores the new bound durably (bbolt, fsynced) before it sends
+// anything that depends on it. It also serves Status and GetBounds.
+//
+// Invariants:
+//   - a bound only moves to a batch's through-marker after that batch was
+//     acked (and every earlier batch of the shard was acked);
+//   - items the applier (or the source fetch) failed on are stored with the
+//     bound as retries in the same transaction, and sent again until they
+//     succeed;
+//   - a destination without bounds is initialised by recording every mdlog
+//     shard's head marker *before* the full sync lists keys, and incremental
+//     shards are served only once the full sync is done, so nothing logged
+//     during the full sync is missed or applied out of order.
+package exporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/checkpoint"
+	"github.com/rgwsync/rgwsync/internal/rgwadmin"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
+)
+
+// Source is what the exporter needs of the source gateway's admin API.
+type Source interface {
+	MDLogInfo(ctx context.Context) (rgwadmin.LogInfo, error)
+	MDLogShardInfo(ctx context.Context, period string, shard int) (rgwadmin.ShardInfo, error)
+	ListMDLog(ctx context.Context, period string, shard int, marker string, max int) (rgwadmin.MDLogPage, error)
+	ListMetadataKeys(ctx context.Context, section, marker string, max int) (rgwadmin.KeyPage, error)
+	GetMetadata(ctx context.Context, section, key string) ([]byte, error)
+}
+
+// Config of an Exporter. Zero values take the defaults.
+type Config struct {
+	ID             string
+	Source         Source
+	SourceEndpoint string // for Status
+	Store          *checkpoint.Store
+	// Metadata sections replicated (default user, bucket.instance, bucket).
+	Sections []string
+	// Log entries read per batch (default 100).
+	BatchEntries int
+	// Parallel metadata fetches per batch (default 16).
+	FetchConcurrency int
+	// Idle polling of a caught-up shard: starts at PollMin after the last
+	// entry and doubles up to PollMax (defaults 50ms, 1s).
+	PollMin, PollMax time.Duration
+	// Backoff of a failed item: RetryMin doubling up to RetryMax.
+	RetryMin, RetryMax time.Duration
+	// Flow control defaults (an applier may ask for less).
+	MaxInflightBatches int   // per shard, default 4
+	MaxInflightBytes   int64 // per stream, default 64 MiB
+	// How often the source's shard heads are read for Status (default 5s).
+	HeadPollInterval time.Duration
+	Logger           *slog.Logger
+	Metrics          *Metrics
+}
+
+func (c *Config) setDefaults() {
+	if len(c.Sections) == 0 {
+		c.Sections = rgwlog.DefaultSections
+	}
+	setDefault(&c.BatchEntries, 100)
+	setDefault(&c.FetchConcurrency, 16)
+	setDefault(&c.PollMin, 50*time.Millisecond)
+	setDefault(&c.PollMax, time.Second)
+	setDefault(&c.RetryMin, time.Second)
+	setDefault(&c.RetryMax, 5*time.Minute)
+	setDefault(&c.MaxInflightBatches, 4)
+	setDefault(&c.MaxInflightBytes, 64<<20)
+	setDefault(&c.HeadPollInterval, 5*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
+	}
+}
+
+func setDefault[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
+	}
+}
+
+// Exporter serves ReplicationService and StatusService.
+type Exporter struct {
+	v1.UnimplementedReplicationServiceServer
+	v1.UnimplementedStatusServiceServer
+
+	cfg      Config
+	log      *slog.Logger
+	period   string
+	mdShards int
+	sections map[string]bool
+
+	mu    sync.Mutex
+	dests map[string]*destination
+	heads map[uint32]string // mdlog shard -> head marker, as last read
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New checks the source (a wrong key or endpoint fails here, with the
+// gateway's answer) and returns an exporter. Start begins background work.
+func New(ctx context.Context, cfg Config) (*Exporter, error) {
+	cfg.setDefaults()
+	if cfg.Source == nil || cfg.Store == nil {
+		return nil, errors.New("exporter: Source and Store are required")
+	}
+	info, err := cfg.Source.MDLogInfo(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the source's metadata log info: %w", err)
+	}
+	if info.NumShards <= 0 {
+		return nil, fmt.Errorf("source metadata log has %d shards: is this a metadata master in a zonegroup with more than one zone?", info.NumShards)
+	}
+	e := &Exporter{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		period:   info.Period,
+		mdShards: info.NumShards,
+		sections: map[string]bool{},
+		dests:    map[string]*destination{},
+		heads:    map[uint32]string{},
+	}
+	for _, s := range cfg.Sections {
+		e.sections[s] = true
+	}
+	// Destinations known from an earlier run, so Status shows them.
+	entries, err := cfg.Store.List("")
+	if err != nil {
+		return nil, err
+	}
+	for _, en := range entries {
+		e.destinationLocked(en.Key.Destination)
+	}
+	return e, nil
+}
+
+// Start runs the head poller until Close.
+func (e *Exporter) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.pollHeads(ctx)
+	}()
+}
+
+// Close stops background work. Streams end when the gRPC server stops.
+func (e *Exporter) Close() {
+	if e.cancel != nil {
+		e.cancel()
+	}
+	e.wg.Wait()
+}
+
+// Period is the source's mdlog period.
+func (e *Exporter) Period() string { return e.period }
+
+func (e *Exporter) pollHeads(ctx context.Context) {
+	t := time.NewTicker(e.cfg.HeadPollInterval)
+	defer t.Stop()
+	for {
+		for i := range e.mdShards {
+			si, err := e.cfg.Source.MDLogShardInfo(ctx, e.period, i)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				e.log.Warn("read source shard head", "shard", i, "err", err)
+				continue
+			}
+			e.setHead(uint32(i), si.Marker)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (e *Exporter) setHead(shard uint32, marker string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if marker != "" {
+		e.heads[shard] = marker
+	}
+}
+
+func (e *Exporter) head(shard uint32) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.heads[shard]
+}
+
+// destination is the state of one destination zone.
+type destination struct {
+	name string
+
+	initMu      sync.Mutex
+	initialised bool
+
+	mu       sync.Mutex
+	fullDone chan struct{} // closed once the full sync is done
+	subs     map[rgwlog.Unit]*subscription
+	stats    map[rgwlog.Unit]*shardStats
+	appliers map[string]int
+}
+
+func (e *Exporter) destinationLocked(name string) *destination {
+	d := e.dests[name]
+	if d == nil {
+		d = &destination{
+			name:     name,
+			fullDone: make(chan struct{}),
+			subs:     map[rgwlog.Unit]*subscription{},
+			stats:    map[rgwlog.Unit]*shardStats{},
+			appliers: map[string]int{},
+		}
+		e.dests[name] = d
+	}
+	return d
+}
+
+func (e *Exporter) destination(name string) *destination {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.destinationLocked(name)
+}
+
+func (d *destination) stat(u rgwlog.Unit) *shardStats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.stats[u]
+	if s == nil {
+		s = &shardStats{}
+		d.stats[u] = s
+	}
+	return s
+}
+
+// ensureInitialised records, once per destination, the bounds that make a
+// full sync safe: every mdlog shard's head marker first, then the full-sync
+// position at its start, in one durable transaction.
+func (e *Exporter) ensureInitialised(ctx context.Context, d *destination) error {
+	d.initMu.Lock()
+	defer d.initMu.Unlock()
+	if d.initialised {
+		return nil
+	}
+	fullKey := rgwlog.Unit{Log: v1.LogType_LOG_TYPE_METADATA_FULL}.Key(d.name)
+	b, ok, err := e.cfg.Store.Get(fullKey)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		entries := make([]checkpoint.Entry, 0, e.mdShards+1)
+		now := time.Now().UTC()
+		for i := range e.mdShards {
+			si, err := e.cfg.Source.MDLogShardInfo(ctx, e.period, i)
+			if err != nil {
+				return fmt.Errorf("initialise destination %s: read mdlog shard %d head: %w", d.name, i, err)
+			}
+			u := rgwlog.Unit{Log: v1.LogType_LOG_TYPE_METADATA, Shard: uint32(i)}
+			entries = append(entries, checkpoint.Entry{Key: u.Key(d.name), Bound: checkpoint.Bound{
+				Marker: si.Marker, Phase: phaseIncremental, UpdatedAt: now,
+			}})
+		}
+		b = checkpoint.Bound{Marker: fullPos{}.String(), Phase: phaseFullSync, UpdatedAt: now}
+		entries = append(entries, checkpoint.Entry{Key: fullKey, Bound: b})
+		if err := e.cfg.Store.Put(entries...); err != nil {
+			return fmt.Errorf("initialise destination %s: %w", d.name, err)
+		}
+		e.log.Info("new destination: recorded mdlog heads, starting metadata full sync",
+			"destination", d.name, "shards", e.mdShards, "period", e.period)
+	}
+	if b.Phase == phaseDone {
+		d.markFullDone()
+	}
+	d.initialised = true
+	return nil
+}
+
+func (d *destination) markFullDone() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	select {
+	case <-d.fullDone:
+	default:
+		close(d.fullDone)
+	}
+}
+
+func (d *destination) isFullDone() bool {
+	select {
+	case <-d.fullDone:
+		return true
+	default:
+		return false
+	}
+}
+
+// Phases stored in bounds.
+const (
+	phaseFullSync    = "full-sync"
+	phaseDone        = "done"
+	phaseIncremental = "incremental"
+)
+
+// shardStats is what Status shows of a shard while it is served.
+type shardStats struct {
+	mu           sync.Mutex
+	phase        v1.ShardPhase
+	behind       uint64
+	behindMore   bool
+	oldest       time.Time
+	retries      int
+	holder       string
+	leaseExpires time.Time
+	applied      uint64
+	inflight     int
+	lastErr      string
+	bound        string
+}
+
+func (s *shardStats) update(f func(s *shardStats)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(s)
+}
+
+func (s *shardStats) snapshot() shardStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return shardStats{
+		phase: s.phase, behind: s.behind, behindMore: s.behindMore, oldest: s.oldest,
+		retries: s.retries, holder: s.holder, leaseExpires: s.leaseExpires, applied: s.applied,
+		inflight: s.inflight, lastErr: s.lastErr, bound: s.bound,
+	}
+}

@@ -1,0 +1,601 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/checkpoint"
+	"github.com/rgwsync/rgwsync/internal/rgwadmin"
+)
+
+// worker serves one subscription: reads after the bound, sends batches
+// within the window, and turns acks into durable bounds.
+type worker struct {
+	e     *Exporter
+	d     *destination
+	sub   *subscription
+	stats *shardStats
+	log   *slog.Logger
+
+	key      checkpoint.Key
+	bound    checkpoint.Bound // as stored
+	pos      string           // read position: through-marker of the last batch sent
+	seq      uint64
+	inflight []*sentBatch
+	sending  map[string]bool // retry items in flight, by section/name
+}
+
+type sentBatch struct {
+	seq       uint64
+	through   string
+	entries   int // raw log entries covered (for "behind")
+	first     time.Time
+	retried   []checkpoint.Retry // retry items resent in this batch
+	srcFailed []*v1.RetryItem    // items the source could not give us
+	payload   int64
+	applied   int
+	more      bool
+}
+
+// batchSource produces the next batch of a shard after pos.
+type batchSource interface {
+	next(ctx context.Context, pos string, max int) (b *readBatch, err error)
+	// finished reports that everything up to pos has been read for good
+	// (the full sync has no more keys to list).
+	finished(pos string) bool
+}
+
+type readBatch struct {
+	entries   []*v1.MetadataEntry
+	through   string
+	raw       int // log entries read (before de-duplication and filtering)
+	first     time.Time
+	more      bool
+	head      string
+	srcFailed []*v1.RetryItem
+}
+
+func (w *worker) run(ctx context.Context) error {
+	u := w.sub.unit
+	w.key = u.Key(w.d.name)
+	w.sending = map[string]bool{}
+
+	var src batchSource
+	switch u.Log {
+	case v1.LogType_LOG_TYPE_METADATA:
+		if !w.d.isFullDone() {
+			w.setPhase(ctx, v1.ShardPhase_SHARD_PHASE_WAITING_FULL_SYNC, "waiting for the metadata full sync")
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-w.d.fullDone:
+			}
+		}
+		src = &mdlogSource{e: w.e, shard: int(u.Shard)}
+	case v1.LogType_LOG_TYPE_METADATA_FULL:
+		src = &fullSource{e: w.e}
+	default:
+		return fmt.Errorf("unsupported log type %v", u.Log)
+	}
+
+	b, ok, err := w.e.cfg.Store.Get(w.key)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("no bound for %s: destination not initialised", w.key)
+	}
+	w.bound = b
+	w.pos = b.Marker
+	w.publish()
+	phase := v1.ShardPhase_SHARD_PHASE_INCREMENTAL
+	if u.Log == v1.LogType_LOG_TYPE_METADATA_FULL {
+		phase = v1.ShardPhase_SHARD_PHASE_FULL_SYNC
+		if b.Phase == phaseDone {
+			phase = v1.ShardPhase_SHARD_PHASE_DONE
+		}
+	}
+	w.setPhase(ctx, phase, "")
+
+	idle := w.e.cfg.PollMin
+	var srcBackoff time.Duration
+	for {
+		var wait <-chan time.Time
+		if len(w.inflight) < w.sub.st.window {
+			sent, err := w.sendNext(ctx, src)
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case err != nil:
+				srcBackoff = min(max(2*srcBackoff, w.e.cfg.PollMin), 30*time.Second)
+				w.log.Warn("read from source failed; will retry", "err", err, "backoff", srcBackoff)
+				w.stats.update(func(s *shardStats) { s.lastErr = err.Error() })
+				w.e.cfg.Metrics.errors.WithLabelValues("source").Inc()
+				wait = time.After(jitter(srcBackoff))
+			case sent:
+				srcBackoff, idle = 0, w.e.cfg.PollMin
+				w.stats.update(func(s *shardStats) { s.lastErr = "" })
+				// Look at acks without waiting, then read on.
+				select {
+				case ack := <-w.sub.acks:
+					if err := w.handleAck(ack, src); err != nil {
+						return err
+					}
+				default:
+				}
+				continue
+			default:
+				if len(w.inflight) == 0 {
+					w.caughtUp(ctx, src)
+				}
+				wait = time.After(w.untilNextWork(idle))
+				idle = min(2*idle, w.e.cfg.PollMax)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case ack := <-w.sub.acks:
+			if err := w.handleAck(ack, src); err != nil {
+				return err
+			}
+		case <-wait:
+		}
+	}
+}
+
+// untilNextWork is the idle wait, shortened when a retry comes due sooner.
+func (w *worker) untilNextWork(idle time.Duration) time.Duration {
+	d := idle
+	now := time.Now()
+	for _, r := range w.bound.Retries {
+		if w.sending[retryKey(r.Section, r.Name)] {
+			continue
+		}
+		if until := r.NextAttempt.Sub(now); until < d {
+			d = max(until, time.Millisecond)
+		}
+	}
+	return d
+}
+
+func (w *worker) setPhase(ctx context.Context, p v1.ShardPhase, detail string) {
+	var changed bool
+	w.stats.update(func(s *shardStats) { changed = s.phase != p; s.phase = p })
+	if changed {
+		_ = w.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_ShardState{ShardState: &v1.ShardState{
+			Shard: w.sub.unit.Ref(), Phase: p, Detail: detail}}})
+	}
+}
+
+func (w *worker) caughtUp(ctx context.Context, src batchSource) {
+	if w.sub.unit.Log == v1.LogType_LOG_TYPE_METADATA_FULL {
+		if w.bound.Phase == phaseDone {
+			w.setPhase(ctx, v1.ShardPhase_SHARD_PHASE_DONE, "")
+		}
+		return
+	}
+	if len(w.bound.Retries) == 0 {
+		w.setPhase(ctx, v1.ShardPhase_SHARD_PHASE_CAUGHT_UP, "")
+	}
+}
+
+// sendNext reads and sends one batch; false when there was nothing to send.
+func (w *worker) sendNext(ctx context.Context, src batchSource) (bool, error) {
+	// Retries that are due go first, in a batch that does not move the bound.
+	var due []checkpoint.Retry
+	now := time.Now()
+	for _, r := range w.bound.Retries {
+		if !w.sending[retryKey(r.Section, r.Name)] && !r.NextAttempt.After(now) && len(due) < w.e.cfg.BatchEntries {
+			due = append(due, r)
+		}
+	}
+	var rb *readBatch
+	if len(due) > 0 {
+		entries, failed := w.e.fetchAll(ctx, retryRefs(due))
+		rb = &readBatch{entries: entries, through: w.pos, srcFailed: failed, first: oldestRetry(due)}
+		for _, en := range rb.entries {
+			en.Attempt = attemptsOf(due, en.Section, en.Name) + 1
+		}
+	} else {
+		if src.finished(w.pos) {
+			return false, nil
+		}
+		var err error
+		rb, err = src.next(ctx, w.pos, w.e.cfg.BatchEntries)
+		if err != nil {
+			return false, err
+		}
+		if rb == nil {
+			return false, nil
+		}
+	}
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	w.seq++
+	var payload int64
+	for _, en := range rb.entries {
+		payload += int64(len(en.Blob)) + int64(len(en.Name)) + 64
+	}
+	batch := &v1.Batch{
+		Shard:            w.sub.unit.Ref(),
+		Seq:              w.seq,
+		Entries:          rb.entries,
+		ThroughMarker:    rb.through,
+		SourceHeadMarker: rb.head,
+		More:             rb.more,
+		PayloadBytes:     uint64(payload),
+	}
+	// Stream-wide byte window: memory stays bounded whatever the backlog.
+	need := min(payload, w.sub.st.maxB)
+	if err := w.sub.st.bytes.Acquire(ctx, need); err != nil {
+		return false, err
+	}
+	sb := &sentBatch{seq: w.seq, through: rb.through, entries: rb.raw, first: rb.first, retried: due,
+		srcFailed: rb.srcFailed, payload: need, more: rb.more, applied: len(rb.entries)}
+	if err := w.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Batch{Batch: batch}}); err != nil {
+		w.sub.st.bytes.Release(need)
+		return false, err
+	}
+	for _, r := range due {
+		w.sending[retryKey(r.Section, r.Name)] = true
+	}
+	w.inflight = append(w.inflight, sb)
+	w.pos = rb.through
+	if rb.head != "" && w.sub.unit.Log == v1.LogType_LOG_TYPE_METADATA {
+		w.e.setHead(w.sub.unit.Shard, rb.head)
+	}
+	w.e.cfg.Metrics.batchesSent.WithLabelValues(w.d.name, logLabel(w.sub.unit.Log)).Inc()
+	w.publish()
+	if w.sub.unit.Log == v1.LogType_LOG_TYPE_METADATA {
+		w.setPhase(ctx, v1.ShardPhase_SHARD_PHASE_INCREMENTAL, "")
+	}
+	return true, nil
+}
+
+// handleAck records an acked batch durably. Acks must come in order.
+func (w *worker) handleAck(ack *v1.Ack, src batchSource) error {
+	if len(w.inflight) == 0 || ack.GetSeq() != w.inflight[0].seq {
+		want := uint64(0)
+		if len(w.inflight) > 0 {
+			want = w.inflight[0].seq
+		}
+		return fmt.Errorf("protocol: ack for batch %d, expected %d", ack.GetSeq(), want)
+	}
+	sb := w.inflight[0]
+	if ack.GetThroughMarker() != sb.through {
+		return fmt.Errorf("protocol: ack of batch %d through %q, sent through %q", sb.seq, ack.GetThroughMarker(), sb.through)
+	}
+	now := time.Now().UTC()
+	nb := w.bound
+	nb.Marker = sb.through
+	nb.UpdatedAt = now
+	nb.Applier = w.sub.st.applier
+
+	// Retries: drop the ones resent in this batch, then add what failed.
+	resent := map[string]checkpoint.Retry{}
+	for _, r := range sb.retried {
+		resent[retryKey(r.Section, r.Name)] = r
+	}
+	var kept []checkpoint.Retry
+	for _, r := range w.bound.Retries {
+		if _, ok := resent[retryKey(r.Section, r.Name)]; !ok {
+			kept = append(kept, r)
+		}
+	}
+	failed := append(append([]*v1.RetryItem(nil), ack.GetFailed()...), sb.srcFailed...)
+	for _, f := range failed {
+		k := retryKey(f.GetSection(), f.GetName())
+		prev, wasRetry := resent[k]
+		attempts := uint32(1)
+		ts := f.GetTimestamp().AsTime()
+		if wasRetry {
+			attempts = prev.Attempts + 1
+			ts = prev.Timestamp
+		}
+		// The same key may already be kept (failed in an earlier batch).
+		replaced := false
+		for i := range kept {
+			if retryKey(kept[i].Section, kept[i].Name) == k {
+				kept[i].Error, kept[i].Attempts = f.GetError(), max(kept[i].Attempts, attempts)
+				kept[i].NextAttempt = now.Add(w.e.backoff(kept[i].Attempts))
+				replaced = true
+			}
+		}
+		if !replaced {
+			kept = append(kept, checkpoint.Retry{Section: f.GetSection(), Name: f.GetName(), Error: f.GetError(),
+				Attempts: attempts, Timestamp: ts, NextAttempt: now.Add(w.e.backoff(attempts))})
+		}
+		w.log.Warn("item failed; kept for retry", "section", f.GetSection(), "key", f.GetName(), "attempts", attempts, "err", f.GetError())
+	}
+	nb.Retries = kept
+	nb.OldestTime = w.oldestUnapplied(kept)
+	if w.sub.unit.Log == v1.LogType_LOG_TYPE_METADATA_FULL && src.finished(sb.through) && len(w.inflight) == 1 && nb.Phase != phaseDone {
+		nb.Phase = phaseDone
+	}
+	if err := w.e.cfg.Store.Put(checkpoint.Entry{Key: w.key, Bound: nb}); err != nil {
+		// Without a durable bound nothing may move on: end the subscription.
+		return fmt.Errorf("store bound %s: %w", w.key, err)
+	}
+	if nb.Phase == phaseDone && w.bound.Phase != phaseDone {
+		w.log.Info("metadata full sync done", "retries", len(kept))
+		w.d.markFullDone()
+	}
+	w.bound = nb
+	w.inflight = w.inflight[1:]
+	for k := range resent {
+		delete(w.sending, k)
+	}
+	w.sub.st.bytes.Release(sb.payload)
+	applied := max(sb.applied-len(ack.GetFailed()), 0)
+	w.e.cfg.Metrics.entriesApplied.WithLabelValues(w.d.name, logLabel(w.sub.unit.Log)).Add(float64(applied))
+	w.e.cfg.Metrics.retriesFailed.WithLabelValues(w.d.name, logLabel(w.sub.unit.Log)).Add(float64(len(failed)))
+	w.stats.update(func(s *shardStats) { s.applied += uint64(applied) })
+	w.publish()
+	return nil
+}
+
+// oldestUnapplied: the first entry of the oldest unacked batch, or the
+// oldest retry; zero when everything read has been applied.
+func (w *worker) oldestUnapplied(retries []checkpoint.Retry) time.Time {
+	var t time.Time
+	for _, sb := range w.inflight[1:] {
+		if !sb.first.IsZero() && (t.IsZero() || sb.first.Before(t)) {
+			t = sb.first
+		}
+	}
+	for _, r := range retries {
+		if !r.Timestamp.IsZero() && (t.IsZero() || r.Timestamp.Before(t)) {
+			t = r.Timestamp
+		}
+	}
+	return t
+}
+
+// publish copies the worker's view into the shard's status.
+func (w *worker) publish() {
+	var behind uint64
+	more := false
+	var oldest time.Time
+	for _, sb := range w.inflight {
+		behind += uint64(sb.entries)
+		more = sb.more
+		if !sb.first.IsZero() && (oldest.IsZero() || sb.first.Before(oldest)) {
+			oldest = sb.first
+		}
+	}
+	if o := w.oldestUnapplied(w.bound.Retries); !o.IsZero() && (oldest.IsZero() || o.Before(oldest)) {
+		oldest = o
+	}
+	w.stats.update(func(s *shardStats) {
+		s.behind, s.behindMore, s.oldest = behind, more, oldest
+		s.retries = len(w.bound.Retries)
+		s.inflight = len(w.inflight)
+		s.bound = w.bound.Marker
+	})
+}
+
+func (e *Exporter) backoff(attempts uint32) time.Duration {
+	d := e.cfg.RetryMin
+	for i := uint32(1); i < attempts && d < e.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	return jitter(min(d, e.cfg.RetryMax))
+}
+
+// jitter spreads d over [d/2, d).
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2)
+}
+
+func retryKey(section, name string) string { return section + "\x00" + name }
+
+type keyRef struct {
+	section, name string
+	ts            time.Time
+	marker        string
+}
+
+func retryRefs(rs []checkpoint.Retry) []keyRef {
+	out := make([]keyRef, len(rs))
+	for i, r := range rs {
+		out[i] = keyRef{section: r.Section, name: r.Name, ts: r.Timestamp}
+	}
+	return out
+}
+
+func attemptsOf(rs []checkpoint.Retry, section, name string) uint32 {
+	for _, r := range rs {
+		if r.Section == section && r.Name == name {
+			return r.Attempts
+		}
+	}
+	return 0
+}
+
+func oldestRetry(rs []checkpoint.Retry) time.Time {
+	var t time.Time
+	for _, r := range rs {
+		if t.IsZero() || r.Timestamp.Before(t) {
+			t = r.Timestamp
+		}
+	}
+	return t
+}
+
+// fetchAll fetches the current blob of each key from the source, in
+// parallel, keeping the order. A key the source no longer has becomes a
+// delete; a key that cannot be fetched is returned as failed (kept as a
+// retry once the batch is acked) so one bad key never stalls a shard.
+func (e *Exporter) fetchAll(ctx context.Context, refs []keyRef) ([]*v1.MetadataEntry, []*v1.RetryItem) {
+	entries := make([]*v1.MetadataEntry, len(refs))
+	errs := make([]error, len(refs))
+	sem := make(chan struct{}, e.cfg.FetchConcurrency)
+	var wg sync.WaitGroup
+	for i, r := range refs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			en := &v1.MetadataEntry{Marker: r.marker, Section: r.section, Name: r.name, Timestamp: timestamppb.New(r.ts)}
+			blob, err := e.cfg.Source.GetMetadata(ctx, r.section, r.name)
+			switch {
+			case errors.Is(err, rgwadmin.ErrNotFound):
+				en.Op = v1.MetadataOp_METADATA_OP_DELETE
+			case err != nil:
+				errs[i] = err
+				return
+			default:
+				en.Op = v1.MetadataOp_METADATA_OP_PUT
+				en.Blob = blob
+				e.cfg.Metrics.bytesRead.Add(float64(len(blob)))
+			}
+			entries[i] = en
+		}()
+	}
+	wg.Wait()
+	var out []*v1.MetadataEntry
+	var failed []*v1.RetryItem
+	for i, en := range entries {
+		if errs[i] != nil {
+			if ctx.Err() == nil {
+				e.log.Warn("fetch metadata from source failed", "section", refs[i].section, "key", refs[i].name, "err", errs[i])
+			}
+			failed = append(failed, &v1.RetryItem{Section: refs[i].section, Name: refs[i].name,
+				Error: "source: " + errs[i].Error(), Timestamp: timestamppb.New(refs[i].ts)})
+			continue
+		}
+		out = append(out, en)
+	}
+	return out, failed
+}
+
+// mdlogSource reads one mdlog shard.
+type mdlogSource struct {
+	e     *Exporter
+	shard int
+}
+
+func (s *mdlogSource) finished(string) bool { return false }
+
+func (s *mdlogSource) next(ctx context.Context, pos string, max int) (*readBatch, error) {
+	page, err := s.e.cfg.Source.ListMDLog(ctx, s.e.period, s.shard, pos, max)
+	if err != nil {
+		return nil, fmt.Errorf("list mdlog shard %d after %q: %w", s.shard, pos, err)
+	}
+	if len(page.Entries) == 0 {
+		return nil, nil
+	}
+	// De-duplicate (section, name) within the batch: the blob is fetched
+	// once, as it is now; each change is logged twice (write, complete).
+	last := map[string]int{}
+	for i, en := range page.Entries {
+		if s.e.sections[en.Section] {
+			last[retryKey(en.Section, en.Name)] = i
+		}
+	}
+	var refs []keyRef
+	for i, en := range page.Entries {
+		if s.e.sections[en.Section] && last[retryKey(en.Section, en.Name)] == i {
+			refs = append(refs, keyRef{section: en.Section, name: en.Name, ts: en.Timestamp, marker: en.ID})
+		}
+	}
+	entries, failed := s.e.fetchAll(ctx, refs)
+	lastEntry := page.Entries[len(page.Entries)-1]
+	return &readBatch{
+		entries:   entries,
+		through:   lastEntry.ID,
+		raw:       len(page.Entries),
+		first:     page.Entries[0].Timestamp,
+		more:      page.Truncated,
+		srcFailed: failed,
+	}, nil
+}
+
+// fullPos is the full sync's position: the section being listed and the
+// listing marker within it. Stored as "<section index>|<marker>".
+type fullPos struct {
+	section int
+	marker  string
+}
+
+func (p fullPos) String() string { return strconv.Itoa(p.section) + "|" + p.marker }
+
+func parseFullPos(s string) (fullPos, error) {
+	i, m, ok := strings.Cut(s, "|")
+	n, err := strconv.Atoi(i)
+	if !ok || err != nil || n < 0 {
+		return fullPos{}, fmt.Errorf("bad full sync position %q", s)
+	}
+	return fullPos{section: n, marker: m}, nil
+}
+
+// fullSource lists every key of every section, page by page.
+type fullSource struct{ e *Exporter }
+
+func (s *fullSource) finished(pos string) bool {
+	p, err := parseFullPos(pos)
+	return err == nil && p.section >= len(s.e.cfg.Sections)
+}
+
+func (s *fullSource) next(ctx context.Context, pos string, max int) (*readBatch, error) {
+	p, err := parseFullPos(pos)
+	if err != nil {
+		return nil, err
+	}
+	if p.section >= len(s.e.cfg.Sections) {
+		return nil, nil
+	}
+	section := s.e.cfg.Sections[p.section]
+	page, err := s.e.cfg.Source.ListMetadataKeys(ctx, section, p.marker, max)
+	if err != nil {
+		return nil, fmt.Errorf("list %s keys after %q: %w", section, p.marker, err)
+	}
+	now := time.Now().UTC()
+	refs := make([]keyRef, len(page.Keys))
+	for i, k := range page.Keys {
+		refs[i] = keyRef{section: section, name: k, ts: now, marker: p.String()}
+	}
+	entries, failed := s.e.fetchAll(ctx, refs)
+	np := fullPos{section: p.section, marker: page.Marker}
+	if !page.Truncated || page.Marker == "" {
+		np = fullPos{section: p.section + 1}
+	}
+	return &readBatch{
+		entries:   entries,
+		through:   np.String(),
+		raw:       len(page.Keys),
+		first:     now,
+		more:      !s.finished(np.String()),
+		srcFailed: failed,
+	}, nil
+}
+
+func logLabel(t v1.LogType) string {
+	switch t {
+	case v1.LogType_LOG_TYPE_METADATA:
+		return "metadata"
+	case v1.LogType_LOG_TYPE_METADATA_FULL:
+		return "metadata.full"
+	case v1.LogType_LOG_TYPE_DATA:
+		return "data"
+	}
+	return "other"
+}
+
+var _ = proto.Size

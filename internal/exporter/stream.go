@@ -1,0 +1,287 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
+)
+
+// stream is one applier's Replicate stream.
+type stream struct {
+	applier string
+	dest    *destination
+	out     chan *v1.ReplicateResponse
+	window  int // batches in flight per shard
+	bytes   *semaphore.Weighted
+	maxB    int64
+	done    <-chan struct{} // closed when the stream ends
+
+	mu   sync.Mutex
+	subs map[rgwlog.Unit]*subscription
+}
+
+// send queues a message for the stream's single writer.
+func (s *stream) send(ctx context.Context, m *v1.ReplicateResponse) error {
+	select {
+	case s.out <- m:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		return errStreamClosed
+	}
+}
+
+var errStreamClosed = errors.New("stream closed")
+
+// subscription is one shard served on one stream.
+type subscription struct {
+	unit   rgwlog.Unit
+	st     *stream
+	acks   chan *v1.Ack
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Replicate implements the stream: Hello, then subscriptions and acks.
+func (e *Exporter) Replicate(ss v1.ReplicationService_ReplicateServer) error {
+	ctx, cancel := context.WithCancel(ss.Context())
+	defer cancel()
+
+	first, err := ss.Recv()
+	if err != nil {
+		return err
+	}
+	hello := first.GetHello()
+	if hello == nil {
+		return status.Error(codes.InvalidArgument, "the first message on Replicate must be Hello")
+	}
+	if hello.GetDestination() == "" || hello.GetApplierId() == "" {
+		return status.Error(codes.InvalidArgument, "Hello needs destination and applier_id")
+	}
+	d := e.destination(hello.GetDestination())
+	if err := e.ensureInitialised(ctx, d); err != nil {
+		e.log.Error("initialise destination", "destination", d.name, "err", err)
+		return status.Errorf(codes.Unavailable, "initialise destination %s: %v", d.name, err)
+	}
+
+	window := e.cfg.MaxInflightBatches
+	if w := int(hello.GetMaxInflightBatches()); w > 0 && w < window {
+		window = w
+	}
+	maxB := e.cfg.MaxInflightBytes
+	if b := int64(hello.GetMaxInflightBytes()); b > 0 && b < maxB {
+		maxB = b
+	}
+	st := &stream{
+		applier: hello.GetApplierId(),
+		dest:    d,
+		out:     make(chan *v1.ReplicateResponse, 64),
+		window:  window,
+		bytes:   semaphore.NewWeighted(maxB),
+		maxB:    maxB,
+		done:    ctx.Done(),
+		subs:    map[rgwlog.Unit]*subscription{},
+	}
+	d.mu.Lock()
+	d.appliers[st.applier]++
+	d.mu.Unlock()
+	e.cfg.Metrics.streams.Inc()
+	log := e.log.With("destination", d.name, "applier", st.applier)
+	log.Info("applier connected", "window", window, "max_inflight_bytes", maxB)
+	defer func() {
+		e.dropStream(st)
+		d.mu.Lock()
+		if d.appliers[st.applier]--; d.appliers[st.applier] <= 0 {
+			delete(d.appliers, st.applier)
+		}
+		d.mu.Unlock()
+		e.cfg.Metrics.streams.Dec()
+		log.Info("applier disconnected")
+	}()
+
+	if err := ss.Send(&v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Welcome{Welcome: &v1.Welcome{
+		ExporterId:         e.cfg.ID,
+		Period:             e.period,
+		MetadataShards:     uint32(e.mdShards),
+		MaxInflightBatches: uint32(window),
+		MaxInflightBytes:   uint64(maxB),
+	}}}); err != nil {
+		return err
+	}
+
+	sendErr := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				sendErr <- nil
+				return
+			case m := <-st.out:
+				if err := ss.Send(m); err != nil {
+					sendErr <- err
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+
+	for {
+		msg, err := ss.Recv()
+		if err != nil {
+			cancel()
+			serr := <-sendErr
+			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
+				return serr
+			}
+			return err
+		}
+		switch m := msg.GetMsg().(type) {
+		case *v1.ReplicateRequest_Subscribe:
+			e.subscribe(ctx, st, m.Subscribe)
+		case *v1.ReplicateRequest_Unsubscribe:
+			e.unsubscribe(st, rgwlog.UnitOf(m.Unsubscribe.GetShard()), m.Unsubscribe.GetReason())
+		case *v1.ReplicateRequest_Ack:
+			st.mu.Lock()
+			sub := st.subs[rgwlog.UnitOf(m.Ack.GetShard())]
+			st.mu.Unlock()
+			if sub == nil {
+				// Revoked or unsubscribed: the new holder will get the batch again.
+				log.Debug("ack for a shard not subscribed on this stream, ignored", "shard", rgwlog.UnitOf(m.Ack.GetShard()).String(), "seq", m.Ack.GetSeq())
+				continue
+			}
+			select {
+			case sub.acks <- m.Ack:
+			case <-sub.done:
+			case <-ctx.Done():
+			}
+		default:
+			return status.Error(codes.InvalidArgument, "unexpected message on Replicate")
+		}
+	}
+}
+
+func (e *Exporter) validUnit(u rgwlog.Unit) bool {
+	switch u.Log {
+	case v1.LogType_LOG_TYPE_METADATA:
+		return int(u.Shard) < e.mdShards
+	case v1.LogType_LOG_TYPE_METADATA_FULL:
+		return u.Shard == 0
+	}
+	return false
+}
+
+// subscribe starts serving a shard on st. A shard is served on one stream
+// at a time: a newer subscription (the lease moved) revokes the older one,
+// whose acks are refused from then on.
+func (e *Exporter) subscribe(ctx context.Context, st *stream, req *v1.Subscribe) {
+	u := rgwlog.UnitOf(req.GetShard())
+	if !e.validUnit(u) {
+		_ = st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Revoke{Revoke: &v1.Revoke{
+			Shard: u.Ref(), Reason: "no such shard on this exporter"}}})
+		return
+	}
+	d := st.dest
+	d.mu.Lock()
+	old := d.subs[u]
+	d.mu.Unlock()
+	if old != nil {
+		if old.st == st {
+			return // already served here; a renewal
+		}
+		e.log.Warn("shard subscribed by another applier: revoking the old subscription",
+			"destination", d.name, "shard", u.String(), "old", old.st.applier, "new", st.applier)
+		e.stopSub(old, "subscribed by "+st.applier)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	sub := &subscription{unit: u, st: st, acks: make(chan *v1.Ack, st.window+1), cancel: cancel, done: make(chan struct{})}
+	d.mu.Lock()
+	d.subs[u] = sub
+	d.mu.Unlock()
+	st.mu.Lock()
+	st.subs[u] = sub
+	st.mu.Unlock()
+	stats := d.stat(u)
+	stats.update(func(s *shardStats) {
+		s.holder = st.applier
+		s.leaseExpires = req.GetLeaseExpires().AsTime()
+		s.lastErr = ""
+	})
+	go func() {
+		defer close(sub.done)
+		w := &worker{e: e, d: d, sub: sub, stats: stats, log: e.log.With("destination", d.name, "shard", u.String(), "applier", st.applier)}
+		if err := w.run(sctx); err != nil && sctx.Err() == nil {
+			w.log.Error("shard worker stopped", "err", err)
+			stats.update(func(s *shardStats) { s.lastErr = err.Error() })
+			_ = st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Revoke{Revoke: &v1.Revoke{
+				Shard: u.Ref(), Reason: err.Error()}}})
+			e.detach(sub)
+		}
+	}()
+}
+
+// stopSub ends a subscription and tells its stream.
+func (e *Exporter) stopSub(sub *subscription, reason string) {
+	e.detach(sub)
+	sub.cancel()
+	<-sub.done
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Revoke{Revoke: &v1.Revoke{
+		Shard: sub.unit.Ref(), Reason: reason}}})
+}
+
+// detach removes a subscription from its stream and destination.
+func (e *Exporter) detach(sub *subscription) {
+	d := sub.st.dest
+	d.mu.Lock()
+	if d.subs[sub.unit] == sub {
+		delete(d.subs, sub.unit)
+		if s := d.stats[sub.unit]; s != nil {
+			s.update(func(s *shardStats) { s.holder = ""; s.inflight = 0; s.leaseExpires = time.Time{} })
+		}
+	}
+	d.mu.Unlock()
+	sub.st.mu.Lock()
+	if sub.st.subs[sub.unit] == sub {
+		delete(sub.st.subs, sub.unit)
+	}
+	sub.st.mu.Unlock()
+}
+
+func (e *Exporter) unsubscribe(st *stream, u rgwlog.Unit, reason string) {
+	st.mu.Lock()
+	sub := st.subs[u]
+	st.mu.Unlock()
+	if sub == nil {
+		return
+	}
+	e.log.Info("applier unsubscribed", "destination", st.dest.name, "shard", u.String(), "applier", st.applier, "reason", reason)
+	e.detach(sub)
+	sub.cancel()
+	<-sub.done
+}
+
+func (e *Exporter) dropStream(st *stream) {
+	st.mu.Lock()
+	subs := make([]*subscription, 0, len(st.subs))
+	for _, s := range st.subs {
+		subs = append(subs, s)
+	}
+	st.mu.Unlock()
+	for _, s := range subs {
+		e.detach(s)
+		s.cancel()
+		<-s.done
+	}
+}

@@ -1,0 +1,358 @@
+// Package lease shares the units of work (log shards) between the appliers
+// of one destination, using the destination gateway's own log locks
+// (POST /admin/log?type=metadata&lock) as leases: the destination Ceph
+// cluster is the coordinator, nothing home-made.
+//
+// Each applier holds one membership slot lock, counts the live slots by
+// probing them, and takes the units i with i % members == rank; a unit it
+// holds but no longer wants is released so its new owner can take it. A
+// lease is valid locally until the time its last lock request was *sent*
+// plus its length minus a safety margin: Valid (the fence checked before
+// every apply and ack) turns false on that clock even if this process was
+// frozen and never heard that it lost the lease.
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rgwsync/rgwsync/internal/rgwadmin"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
+)
+
+// Locker is the gateway's log-lock API.
+type Locker interface {
+	LockMDLogShard(ctx context.Context, period string, shard int, length time.Duration, zoneID, lockerID string) error
+	UnlockMDLogShard(ctx context.Context, period string, shard int, zoneID, lockerID string) error
+}
+
+// Config of a Manager.
+type Config struct {
+	Locker Locker
+	Period string // mdlog period whose lock objects are used ("" = current)
+	ZoneID string // the lock's tag: the destination zone
+	Holder string // the lock's cookie: this applier
+	Base   int    // added to every lock id
+	Length time.Duration
+	Renew  time.Duration
+	// Membership slots probed (the most appliers per destination).
+	MaxMembers int
+	Units      []rgwlog.Unit
+	Logger     *slog.Logger
+	// OnChange, if set, is called (from the manager's goroutine) whenever a
+	// unit is acquired or lost.
+	OnChange func(Event)
+}
+
+// Event reports a unit acquired (Held) or lost.
+type Event struct {
+	Unit    rgwlog.Unit
+	Held    bool
+	Expires time.Time
+	Reason  string
+}
+
+// Manager keeps this applier's leases.
+type Manager struct {
+	cfg    Config
+	margin time.Duration
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	held    map[rgwlog.Unit]time.Time // unit -> local validity deadline
+	slot    int                       // -1: none
+	slotEnd time.Time
+	members int
+	rank    int
+	drop    map[rgwlog.Unit]bool // asked to release (revoked)
+}
+
+// New returns a manager; Run does the work.
+func New(cfg Config) (*Manager, error) {
+	if cfg.Locker == nil || cfg.Holder == "" || cfg.ZoneID == "" {
+		return nil, errors.New("lease: Locker, Holder and ZoneID are required")
+	}
+	if cfg.Length <= 0 {
+		cfg.Length = 30 * time.Second
+	}
+	if cfg.Length < 3*time.Second {
+		return nil, fmt.Errorf("lease length %s is too short (at least 3s)", cfg.Length)
+	}
+	if cfg.Renew <= 0 {
+		cfg.Renew = cfg.Length / 3
+	}
+	if cfg.Renew >= cfg.Length/2 {
+		return nil, fmt.Errorf("lease renew interval %s must be under half the length %s", cfg.Renew, cfg.Length)
+	}
+	if cfg.MaxMembers <= 0 {
+		cfg.MaxMembers = 16
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Manager{
+		cfg:    cfg,
+		margin: max(cfg.Length/10, time.Second),
+		log:    cfg.Logger,
+		held:   map[rgwlog.Unit]time.Time{},
+		slot:   -1,
+		drop:   map[rgwlog.Unit]bool{},
+	}, nil
+}
+
+// Valid reports whether u's lease is held and not past its local deadline.
+func (m *Manager) Valid(u rgwlog.Unit) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, ok := m.held[u]
+	return ok && time.Now().Before(d)
+}
+
+// Held lists the units held, with their local deadlines.
+func (m *Manager) Held() map[rgwlog.Unit]time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[rgwlog.Unit]time.Time, len(m.held))
+	for u, d := range m.held {
+		if time.Now().Before(d) {
+			out[u] = d
+		}
+	}
+	return out
+}
+
+// Members reports the live appliers counted at the last tick and this
+// applier's rank among them.
+func (m *Manager) Members() (members, rank, slot int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.members, m.rank, m.slot
+}
+
+// Release asks the manager to give u up at its next tick (for example when
+// the exporter revoked it because another applier subscribed).
+func (m *Manager) Release(u rgwlog.Unit) {
+	m.mu.Lock()
+	m.drop[u] = true
+	m.mu.Unlock()
+}
+
+// Run keeps the leases until ctx ends, then releases them all.
+func (m *Manager) Run(ctx context.Context) error {
+	t := time.NewTicker(m.cfg.Renew)
+	defer t.Stop()
+	for {
+		m.tick(ctx)
+		select {
+		case <-ctx.Done():
+			m.releaseAll()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (m *Manager) lockID(u rgwlog.Unit) int { return u.LockID(m.cfg.Base) }
+
+func (m *Manager) slotID(i int) int { return m.cfg.Base + rgwlog.LockMemberSlot + i }
+
+func (m *Manager) lock(ctx context.Context, id int) (deadline time.Time, err error) {
+	sent := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, m.margin)
+	defer cancel()
+	err = m.cfg.Locker.LockMDLogShard(rctx, m.cfg.Period, id, m.cfg.Length, m.cfg.ZoneID, m.cfg.Holder)
+	return sent.Add(m.cfg.Length - m.margin), err
+}
+
+func (m *Manager) unlock(id int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := m.cfg.Locker.UnlockMDLogShard(ctx, m.cfg.Period, id, m.cfg.ZoneID, m.cfg.Holder)
+	if errors.Is(err, rgwadmin.ErrNotFound) {
+		return nil // not ours any more: nothing to release
+	}
+	return err
+}
+
+func (m *Manager) tick(ctx context.Context) {
+	m.expire()
+	if !m.keepSlot(ctx) {
+		return
+	}
+	members, rank := m.countMembers(ctx)
+	m.mu.Lock()
+	m.members, m.rank = members, rank
+	drop := m.drop
+	m.drop = map[rgwlog.Unit]bool{}
+	m.mu.Unlock()
+
+	for i, u := range m.cfg.Units {
+		if ctx.Err() != nil {
+			return
+		}
+		want := i%members == rank && !drop[u]
+		m.mu.Lock()
+		_, have := m.held[u]
+		m.mu.Unlock()
+		switch {
+		case have && !want:
+			m.lost(u, "rebalanced")
+			if err := m.unlock(m.lockID(u)); err != nil {
+				m.log.Warn("release lease", "shard", u.String(), "err", err)
+			}
+		case want:
+			deadline, err := m.lock(ctx, m.lockID(u))
+			switch {
+			case err == nil:
+				m.mu.Lock()
+				m.held[u] = deadline
+				m.mu.Unlock()
+				if !have {
+					m.log.Info("lease acquired", "shard", u.String(), "members", members, "rank", rank)
+					m.notify(Event{Unit: u, Held: true, Expires: deadline})
+				}
+			case errors.Is(err, rgwadmin.ErrLocked):
+				if have {
+					m.lost(u, "locked by another applier")
+				}
+			default:
+				// Keep it until its deadline: the gateway may just be slow.
+				if ctx.Err() == nil {
+					m.log.Warn("lease renew/acquire failed", "shard", u.String(), "err", err)
+				}
+			}
+		}
+	}
+}
+
+// expire drops leases past their local deadline.
+func (m *Manager) expire() {
+	now := time.Now()
+	m.mu.Lock()
+	var gone []rgwlog.Unit
+	for u, d := range m.held {
+		if !now.Before(d) {
+			gone = append(gone, u)
+		}
+	}
+	if m.slot >= 0 && !now.Before(m.slotEnd) {
+		m.slot = -1
+	}
+	m.mu.Unlock()
+	for _, u := range gone {
+		m.lost(u, "expired before renewal")
+	}
+}
+
+func (m *Manager) lost(u rgwlog.Unit, reason string) {
+	m.mu.Lock()
+	_, had := m.held[u]
+	delete(m.held, u)
+	m.mu.Unlock()
+	if had {
+		m.log.Info("lease lost", "shard", u.String(), "reason", reason)
+		m.notify(Event{Unit: u, Held: false, Reason: reason})
+	}
+}
+
+func (m *Manager) notify(ev Event) {
+	if m.cfg.OnChange != nil {
+		m.cfg.OnChange(ev)
+	}
+}
+
+// keepSlot renews this applier's membership slot, or takes the lowest free.
+func (m *Manager) keepSlot(ctx context.Context) bool {
+	m.mu.Lock()
+	slot := m.slot
+	m.mu.Unlock()
+	if slot >= 0 {
+		d, err := m.lock(ctx, m.slotID(slot))
+		if err == nil {
+			m.mu.Lock()
+			m.slotEnd = d
+			m.mu.Unlock()
+			return true
+		}
+		if !errors.Is(err, rgwadmin.ErrLocked) {
+			m.log.Warn("renew membership slot", "slot", slot, "err", err)
+			return time.Now().Before(m.slotEnd)
+		}
+		m.log.Warn("membership slot taken by another applier; looking for a new one", "slot", slot)
+	}
+	for i := range m.cfg.MaxMembers {
+		d, err := m.lock(ctx, m.slotID(i))
+		if err == nil {
+			m.mu.Lock()
+			m.slot, m.slotEnd = i, d
+			m.mu.Unlock()
+			m.log.Info("membership slot taken", "slot", i)
+			return true
+		}
+		if !errors.Is(err, rgwadmin.ErrLocked) {
+			if ctx.Err() == nil {
+				m.log.Warn("take membership slot", "slot", i, "err", err)
+			}
+			return false
+		}
+	}
+	m.log.Error("no free membership slot: too many appliers for this destination", "max", m.cfg.MaxMembers)
+	return false
+}
+
+// countMembers probes every other slot: a slot that locks is free (and is
+// unlocked at once), one that answers Locked is a live applier.
+func (m *Manager) countMembers(ctx context.Context) (members, rank int) {
+	m.mu.Lock()
+	mine := m.slot
+	m.mu.Unlock()
+	live := []int{mine}
+	for i := range m.cfg.MaxMembers {
+		if i == mine {
+			continue
+		}
+		_, err := m.lock(ctx, m.slotID(i))
+		switch {
+		case err == nil:
+			if err := m.unlock(m.slotID(i)); err != nil {
+				m.log.Warn("unlock probed slot", "slot", i, "err", err)
+			}
+		case errors.Is(err, rgwadmin.ErrLocked):
+			live = append(live, i)
+		}
+	}
+	sort.Ints(live)
+	for r, s := range live {
+		if s == mine {
+			rank = r
+		}
+	}
+	return len(live), rank
+}
+
+// releaseAll unlocks everything held, so a restarted or surviving applier
+// does not have to wait for the leases to expire.
+func (m *Manager) releaseAll() {
+	m.mu.Lock()
+	units := make([]rgwlog.Unit, 0, len(m.held))
+	for u := range m.held {
+		units = append(units, u)
+	}
+	slot := m.slot
+	m.slot = -1
+	m.mu.Unlock()
+	for _, u := range units {
+		m.lost(u, "shutting down")
+		if err := m.unlock(m.lockID(u)); err != nil {
+			m.log.Warn("release lease", "shard", u.String(), "err", err)
+		}
+	}
+	if slot >= 0 {
+		_ = m.unlock(m.slotID(slot))
+	}
+}

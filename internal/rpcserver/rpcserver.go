@@ -1,0 +1,145 @@
+// Package rpcserver builds the gRPC server both services run: interceptors
+// (logging through slog, panic recovery), gRPC health, reflection so that
+// grpcurl can list and call the services, keepalive enforcement, and a
+// graceful stop (health NOT_SERVING, drain, then a timed hard stop). It also
+// serves the Prometheus registry over HTTP.
+package rpcserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+)
+
+// Server is a gRPC server with health and reflection.
+type Server struct {
+	GRPC   *grpc.Server
+	Health *health.Server
+	log    *slog.Logger
+}
+
+// Options of a Server.
+type Options struct {
+	Logger *slog.Logger
+	// Creds of the listener; nil means plaintext (only when configured so).
+	Creds credentials.TransportCredentials
+	// MaxRecvMsgSize bounds one message (default 16 MiB).
+	MaxRecvMsgSize int
+}
+
+// New builds the server. Register services on s.GRPC, then Serve.
+func New(o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MaxRecvMsgSize == 0 {
+		o.MaxRecvMsgSize = 16 << 20
+	}
+	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
+	rec := recovery.WithRecoveryHandler(func(p any) error {
+		o.Logger.Error("panic in gRPC handler", "panic", p, "stack", string(debug.Stack()))
+		return status.Errorf(codes.Internal, "internal error")
+	})
+	opts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(
+			logging.UnaryServerInterceptor(InterceptorLogger(o.Logger), logOpts...),
+			recovery.UnaryServerInterceptor(rec),
+		),
+		grpc.ChainStreamInterceptor(
+			logging.StreamServerInterceptor(InterceptorLogger(o.Logger), logOpts...),
+			recovery.StreamServerInterceptor(rec),
+		),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 15 * time.Second, Timeout: 10 * time.Second}),
+		grpc.MaxRecvMsgSize(o.MaxRecvMsgSize),
+	}
+	if o.Creds != nil {
+		opts = append(opts, grpc.Creds(o.Creds))
+	}
+	s := &Server{GRPC: grpc.NewServer(opts...), Health: health.NewServer(), log: o.Logger}
+	healthpb.RegisterHealthServer(s.GRPC, s.Health)
+	reflection.Register(s.GRPC)
+	return s
+}
+
+// Serve serves on lis until Stop.
+func (s *Server) Serve(lis net.Listener) error {
+	if err := s.GRPC.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return err
+	}
+	return nil
+}
+
+// Stop reports NOT_SERVING, lets in-flight calls finish for up to grace,
+// then stops hard.
+func (s *Server) Stop(grace time.Duration) {
+	s.Health.Shutdown()
+	done := make(chan struct{})
+	go func() {
+		s.GRPC.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		s.log.Warn("graceful stop timed out; stopping hard", "grace", grace)
+		s.GRPC.Stop()
+		<-done
+	}
+}
+
+// InterceptorLogger adapts slog to go-grpc-middleware's logging.
+func InterceptorLogger(l *slog.Logger) logging.Logger {
+	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		l.Log(ctx, slog.Level(lvl), msg, fields...)
+	})
+}
+
+// ServeMetrics serves reg on addr at /metrics until ctx ends.
+func ServeMetrics(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listen %s: %w", addr, err)
+	}
+	log.Info("metrics listening", "addr", lis.Addr().String())
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// NewLogger returns a text slog logger at level ("debug", "info", ...).
+func NewLogger(level string, service string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	h := slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})
+	return slog.New(h).With("service", service)
+}
