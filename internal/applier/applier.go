@@ -51,8 +51,13 @@ type Config struct {
 	Lease lease.Config
 	// Parallel writes within one ordering group of a batch (default 16).
 	ApplyConcurrency int
-	// "update-by-timestamp" (default): the gateway skips a blob older than
-	// what it has, so a resent or stale batch cannot roll a key back.
+	// UpdateType is passed as update-type on metadata writes. Empty (the
+	// default, what Ceph's own metadata sync does: APPLY_ALWAYS) is the
+	// only safe value on 16.2.15: update-by-timestamp on a new
+	// bucket.instance crashes radosgw (SIGSEGV in put_pre) and
+	// update-by-version skips it. Ordering, not the gateway, keeps writes
+	// fresh: one holder per shard (leases), log order, and blobs fetched
+	// when the batch is built.
 	UpdateType         string
 	MaxInflightBatches uint32
 	ReconnectMin       time.Duration
@@ -98,9 +103,6 @@ func New(cfg Config) (*Applier, error) {
 	}
 	if cfg.ApplyConcurrency <= 0 {
 		cfg.ApplyConcurrency = 16
-	}
-	if cfg.UpdateType == "" {
-		cfg.UpdateType = "update-by-timestamp"
 	}
 	if cfg.ReconnectMin <= 0 {
 		cfg.ReconnectMin = 200 * time.Millisecond

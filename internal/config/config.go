@@ -196,9 +196,11 @@ func (c *Applier) Validate() error {
 		errs = append(errs, fmt.Errorf("lease.renew %s must be under half of lease.length %s", l.Renew, l.Length))
 	}
 	switch c.Apply.UpdateType {
-	case "", "update-by-timestamp", "update-by-version":
+	case "", "update-by-version":
+	case "update-by-timestamp":
+		errs = append(errs, errors.New("apply.update_type update-by-timestamp: refused, it crashes radosgw 16.2.15 on a new bucket.instance (SIGSEGV in put_pre)"))
 	default:
-		errs = append(errs, fmt.Errorf("apply.update_type %q: want update-by-timestamp or update-by-version", c.Apply.UpdateType))
+		errs = append(errs, fmt.Errorf("apply.update_type %q: want empty (apply always, the default) or update-by-version", c.Apply.UpdateType))
 	}
 	return joinErrs(errs)
 }

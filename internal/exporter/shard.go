@@ -321,7 +321,7 @@ func (w *worker) handleAck(ack *v1.Ack, src batchSource) error {
 		w.log.Warn("item failed; kept for retry", "section", f.GetSection(), "key", f.GetName(), "attempts", attempts, "err", f.GetError())
 	}
 	nb.Retries = kept
-	nb.OldestTime = w.oldestUnapplied(kept)
+	nb.OldestTime = oldestUnapplied(w.inflight[1:], kept)
 	if w.sub.unit.Log == v1.LogType_LOG_TYPE_METADATA_FULL && src.finished(sb.through) && len(w.inflight) == 1 && nb.Phase != phaseDone {
 		nb.Phase = phaseDone
 	}
@@ -349,9 +349,9 @@ func (w *worker) handleAck(ack *v1.Ack, src batchSource) error {
 
 // oldestUnapplied: the first entry of the oldest unacked batch, or the
 // oldest retry; zero when everything read has been applied.
-func (w *worker) oldestUnapplied(retries []checkpoint.Retry) time.Time {
+func oldestUnapplied(inflight []*sentBatch, retries []checkpoint.Retry) time.Time {
 	var t time.Time
-	for _, sb := range w.inflight[1:] {
+	for _, sb := range inflight {
 		if !sb.first.IsZero() && (t.IsZero() || sb.first.Before(t)) {
 			t = sb.first
 		}
@@ -368,17 +368,11 @@ func (w *worker) oldestUnapplied(retries []checkpoint.Retry) time.Time {
 func (w *worker) publish() {
 	var behind uint64
 	more := false
-	var oldest time.Time
 	for _, sb := range w.inflight {
 		behind += uint64(sb.entries)
 		more = sb.more
-		if !sb.first.IsZero() && (oldest.IsZero() || sb.first.Before(oldest)) {
-			oldest = sb.first
-		}
 	}
-	if o := w.oldestUnapplied(w.bound.Retries); !o.IsZero() && (oldest.IsZero() || o.Before(oldest)) {
-		oldest = o
-	}
+	oldest := oldestUnapplied(w.inflight, w.bound.Retries)
 	w.stats.update(func(s *shardStats) {
 		s.behind, s.behindMore, s.oldest = behind, more, oldest
 		s.retries = len(w.bound.Retries)

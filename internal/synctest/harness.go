@@ -1,0 +1,389 @@
+// Package synctest runs the real rgwsync binaries against the real lab for
+// integration tests, the demo and the fault suite: it builds the binaries,
+// writes their configs, starts, kills (-9) and restarts them, drives a
+// workload on the source zone and waits until the verifier finds the zones
+// equal.
+package synctest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/labtest"
+	"github.com/rgwsync/rgwsync/internal/rgwadmin"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/verify"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// Binaries builds rgwsync-exporter and rgwsync-applier once per process.
+func Binaries(t testing.TB) (exporterBin, applierBin string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "rgwsync-bin-")
+		if buildErr != nil {
+			return
+		}
+		for _, b := range []struct{ out, pkg string }{{"rgwsync-exporter", "./exporter"}, {"rgwsync-applier", "./applier"}} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, b.out), b.pkg)
+			cmd.Dir = labtest.Root()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, "rgwsync-exporter"), filepath.Join(binDir, "rgwsync-applier")
+}
+
+// Env is one exporter/appliers deployment against the lab, with its own
+// destination name (so its bounds start empty) and lock id base (so leases
+// left by an earlier test cannot interfere).
+type Env struct {
+	T            testing.TB
+	Lab          *labtest.Lab
+	Dir          string
+	Dest         string
+	LockBase     int
+	ExporterAddr string
+	Src, Dst     *rgwadmin.Client
+	// DestEndpoint is where appliers write (a fault proxy may sit there).
+	DestEndpoint string
+	LeaseLength  time.Duration
+	exporter     *Proc
+}
+
+// NewEnv prepares a deployment.
+func NewEnv(t testing.TB) *Env {
+	t.Helper()
+	lab := labtest.Get(t)
+	e := &Env{
+		T: t, Lab: lab, Dir: t.TempDir(),
+		Dest:         labtest.RandomName("dest-"),
+		LockBase:     100000 + int(time.Now().UnixNano()%1000)*1000,
+		ExporterAddr: FreeAddr(t),
+		DestEndpoint: lab.ZoneB,
+		LeaseLength:  6 * time.Second,
+	}
+	var err error
+	e.Src, err = rgwadmin.New(rgwadmin.Config{Endpoint: lab.ZoneA, AccessKey: lab.AccessKey, SecretKey: lab.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Dst, err = rgwadmin.New(rgwadmin.Config{Endpoint: lab.ZoneB, AccessKey: lab.AccessKey, SecretKey: lab.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// FreeAddr returns a loopback host:port free now.
+func FreeAddr(t testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// ExporterConfig writes the exporter's YAML and returns its path.
+func (e *Env) ExporterConfig(extra string) string {
+	p := filepath.Join(e.Dir, "exporter.yaml")
+	writeFile(e.T, p, fmt.Sprintf(`listen: %s
+bounds_path: %s
+source:
+  endpoint: %s
+  access_key: %s
+  secret_key: %s
+tls:
+  insecure: true
+sync:
+  poll_max: 200ms
+  retry_min: 500ms
+  retry_max: 2s
+%s`, e.ExporterAddr, filepath.Join(e.Dir, "bounds.db"), e.Lab.ZoneA, e.Lab.AccessKey, e.Lab.SecretKey, extra))
+	return p
+}
+
+// ApplierConfig writes an applier's YAML and returns its path.
+func (e *Env) ApplierConfig(id, listen string) string {
+	p := filepath.Join(e.Dir, "applier-"+id+".yaml")
+	writeFile(e.T, p, fmt.Sprintf(`id: %s
+exporter: %s
+listen: %s
+destination:
+  name: %s
+  endpoint: %s
+  access_key: %s
+  secret_key: %s
+lease:
+  length: %s
+  renew: %s
+  id_base: %d
+tls:
+  insecure: true
+`, id, e.ExporterAddr, listen, e.Dest, e.DestEndpoint, e.Lab.AccessKey, e.Lab.SecretKey,
+		e.LeaseLength, e.LeaseLength/3, e.LockBase))
+	return p
+}
+
+func writeFile(t testing.TB, p, s string) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Proc is a started binary.
+type Proc struct {
+	Name string
+	Addr string // its gRPC address
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+	err  error
+}
+
+// Start runs bin with args, logging to the env's dir.
+func (e *Env) Start(name, bin string, args ...string) *Proc {
+	e.T.Helper()
+	logPath := filepath.Join(e.Dir, fmt.Sprintf("%s-%d.log", name, time.Now().UnixNano()))
+	f, err := os.Create(logPath)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		e.T.Fatal(err)
+	}
+	p := &Proc{Name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	e.T.Cleanup(func() {
+		p.Kill()
+		if e.T.Failed() {
+			b, _ := os.ReadFile(logPath)
+			lines := strings.Split(string(b), "\n")
+			if len(lines) > 40 {
+				lines = lines[len(lines)-40:]
+			}
+			e.T.Logf("--- last lines of %s (%s):\n%s", name, logPath, strings.Join(lines, "\n"))
+		}
+	})
+	return p
+}
+
+// StartExporter starts (or restarts) the exporter and waits until it serves.
+func (e *Env) StartExporter(extraConfig string) *Proc {
+	e.T.Helper()
+	exp, _ := Binaries(e.T)
+	p := e.Start("exporter", exp, "-config", e.ExporterConfig(extraConfig))
+	p.Addr = e.ExporterAddr
+	e.waitServing(p)
+	e.exporter = p
+	return p
+}
+
+// StartApplier starts an applier with the given id.
+func (e *Env) StartApplier(id string) *Proc {
+	e.T.Helper()
+	_, app := Binaries(e.T)
+	listen := FreeAddr(e.T)
+	p := e.Start("applier-"+id, app, "-config", e.ApplierConfig(id, listen))
+	p.Addr = listen
+	e.waitServing(p)
+	return p
+}
+
+func (e *Env) waitServing(p *Proc) {
+	e.T.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.done:
+			b, _ := os.ReadFile(p.log)
+			e.T.Fatalf("%s exited at start: %v\n%s", p.Name, p.err, b)
+		default:
+		}
+		c, err := net.DialTimeout("tcp", p.Addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	e.T.Fatalf("%s did not listen on %s within 60s", p.Name, p.Addr)
+}
+
+// Kill sends SIGKILL (kill -9) and waits for the process to go.
+func (p *Proc) Kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// Stop sends SIGTERM and waits (graceful shutdown), up to 30s.
+func (p *Proc) Stop() error {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(30 * time.Second):
+		p.Kill()
+		return fmt.Errorf("%s did not stop within 30s of SIGTERM", p.Name)
+	}
+}
+
+// Signal sends sig (SIGSTOP/SIGCONT for freezing).
+func (p *Proc) Signal(sig syscall.Signal) { _ = p.cmd.Process.Signal(sig) }
+
+// Exited reports whether the process has ended.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Log returns the process's output so far.
+func (p *Proc) Log() string {
+	b, _ := os.ReadFile(p.log)
+	return string(b)
+}
+
+// StatusOf calls StatusService.Status on addr.
+func StatusOf(ctx context.Context, addr string, destination string) (*v1.StatusResponse, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return v1.NewStatusServiceClient(conn).Status(ctx, &v1.StatusRequest{Destination: destination})
+}
+
+// BoundsOf calls StatusService.GetBounds on the exporter.
+func (e *Env) BoundsOf(ctx context.Context, u rgwlog.Unit) (*v1.GetBoundsResponse, error) {
+	conn, err := grpc.NewClient(e.ExporterAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return v1.NewStatusServiceClient(conn).GetBounds(ctx, &v1.GetBoundsRequest{Destination: e.Dest, LogType: u.Log, Shard: u.Shard})
+}
+
+// WaitMetadataEqual polls the verifier until the zones' metadata accepted
+// by keep is equal, failing with every difference after timeout.
+func (e *Env) WaitMetadataEqual(timeout time.Duration, keep func(section, key string) bool) {
+	e.T.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var diffs []verify.Diff
+	var err error
+	for {
+		diffs, err = verify.Metadata(ctx, e.Src, e.Dst, rgwlog.DefaultSections, keep)
+		if err == nil && len(diffs) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			if err != nil {
+				e.T.Fatalf("verify: %v", err)
+			}
+			var b strings.Builder
+			for _, d := range diffs {
+				fmt.Fprintf(&b, "  %s\n", d)
+			}
+			e.T.Fatalf("metadata not equal after %s: %d differences:\n%s", timeout, len(diffs), b.String())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// Prefix returns a keep function for keys that contain p (users, tenant
+// users "tenant$uid", buckets "tenant/name", instances "name:id").
+func Prefix(p string) func(section, key string) bool {
+	return func(_, key string) bool { return strings.Contains(key, p) }
+}
+
+// S3 returns an S3 client for a user on zone-a (path style, no checksum
+// extensions the gateway does not know).
+func S3(endpoint, ak, sk string) *s3.Client {
+	return s3.New(s3.Options{
+		Region:                     "us-east-1",
+		BaseEndpoint:               aws.String(endpoint),
+		UsePathStyle:               true,
+		Credentials:                aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return aws.Credentials{AccessKeyID: ak, SecretAccessKey: sk}, nil }),
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
+		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+	})
+}
+
+// User creates a user on zone-a with radosgw-admin and returns an S3 client
+// for it. uid may be "tenant$name".
+func (e *Env) User(uid, display string) *s3.Client {
+	e.T.Helper()
+	ak := strings.ToUpper(strings.NewReplacer("$", "", "-", "").Replace(uid)) + "AK"
+	sk := uid + "-secret-key"
+	args := []string{"user", "create", "--display-name=" + display, "--access-key=" + ak, "--secret=" + sk}
+	if tenant, name, ok := strings.Cut(uid, "$"); ok {
+		args = append(args, "--tenant="+tenant, "--uid="+name)
+	} else {
+		args = append(args, "--uid="+uid)
+	}
+	e.Lab.Admin(e.T, "zone-a", args...)
+	return S3(e.Lab.ZoneA, ak, sk)
+}
+
+// Bucket creates a bucket with the client.
+func (e *Env) Bucket(c *s3.Client, name string) {
+	e.T.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+		e.T.Fatalf("create bucket %s: %v", name, err)
+	}
+}
+
+// RemoveBucket deletes an (empty) bucket.
+func (e *Env) RemoveBucket(c *s3.Client, name string) {
+	e.T.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(name)}); err != nil {
+		e.T.Fatalf("delete bucket %s: %v", name, err)
+	}
+}
