@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -77,13 +78,24 @@ func run(args []string) error {
 	// A signed read proves the endpoint and the keys before anything starts,
 	// and names the destination zone (the leases' tag).
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	zoneID, zoneName, err := dst.ZoneID(startCtx, cfg.Destination.Endpoint)
+	zoneID, zoneName := cfg.Destination.ZoneID, cfg.Destination.Name
+	if zoneID != "" {
+		_, err = dst.ListMetadataKeys(startCtx, "user", "", 1)
+	} else {
+		zoneID, zoneName, err = dst.ZoneID(startCtx, cfg.Destination.Endpoint)
+		if err != nil && !errors.As(err, new(*rgwadmin.GatewayError)) && startCtx.Err() == nil {
+			err = fmt.Errorf("%w (behind a load balancer or proxy? set destination.zone_id)", err)
+		}
+	}
 	cancel()
 	if err != nil {
 		return fmt.Errorf("destination %s: %w", cfg.Destination.Endpoint, err)
 	}
 	if cfg.Destination.Name == "" {
 		cfg.Destination.Name = zoneName
+	}
+	if cfg.Destination.Name == "" {
+		return errors.New("destination.name: required when destination.zone_id is set")
 	}
 	log.Info("destination zone", "zone", zoneName, "zone_id", zoneID, "destination", cfg.Destination.Name)
 
@@ -103,12 +115,21 @@ func run(args []string) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var audit *os.File
+	if cfg.AuditLog != "" {
+		audit, err = os.OpenFile(cfg.AuditLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("audit_log: %w", err)
+		}
+		defer audit.Close()
+	}
 	app, err := applier.New(applier.Config{
 		ID: cfg.ID, Destination: cfg.Destination.Name, DestEndpoint: cfg.Destination.Endpoint, Dest: dst, Conn: conn,
 		Lease: lease.Config{Locker: dst, ZoneID: zoneID, Holder: cfg.ID, Base: cfg.Lease.IDBase,
 			Length: cfg.Lease.Length, Renew: cfg.Lease.Renew, MaxMembers: cfg.Lease.MaxMembers, Logger: log},
 		ApplyConcurrency: cfg.Apply.Concurrency, UpdateType: cfg.Apply.UpdateType,
 		MaxInflightBatches: uint32(cfg.Apply.MaxInflightBatches), Logger: log, Metrics: applier.NewMetrics(reg),
+		Audit: auditWriter(audit),
 	})
 	if err != nil {
 		return err
@@ -141,6 +162,14 @@ func run(args []string) error {
 	}
 	log.Info("stopped; leases released")
 	return nil
+}
+
+// auditWriter avoids a typed nil io.Writer.
+func auditWriter(f *os.File) io.Writer {
+	if f == nil {
+		return nil
+	}
+	return f
 }
 
 func override(dst *string, v string) {

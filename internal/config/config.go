@@ -70,10 +70,17 @@ type Applier struct {
 	Listen        string `yaml:"listen"`   // status/health gRPC
 	MetricsListen string `yaml:"metrics_listen"`
 	LogLevel      string `yaml:"log_level"`
+	// AuditLog, if set, gets a JSON line per applied batch (shard, times,
+	// lease deadline).
+	AuditLog string `yaml:"audit_log"`
 	// Destination zone: its name keys the bounds at the exporter and tags
 	// the leases.
 	Destination struct {
-		Name    string `yaml:"name"`
+		Name string `yaml:"name"`
+		// ZoneID of the destination zone. Found in the period by endpoint
+		// when empty; needed when the endpoint is a load balancer or proxy
+		// not listed among the zone's endpoints.
+		ZoneID  string `yaml:"zone_id"`
 		Gateway `yaml:",inline"`
 	} `yaml:"destination"`
 	TLS   TLS `yaml:"tls"`

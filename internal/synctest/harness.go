@@ -132,11 +132,21 @@ sync:
 // ApplierConfig writes an applier's YAML and returns its path.
 func (e *Env) ApplierConfig(id, listen string) string {
 	p := filepath.Join(e.Dir, "applier-"+id+".yaml")
+	zone := ""
+	if e.DestEndpoint != e.Lab.ZoneB {
+		// Behind a proxy the endpoint is not in the period: name the zone.
+		id, _, err := e.Dst.ZoneID(context.Background(), e.Lab.ZoneB)
+		if err != nil {
+			e.T.Fatal(err)
+		}
+		zone = "  zone_id: " + id + "\n"
+	}
 	writeFile(e.T, p, fmt.Sprintf(`id: %s
+audit_log: %s
 exporter: %s
 listen: %s
 destination:
-  name: %s
+%s  name: %s
   endpoint: %s
   access_key: %s
   secret_key: %s
@@ -146,7 +156,7 @@ lease:
   id_base: %d
 tls:
   insecure: true
-`, id, e.ExporterAddr, listen, e.Dest, e.DestEndpoint, e.Lab.AccessKey, e.Lab.SecretKey,
+`, id, e.AuditPath(), e.ExporterAddr, listen, zone, e.Dest, e.DestEndpoint, e.Lab.AccessKey, e.Lab.SecretKey,
 		e.LeaseLength, e.LeaseLength/3, e.LockBase))
 	return p
 }
@@ -157,6 +167,9 @@ func writeFile(t testing.TB, p, s string) {
 		t.Fatal(err)
 	}
 }
+
+// AuditPath is the audit log every applier of the env appends to.
+func (e *Env) AuditPath() string { return filepath.Join(e.Dir, "audit.jsonl") }
 
 // Proc is a started binary.
 type Proc struct {
@@ -343,10 +356,12 @@ func Prefix(p string) func(section, key string) bool {
 // extensions the gateway does not know).
 func S3(endpoint, ak, sk string) *s3.Client {
 	return s3.New(s3.Options{
-		Region:                     "us-east-1",
-		BaseEndpoint:               aws.String(endpoint),
-		UsePathStyle:               true,
-		Credentials:                aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return aws.Credentials{AccessKeyID: ak, SecretAccessKey: sk}, nil }),
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(endpoint),
+		UsePathStyle: true,
+		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{AccessKeyID: ak, SecretAccessKey: sk}, nil
+		}),
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
 	})

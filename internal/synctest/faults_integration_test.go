@@ -1,0 +1,336 @@
+//go:build integration
+
+package synctest
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/stretchr/testify/require"
+
+	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/applier"
+	"github.com/rgwsync/rgwsync/internal/labtest"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
+)
+
+// writer creates n buckets in the background with 4 goroutines and reports
+// how many exist so far.
+type writer struct {
+	done    chan struct{}
+	created atomic.Int64
+}
+
+func (e *Env) writeBuckets(c *s3.Client, prefix string, n int) *writer {
+	w := &writer{done: make(chan struct{})}
+	names := make(chan string)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for name := range names {
+				e.Bucket(c, name)
+				w.created.Add(1)
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+	}
+	go func() {
+		for i := range n {
+			names <- fmt.Sprintf("%s-k%03d", prefix, i)
+		}
+		close(names)
+		wg.Wait()
+		close(w.done)
+	}()
+	return w
+}
+
+func (w *writer) waitFor(t *testing.T, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for w.created.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("workload stuck at %d buckets", w.created.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// kill -9 of the applier and then of the exporter while changes stream in;
+// restarted, the destination converges and the full sync is not redone.
+func TestKill9MidStream(t *testing.T) {
+	e := NewEnv(t)
+	p := labtest.RandomName("k")
+	c := e.User(p+"-owner", "Owner")
+	exp := e.StartExporter("")
+	app := e.StartApplier("a1")
+	w := e.writeBuckets(c, p, 150)
+
+	w.waitFor(t, 40)
+	app.Kill()
+	t.Logf("applier killed at %d buckets", w.created.Load())
+	w.waitFor(t, 60)
+	app = e.StartApplier("a1")
+
+	w.waitFor(t, 100)
+	exp.Kill()
+	t.Logf("exporter killed at %d buckets", w.created.Load())
+	w.waitFor(t, 120)
+	exp = e.StartExporter("")
+
+	<-w.done
+	e.WaitMetadataEqual(2*time.Minute, Prefix(p))
+	require.NotContains(t, exp.Log(), "starting metadata full sync", "restarted exporter must resume from its bounds, not redo the full sync")
+	_ = app
+}
+
+// Two appliers share the shards through the leases, never apply one shard
+// at the same time (from the audit log), and the survivor takes the shards
+// of a killed one once its leases expire.
+func TestTwoAppliersShareAndFailOver(t *testing.T) {
+	e := NewEnv(t)
+	p := labtest.RandomName("t")
+	c := e.User(p+"-owner", "Owner")
+	e.StartExporter("")
+	a1 := e.StartApplier("a1")
+	a2 := e.StartApplier("a2")
+	w := e.writeBuckets(c, p, 120)
+
+	// Both get a share.
+	require.Eventually(t, func() bool {
+		h1, h2 := heldBy(t, a1.Addr), heldBy(t, a2.Addr)
+		return len(h1) > 0 && len(h2) > 0 && len(h1)+len(h2) == 65
+	}, 60*time.Second, 200*time.Millisecond, "both appliers should hold a share of the 65 units")
+
+	w.waitFor(t, 60)
+	a1.Kill()
+	t.Log("a1 killed")
+	// a2 takes everything once a1's leases expire.
+	require.Eventually(t, func() bool { return len(heldBy(t, a2.Addr)) == 65 }, 4*e.LeaseLength, 200*time.Millisecond,
+		"a2 should take over all 65 units after a1's leases expire")
+	<-w.done
+	e.WaitMetadataEqual(2*time.Minute, Prefix(p))
+
+	recs := readAudit(t, e.AuditPath())
+	byApplier := map[string]int{}
+	for _, r := range recs {
+		byApplier[r.Applier]++
+	}
+	require.Greater(t, byApplier["a1"], 0, "a1 applied batches")
+	require.Greater(t, byApplier["a2"], 0, "a2 applied batches")
+	assertNoOverlap(t, recs)
+}
+
+func heldBy(t *testing.T, addr string) map[string]bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := StatusOf(ctx, addr, "")
+	if err != nil {
+		return nil
+	}
+	out := map[string]bool{}
+	for _, d := range st.GetDestinations() {
+		for _, s := range d.GetShards() {
+			if s.GetLeaseHolder() != "" && s.GetLeaseExpires().AsTime().After(time.Now()) {
+				out[rgwlog.UnitOf(s.GetShard()).String()] = true
+			}
+		}
+	}
+	return out
+}
+
+func readAudit(t *testing.T, path string) []applier.AuditRecord {
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	var out []applier.AuditRecord
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r applier.AuditRecord
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &r), "audit line %q", sc.Text())
+		out = append(out, r)
+	}
+	return out
+}
+
+// assertNoOverlap: for each shard, the write intervals of different
+// appliers never overlap, and every batch ended before its lease deadline.
+func assertNoOverlap(t *testing.T, recs []applier.AuditRecord) {
+	t.Helper()
+	byShard := map[string][]applier.AuditRecord{}
+	for _, r := range recs {
+		require.True(t, r.End.Before(r.LeaseDeadline), "batch %s/%d of %s ended after its lease deadline", r.Shard, r.Seq, r.Applier)
+		byShard[r.Shard] = append(byShard[r.Shard], r)
+	}
+	for shard, rs := range byShard {
+		for i := range rs {
+			for j := i + 1; j < len(rs); j++ {
+				a, b := rs[i], rs[j]
+				if a.Applier != b.Applier && a.Start.Before(b.End) && b.Start.Before(a.End) {
+					t.Errorf("shard %s applied by %s and %s at once: [%s, %s] and [%s, %s]", shard,
+						a.Applier, b.Applier, a.Start, a.End, b.Start, b.End)
+				}
+			}
+		}
+	}
+}
+
+// A key that fails on the destination is kept as a retry (visible in the
+// bounds) and applied once the destination accepts it.
+func TestFailedKeyIsRetried(t *testing.T) {
+	e := NewEnv(t)
+	p := labtest.RandomName("r")
+	victim := p + "-victim"
+	var failing atomic.Bool
+	failing.Store(true)
+	var refused atomic.Int64
+	target, _ := url.Parse(e.Lab.ZoneB)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() && r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/admin/metadata/user") && r.URL.Query().Get("key") == victim {
+			refused.Add(1)
+			http.Error(w, `{"Code":"ServiceUnavailable"}`, http.StatusServiceUnavailable)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	e.DestEndpoint = proxy.URL
+
+	e.StartExporter("")
+	e.StartApplier("a1")
+	e.User(p+"-ok", "OK")
+	e.User(victim, "Victim")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The victim shows up as an item in progress of some shard's bounds.
+	require.Eventually(t, func() bool {
+		for i := range 64 {
+			b, err := e.BoundsOf(ctx, rgwlog.Unit{Log: v1.LogType_LOG_TYPE_METADATA, Shard: uint32(i)})
+			if err != nil {
+				continue
+			}
+			for _, m := range b.GetMarkers() {
+				for _, it := range m.GetItemsInProgress() {
+					if it.GetName() == "user:"+victim && it.GetAttempts() >= 1 && strings.Contains(it.GetError(), "503") {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	}, 90*time.Second, 500*time.Millisecond, "victim key kept as a retry in the bounds")
+	e.WaitMetadataEqual(30*time.Second, Prefix(p+"-ok"))
+	_, err := e.Dst.GetMetadata(ctx, "user", victim)
+	require.Error(t, err, "victim must not be on the destination while it fails")
+
+	failing.Store(false)
+	e.WaitMetadataEqual(60*time.Second, Prefix(p))
+	require.Greater(t, refused.Load(), int64(4), "the proxy refused the victim more than one attempt's retries")
+	st, err := StatusOf(ctx, e.ExporterAddr, e.Dest)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		st, err = StatusOf(ctx, e.ExporterAddr, e.Dest)
+		return err == nil && st.GetDestinations()[0].GetRetries() == 0
+	}, 30*time.Second, 200*time.Millisecond, "retries drained")
+}
+
+// grpcurl lists the services (reflection) and calls Status and GetBounds.
+func TestGrpcurlStatusAndBounds(t *testing.T) {
+	grpcurl := findGrpcurl(t)
+	e := NewEnv(t)
+	e.StartExporter("")
+	app := e.StartApplier("a1")
+	p := labtest.RandomName("c")
+	e.User(p+"-x", "X")
+	e.WaitMetadataEqual(60*time.Second, Prefix(p))
+
+	out := run(t, grpcurl, "-plaintext", e.ExporterAddr, "list")
+	for _, s := range []string{"rgwsync.v1.ReplicationService", "rgwsync.v1.StatusService", "grpc.health.v1.Health"} {
+		require.Contains(t, out, s)
+	}
+	out = run(t, grpcurl, "-plaintext", "-d", fmt.Sprintf(`{"destination":%q}`, e.Dest), e.ExporterAddr, "rgwsync.v1.StatusService/Status")
+	require.Contains(t, out, `"role": "exporter"`)
+	require.Contains(t, out, `"SHARD_PHASE_DONE"`)
+	out = run(t, grpcurl, "-plaintext", "-d", fmt.Sprintf(`{"destination":%q,"log_type":"LOG_TYPE_METADATA_FULL","shard":0}`, e.Dest),
+		e.ExporterAddr, "rgwsync.v1.StatusService/GetBounds")
+	for _, s := range []string{`"marker": "3|"`, `"markers"`, `"position_marker"`, `"entity": "a1"`} {
+		require.Contains(t, out, s)
+	}
+	out = run(t, grpcurl, "-plaintext", "-d", `{"service":""}`, app.Addr, "grpc.health.v1.Health/Check")
+	require.Contains(t, out, "SERVING")
+	out = run(t, grpcurl, "-plaintext", app.Addr, "rgwsync.v1.StatusService/Status")
+	require.Contains(t, out, `"role": "applier"`)
+}
+
+func findGrpcurl(t *testing.T) string {
+	if p := os.Getenv("GRPCURL"); p != "" {
+		return p
+	}
+	if p := filepath.Join(labtest.Root(), ".bin", "grpcurl"); fileExists(p) {
+		return p
+	}
+	p, err := exec.LookPath("grpcurl")
+	if err != nil {
+		t.Fatal("grpcurl not found: run `make tools` (installs it into .bin/) or set GRPCURL")
+	}
+	return p
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	require.NoError(t, err, "%s %s\n%s", name, strings.Join(args, " "), out)
+	return string(out)
+}
+
+// Bad configuration fails at start with a message naming what is wrong.
+func TestBadConfigFailsClearly(t *testing.T) {
+	exp, app := Binaries(t)
+	e := NewEnv(t)
+	dir := t.TempDir()
+	cases := []struct {
+		name, bin, yaml, want string
+	}{
+		{"unknown key", exp, "listen: 127.0.0.1:0\nsourse:\n  endpoint: x\n", "field sourse not found"},
+		{"missing endpoint", exp, "tls: {insecure: true}\nsource:\n  access_key: a\n  secret_key: b\n", "source.endpoint: required"},
+		{"bad duration", exp, "sync:\n  poll_min: fast\n", "line 2: cannot unmarshal !!str `fast` into time.duration"},
+		{"wrong secret key", exp, fmt.Sprintf("listen: %s\nbounds_path: %s\ntls: {insecure: true}\nsource:\n  endpoint: %s\n  access_key: %s\n  secret_key: wrong\n",
+			FreeAddr(t), filepath.Join(dir, "b.db"), e.Lab.ZoneA, e.Lab.AccessKey), "secret"},
+		{"applier missing exporter", app, "tls: {insecure: true}\ndestination:\n  endpoint: http://127.0.0.1:1\n  access_key: a\n  secret_key: b\n", "exporter: required"},
+		{"applier wrong secret key", app, fmt.Sprintf("exporter: 127.0.0.1:1\ntls: {insecure: true}\ndestination:\n  endpoint: %s\n  access_key: %s\n  secret_key: wrong\n",
+			e.Lab.ZoneB, e.Lab.AccessKey), "secret"},
+		{"no tls and not insecure", app, "exporter: 127.0.0.1:1\ndestination:\n  endpoint: http://127.0.0.1:1\n  access_key: a\n  secret_key: b\n", "tls: ca, cert and key are required"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".yaml")
+			writeFile(t, p, tc.yaml)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, tc.bin, "-config", p).CombinedOutput()
+			require.Error(t, err, "must fail:\n%s", out)
+			require.Contains(t, strings.ToLower(string(out)), strings.ToLower(tc.want))
+		})
+	}
+}
