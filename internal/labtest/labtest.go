@@ -19,6 +19,20 @@ import (
 	"testing"
 )
 
+// TB is the part of testing.TB the lab and the harness use; the demo
+// implements it too, so it runs the same code outside `go test`.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
+	Failed() bool
+}
+
+var _ TB = testing.TB(nil)
+
 // Lab is a running two-zone lab.
 type Lab struct {
 	Dir       string // $LAB of start.sh (ceph.conf, logs)
@@ -38,7 +52,7 @@ var (
 // Get returns the lab, booting a private one if none is configured. It fails
 // the test (never skips it) when no lab can be had: integration tests must
 // run against real gateways.
-func Get(t testing.TB) *Lab {
+func Get(t TB) *Lab {
 	t.Helper()
 	once.Do(func() { shared, bootErr = fromEnvOrBoot() })
 	if bootErr != nil {
@@ -101,7 +115,7 @@ func fromEnvOrBoot() (*Lab, error) {
 }
 
 // Admin runs radosgw-admin against the lab (zone "zone-a" or "zone-b").
-func (l *Lab) Admin(t testing.TB, zone string, args ...string) string {
+func (l *Lab) Admin(t TB, zone string, args ...string) string {
 	t.Helper()
 	full := append([]string{"-c", filepath.Join(l.Dir, "ceph.conf"), "-n", "client.admin", "--rgw-zone=" + zone}, args...)
 	out, err := exec.Command("radosgw-admin", full...).CombinedOutput()

@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -37,7 +36,7 @@ var (
 )
 
 // Binaries builds rgwsync-exporter and rgwsync-applier once per process.
-func Binaries(t testing.TB) (exporterBin, applierBin string) {
+func Binaries(t labtest.TB) (exporterBin, applierBin string) {
 	t.Helper()
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "rgwsync-bin-")
@@ -63,7 +62,7 @@ func Binaries(t testing.TB) (exporterBin, applierBin string) {
 // destination name (so its bounds start empty) and lock id base (so leases
 // left by an earlier test cannot interfere).
 type Env struct {
-	T            testing.TB
+	T            labtest.TB
 	Lab          *labtest.Lab
 	Dir          string
 	Dest         string
@@ -77,7 +76,7 @@ type Env struct {
 }
 
 // NewEnv prepares a deployment.
-func NewEnv(t testing.TB) *Env {
+func NewEnv(t labtest.TB) *Env {
 	t.Helper()
 	lab := labtest.Get(t)
 	e := &Env{
@@ -101,7 +100,7 @@ func NewEnv(t testing.TB) *Env {
 }
 
 // FreeAddr returns a loopback host:port free now.
-func FreeAddr(t testing.TB) string {
+func FreeAddr(t labtest.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +160,7 @@ tls:
 	return p
 }
 
-func writeFile(t testing.TB, p, s string) {
+func writeFile(t labtest.TB, p, s string) {
 	t.Helper()
 	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
 		t.Fatal(err)
