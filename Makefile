@@ -1,0 +1,159 @@
+# rgwsync build, check and test entry points.  `make` alone lists the targets.
+# Every target runs from a fresh clone on Debian bookworm as root with Go at
+# /usr/local/go; whatever else a target needs, it installs (deps, tools).
+
+SHELL       := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+# Targets run one after another even under -j: `test` must run the unit tests
+# before it boots the integration lab.
+.NOTPARALLEL:
+
+# ---- pinned developer tools, built into ./.bin ----
+# A tool is rebuilt only when its binary is missing or its pin changes (the
+# stamp file .bin/.pin-NAME-VERSION names the version).
+BIN                 := .bin
+# staticcheck v0.8.2 is release 2026.2.2 (the latest; it needs go >= 1.26).
+BUF_VERSION         := v1.75.0
+STATICCHECK_VERSION := v0.8.2
+GRPCURL_VERSION     := v1.9.4
+BUF         := $(BIN)/buf
+STATICCHECK := $(BIN)/staticcheck
+GRPCURL     := $(BIN)/grpcurl
+GO_INSTALL  := GOBIN=$(CURDIR)/$(BIN) go install
+
+# ---- the lab of `make lab-up`, off the stock 6789/8001/8002 (override if taken) ----
+LAB        ?= /tmp/rgwsync-lab
+MON_PORT   ?= 16789
+RGW_A_PORT ?= 18001
+RGW_B_PORT ?= 18002
+
+# ---- the dedicated lab of `make test-integration` (booted and stopped by it) ----
+TEST_LAB        ?= /tmp/rgwsync-test-lab
+TEST_MON_PORT   ?= 26789
+TEST_RGW_A_PORT ?= 28001
+TEST_RGW_B_PORT ?= 28002
+
+# Debian packages the lab needs (start.sh checks for their commands).
+LAB_PKGS := ceph-mon ceph-osd radosgw ceph-common curl python3
+SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
+
+TMP := .tmp
+
+.PHONY: help tools generate verify-generate lint build deps lab-up lab-down \
+        test test-unit test-integration demo clean
+
+help: ## list the targets (the default)
+	@echo "usage: make TARGET [VAR=value ...]"
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z0-9_-]+:[^#]*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "variables: LAB=$(LAB) MON_PORT=$(MON_PORT) RGW_A_PORT=$(RGW_A_PORT) RGW_B_PORT=$(RGW_B_PORT)"
+	@echo "           TEST_LAB=$(TEST_LAB) TEST_MON_PORT=$(TEST_MON_PORT) TEST_RGW_A_PORT=$(TEST_RGW_A_PORT) TEST_RGW_B_PORT=$(TEST_RGW_B_PORT)"
+
+# ---- tools ----
+
+tools: $(BUF) $(STATICCHECK) $(GRPCURL) ## install the pinned buf, staticcheck and grpcurl into ./.bin
+
+$(BUF): $(BIN)/.pin-buf-$(BUF_VERSION)
+	$(GO_INSTALL) github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+	touch $@
+
+$(STATICCHECK): $(BIN)/.pin-staticcheck-$(STATICCHECK_VERSION)
+	$(GO_INSTALL) honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	touch $@
+
+$(GRPCURL): $(BIN)/.pin-grpcurl-$(GRPCURL_VERSION)
+	$(GO_INSTALL) github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+	touch $@
+
+$(BIN)/.pin-%:
+	mkdir -p $(BIN)
+	touch $@
+
+# ---- generated code ----
+
+generate: $(BUF) ## regenerate gen/ from proto/ (buf generate; protoc-gen-go* pinned in go.mod)
+	rm -rf gen/rgwsync
+	$(BUF) generate
+
+verify-generate: $(BUF) ## fail when gen/ differs from what proto/ generates (the tree is left as it is)
+	rm -rf $(TMP)/verify-generate
+	mkdir -p $(TMP)/verify-generate
+	$(BUF) generate -o $(TMP)/verify-generate
+	@if ! diff -r gen $(TMP)/verify-generate/gen > $(TMP)/verify-generate.diff; then \
+	  echo "gen/ is out of date with proto/ (run 'make generate' and commit):" >&2; \
+	  diff -rq gen $(TMP)/verify-generate/gen >&2 || true; \
+	  head -n 60 $(TMP)/verify-generate.diff >&2; \
+	  echo "(full diff: $(TMP)/verify-generate.diff)" >&2; \
+	  exit 1; \
+	fi
+	rm -rf $(TMP)/verify-generate $(TMP)/verify-generate.diff
+	@echo "gen/ matches proto/"
+
+# ---- checks ----
+
+lint: $(BUF) $(STATICCHECK) ## buf lint + breaking (vs the first v1 protos), go vet and staticcheck (with and without -tags integration)
+	$(BUF) lint
+	@if ! git rev-parse --git-dir >/dev/null 2>&1; then \
+	  echo "lint: no git history here: buf breaking needs the commit that added proto/rgwsync/v1" >&2; exit 1; \
+	fi
+	@if [ "$$(git rev-parse --is-shallow-repository)" = true ]; then \
+	  echo "lint: shallow clone: buf breaking needs the full history (git fetch --unshallow)" >&2; exit 1; \
+	fi
+	@base=$$(git log --diff-filter=A --format=%H -- proto/rgwsync/v1 | tail -1); \
+	if [ -z "$$base" ]; then echo "lint: no commit adds proto/rgwsync/v1 in the git history" >&2; exit 1; fi; \
+	echo "$(BUF) breaking --against .git#ref=$$base,subdir=proto  (the commit that added proto/rgwsync/v1)"; \
+	$(BUF) breaking --against ".git#ref=$$base,subdir=proto"
+	go vet ./...
+	go vet -tags integration ./...
+	$(STATICCHECK) ./...
+	$(STATICCHECK) -tags integration ./...
+
+# ---- build ----
+
+build: ## build bin/rgwsync-exporter and bin/rgwsync-applier
+	go build -o bin/rgwsync-exporter ./exporter
+	go build -o bin/rgwsync-applier ./applier
+
+# ---- the lab ----
+
+deps: ## apt-get install the lab's Debian packages that are missing (Ceph Pacific, curl, python3)
+	@missing=(); \
+	for p in $(LAB_PKGS); do \
+	  status=$$(dpkg -s "$$p" 2>/dev/null | sed -n 's/^Status: //p' || true); \
+	  [ "$$status" = "install ok installed" ] || missing+=("$$p"); \
+	done; \
+	if [ $${#missing[@]} -eq 0 ]; then echo "deps: installed: $(LAB_PKGS)"; exit 0; fi; \
+	echo "deps: missing: $${missing[*]}"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	set -x; \
+	$(SUDO) apt-get update; \
+	$(SUDO) apt-get install -y --no-install-recommends "$${missing[@]}"
+
+lab-up: deps ## start a lab in LAB for manual use (zone-a :18001, zone-b :18002 by default)
+	LAB=$(LAB) MON_PORT=$(MON_PORT) RGW_A_PORT=$(RGW_A_PORT) RGW_B_PORT=$(RGW_B_PORT) deploy/ceph-lab/start.sh
+	@echo "endpoints:  RGWSYNC_LAB_DIR=$(LAB) RGWSYNC_LAB_ZONE_A=http://127.0.0.1:$(RGW_A_PORT) RGWSYNC_LAB_ZONE_B=http://127.0.0.1:$(RGW_B_PORT)"
+	@curl -sf -o /dev/null http://127.0.0.1:$(RGW_A_PORT)/ \
+	  && echo "zone-a answers: anonymous GET http://127.0.0.1:$(RGW_A_PORT)/ ok" \
+	  || { echo "zone-a does not answer on http://127.0.0.1:$(RGW_A_PORT)/" >&2; exit 1; }
+
+lab-down: ## stop the lab in LAB (its recorded PIDs only) and wipe it
+	LAB=$(LAB) deploy/ceph-lab/stop.sh --wipe
+
+# ---- tests ----
+
+test: test-unit test-integration ## unit tests, then integration tests against a dedicated lab
+
+test-unit: ## go test -race ./...
+	go test -race -count=1 ./...
+
+test-integration: deps ## go test -tags integration ./... against a lab of its own, booted and stopped around it
+	LAB=$(TEST_LAB) MON_PORT=$(TEST_MON_PORT) RGW_A_PORT=$(TEST_RGW_A_PORT) RGW_B_PORT=$(TEST_RGW_B_PORT) \
+	  deploy/ceph-lab/with-lab.sh go test -tags integration -count=1 -p 1 -timeout 25m ./...
+
+# ---- demo ----
+
+demo: deps build ## run deploy/demo.sh (the binaries against a lab)
+	bash deploy/demo.sh
+
+clean: ## remove bin/ and .tmp/ (the tools in .bin/ stay)
+	rm -rf bin $(TMP)
