@@ -25,6 +25,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/checkpoint"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
@@ -270,16 +272,16 @@ func (e *Exporter) ensureInitialised(ctx context.Context, d *destination) error 
 		return err
 	}
 	if !ok {
+		heads, err := e.readHeads(ctx)
+		if err != nil {
+			return fmt.Errorf("initialise destination %s: %w", d.name, err)
+		}
 		entries := make([]checkpoint.Entry, 0, e.mdShards+1)
 		now := time.Now().UTC()
-		for i := range e.mdShards {
-			si, err := e.cfg.Source.MDLogShardInfo(ctx, e.period, i)
-			if err != nil {
-				return fmt.Errorf("initialise destination %s: read mdlog shard %d head: %w", d.name, i, err)
-			}
+		for i, h := range heads {
 			u := rgwlog.Unit{Log: v1.LogType_LOG_TYPE_METADATA, Shard: uint32(i)}
 			entries = append(entries, checkpoint.Entry{Key: u.Key(d.name), Bound: checkpoint.Bound{
-				Marker: si.Marker, Phase: phaseIncremental, UpdatedAt: now,
+				Marker: h, Phase: phaseIncremental, UpdatedAt: now,
 			}})
 		}
 		b = checkpoint.Bound{Marker: fullPos{}.String(), Phase: phaseFullSync, UpdatedAt: now}
@@ -295,6 +297,24 @@ func (e *Exporter) ensureInitialised(ctx context.Context, d *destination) error 
 	}
 	d.initialised = true
 	return nil
+}
+
+// readHeads reads every mdlog shard's newest marker, a few at a time.
+func (e *Exporter) readHeads(ctx context.Context) ([]string, error) {
+	heads := make([]string, e.mdShards)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i := range e.mdShards {
+		g.Go(func() error {
+			si, err := e.cfg.Source.MDLogShardInfo(gctx, e.period, i)
+			if err != nil {
+				return fmt.Errorf("read mdlog shard %d head: %w", i, err)
+			}
+			heads[i] = si.Marker
+			return nil
+		})
+	}
+	return heads, g.Wait()
 }
 
 func (d *destination) markFullDone() {

@@ -1,0 +1,422 @@
+package exporter
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/checkpoint"
+	"github.com/rgwsync/rgwsync/internal/rgwadmin"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeSource is an in-memory source: a few mdlog shards and metadata keys.
+// Entry ids have the gateway's shape (1_<sec.usec>_<n>.1).
+type fakeSource struct {
+	mu       sync.Mutex
+	n        int
+	shards   map[int][]rgwadmin.MDLogEntry
+	blobs    map[string]string // "section:key" -> blob
+	failGets map[string]bool
+}
+
+func newFakeSource() *fakeSource {
+	return &fakeSource{shards: map[int][]rgwadmin.MDLogEntry{}, blobs: map[string]string{}, failGets: map[string]bool{}}
+}
+
+func (f *fakeSource) put(shard int, section, key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n++
+	f.blobs[section+":"+key] = fmt.Sprintf(`{"key":"%s:%s","ver":{"tag":"t","ver":%d},"data":{}}`, section, key, f.n)
+	f.log(shard, section, key)
+}
+
+func (f *fakeSource) del(shard int, section, key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n++
+	delete(f.blobs, section+":"+key)
+	f.log(shard, section, key)
+}
+
+func (f *fakeSource) log(shard int, section, key string) {
+	ts := time.Unix(1795609530+int64(f.n), 0).UTC()
+	f.shards[shard] = append(f.shards[shard], rgwadmin.MDLogEntry{
+		ID: fmt.Sprintf("1_%d.000000_%d.1", ts.Unix(), f.n), Section: section, Name: key, Timestamp: ts, Status: "complete"})
+}
+
+func (f *fakeSource) MDLogInfo(context.Context) (rgwadmin.LogInfo, error) {
+	return rgwadmin.LogInfo{NumShards: 4, Period: "p1", RealmEpoch: 2}, nil
+}
+
+func (f *fakeSource) MDLogShardInfo(_ context.Context, _ string, shard int) (rgwadmin.ShardInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	es := f.shards[shard]
+	if len(es) == 0 {
+		return rgwadmin.ShardInfo{}, nil
+	}
+	return rgwadmin.ShardInfo{Marker: es[len(es)-1].ID, LastUpdate: es[len(es)-1].Timestamp}, nil
+}
+
+func (f *fakeSource) ListMDLog(_ context.Context, _ string, shard int, marker string, max int) (rgwadmin.MDLogPage, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	es := f.shards[shard]
+	start := 0
+	for i, e := range es {
+		if e.ID == marker {
+			start = i + 1
+		}
+	}
+	end := min(start+max, len(es))
+	page := rgwadmin.MDLogPage{Entries: append([]rgwadmin.MDLogEntry(nil), es[start:end]...), Truncated: end < len(es)}
+	if end > start {
+		page.Marker = es[end-1].ID
+	}
+	return page, nil
+}
+
+func (f *fakeSource) ListMetadataKeys(_ context.Context, section, marker string, max int) (rgwadmin.KeyPage, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var keys []string
+	for k := range f.blobs {
+		if sec, name, _ := strings.Cut(k, ":"); sec == section && name > marker {
+			keys = append(keys, name)
+		}
+	}
+	sort.Strings(keys)
+	p := rgwadmin.KeyPage{Keys: keys}
+	if len(keys) > max {
+		p.Keys, p.Truncated, p.Marker = keys[:max], true, keys[max-1]
+	}
+	p.Count = len(p.Keys)
+	return p, nil
+}
+
+func (f *fakeSource) GetMetadata(_ context.Context, section, key string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failGets[section+":"+key] {
+		return nil, &rgwadmin.GatewayError{Op: "get metadata", Status: 500, Code: "InternalError"}
+	}
+	b, ok := f.blobs[section+":"+key]
+	if !ok {
+		return nil, fmt.Errorf("get metadata %s:%s: %w", section, key, rgwadmin.ErrNotFound)
+	}
+	return []byte(b), nil
+}
+
+type rig struct {
+	exp   *Exporter
+	store *checkpoint.Store
+	srv   *grpc.Server
+	conn  *grpc.ClientConn
+}
+
+func newRig(t *testing.T, src *fakeSource, storePath string) *rig {
+	store, err := checkpoint.Open(storePath)
+	require.NoError(t, err)
+	exp, err := New(context.Background(), Config{ID: "exp", Source: src, Store: store, BatchEntries: 3,
+		PollMin: 5 * time.Millisecond, PollMax: 20 * time.Millisecond, RetryMin: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond,
+		HeadPollInterval: 20 * time.Millisecond, MaxInflightBatches: 2})
+	require.NoError(t, err)
+	exp.Start()
+	lis := bufconn.Listen(1 << 20)
+	srv := grpc.NewServer()
+	v1.RegisterReplicationServiceServer(srv, exp)
+	v1.RegisterStatusServiceServer(srv, exp)
+	go func() { _ = srv.Serve(lis) }()
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	r := &rig{exp: exp, store: store, srv: srv, conn: conn}
+	t.Cleanup(r.close)
+	return r
+}
+
+func (r *rig) close() {
+	if r.srv == nil {
+		return
+	}
+	r.conn.Close()
+	r.srv.Stop()
+	r.exp.Close()
+	r.store.Close()
+	r.srv = nil
+}
+
+// applierStream is a test applier on one stream.
+type applierStream struct {
+	t      *testing.T
+	s      v1.ReplicationService_ReplicateClient
+	cancel context.CancelFunc
+}
+
+func (r *rig) dial(t *testing.T, id string) *applierStream {
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := v1.NewReplicationServiceClient(r.conn).Replicate(ctx)
+	require.NoError(t, err)
+	require.NoError(t, s.Send(&v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Hello{Hello: &v1.Hello{Destination: "zone-b", ApplierId: id}}}))
+	m, err := s.Recv()
+	require.NoError(t, err)
+	require.NotNil(t, m.GetWelcome())
+	require.Equal(t, uint32(4), m.GetWelcome().GetMetadataShards())
+	a := &applierStream{t: t, s: s, cancel: cancel}
+	t.Cleanup(cancel)
+	return a
+}
+
+func (a *applierStream) subscribe(u rgwlog.Unit) {
+	require.NoError(a.t, a.s.Send(&v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Subscribe{Subscribe: &v1.Subscribe{Shard: u.Ref()}}}))
+}
+
+// next returns the next batch, skipping shard states.
+func (a *applierStream) next() *v1.Batch {
+	for {
+		m, err := a.s.Recv()
+		require.NoError(a.t, err)
+		if b := m.GetBatch(); b != nil {
+			return b
+		}
+		require.Nil(a.t, m.GetRevoke(), "unexpected revoke: %v", m.GetRevoke())
+	}
+}
+
+func (a *applierStream) ack(b *v1.Batch, failed ...*v1.RetryItem) {
+	require.NoError(a.t, a.s.Send(&v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Ack{Ack: &v1.Ack{
+		Shard: b.GetShard(), Seq: b.GetSeq(), ThroughMarker: b.GetThroughMarker(), Failed: failed}}}))
+}
+
+var fullUnit = rgwlog.Unit{Log: v1.LogType_LOG_TYPE_METADATA_FULL}
+
+func mdUnit(n uint32) rgwlog.Unit { return rgwlog.Unit{Log: v1.LogType_LOG_TYPE_METADATA, Shard: n} }
+
+func names(b *v1.Batch) []string {
+	var out []string
+	for _, e := range b.GetEntries() {
+		op := "put"
+		if e.GetOp() == v1.MetadataOp_METADATA_OP_DELETE {
+			op = "del"
+		}
+		out = append(out, e.GetSection()+":"+e.GetName()+":"+op)
+	}
+	return out
+}
+
+func waitBound(t *testing.T, st *checkpoint.Store, u rgwlog.Unit, pred func(checkpoint.Bound) bool) checkpoint.Bound {
+	t.Helper()
+	var b checkpoint.Bound
+	require.Eventually(t, func() bool {
+		var ok bool
+		var err error
+		b, ok, err = st.Get(u.Key("zone-b"))
+		return err == nil && ok && pred(b)
+	}, 5*time.Second, 5*time.Millisecond)
+	return b
+}
+
+func TestFullSyncThenIncrementalWithRetry(t *testing.T) {
+	src := newFakeSource()
+	for _, u := range []string{"alice", "bob", "carol", "dave"} {
+		src.put(1, "user", u)
+	}
+	src.put(2, "bucket.instance", "b1:inst")
+	src.put(2, "bucket", "b1")
+	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"))
+	a := r.dial(t, "a1")
+
+	// Initialised: mdlog bounds are the heads recorded before the full sync.
+	b1, ok, err := r.store.Get(mdUnit(1).Key("zone-b"))
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, src.shards[1][3].ID, b1.Marker)
+
+	// A change made during the full sync is logged after the recorded head.
+	src.put(1, "user", "erin")
+
+	// An incremental shard waits for the full sync.
+	a.subscribe(mdUnit(1))
+	a.subscribe(fullUnit)
+	var got []string
+	for {
+		b := a.next()
+		require.Equal(t, v1.LogType_LOG_TYPE_METADATA_FULL, b.GetShard().GetLogType(), "incremental before the full sync is done")
+		got = append(got, names(b)...)
+		a.ack(b)
+		if !b.GetMore() {
+			break
+		}
+	}
+	require.Equal(t, []string{"user:alice:put", "user:bob:put", "user:carol:put", "user:dave:put", "user:erin:put",
+		"bucket.instance:b1:inst:put", "bucket:b1:put"}, got, "users, then instances, then buckets")
+	waitBound(t, r.store, fullUnit, func(b checkpoint.Bound) bool { return b.Phase == phaseDone })
+
+	// Incremental from the recorded head: erin's change; the failed key is
+	// kept as a retry in the bound, then resent and cleared.
+	b := a.next()
+	require.Equal(t, mdUnit(1), rgwlog.UnitOf(b.GetShard()))
+	require.Equal(t, []string{"user:erin:put"}, names(b))
+	a.ack(b, &v1.RetryItem{Section: "user", Name: "erin", Error: "destination said 503", Timestamp: timestamppb.Now()})
+	bound := waitBound(t, r.store, mdUnit(1), func(b checkpoint.Bound) bool { return len(b.Retries) == 1 })
+	require.Equal(t, src.shards[1][4].ID, bound.Marker, "the bound moves past the failed entry; the item is kept as a retry")
+	require.Equal(t, uint32(1), bound.Retries[0].Attempts)
+
+	b = a.next()
+	require.Equal(t, []string{"user:erin:put"}, names(b))
+	require.Equal(t, uint32(2), b.GetEntries()[0].GetAttempt())
+	require.Equal(t, bound.Marker, b.GetThroughMarker(), "a retry batch does not move the marker")
+	a.ack(b)
+	waitBound(t, r.store, mdUnit(1), func(b checkpoint.Bound) bool { return len(b.Retries) == 0 })
+
+	// De-duplication within a batch and deletes.
+	src.put(1, "user", "frank")
+	src.put(1, "user", "frank")
+	src.del(1, "user", "bob")
+	b = a.next()
+	require.Equal(t, []string{"user:frank:put", "user:bob:del"}, names(b))
+	a.ack(b)
+	waitBound(t, r.store, mdUnit(1), func(b checkpoint.Bound) bool { return b.Marker == src.shards[1][7].ID })
+}
+
+func TestSourceFetchFailureBecomesRetry(t *testing.T) {
+	src := newFakeSource()
+	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"))
+	a := r.dial(t, "a1")
+	a.subscribe(fullUnit)
+	for b := a.next(); ; b = a.next() {
+		a.ack(b)
+		if !b.GetMore() {
+			break
+		}
+	}
+	src.failGets["user:zed"] = true
+	src.put(0, "user", "zed")
+	src.put(0, "user", "amy")
+	a.subscribe(mdUnit(0))
+	b := a.next()
+	require.Equal(t, []string{"user:amy:put"}, names(b), "the key the source fails on is not sent")
+	a.ack(b)
+	bound := waitBound(t, r.store, mdUnit(0), func(b checkpoint.Bound) bool { return len(b.Retries) == 1 })
+	require.Contains(t, bound.Retries[0].Error, "source:")
+	src.mu.Lock()
+	delete(src.failGets, "user:zed")
+	src.mu.Unlock()
+	b = a.next()
+	require.Equal(t, []string{"user:zed:put"}, names(b))
+	a.ack(b)
+	waitBound(t, r.store, mdUnit(0), func(b checkpoint.Bound) bool { return len(b.Retries) == 0 })
+}
+
+func TestNewSubscriptionRevokesOldAndResumesFromBound(t *testing.T) {
+	src := newFakeSource()
+	path := filepath.Join(t.TempDir(), "b.db")
+	r := newRig(t, src, path)
+	a := r.dial(t, "a1")
+	a.subscribe(fullUnit)
+	for b := a.next(); ; b = a.next() {
+		a.ack(b)
+		if !b.GetMore() {
+			break
+		}
+	}
+	for _, u := range []string{"u1", "u2", "u3", "u4"} {
+		src.put(3, "user", u)
+	}
+	a.subscribe(mdUnit(3))
+	first := a.next()
+	require.Equal(t, []string{"user:u1:put", "user:u2:put", "user:u3:put"}, names(first))
+	a.ack(first)
+	waitBound(t, r.store, mdUnit(3), func(b checkpoint.Bound) bool { return b.Marker == src.shards[3][2].ID })
+	second := a.next() // in flight, never acked by a1
+
+	// a2 takes the shard: a1 is revoked, a2 starts again from the bound.
+	b2 := r.dial(t, "a2")
+	b2.subscribe(mdUnit(3))
+	got := b2.next()
+	require.Equal(t, []string{"user:u4:put"}, names(got))
+	m, err := a.s.Recv()
+	require.NoError(t, err)
+	require.NotNil(t, m.GetRevoke(), "a1 must be told")
+	a.ack(second) // refused: not a1's any more
+	b2.ack(got)
+	bound := waitBound(t, r.store, mdUnit(3), func(b checkpoint.Bound) bool { return b.Marker == src.shards[3][3].ID })
+	require.Equal(t, "a2", bound.Applier)
+
+	// A restarted exporter on the same file resumes from the bounds.
+	r.close()
+	src.put(3, "user", "u5")
+	r2 := newRig(t, src, path)
+	c := r2.dial(t, "a3")
+	c.subscribe(mdUnit(3))
+	require.Equal(t, []string{"user:u5:put"}, names(c.next()))
+}
+
+func TestOutOfOrderAckEndsTheSubscription(t *testing.T) {
+	src := newFakeSource()
+	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"))
+	a := r.dial(t, "a1")
+	a.subscribe(fullUnit)
+	b := a.next()
+	a.ack(&v1.Batch{Shard: b.GetShard(), Seq: b.GetSeq() + 5, ThroughMarker: "x"})
+	for {
+		m, err := a.s.Recv()
+		require.NoError(t, err)
+		if rv := m.GetRevoke(); rv != nil {
+			require.Contains(t, rv.GetReason(), "protocol: ack for batch")
+			break
+		}
+	}
+	bound, _, err := r.store.Get(fullUnit.Key("zone-b"))
+	require.NoError(t, err)
+	require.Equal(t, "0|", bound.Marker, "nothing acked properly, nothing moved")
+}
+
+func TestStatusAndGetBounds(t *testing.T) {
+	src := newFakeSource()
+	src.put(0, "user", "alice")
+	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"))
+	a := r.dial(t, "a1")
+	a.subscribe(fullUnit)
+	for b := a.next(); ; b = a.next() {
+		a.ack(b)
+		if !b.GetMore() {
+			break
+		}
+	}
+	waitBound(t, r.store, fullUnit, func(b checkpoint.Bound) bool { return b.Phase == phaseDone })
+	cl := v1.NewStatusServiceClient(r.conn)
+	ctx := context.Background()
+	st, err := cl.Status(ctx, &v1.StatusRequest{Destination: "zone-b"})
+	require.NoError(t, err)
+	require.Len(t, st.GetDestinations(), 1)
+	require.Len(t, st.GetDestinations()[0].GetShards(), 5)
+	require.Equal(t, []string{"a1"}, st.GetDestinations()[0].GetAppliers())
+	gb, err := cl.GetBounds(ctx, &v1.GetBoundsRequest{Destination: "zone-b", LogType: v1.LogType_LOG_TYPE_METADATA_FULL})
+	require.NoError(t, err)
+	require.Equal(t, "3|", gb.GetMarker())
+	require.Equal(t, "a1", gb.GetMarkers()[0].GetEntity())
+	_, err = cl.GetBounds(ctx, &v1.GetBoundsRequest{Destination: "zone-b", LogType: v1.LogType_LOG_TYPE_METADATA, Shard: 99})
+	require.ErrorContains(t, err, "no shard")
+	_, err = cl.Status(ctx, &v1.StatusRequest{Destination: "nope"})
+	require.ErrorContains(t, err, "no destination")
+}
