@@ -146,13 +146,14 @@ test: test-unit test-integration ## unit tests, then integration tests against a
 test-unit: ## go test -race ./...
 	go test -race -count=1 ./...
 
-test-integration: deps ## go test -tags integration ./... against a lab of its own, booted and stopped around it
+# The integration tests call .bin/grpcurl (internal/synctest), so it is built here too.
+test-integration: deps $(GRPCURL) ## go test -tags integration ./... against a lab of its own, booted and stopped around it
 	LAB=$(TEST_LAB) MON_PORT=$(TEST_MON_PORT) RGW_A_PORT=$(TEST_RGW_A_PORT) RGW_B_PORT=$(TEST_RGW_B_PORT) \
 	  deploy/ceph-lab/with-lab.sh go test -tags integration -count=1 -p 1 -timeout 25m ./...
 
 # ---- demo ----
 
-demo: deps build ## run deploy/demo.sh (the binaries against a lab)
+demo: deps build $(GRPCURL) ## run deploy/demo.sh (the binaries against a lab of its own)
 	bash deploy/demo.sh
 
 clean: ## remove bin/ and .tmp/ (the tools in .bin/ stay)

@@ -41,6 +41,20 @@ keep_logs() {  # print the gateways' last lines and copy $LAB/log out before the
   say "lab logs copied to $LOGS_OUT"
 }
 
+# start.sh stops whatever lab $LAB holds; never take over one that another run
+# (a second `make test` on this machine, say) is still using.
+if [ -f "$LAB/pids" ]; then
+  while read -r name pid start; do
+    st=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    read -ra f <<< "${st##*) }"          # f[0] is stat field 3, so f[19] is field 22 (starttime)
+    if [ "${f[19]}" = "$start" ]; then
+      say "$LAB is in use ($name, pid $pid, still runs): choose another LAB and ports," \
+          "or stop it with LAB=$LAB $HERE/stop.sh --wipe"
+      exit 1
+    fi
+  done < "$LAB/pids"
+fi
+
 rc=1
 finish() {
   trap - EXIT INT TERM
