@@ -30,5 +30,7 @@
 //     with Nagle on (unless "tcp_nodelay=1" is in rgw frontends), so each
 //     answer waits for a delayed ACK: ~40 ms per call. The default transport
 //     asks Linux for quick ACKs, which brings a call back to ~1 ms.
-//   - update-by-version never creates a missing key (see UpdateByVersion).
+//   - update-by-version never creates a missing key (see UpdateByVersion),
+//     and update-by-timestamp of a missing bucket.instance crashes the
+//     gateway (PutMetadata refuses it).
 package rgwadmin

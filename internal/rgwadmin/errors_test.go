@@ -332,7 +332,11 @@ func TestArgumentChecks(t *testing.T) {
 		"section with a slash": func() error { _, err := c.ListMetadataKeys(ctx, "user/x", "", 1); return err }(),
 		"empty key":            c.DeleteMetadata(ctx, "user", ""),
 		"empty blob":           func() error { _, err := c.PutMetadata(ctx, "user", "k", nil, ""); return err }(),
-		"empty endpoint":       func() error { _, _, err := c.ZoneID(ctx, " "); return err }(),
+		"crashing update type": func() error {
+			_, err := c.PutMetadata(ctx, "bucket.instance", "b:1", []byte("{}"), UpdateByTimestamp)
+			return err
+		}(),
+		"empty endpoint": func() error { _, _, err := c.ZoneID(ctx, " "); return err }(),
 	} {
 		assert.Error(t, err, name)
 	}

@@ -17,7 +17,10 @@ const (
 	// the tag "", so it is always skipped: create with "" first.
 	UpdateByVersion = "update-by-version"
 	// UpdateByTimestamp applies a blob whose mtime is newer than the
-	// gateway's copy (an absent key is older than anything).
+	// gateway's copy (an absent user is older than anything). PutMetadata
+	// refuses it for bucket.instance: radosgw 16.2.15 segfaults
+	// (RGWMetadataHandlerPut_SObj::put_pre) on such a PUT of a key it does
+	// not have.
 	UpdateByTimestamp = "update-by-timestamp"
 )
 
@@ -126,6 +129,9 @@ func (c *Client) PutMetadata(ctx context.Context, section, key string, blob []by
 	}
 	if len(blob) == 0 {
 		return UpdateStatus{}, fmt.Errorf("%s: empty blob", op)
+	}
+	if updateType == UpdateByTimestamp && section == "bucket.instance" {
+		return UpdateStatus{}, fmt.Errorf("%s: refused: %s on a bucket.instance the gateway does not have crashes radosgw 16.2.15; use %q or none", op, updateType, UpdateByVersion)
 	}
 	q := url.Values{"key": {key}}
 	if updateType != "" {
