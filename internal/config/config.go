@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path"
 	"strings"
 	"time"
 
@@ -60,7 +61,23 @@ type Exporter struct {
 		RetryMax           time.Duration `yaml:"retry_max"`
 		MaxInflightBatches int           `yaml:"max_inflight_batches"`
 		MaxInflightBytes   int64         `yaml:"max_inflight_bytes"`
+		// BandwidthBytesPerSecond caps the payload streamed to each applier
+		// (a token bucket per stream); 0 = unlimited.
+		BandwidthBytesPerSecond int64 `yaml:"bandwidth_bytes_per_second"`
 	} `yaml:"sync"`
+	// Filter selects the buckets replicated (path.Match globs on the bucket
+	// name, "tenant/name" for tenant buckets). Empty include = all; exclude
+	// wins over include.
+	Filter struct {
+		Include []string `yaml:"include"`
+		Exclude []string `yaml:"exclude"`
+	} `yaml:"filter"`
+	// Trim, when enabled, trims the source's metadata log shards up to what
+	// every known destination has applied.
+	Trim struct {
+		Enabled  bool          `yaml:"enabled"`
+		Interval time.Duration `yaml:"interval"`
+	} `yaml:"trim"`
 }
 
 // Applier is the applier's configuration.
@@ -168,6 +185,15 @@ func (c *Exporter) Validate() error {
 	if s.PollMin > 0 && s.PollMax > 0 && s.PollMin > s.PollMax {
 		errs = append(errs, fmt.Errorf("sync.poll_min %s is above sync.poll_max %s", s.PollMin, s.PollMax))
 	}
+	if s.BandwidthBytesPerSecond < 0 {
+		errs = append(errs, fmt.Errorf("sync.bandwidth_bytes_per_second: %d is negative", s.BandwidthBytesPerSecond))
+	}
+	for _, g := range append(append([]string(nil), c.Filter.Include...), c.Filter.Exclude...) {
+		if _, err := path.Match(g, ""); err != nil {
+			errs = append(errs, fmt.Errorf("filter: bad pattern %q: %v", g, err))
+		}
+	}
+	errs = append(errs, nonNegDur("trim.interval", c.Trim.Interval))
 	if s.BatchEntries > 1000 {
 		errs = append(errs, fmt.Errorf("sync.batch_entries %d: the gateway returns at most 1000 log entries per call", s.BatchEntries))
 	}
