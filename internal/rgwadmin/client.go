@@ -313,8 +313,5 @@ func retryableTransportError(err error) bool {
 		return false
 	}
 	var certErr *tls.CertificateVerificationError
-	if errors.As(err, &certErr) {
-		return false
-	}
-	return true
+	return !errors.As(err, &certErr)
 }

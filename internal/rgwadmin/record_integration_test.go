@@ -6,10 +6,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -241,4 +243,49 @@ func TestRecordAnswers(t *testing.T) {
 	_, err = a.do(ctx, request{op: "list objects", method: http.MethodGet, path: "/" + labtest.RandomName("nosuch-"), query: url.Values{}})
 	require.ErrorIs(t, err, ErrNotFound)
 	save("s3-no-such-bucket", "GET /<missing bucket>: 404 NoSuchBucket in XML", -1)
+}
+
+// recorder is an http.RoundTripper that keeps every exchange it carries.
+type recorder struct {
+	base http.RoundTripper
+	mu   sync.Mutex
+	seen []exchange
+}
+
+func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	var x exchange
+	x.Request.Method, x.Request.Path, x.Request.Query = req.Method, req.URL.Path, req.URL.RawQuery
+	if req.Body != nil {
+		b, err := io.ReadAll(req.Body)
+		if err != nil {
+			return nil, err
+		}
+		_ = req.Body.Close()
+		req.Body = io.NopCloser(bytes.NewReader(b))
+		x.Request.Body = string(b)
+	}
+	resp, err := r.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	x.Status, x.Header, x.Body = resp.StatusCode, resp.Header.Clone(), string(b)
+	r.mu.Lock()
+	r.seen = append(r.seen, x)
+	r.mu.Unlock()
+	return resp, nil
+}
+
+// take returns the exchanges carried since the previous take.
+func (r *recorder) take() []exchange {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.seen
+	r.seen = nil
+	return s
 }

@@ -1,0 +1,55 @@
+package rgwlog
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+)
+
+func TestCompareMDLogMarkers(t *testing.T) {
+	// ids as the lab's gateway writes them (probe-sample-output.txt)
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{
+		{"1_1795609532.671183_40.1", "1_1795609532.672479_41.1", -1},
+		{"1_1795609532.672479_41.1", "1_1795609532.671183_40.1", 1},
+		{"1_1795609532.671183_40.1", "1_1795609532.671183_40.1", 0},
+		{"1_1795609530.377534_5.1", "1_1795609532.671183_40.1", -1},
+		{"1_1795609532.671183_9.1", "1_1795609532.671183_10.1", -1}, // numeric, not lexical
+		{"", "1_1795609532.671183_40.1", -1},
+		{"1_1795609532.671183_40.1", "", 1},
+		{"", "", 0},
+	} {
+		got, err := CompareMDLogMarkers(tc.a, tc.b)
+		require.NoError(t, err)
+		require.Equal(t, tc.want, got, "%q vs %q", tc.a, tc.b)
+	}
+	_, err := CompareMDLogMarkers("garbage", "1_1795609532.671183_40.1")
+	require.ErrorContains(t, err, `mdlog marker "garbage"`)
+}
+
+func TestLockIDsDoNotCollide(t *testing.T) {
+	seen := map[int]Unit{}
+	for _, u := range MetadataUnits(64) {
+		id := u.LockID(0)
+		require.NotContains(t, seen, id)
+		seen[id] = u
+	}
+	for i := range 128 {
+		id := Unit{Log: v1.LogType_LOG_TYPE_DATA, Shard: uint32(i)}.LockID(0)
+		require.NotContains(t, seen, id)
+		require.Less(t, id, LockMemberSlot)
+	}
+	require.Equal(t, 100010000, Unit{Log: v1.LogType_LOG_TYPE_METADATA_FULL}.LockID(100000000))
+}
+
+func TestApplyRankOrder(t *testing.T) {
+	require.Less(t, ApplyRank(SectionUser, false), ApplyRank(SectionBucketInstance, false))
+	require.Less(t, ApplyRank(SectionBucketInstance, false), ApplyRank(SectionBucket, false))
+	require.Less(t, ApplyRank(SectionBucket, false), ApplyRank(SectionBucket, true))
+	require.Less(t, ApplyRank(SectionBucket, true), ApplyRank(SectionBucketInstance, true))
+	require.Less(t, ApplyRank(SectionBucketInstance, true), ApplyRank(SectionUser, true))
+}
