@@ -22,6 +22,7 @@ import (
 	"github.com/rgwsync/rgwsync/internal/checkpoint"
 	"github.com/rgwsync/rgwsync/internal/config"
 	"github.com/rgwsync/rgwsync/internal/exporter"
+	"github.com/rgwsync/rgwsync/internal/filter"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
 	"github.com/rgwsync/rgwsync/internal/rpcserver"
 	"github.com/rgwsync/rgwsync/internal/tlsconfig"
@@ -75,6 +76,10 @@ func run(args []string) error {
 	}
 	defer store.Close()
 
+	bucketFilter, err := filter.New(cfg.Filter.Include, cfg.Filter.Exclude)
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -83,6 +88,8 @@ func run(args []string) error {
 		Sections: cfg.Sync.Sections, BatchEntries: cfg.Sync.BatchEntries, FetchConcurrency: cfg.Sync.FetchConcurrency,
 		PollMin: cfg.Sync.PollMin, PollMax: cfg.Sync.PollMax, RetryMin: cfg.Sync.RetryMin, RetryMax: cfg.Sync.RetryMax,
 		MaxInflightBatches: cfg.Sync.MaxInflightBatches, MaxInflightBytes: cfg.Sync.MaxInflightBytes,
+		Filter: bucketFilter, BandwidthBytesPerSecond: cfg.Sync.BandwidthBytesPerSecond,
+		Trim: cfg.Trim.Enabled, TrimInterval: cfg.Trim.Interval,
 		Logger: log, Metrics: exporter.NewMetrics(reg),
 	})
 	cancel()
@@ -96,7 +103,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	srv := rpcserver.New(rpcserver.Options{Logger: log, Creds: creds})
+	srv := rpcserver.New(rpcserver.Options{Logger: log, Creds: creds, Auth: tlsconfig.Authorizer(cfg.TLS)})
 	v1.RegisterReplicationServiceServer(srv.GRPC, exp)
 	v1.RegisterStatusServiceServer(srv.GRPC, exp)
 	for _, name := range []string{"", v1.ReplicationService_ServiceDesc.ServiceName, v1.StatusService_ServiceDesc.ServiceName} {

@@ -70,6 +70,14 @@ type Bound struct {
 	Phase     string    `json:"phase,omitempty"`
 	Applier   string    `json:"applier,omitempty"` // who acked last
 	UpdatedAt time.Time `json:"updated_at"`
+	// TrimSafe is the previous Marker: the source log may be trimmed up to
+	// it (inclusive) for this destination. The entry at Marker itself is
+	// kept, so that a reader can tell a log trimmed past its bound (the
+	// bound's entry is gone) from one it trimmed itself.
+	TrimSafe string `json:"trim_safe,omitempty"`
+	// Resyncs counts the full re-syncs this shard needed because the
+	// source log was trimmed past its bound.
+	Resyncs uint32 `json:"resyncs,omitempty"`
 }
 
 // Entry is a key with its bound.

@@ -29,6 +29,7 @@ import (
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/checkpoint"
+	"github.com/rgwsync/rgwsync/internal/filter"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
 )
@@ -40,6 +41,7 @@ type Source interface {
 	ListMDLog(ctx context.Context, period string, shard int, marker string, max int) (rgwadmin.MDLogPage, error)
 	ListMetadataKeys(ctx context.Context, section, marker string, max int) (rgwadmin.KeyPage, error)
 	GetMetadata(ctx context.Context, section, key string) ([]byte, error)
+	TrimMDLog(ctx context.Context, period string, shard int, marker string) error
 }
 
 // Config of an Exporter. Zero values take the defaults.
@@ -64,8 +66,17 @@ type Config struct {
 	MaxInflightBytes   int64 // per stream, default 64 MiB
 	// How often the source's shard heads are read for Status (default 5s).
 	HeadPollInterval time.Duration
-	Logger           *slog.Logger
-	Metrics          *Metrics
+	// Filter selects the buckets replicated (nil: all).
+	Filter *filter.Buckets
+	// BandwidthBytesPerSecond caps the payload streamed on each stream (0:
+	// unlimited).
+	BandwidthBytesPerSecond int64
+	// Trim enables trimming the source mdlog, every TrimInterval (default
+	// 10m), up to what every known destination has applied.
+	Trim         bool
+	TrimInterval time.Duration
+	Logger       *slog.Logger
+	Metrics      *Metrics
 }
 
 func (c *Config) setDefaults() {
@@ -81,6 +92,7 @@ func (c *Config) setDefaults() {
 	setDefault(&c.MaxInflightBatches, 4)
 	setDefault(&c.MaxInflightBytes, 64<<20)
 	setDefault(&c.HeadPollInterval, 5*time.Second)
+	setDefault(&c.TrimInterval, 10*time.Minute)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -161,6 +173,13 @@ func (e *Exporter) Start() {
 		defer e.wg.Done()
 		e.pollHeads(ctx)
 	}()
+	if e.cfg.Trim {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.trimLoop(ctx)
+		}()
+	}
 }
 
 // Close stops background work. Streams end when the gRPC server stops.
@@ -327,12 +346,30 @@ func (d *destination) markFullDone() {
 	}
 }
 
+// fullDoneCh is closed once the current full sync is done (a re-sync
+// replaces it with a new, open one).
+func (d *destination) fullDoneCh() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.fullDone
+}
+
 func (d *destination) isFullDone() bool {
 	select {
-	case <-d.fullDone:
+	case <-d.fullDoneCh():
 		return true
 	default:
 		return false
+	}
+}
+
+func (d *destination) reopenFull() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	select {
+	case <-d.fullDone:
+		d.fullDone = make(chan struct{})
+	default:
 	}
 }
 

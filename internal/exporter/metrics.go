@@ -13,6 +13,8 @@ type Metrics struct {
 	lagSeconds     *prometheus.GaugeVec
 	entriesBehind  *prometheus.GaugeVec
 	shardsBehind   *prometheus.GaugeVec
+	trims          prometheus.Counter
+	resyncs        *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not
@@ -37,10 +39,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "entries_behind", Help: "Log entries read but not yet acked, per destination and log."}, []string{"destination", "log"}),
 		shardsBehind: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "rgwsync", Subsystem: "exporter",
 			Name: "shards_behind", Help: "Shards with changes or retries pending."}, []string{"destination"}),
+		trims: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "rgwsync", Subsystem: "exporter",
+			Name: "mdlog_trims_total", Help: "Trims of a source mdlog shard."}),
+		resyncs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "rgwsync", Subsystem: "exporter",
+			Name: "resyncs_total", Help: "Full re-syncs started because the source log was trimmed past a bound."}, []string{"destination"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.streams, m.batchesSent, m.entriesApplied, m.retriesFailed, m.errors, m.bytesRead,
-			m.lagSeconds, m.entriesBehind, m.shardsBehind)
+			m.lagSeconds, m.entriesBehind, m.shardsBehind, m.trims, m.resyncs)
 	}
 	return m
 }

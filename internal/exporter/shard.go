@@ -17,6 +17,7 @@ import (
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/checkpoint"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
 )
 
 // worker serves one subscription: reads after the bound, sends batches
@@ -79,7 +80,7 @@ func (w *worker) run(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-w.d.fullDone:
+			case <-w.d.fullDoneCh():
 			}
 		}
 		src = &mdlogSource{e: w.e, shard: int(u.Shard)}
@@ -114,9 +115,12 @@ func (w *worker) run(ctx context.Context) error {
 		var wait <-chan time.Time
 		if len(w.inflight) < w.sub.st.window {
 			sent, err := w.sendNext(ctx, src)
+			var trimmed *trimmedError
 			switch {
 			case ctx.Err() != nil:
 				return nil
+			case errors.As(err, &trimmed):
+				return w.e.resync(ctx, w, trimmed)
 			case err != nil:
 				srcBackoff = min(max(2*srcBackoff, w.e.cfg.PollMin), 30*time.Second)
 				w.log.Warn("read from source failed; will retry", "err", err, "backoff", srcBackoff)
@@ -243,6 +247,10 @@ func (w *worker) sendNext(ctx context.Context, src batchSource) (bool, error) {
 	if err := w.sub.st.bytes.Acquire(ctx, need); err != nil {
 		return false, err
 	}
+	if err := w.sub.st.throttle(ctx, payload); err != nil {
+		w.sub.st.bytes.Release(need)
+		return false, err
+	}
 	sb := &sentBatch{seq: w.seq, through: rb.through, entries: rb.raw, first: rb.first, retried: due,
 		srcFailed: rb.srcFailed, payload: need, more: rb.more, applied: len(rb.entries)}
 	if err := w.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Batch{Batch: batch}}); err != nil {
@@ -280,6 +288,9 @@ func (w *worker) handleAck(ack *v1.Ack, src batchSource) error {
 	}
 	now := time.Now().UTC()
 	nb := w.bound
+	if sb.through != w.bound.Marker {
+		nb.TrimSafe = w.bound.Marker
+	}
 	nb.Marker = sb.through
 	nb.UpdatedAt = now
 	nb.Applier = w.sub.st.applier
@@ -497,15 +508,20 @@ func (s *mdlogSource) next(ctx context.Context, pos string, max int) (*readBatch
 	}
 	// De-duplicate (section, name) within the batch: the blob is fetched
 	// once, as it is now; each change is logged twice (write, complete).
+	if pos != "" {
+		if err := s.checkNotTrimmed(ctx, pos); err != nil {
+			return nil, err
+		}
+	}
 	last := map[string]int{}
 	for i, en := range page.Entries {
-		if s.e.sections[en.Section] {
+		if s.e.wanted(en.Section, en.Name) {
 			last[retryKey(en.Section, en.Name)] = i
 		}
 	}
 	var refs []keyRef
 	for i, en := range page.Entries {
-		if s.e.sections[en.Section] && last[retryKey(en.Section, en.Name)] == i {
+		if s.e.wanted(en.Section, en.Name) && last[retryKey(en.Section, en.Name)] == i {
 			refs = append(refs, keyRef{section: en.Section, name: en.Name, ts: en.Timestamp, marker: en.ID})
 		}
 	}
@@ -519,6 +535,47 @@ func (s *mdlogSource) next(ctx context.Context, pos string, max int) (*readBatch
 		more:      page.Truncated,
 		srcFailed: failed,
 	}, nil
+}
+
+// wanted: the section is replicated and the key passes the bucket filter.
+func (e *Exporter) wanted(section, key string) bool {
+	return e.sections[section] && e.cfg.Filter.Metadata(section, key)
+}
+
+// trimmedError: the source log no longer holds the entry at the bound, so
+// entries after it may have been trimmed before they were applied.
+type trimmedError struct {
+	shard  int
+	bound  string
+	oldest string
+}
+
+func (t *trimmedError) Error() string {
+	return fmt.Sprintf("mdlog shard %d was trimmed past the bound %q (oldest entry left: %q)", t.shard, t.bound, t.oldest)
+}
+
+// checkNotTrimmed: rgwsync never trims the entry at a bound (only up to
+// TrimSafe, the bound before it), so if the oldest entry left is after pos,
+// someone else trimmed entries that were never applied. The gateway gives
+// no other sign: a listing from a trimmed marker just returns what is left.
+func (s *mdlogSource) checkNotTrimmed(ctx context.Context, pos string) error {
+	first, err := s.e.cfg.Source.ListMDLog(ctx, s.e.period, s.shard, "", 1)
+	if err != nil {
+		return fmt.Errorf("read the oldest entry of mdlog shard %d: %w", s.shard, err)
+	}
+	oldest := ""
+	if len(first.Entries) > 0 {
+		oldest = first.Entries[0].ID
+	}
+	c, err := rgwlog.CompareMDLogMarkers(oldest, pos)
+	if err != nil {
+		s.e.log.Warn("cannot order mdlog markers; trim detection skipped", "shard", s.shard, "err", err)
+		return nil
+	}
+	if oldest == "" || c > 0 {
+		return &trimmedError{shard: s.shard, bound: pos, oldest: oldest}
+	}
+	return nil
 }
 
 // fullPos is the full sync's position: the section being listed and the
@@ -561,9 +618,11 @@ func (s *fullSource) next(ctx context.Context, pos string, max int) (*readBatch,
 		return nil, fmt.Errorf("list %s keys after %q: %w", section, p.marker, err)
 	}
 	now := time.Now().UTC()
-	refs := make([]keyRef, len(page.Keys))
-	for i, k := range page.Keys {
-		refs[i] = keyRef{section: section, name: k, ts: now, marker: p.String()}
+	refs := make([]keyRef, 0, len(page.Keys))
+	for _, k := range page.Keys {
+		if s.e.cfg.Filter.Metadata(section, k) {
+			refs = append(refs, keyRef{section: section, name: k, ts: now, marker: p.String()})
+		}
 	}
 	entries, failed := s.e.fetchAll(ctx, refs)
 	np := fullPos{section: p.section, marker: page.Marker}

@@ -105,6 +105,7 @@ func (e *Exporter) shardStatus(d *destination, u rgwlog.Unit, b checkpoint.Bound
 		Shard:       u.Ref(),
 		BoundMarker: b.Marker,
 		Retries:     uint32(len(b.Retries)),
+		Resyncs:     b.Resyncs,
 	}
 	if u.Log == v1.LogType_LOG_TYPE_METADATA {
 		ss.SourceHeadMarker = e.head(u.Shard)

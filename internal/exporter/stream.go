@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/semaphore"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -23,6 +24,7 @@ type stream struct {
 	window  int // batches in flight per shard
 	bytes   *semaphore.Weighted
 	maxB    int64
+	limiter *rate.Limiter   // nil: unlimited
 	done    <-chan struct{} // closed when the stream ends
 
 	mu   sync.Mutex
@@ -42,6 +44,29 @@ func (s *stream) send(ctx context.Context, m *v1.ReplicateResponse) error {
 }
 
 var errStreamClosed = errors.New("stream closed")
+
+func newLimiter(bps int64) *rate.Limiter {
+	if bps <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(bps), int(min(bps, 1<<30)))
+}
+
+// throttle waits until n payload bytes may go out on this stream (token
+// bucket of sync.bandwidth_bytes_per_second, burst one second's worth).
+func (s *stream) throttle(ctx context.Context, n int64) error {
+	if s.limiter == nil {
+		return nil
+	}
+	for n > 0 {
+		chunk := min(n, int64(s.limiter.Burst()))
+		if err := s.limiter.WaitN(ctx, int(chunk)); err != nil {
+			return err
+		}
+		n -= chunk
+	}
+	return nil
+}
 
 // subscription is one shard served on one stream.
 type subscription struct {
@@ -89,6 +114,7 @@ func (e *Exporter) Replicate(ss v1.ReplicationService_ReplicateServer) error {
 		window:  window,
 		bytes:   semaphore.NewWeighted(maxB),
 		maxB:    maxB,
+		limiter: newLimiter(e.cfg.BandwidthBytesPerSecond),
 		done:    ctx.Done(),
 		subs:    map[rgwlog.Unit]*subscription{},
 	}

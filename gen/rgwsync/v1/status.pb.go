@@ -279,8 +279,11 @@ type ShardStatus struct {
 	// Batches sent and not yet acked.
 	InflightBatches uint32 `protobuf:"varint,12,opt,name=inflight_batches,json=inflightBatches,proto3" json:"inflight_batches,omitempty"`
 	LastError       string `protobuf:"bytes,13,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Full re-syncs this shard needed because the source log was trimmed
+	// past its bound.
+	Resyncs       uint32 `protobuf:"varint,14,opt,name=resyncs,proto3" json:"resyncs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ShardStatus) Reset() {
@@ -402,6 +405,13 @@ func (x *ShardStatus) GetLastError() string {
 		return x.LastError
 	}
 	return ""
+}
+
+func (x *ShardStatus) GetResyncs() uint32 {
+	if x != nil {
+		return x.Resyncs
+	}
+	return 0
 }
 
 type GetBoundsRequest struct {
@@ -684,7 +694,7 @@ const file_rgwsync_v1_status_proto_rawDesc = "" +
 	"\x10oldest_unapplied\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0foldestUnapplied\x12'\n" +
 	"\x0fentries_applied\x18\x06 \x01(\x04R\x0eentriesApplied\x12\x18\n" +
 	"\aretries\x18\a \x01(\rR\aretries\x12\x1a\n" +
-	"\bappliers\x18\b \x03(\tR\bappliers\"\xc7\x04\n" +
+	"\bappliers\x18\b \x03(\tR\bappliers\"\xe1\x04\n" +
 	"\vShardStatus\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.rgwsync.v1.ShardRefR\x05shard\x12,\n" +
 	"\x05phase\x18\x02 \x01(\x0e2\x16.rgwsync.v1.ShardPhaseR\x05phase\x12!\n" +
@@ -700,7 +710,8 @@ const file_rgwsync_v1_status_proto_rawDesc = "" +
 	"\x0fentries_applied\x18\v \x01(\x04R\x0eentriesApplied\x12)\n" +
 	"\x10inflight_batches\x18\f \x01(\rR\x0finflightBatches\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\r \x01(\tR\tlastError\"z\n" +
+	"last_error\x18\r \x01(\tR\tlastError\x12\x18\n" +
+	"\aresyncs\x18\x0e \x01(\rR\aresyncs\"z\n" +
 	"\x10GetBoundsRequest\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12.\n" +
 	"\blog_type\x18\x02 \x01(\x0e2\x13.rgwsync.v1.LogTypeR\alogType\x12\x14\n" +
