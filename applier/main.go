@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 
@@ -99,9 +100,17 @@ func run(args []string) error {
 	}
 	log.Info("destination zone", "zone", zoneName, "zone_id", zoneID, "destination", cfg.Destination.Name)
 
-	creds, err := tlsconfig.ClientCreds(cfg.TLS, log)
+	creds, err := tlsconfig.ClientCreds(cfg.TLS, cfg.Exporter, log)
 	if err != nil {
 		return err
+	}
+	// The status endpoint is for operators: the same CA and allow-list as
+	// the link, the applier's certificate as its server certificate.
+	var screds credentials.TransportCredentials
+	if cfg.Listen != "" {
+		if screds, err = tlsconfig.ServerCreds(cfg.TLS, log); err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		}
 	}
 	conn, err := grpc.NewClient(cfg.Exporter,
 		grpc.WithTransportCredentials(creds),
@@ -138,7 +147,7 @@ func run(args []string) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return app.Run(gctx) })
 	if cfg.Listen != "" {
-		srv := rpcserver.New(rpcserver.Options{Logger: log, Creds: nil})
+		srv := rpcserver.New(rpcserver.Options{Logger: log, Creds: screds, Auth: tlsconfig.Authorizer(cfg.TLS)})
 		v1.RegisterStatusServiceServer(srv.GRPC, app)
 		srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 		srv.Health.SetServingStatus(v1.StatusService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)

@@ -29,16 +29,29 @@ type Gateway struct {
 	Timeout time.Duration `yaml:"timeout"`
 }
 
-// TLS of the exporter <-> applier link.
+// TLS of the exporter <-> applier link (and of the applier's status
+// endpoint): mutual TLS 1.3. The files are re-read when they change, so
+// certificates rotate without a restart; Validate never opens them.
 type TLS struct {
 	// Insecure allows plaintext gRPC; meant for loopback tests only.
-	Insecure bool   `yaml:"insecure"`
-	CA       string `yaml:"ca"`
-	Cert     string `yaml:"cert"`
-	Key      string `yaml:"key"`
-	// Peer identities (certificate SAN DNS names or CN) allowed.
+	Insecure bool `yaml:"insecure"`
+	// CA is the PEM bundle peers' certificates must chain to (several CAs
+	// during a CA rotation: old + new).
+	CA string `yaml:"ca"`
+	// Cert and Key are this process's certificate (PEM, may carry
+	// intermediates) and key: a server certificate on the exporter, a
+	// client one on the applier (server and client when the applier's
+	// status listen is on).
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// AllowedPeers are the peer identities accepted: a certificate SAN DNS
+	// name, SAN URI or subject CN (case-insensitive). Empty: any
+	// certificate of the CA. On the exporter: the appliers and operators
+	// allowed to call (health checks excepted); on the applier: the
+	// exporter it accepts and the operators allowed on its status endpoint.
 	AllowedPeers []string `yaml:"allowed_peers"`
-	// Applier only: the exporter's name as in its certificate.
+	// ServerName, applier only: the name the exporter's certificate must
+	// carry (default: the host part of exporter).
 	ServerName string `yaml:"server_name"`
 }
 
@@ -218,6 +231,9 @@ func (c *Applier) Validate() error {
 	}
 	errs = append(errs, checkAddr("listen", c.Listen, false), checkAddr("metrics_listen", c.MetricsListen, false),
 		checkLevel(c.LogLevel), checkTLS(c.TLS, true))
+	if host, _, err := net.SplitHostPort(c.Exporter); err == nil && host == "" && !c.TLS.Insecure && c.TLS.ServerName == "" {
+		errs = append(errs, fmt.Errorf("tls.server_name: required, exporter %q names no host to verify its certificate against", c.Exporter))
+	}
 	l := c.Lease
 	errs = append(errs, nonNegDur("lease.length", l.Length), nonNegDur("lease.renew", l.Renew),
 		nonNeg("lease.id_base", l.IDBase), nonNeg("lease.max_members", l.MaxMembers),
@@ -279,13 +295,25 @@ func checkLevel(l string) error {
 }
 
 func checkTLS(t TLS, client bool) error {
+	var errs []error
+	if !client && t.ServerName != "" {
+		errs = append(errs, errors.New("tls.server_name: applier only (the name the applier expects in the exporter's certificate)"))
+	}
+	for i, p := range t.AllowedPeers {
+		if strings.TrimSpace(p) == "" {
+			errs = append(errs, fmt.Errorf("tls.allowed_peers[%d]: empty", i))
+		}
+	}
 	if t.Insecure {
-		return nil
+		if t.CA != "" || t.Cert != "" || t.Key != "" || len(t.AllowedPeers) > 0 || t.ServerName != "" {
+			errs = append(errs, errors.New("tls.insecure: true disables TLS: remove tls.ca, cert, key, allowed_peers and server_name (or tls.insecure)"))
+		}
+		return errors.Join(errs...)
 	}
 	if t.CA == "" || t.Cert == "" || t.Key == "" {
-		return errors.New("tls: ca, cert and key are required (or tls.insecure: true for plaintext on loopback)")
+		errs = append(errs, errors.New("tls: ca, cert and key are required (or tls.insecure: true for plaintext on loopback)"))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func nonNeg(key string, v int) error {

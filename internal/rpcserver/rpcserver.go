@@ -1,8 +1,16 @@
 // Package rpcserver builds the gRPC server both services run: interceptors
-// (logging through slog, panic recovery), gRPC health, reflection so that
-// grpcurl can list and call the services, keepalive enforcement, and a
-// graceful stop (health NOT_SERVING, drain, then a timed hard stop). It also
-// serves the Prometheus registry over HTTP.
+// (logging through slog, then authorisation of the peer, then panic
+// recovery), gRPC health, reflection so that grpcurl can list and call the
+// services, keepalive enforcement, and a graceful stop (health NOT_SERVING,
+// drain, then a timed hard stop). It also serves the Prometheus registry
+// over HTTP.
+//
+// Authorisation (Options.Auth, tlsconfig.Authorizer) applies to every
+// service but grpc.health.v1.Health: a health check needs only the TLS
+// handshake, i.e. any client certificate of the CA, so that probes need
+// not be on the allow-list and a refused peer can still tell "up but not
+// allowed" from "down". Reflection is authorised like the rgwsync services:
+// it lists the API, which is for allowed operators only.
 package rpcserver
 
 import (
@@ -16,8 +24,11 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
@@ -42,6 +53,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Creds of the listener; nil means plaintext (only when configured so).
 	Creds credentials.TransportCredentials
+	// Auth authorises each call but health checks (tlsconfig.Authorizer);
+	// nil installs no auth interceptor (plaintext).
+	Auth auth.AuthFunc
 	// MaxRecvMsgSize bounds one message (default 16 MiB).
 	MaxRecvMsgSize int
 }
@@ -59,15 +73,19 @@ func New(o Options) *Server {
 		o.Logger.Error("panic in gRPC handler", "panic", p, "stack", string(debug.Stack()))
 		return status.Errorf(codes.Internal, "internal error")
 	})
+	// logging -> auth -> recovery: refused calls are logged (with their
+	// code), and a panic is recovered inside the authorised call.
+	unary := []grpc.UnaryServerInterceptor{logging.UnaryServerInterceptor(InterceptorLogger(o.Logger), logOpts...)}
+	stream := []grpc.StreamServerInterceptor{logging.StreamServerInterceptor(InterceptorLogger(o.Logger), logOpts...)}
+	if o.Auth != nil {
+		unary = append(unary, selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(o.Auth), selector.MatchFunc(needsAuth)))
+		stream = append(stream, selector.StreamServerInterceptor(auth.StreamServerInterceptor(o.Auth), selector.MatchFunc(needsAuth)))
+	}
+	unary = append(unary, recovery.UnaryServerInterceptor(rec))
+	stream = append(stream, recovery.StreamServerInterceptor(rec))
 	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(
-			logging.UnaryServerInterceptor(InterceptorLogger(o.Logger), logOpts...),
-			recovery.UnaryServerInterceptor(rec),
-		),
-		grpc.ChainStreamInterceptor(
-			logging.StreamServerInterceptor(InterceptorLogger(o.Logger), logOpts...),
-			recovery.StreamServerInterceptor(rec),
-		),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 15 * time.Second, Timeout: 10 * time.Second}),
 		grpc.MaxRecvMsgSize(o.MaxRecvMsgSize),
@@ -79,6 +97,11 @@ func New(o Options) *Server {
 	healthpb.RegisterHealthServer(s.GRPC, s.Health)
 	reflection.Register(s.GRPC)
 	return s
+}
+
+// needsAuth selects the calls Options.Auth checks: all but health.
+func needsAuth(_ context.Context, c interceptors.CallMeta) bool {
+	return c.Service != healthpb.Health_ServiceDesc.ServiceName
 }
 
 // Serve serves on lis until Stop.
