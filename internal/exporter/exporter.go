@@ -318,22 +318,39 @@ func (e *Exporter) ensureInitialised(ctx context.Context, d *destination) error 
 	return nil
 }
 
-// readHeads reads every mdlog shard's newest marker, a few at a time.
+// readHeads reads every mdlog shard's start position, a few at a time.
 func (e *Exporter) readHeads(ctx context.Context) ([]string, error) {
 	heads := make([]string, e.mdShards)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for i := range e.mdShards {
 		g.Go(func() error {
-			si, err := e.cfg.Source.MDLogShardInfo(gctx, e.period, i)
-			if err != nil {
-				return fmt.Errorf("read mdlog shard %d head: %w", i, err)
-			}
-			heads[i] = si.Marker
-			return nil
+			h, err := e.startPosition(gctx, i)
+			heads[i] = h
+			return err
 		})
 	}
 	return heads, g.Wait()
+}
+
+// startPosition is where a new bound of an mdlog shard starts: its newest
+// entry, or "" when the log holds no entry at all (then the shard's &info
+// marker may name an entry trimmed long ago, which would later look like a
+// trim past the bound; and listing from "" misses nothing logged after
+// this check).
+func (e *Exporter) startPosition(ctx context.Context, shard int) (string, error) {
+	oldest, err := e.cfg.Source.ListMDLog(ctx, e.period, shard, "", 1)
+	if err != nil {
+		return "", fmt.Errorf("read mdlog shard %d: %w", shard, err)
+	}
+	if len(oldest.Entries) == 0 {
+		return "", nil
+	}
+	si, err := e.cfg.Source.MDLogShardInfo(ctx, e.period, shard)
+	if err != nil {
+		return "", fmt.Errorf("read mdlog shard %d head: %w", shard, err)
+	}
+	return si.Marker, nil
 }
 
 func (d *destination) markFullDone() {

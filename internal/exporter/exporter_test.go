@@ -517,3 +517,26 @@ func TestTrimPointsIsTheLowestOverDestinations(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, map[int]string{0: "1_1795609530.377534_5.1"}, p)
 }
+
+func TestThrottle(t *testing.T) {
+	st := &stream{limiter: newLimiter(1000)}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	require.NoError(t, st.throttle(ctx, 800), "within the burst")
+	// 5000 more bytes at 1000 B/s cannot go out before the deadline: the
+	// limiter says so at once instead of letting them through.
+	require.Error(t, st.throttle(ctx, 5000))
+	require.NoError(t, (&stream{}).throttle(ctx, 1<<40), "no limit configured")
+}
+
+func TestEmptyShardStartsFromTheBeginning(t *testing.T) {
+	src := newFakeSource()
+	src.put(0, "user", "x")
+	require.NoError(t, src.TrimMDLog(context.Background(), "", 0, src.shards[0][0].ID))
+	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"))
+	r.dial(t, "a1")
+	b, ok, err := r.store.Get(mdUnit(0).Key("zone-b"))
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "", b.Marker, "an empty (trimmed) shard starts at the beginning, not at a trimmed head")
+}

@@ -492,9 +492,14 @@ func (e *Exporter) fetchAll(ctx context.Context, refs []keyRef) ([]*v1.MetadataE
 
 // mdlogSource reads one mdlog shard.
 type mdlogSource struct {
-	e     *Exporter
-	shard int
+	e       *Exporter
+	shard   int
+	checked time.Time // last trim check
 }
+
+// idleTrimCheck: how often an idle shard checks that its bound's entry is
+// still in the source log.
+const idleTrimCheck = 5 * time.Second
 
 func (s *mdlogSource) finished(string) bool { return false }
 
@@ -503,16 +508,20 @@ func (s *mdlogSource) next(ctx context.Context, pos string, max int) (*readBatch
 	if err != nil {
 		return nil, fmt.Errorf("list mdlog shard %d after %q: %w", s.shard, pos, err)
 	}
+	// A page read from a trimmed bound looks like any other, so check that
+	// the bound's entry is still there before using a page, and now and
+	// then while idle (a log trimmed to empty reads as "nothing new").
+	if pos != "" && (len(page.Entries) > 0 || time.Since(s.checked) > idleTrimCheck) {
+		if err := s.checkNotTrimmed(ctx, pos); err != nil {
+			return nil, err
+		}
+		s.checked = time.Now()
+	}
 	if len(page.Entries) == 0 {
 		return nil, nil
 	}
 	// De-duplicate (section, name) within the batch: the blob is fetched
 	// once, as it is now; each change is logged twice (write, complete).
-	if pos != "" {
-		if err := s.checkNotTrimmed(ctx, pos); err != nil {
-			return nil, err
-		}
-	}
 	last := map[string]int{}
 	for i, en := range page.Entries {
 		if s.e.wanted(en.Section, en.Name) {

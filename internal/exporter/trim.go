@@ -96,13 +96,13 @@ func (e *Exporter) resync(ctx context.Context, w *worker, te *trimmedError) erro
 	e.cfg.Metrics.resyncs.WithLabelValues(d.name).Inc()
 	e.log.Error("source log trimmed past the bound: re-running the metadata full sync", "destination", d.name,
 		"shard", te.shard, "bound", te.bound, "oldest_left", te.oldest)
-	si, err := e.cfg.Source.MDLogShardInfo(ctx, e.period, te.shard)
+	head, err := e.startPosition(ctx, te.shard)
 	if err != nil {
 		return fmt.Errorf("%v; and reading its head for the re-sync: %w", te, err)
 	}
 	now := time.Now().UTC()
 	nb := w.bound
-	nb.Marker, nb.TrimSafe, nb.Retries, nb.OldestTime, nb.UpdatedAt = si.Marker, "", nil, time.Time{}, now
+	nb.Marker, nb.TrimSafe, nb.Retries, nb.OldestTime, nb.UpdatedAt = head, "", nil, time.Time{}, now
 	nb.Resyncs++
 	full := rgwlog.Unit{Log: v1.LogType_LOG_TYPE_METADATA_FULL}
 	fb, _, err := e.cfg.Store.Get(full.Key(d.name))

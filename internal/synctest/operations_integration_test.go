@@ -1,0 +1,174 @@
+//go:build integration
+
+package synctest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rgwsync/rgwsync/internal/labtest"
+)
+
+// The source mdlog is trimmed (by someone else) past the bound of a stopped
+// applier while changes are pending: the exporter detects it, says so, and
+// re-runs the full sync, so nothing is missing.
+func TestTrimmedLogIsResynced(t *testing.T) {
+	e := NewEnv(t)
+	p := labtest.RandomName("x")
+	e.StartExporter("")
+	app := e.StartApplier("a1")
+	e.User(p+"-u0", "Before")
+	e.WaitMetadataEqual(60*time.Second, Prefix(p))
+	require.NoError(t, app.Stop())
+
+	for i := 1; i <= 6; i++ {
+		e.User(fmt.Sprintf("%s-u%d", p, i), "Created while the applier was down")
+	}
+	c := e.User(p+"-owner", "Owner")
+	e.Bucket(c, p+"-bkt")
+	trimAllToHead(t, e)
+
+	e.StartApplier("a1")
+	e.WaitMetadataEqual(90*time.Second, Prefix(p))
+	exp := e.exporter
+	require.Contains(t, exp.Log(), "re-running the metadata full sync")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := StatusOf(ctx, e.ExporterAddr, e.Dest)
+	require.NoError(t, err)
+	var resyncs uint32
+	for _, s := range st.GetDestinations()[0].GetShards() {
+		resyncs += s.GetResyncs()
+	}
+	require.Greater(t, resyncs, uint32(0), "the trimmed shards show their re-sync in Status")
+}
+
+// trimAllToHead trims every source mdlog shard up to its newest entry, as
+// an operator's `radosgw-admin mdlog trim` or Ceph's autotrim would.
+func trimAllToHead(t *testing.T, e *Env) {
+	ctx := context.Background()
+	info, err := e.Src.MDLogInfo(ctx)
+	require.NoError(t, err)
+	n := 0
+	for i := range info.NumShards {
+		page, err := e.Src.ListMDLog(ctx, info.Period, i, "", 1000)
+		require.NoError(t, err)
+		if len(page.Entries) == 0 {
+			continue
+		}
+		for page.Truncated {
+			more, err := e.Src.ListMDLog(ctx, info.Period, i, page.Marker, 1000)
+			require.NoError(t, err)
+			page.Entries, page.Marker, page.Truncated = append(page.Entries, more.Entries...), more.Marker, more.Truncated
+		}
+		require.NoError(t, e.Src.TrimMDLog(ctx, info.Period, i, page.Entries[len(page.Entries)-1].ID))
+		n += len(page.Entries)
+	}
+	t.Logf("trimmed %d mdlog entries", n)
+	require.Greater(t, n, 0)
+}
+
+// With trimming on, the exporter trims the source log behind the
+// destination's bounds, never past them (no re-sync), sync goes on, and
+// the metrics show it.
+func TestOwnTrimmingAndMetrics(t *testing.T) {
+	e := NewEnv(t)
+	p := labtest.RandomName("o")
+	metrics := FreeAddr(t)
+	before := countMDLog(t, e)
+	e.StartExporter(fmt.Sprintf("metrics_listen: %s\ntrim:\n  enabled: true\n  interval: 500ms\n", metrics))
+	e.StartApplier("a1")
+	for i := range 30 {
+		e.User(fmt.Sprintf("%s-u%02d", p, i), "Trim test")
+	}
+	e.WaitMetadataEqual(60*time.Second, Prefix(p))
+	require.Eventually(t, func() bool { return metricValue(t, metrics, "rgwsync_exporter_mdlog_trims_total") > 0 },
+		30*time.Second, 200*time.Millisecond, "the exporter trims")
+	// The log shrank below what it held before this test's changes.
+	require.Eventually(t, func() bool { return countMDLog(t, e) < before+60 }, 30*time.Second, 500*time.Millisecond)
+
+	for i := 30; i < 40; i++ {
+		e.User(fmt.Sprintf("%s-u%02d", p, i), "After trimming")
+	}
+	e.WaitMetadataEqual(60*time.Second, Prefix(p))
+	require.NotContains(t, e.exporter.Log(), "re-running the metadata full sync", "own trimming must never look like a trim past a bound")
+	require.Greater(t, metricValue(t, metrics, `rgwsync_exporter_entries_applied_total{destination="`+e.Dest+`",log="metadata"}`), 0.0)
+	require.Greater(t, metricValue(t, metrics, `rgwsync_exporter_batches_sent_total{destination="`+e.Dest+`",log="metadata"}`), 0.0)
+}
+
+func countMDLog(t *testing.T, e *Env) int {
+	ctx := context.Background()
+	info, err := e.Src.MDLogInfo(ctx)
+	require.NoError(t, err)
+	n := 0
+	for i := range info.NumShards {
+		marker := ""
+		for {
+			page, err := e.Src.ListMDLog(ctx, info.Period, i, marker, 1000)
+			require.NoError(t, err)
+			n += len(page.Entries)
+			if !page.Truncated {
+				break
+			}
+			marker = page.Marker
+		}
+	}
+	return n
+}
+
+// metricValue scrapes addr/metrics and sums the samples whose name (with
+// labels, if given) matches.
+func metricValue(t *testing.T, addr, name string) float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `(\{[^}]*\})? ([0-9.e+-]+)$`)
+	sum := 0.0
+	for _, m := range re.FindAllStringSubmatch(string(body), -1) {
+		if strings.Contains(name, "{") && m[1] != "" {
+			continue
+		}
+		v, err := strconv.ParseFloat(m[2], 64)
+		require.NoError(t, err)
+		sum += v
+	}
+	return sum
+}
+
+// A bucket filter keeps excluded buckets (and their instances) off the
+// destination; users still replicate.
+func TestBucketFilter(t *testing.T) {
+	e := NewEnv(t)
+	p := labtest.RandomName("f")
+	e.StartExporter(fmt.Sprintf("filter:\n  exclude: [\"%s-skip*\"]\n", p))
+	e.StartApplier("a1")
+	c := e.User(p+"-owner", "Owner")
+	e.Bucket(c, p+"-keep")
+	e.Bucket(c, p+"-skip1")
+	e.WaitMetadataEqual(60*time.Second, func(section, key string) bool {
+		return strings.Contains(key, p) && !strings.Contains(key, p+"-skip")
+	})
+	ctx := context.Background()
+	_, err := e.Dst.GetMetadata(ctx, "bucket", p+"-keep")
+	require.NoError(t, err)
+	_, err = e.Dst.GetMetadata(ctx, "bucket", p+"-skip1")
+	require.Error(t, err, "excluded bucket must not be on the destination")
+	keys, err := e.Dst.ListMetadataKeys(ctx, "bucket.instance", "", 1000)
+	require.NoError(t, err)
+	for _, k := range keys.Keys {
+		require.False(t, strings.HasPrefix(k, p+"-skip"), "excluded bucket instance %s on the destination", k)
+	}
+}
