@@ -8,6 +8,7 @@ package synctest
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -23,9 +24,12 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/certs"
+	"github.com/rgwsync/rgwsync/internal/config"
 	"github.com/rgwsync/rgwsync/internal/labtest"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/tlsconfig"
 	"github.com/rgwsync/rgwsync/internal/verify"
 )
 
@@ -72,7 +76,109 @@ type Env struct {
 	// DestEndpoint is where appliers write (a fault proxy may sit there).
 	DestEndpoint string
 	LeaseLength  time.Duration
-	exporter     *Proc
+	// TLS, set before the services start, runs the link and the status
+	// endpoints over mTLS with the certificates of Certs.
+	TLS      bool
+	exporter *Proc
+	certs    *Certs
+}
+
+// Certs is the PKI of a TLS env, in Dir/certs: a CA and, each with
+// 127.0.0.1 as an IP SAN, the exporter (server), the applier (client and
+// server, for its status endpoint), an operator and a stranger (clients).
+// The exporter allows the applier and the operator; the applier allows the
+// exporter and the operator; nobody allows the stranger.
+type Certs struct {
+	Dir string
+	CA  string
+}
+
+// Identities of the certificates of Certs (their CN and DNS SAN).
+const (
+	ExporterIdentity = "exporter.rgwsync"
+	ApplierIdentity  = "applier.rgwsync"
+	OperatorIdentity = "operator.rgwsync"
+	StrangerIdentity = "stranger.rgwsync"
+)
+
+// Pair returns the certificate and key files of identity.
+func (c *Certs) Pair(identity string) (cert, key string) {
+	return filepath.Join(c.Dir, identity+".pem"), filepath.Join(c.Dir, identity+"-key.pem")
+}
+
+// Client returns the TLS settings of a client presenting identity.
+func (c *Certs) Client(identity string) config.TLS {
+	cert, key := c.Pair(identity)
+	return config.TLS{CA: c.CA, Cert: cert, Key: key}
+}
+
+// Certs makes the env's certificates on first use.
+func (e *Env) Certs() *Certs {
+	e.T.Helper()
+	if e.certs != nil {
+		return e.certs
+	}
+	dir := filepath.Join(e.Dir, "certs")
+	ca, err := certs.NewCA("rgwsync test CA", 0, time.Time{})
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	if err := ca.WriteFiles(dir); err != nil {
+		e.T.Fatal(err)
+	}
+	loopback := []net.IP{net.ParseIP("127.0.0.1")}
+	for _, r := range []certs.Request{
+		{Name: ExporterIdentity, IPs: loopback, Server: true},
+		{Name: ApplierIdentity, IPs: loopback, Server: true, Client: true},
+		{Name: OperatorIdentity, Client: true},
+		{Name: StrangerIdentity, Client: true},
+	} {
+		l, err := ca.Issue(r)
+		if err != nil {
+			e.T.Fatal(err)
+		}
+		if _, _, err := l.WriteFiles(dir, r.Name); err != nil {
+			e.T.Fatal(err)
+		}
+	}
+	e.certs = &Certs{Dir: dir, CA: filepath.Join(dir, certs.CAFile)}
+	return e.certs
+}
+
+// tlsSection is the tls: block of role ("exporter" or "applier").
+func (e *Env) tlsSection(role string) string {
+	if !e.TLS {
+		return "tls:\n  insecure: true\n"
+	}
+	c := e.Certs()
+	if role == "exporter" {
+		cert, key := c.Pair(ExporterIdentity)
+		return fmt.Sprintf("tls:\n  ca: %s\n  cert: %s\n  key: %s\n  allowed_peers: [%s, %s]\n",
+			c.CA, cert, key, ApplierIdentity, OperatorIdentity)
+	}
+	cert, key := c.Pair(ApplierIdentity)
+	return fmt.Sprintf("tls:\n  ca: %s\n  cert: %s\n  key: %s\n  server_name: %s\n  allowed_peers: [%s, %s]\n",
+		c.CA, cert, key, ExporterIdentity, ExporterIdentity, OperatorIdentity)
+}
+
+// DialOption is how tests and operators reach the env's services: as the
+// operator over mTLS when e.TLS, else plaintext. addr is the service's.
+func (e *Env) DialOption(addr string) grpc.DialOption {
+	e.T.Helper()
+	if !e.TLS {
+		return grpc.WithTransportCredentials(insecure.NewCredentials())
+	}
+	return e.DialOptionAs(OperatorIdentity, addr)
+}
+
+// DialOptionAs dials addr over mTLS presenting identity's certificate.
+func (e *Env) DialOptionAs(identity, addr string) grpc.DialOption {
+	e.T.Helper()
+	creds, err := tlsconfig.ClientCreds(e.Certs().Client(identity), addr, slog.New(slog.DiscardHandler))
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	return grpc.WithTransportCredentials(creds)
 }
 
 // NewEnv prepares a deployment.
@@ -118,13 +224,11 @@ source:
   endpoint: %s
   access_key: %s
   secret_key: %s
-tls:
-  insecure: true
-sync:
+%ssync:
   poll_max: 200ms
   retry_min: 500ms
   retry_max: 2s
-%s`, e.ExporterAddr, filepath.Join(e.Dir, "bounds.db"), e.Lab.ZoneA, e.Lab.AccessKey, e.Lab.SecretKey, extra))
+%s`, e.ExporterAddr, filepath.Join(e.Dir, "bounds.db"), e.Lab.ZoneA, e.Lab.AccessKey, e.Lab.SecretKey, e.tlsSection("exporter"), extra))
 	return p
 }
 
@@ -153,10 +257,8 @@ lease:
   length: %s
   renew: %s
   id_base: %d
-tls:
-  insecure: true
-`, id, e.AuditPath(), e.ExporterAddr, listen, zone, e.Dest, e.DestEndpoint, e.Lab.AccessKey, e.Lab.SecretKey,
-		e.LeaseLength, e.LeaseLength/3, e.LockBase))
+%s`, id, e.AuditPath(), e.ExporterAddr, listen, zone, e.Dest, e.DestEndpoint, e.Lab.AccessKey, e.Lab.SecretKey,
+		e.LeaseLength, e.LeaseLength/3, e.LockBase, e.tlsSection("applier")))
 	return p
 }
 
@@ -297,9 +399,13 @@ func (p *Proc) Log() string {
 	return string(b)
 }
 
-// StatusOf calls StatusService.Status on addr.
-func StatusOf(ctx context.Context, addr string, destination string) (*v1.StatusResponse, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// StatusOf calls StatusService.Status on addr, plaintext unless opts say
+// otherwise (Env.DialOption).
+func StatusOf(ctx context.Context, addr string, destination string, opts ...grpc.DialOption) (*v1.StatusResponse, error) {
+	if len(opts) == 0 {
+		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -309,7 +415,7 @@ func StatusOf(ctx context.Context, addr string, destination string) (*v1.StatusR
 
 // BoundsOf calls StatusService.GetBounds on the exporter.
 func (e *Env) BoundsOf(ctx context.Context, u rgwlog.Unit) (*v1.GetBoundsResponse, error) {
-	conn, err := grpc.NewClient(e.ExporterAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(e.ExporterAddr, e.DialOption(e.ExporterAddr))
 	if err != nil {
 		return nil, err
 	}
