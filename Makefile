@@ -40,7 +40,7 @@ SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
 
 TMP := .tmp
 
-.PHONY: help tools generate verify-generate lint build deps lab-up lab-down \
+.PHONY: help tools generate verify-generate lint build certs deps lab-up lab-down \
         test test-unit test-integration demo clean
 
 help: ## list the targets (the default)
@@ -110,9 +110,20 @@ lint: $(BUF) $(STATICCHECK) ## buf lint + breaking (vs the first v1 protos), go 
 
 # ---- build ----
 
-build: ## build bin/rgwsync-exporter and bin/rgwsync-applier
+build: ## build bin/rgwsync-exporter, bin/rgwsync-applier and bin/rgwsync-certs
 	go build -o bin/rgwsync-exporter ./exporter
 	go build -o bin/rgwsync-applier ./applier
+	go build -o bin/rgwsync-certs ./cmd/rgwsync-certs
+
+# The CA is made once (a new CA would orphan every certificate); the leaves
+# are issued anew on each run, which rotates them under running services.
+CERTS := $(TMP)/certs
+certs: ## demo mTLS certificates in .tmp/certs: CA, exporter (exporter.rgwsync, 127.0.0.1), applier, operator (for grpcurl)
+	@mkdir -p $(CERTS)
+	@[ -f $(CERTS)/ca.pem ] || go run ./cmd/rgwsync-certs ca -out $(CERTS) -name "rgwsync demo CA"
+	@go run ./cmd/rgwsync-certs issue -ca $(CERTS) -out $(CERTS) -name exporter.rgwsync -dns exporter.rgwsync -ip 127.0.0.1 -server
+	@go run ./cmd/rgwsync-certs issue -ca $(CERTS) -out $(CERTS) -name applier.rgwsync -ip 127.0.0.1 -client -server
+	@go run ./cmd/rgwsync-certs issue -ca $(CERTS) -out $(CERTS) -name operator.rgwsync -client
 
 # ---- the lab ----
 
