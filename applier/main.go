@@ -29,6 +29,7 @@ import (
 	"github.com/rgwsync/rgwsync/internal/lease"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
 	"github.com/rgwsync/rgwsync/internal/rpcserver"
+	"github.com/rgwsync/rgwsync/internal/statuscli"
 	"github.com/rgwsync/rgwsync/internal/tlsconfig"
 )
 
@@ -40,6 +41,9 @@ func main() {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "status" {
+		return statuscli.Main(args[1:], "127.0.0.1:7444", os.Stdout)
+	}
 	fs := flag.NewFlagSet("rgwsync-applier", flag.ContinueOnError)
 	path := fs.String("config", "", "YAML configuration file")
 	listen := fs.String("listen", "", "status gRPC listen address (overrides listen)")

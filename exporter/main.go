@@ -25,6 +25,7 @@ import (
 	"github.com/rgwsync/rgwsync/internal/filter"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
 	"github.com/rgwsync/rgwsync/internal/rpcserver"
+	"github.com/rgwsync/rgwsync/internal/statuscli"
 	"github.com/rgwsync/rgwsync/internal/tlsconfig"
 )
 
@@ -36,6 +37,9 @@ func main() {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "status" {
+		return statuscli.Main(args[1:], "127.0.0.1:7443", os.Stdout)
+	}
 	fs := flag.NewFlagSet("rgwsync-exporter", flag.ContinueOnError)
 	path := fs.String("config", "", "YAML configuration file")
 	listen := fs.String("listen", "", "gRPC listen address (overrides listen)")

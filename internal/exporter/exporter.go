@@ -408,6 +408,7 @@ type shardStats struct {
 	holder       string
 	leaseExpires time.Time
 	applied      uint64
+	bytes        uint64
 	inflight     int
 	lastErr      string
 	bound        string
@@ -424,7 +425,7 @@ func (s *shardStats) snapshot() shardStats {
 	defer s.mu.Unlock()
 	return shardStats{
 		phase: s.phase, behind: s.behind, behindMore: s.behindMore, oldest: s.oldest,
-		retries: s.retries, holder: s.holder, leaseExpires: s.leaseExpires, applied: s.applied,
+		retries: s.retries, holder: s.holder, leaseExpires: s.leaseExpires, applied: s.applied, bytes: s.bytes,
 		inflight: s.inflight, lastErr: s.lastErr, bound: s.bound,
 	}
 }

@@ -353,7 +353,7 @@ func (w *worker) handleAck(ack *v1.Ack, src batchSource) error {
 	applied := max(sb.applied-len(ack.GetFailed()), 0)
 	w.e.cfg.Metrics.entriesApplied.WithLabelValues(w.d.name, logLabel(w.sub.unit.Log)).Add(float64(applied))
 	w.e.cfg.Metrics.retriesFailed.WithLabelValues(w.d.name, logLabel(w.sub.unit.Log)).Add(float64(len(failed)))
-	w.stats.update(func(s *shardStats) { s.applied += uint64(applied) })
+	w.stats.update(func(s *shardStats) { s.applied += uint64(applied); s.bytes += uint64(sb.payload) })
 	w.publish()
 	return nil
 }

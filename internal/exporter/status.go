@@ -51,7 +51,14 @@ func (e *Exporter) destinationStatus(name string, only v1.LogType) (*v1.Destinat
 	for a := range d.appliers {
 		ds.Appliers = append(ds.Appliers, a)
 	}
+	stats := make([]*shardStats, 0, len(d.stats))
+	for _, st := range d.stats {
+		stats = append(stats, st)
+	}
 	d.mu.Unlock()
+	for _, st := range stats {
+		ds.BytesApplied += st.snapshot().bytes
+	}
 	sort.Strings(ds.Appliers)
 	var oldest time.Time
 	behindByLog := map[string]float64{}

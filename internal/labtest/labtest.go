@@ -118,9 +118,14 @@ func fromEnvOrBoot() (*Lab, error) {
 func (l *Lab) Admin(t TB, zone string, args ...string) string {
 	t.Helper()
 	full := append([]string{"-c", filepath.Join(l.Dir, "ceph.conf"), "-n", "client.admin", "--rgw-zone=" + zone}, args...)
-	out, err := exec.Command("radosgw-admin", full...).CombinedOutput()
+	// stdout only: radosgw-admin prints warnings (e.g. about its admin
+	// socket) on stderr, which would corrupt the JSON callers parse.
+	var stderr bytes.Buffer
+	cmd := exec.Command("radosgw-admin", full...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("radosgw-admin %s: %v\n%s", strings.Join(args, " "), err, out)
+		t.Fatalf("radosgw-admin %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
 	}
 	return string(out)
 }

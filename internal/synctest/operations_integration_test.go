@@ -4,9 +4,11 @@ package synctest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -171,4 +173,49 @@ func TestBucketFilter(t *testing.T) {
 	for _, k := range keys.Keys {
 		require.False(t, strings.HasPrefix(k, p+"-skip"), "excluded bucket instance %s on the destination", k)
 	}
+}
+
+// `rgwsync-exporter status` and `rgwsync-applier status` print the sync
+// state for people and as JSON.
+func TestStatusCommand(t *testing.T) {
+	expBin, appBin := Binaries(t)
+	e := NewEnv(t)
+	p := labtest.RandomName("s")
+	e.StartExporter("")
+	app := e.StartApplier("a1")
+	e.User(p+"-x", "X")
+	e.WaitMetadataEqual(60*time.Second, Prefix(p))
+
+	out := run(t, expBin, "status", "-insecure", "-addr", e.ExporterAddr, "-destination", e.Dest, "-interval", "200ms")
+	for _, s := range []string{"exporter", "destination " + e.Dest, "appliers: a1", "metadata", "shards caught up", "entries/s"} {
+		require.Contains(t, out, s)
+	}
+	out = run(t, expBin, "status", "-insecure", "-addr", e.ExporterAddr, "-destination", e.Dest, "-json", "-interval", "0")
+	var r struct {
+		Role         string `json:"role"`
+		Destinations []struct {
+			Destination    string `json:"destination"`
+			EntriesApplied uint64 `json:"entries_applied"`
+			Logs           []struct {
+				Log      string `json:"log"`
+				Shards   int    `json:"shards"`
+				CaughtUp int    `json:"caught_up"`
+				Phase    string `json:"phase"`
+			} `json:"logs"`
+		} `json:"destinations"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &r), out)
+	require.Equal(t, "exporter", r.Role)
+	require.Len(t, r.Destinations, 1)
+	require.Greater(t, r.Destinations[0].EntriesApplied, uint64(0))
+	require.Equal(t, "metadata", r.Destinations[0].Logs[0].Log)
+	require.Equal(t, 64, r.Destinations[0].Logs[0].Shards)
+	require.Equal(t, "DONE", r.Destinations[0].Logs[1].Phase)
+
+	out = run(t, appBin, "status", "-insecure", "-addr", app.Addr, "-json", "-interval", "0")
+	require.Contains(t, out, `"role": "applier"`)
+	// A service that is not there: a clear error, non-zero exit.
+	bad, err := exec.Command(expBin, "status", "-insecure", "-addr", FreeAddr(t), "-timeout", "2s").CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(bad), "status")
 }

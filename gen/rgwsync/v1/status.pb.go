@@ -167,7 +167,10 @@ type DestinationStatus struct {
 	EntriesApplied  uint64                 `protobuf:"varint,6,opt,name=entries_applied,json=entriesApplied,proto3" json:"entries_applied,omitempty"`
 	Retries         uint32                 `protobuf:"varint,7,opt,name=retries,proto3" json:"retries,omitempty"`
 	// Appliers connected for this destination.
-	Appliers      []string `protobuf:"bytes,8,rep,name=appliers,proto3" json:"appliers,omitempty"`
+	Appliers []string `protobuf:"bytes,8,rep,name=appliers,proto3" json:"appliers,omitempty"`
+	// Payload bytes acked by appliers since the exporter started (a rate is
+	// the difference of two readings).
+	BytesApplied  uint64 `protobuf:"varint,9,opt,name=bytes_applied,json=bytesApplied,proto3" json:"bytes_applied,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -256,6 +259,13 @@ func (x *DestinationStatus) GetAppliers() []string {
 		return x.Appliers
 	}
 	return nil
+}
+
+func (x *DestinationStatus) GetBytesApplied() uint64 {
+	if x != nil {
+		return x.BytesApplied
+	}
+	return 0
 }
 
 type ShardStatus struct {
@@ -685,7 +695,7 @@ const file_rgwsync_v1_status_proto_rawDesc = "" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x18\n" +
 	"\agateway\x18\x03 \x01(\tR\agateway\x12A\n" +
 	"\fdestinations\x18\x04 \x03(\v2\x1d.rgwsync.v1.DestinationStatusR\fdestinations\x12,\n" +
-	"\x03now\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"\xdb\x02\n" +
+	"\x03now\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"\x80\x03\n" +
 	"\x11DestinationStatus\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12/\n" +
 	"\x06shards\x18\x02 \x03(\v2\x17.rgwsync.v1.ShardStatusR\x06shards\x12(\n" +
@@ -694,7 +704,8 @@ const file_rgwsync_v1_status_proto_rawDesc = "" +
 	"\x10oldest_unapplied\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0foldestUnapplied\x12'\n" +
 	"\x0fentries_applied\x18\x06 \x01(\x04R\x0eentriesApplied\x12\x18\n" +
 	"\aretries\x18\a \x01(\rR\aretries\x12\x1a\n" +
-	"\bappliers\x18\b \x03(\tR\bappliers\"\xe1\x04\n" +
+	"\bappliers\x18\b \x03(\tR\bappliers\x12#\n" +
+	"\rbytes_applied\x18\t \x01(\x04R\fbytesApplied\"\xe1\x04\n" +
 	"\vShardStatus\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.rgwsync.v1.ShardRefR\x05shard\x12,\n" +
 	"\x05phase\x18\x02 \x01(\x0e2\x16.rgwsync.v1.ShardPhaseR\x05phase\x12!\n" +

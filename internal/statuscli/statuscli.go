@@ -1,0 +1,255 @@
+// Package statuscli is the `status` subcommand of both binaries: like
+// `radosgw-admin sync status`, with more. It calls StatusService.Status
+// twice, an interval apart, and prints per destination and log: shards
+// caught up and behind, the oldest unapplied change, retries, entries and
+// bytes per second, and the shards that are behind with their holder and
+// last error. -json prints the same as one JSON document.
+package statuscli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/config"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/tlsconfig"
+)
+
+// Report is the machine-readable form (-json).
+type Report struct {
+	Role         string              `json:"role"`
+	ID           string              `json:"id"`
+	Gateway      string              `json:"gateway"`
+	Time         time.Time           `json:"time"`
+	Destinations []DestinationReport `json:"destinations"`
+}
+
+// DestinationReport summarises one destination.
+type DestinationReport struct {
+	Destination    string      `json:"destination"`
+	Appliers       []string    `json:"appliers"`
+	Logs           []LogReport `json:"logs"`
+	EntriesPerSec  float64     `json:"entries_per_second"`
+	BytesPerSec    float64     `json:"bytes_per_second"`
+	EntriesApplied uint64      `json:"entries_applied"`
+	BytesApplied   uint64      `json:"bytes_applied"`
+}
+
+// LogReport summarises one log of a destination.
+type LogReport struct {
+	Log             string        `json:"log"`
+	Shards          int           `json:"shards"`
+	CaughtUp        int           `json:"caught_up"`
+	Behind          int           `json:"behind"`
+	Phase           string        `json:"phase,omitempty"` // full sync: its phase
+	OldestUnapplied *time.Time    `json:"oldest_unapplied,omitempty"`
+	LagSeconds      float64       `json:"lag_seconds"`
+	Retries         uint32        `json:"retries"`
+	Resyncs         uint32        `json:"resyncs"`
+	BehindShards    []ShardReport `json:"behind_shards,omitempty"`
+}
+
+// ShardReport is a shard that is not caught up.
+type ShardReport struct {
+	Shard         uint32 `json:"shard"`
+	Phase         string `json:"phase"`
+	EntriesBehind uint64 `json:"entries_behind"`
+	More          bool   `json:"more,omitempty"`
+	Retries       uint32 `json:"retries"`
+	Holder        string `json:"holder,omitempty"`
+	LastError     string `json:"last_error,omitempty"`
+}
+
+// Collect calls Status twice, interval apart (0: once, no rates).
+func Collect(ctx context.Context, conn grpc.ClientConnInterface, destination string, interval time.Duration) (*Report, error) {
+	cl := v1.NewStatusServiceClient(conn)
+	first, err := cl.Status(ctx, &v1.StatusRequest{Destination: destination})
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	second := first
+	if interval > 0 {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(interval):
+		}
+		if second, err = cl.Status(ctx, &v1.StatusRequest{Destination: destination}); err != nil {
+			return nil, fmt.Errorf("status: %w", err)
+		}
+	}
+	return build(first, second), nil
+}
+
+func build(first, second *v1.StatusResponse) *Report {
+	r := &Report{Role: second.GetRole(), ID: second.GetId(), Gateway: second.GetGateway(), Time: second.GetNow().AsTime()}
+	prev := map[string]*v1.DestinationStatus{}
+	for _, d := range first.GetDestinations() {
+		prev[d.GetDestination()] = d
+	}
+	elapsed := second.GetNow().AsTime().Sub(first.GetNow().AsTime()).Seconds()
+	for _, d := range second.GetDestinations() {
+		dr := DestinationReport{Destination: d.GetDestination(), Appliers: d.GetAppliers(),
+			EntriesApplied: d.GetEntriesApplied(), BytesApplied: d.GetBytesApplied()}
+		if p := prev[d.GetDestination()]; p != nil && elapsed > 0 {
+			dr.EntriesPerSec = float64(d.GetEntriesApplied()-min(d.GetEntriesApplied(), p.GetEntriesApplied())) / elapsed
+			dr.BytesPerSec = float64(d.GetBytesApplied()-min(d.GetBytesApplied(), p.GetBytesApplied())) / elapsed
+		}
+		logs := map[string]*LogReport{}
+		for _, s := range d.GetShards() {
+			name := rgwlog.LogName(s.GetShard().GetLogType())
+			lr := logs[name]
+			if lr == nil {
+				lr = &LogReport{Log: name}
+				logs[name] = lr
+			}
+			lr.Shards++
+			lr.Retries += s.GetRetries()
+			lr.Resyncs += s.GetResyncs()
+			phase := strings.TrimPrefix(s.GetPhase().String(), "SHARD_PHASE_")
+			if s.GetShard().GetLogType() == v1.LogType_LOG_TYPE_METADATA_FULL {
+				lr.Phase = phase
+			}
+			caught := s.GetRetries() == 0 && s.GetEntriesBehind() == 0 && !s.GetEntriesBehindMore() &&
+				(s.GetPhase() == v1.ShardPhase_SHARD_PHASE_CAUGHT_UP || s.GetPhase() == v1.ShardPhase_SHARD_PHASE_DONE)
+			if caught {
+				lr.CaughtUp++
+			} else {
+				lr.Behind++
+				lr.BehindShards = append(lr.BehindShards, ShardReport{Shard: s.GetShard().GetShard(), Phase: phase,
+					EntriesBehind: s.GetEntriesBehind(), More: s.GetEntriesBehindMore(), Retries: s.GetRetries(),
+					Holder: s.GetLeaseHolder(), LastError: s.GetLastError()})
+			}
+			if o := s.GetOldestUnapplied(); o != nil {
+				t := o.AsTime()
+				if lr.OldestUnapplied == nil || t.Before(*lr.OldestUnapplied) {
+					lr.OldestUnapplied = &t
+					lr.LagSeconds = r.Time.Sub(t).Seconds()
+				}
+			}
+		}
+		names := make([]string, 0, len(logs))
+		for n := range logs {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			dr.Logs = append(dr.Logs, *logs[n])
+		}
+		r.Destinations = append(r.Destinations, dr)
+	}
+	return r
+}
+
+// Print writes the report for people, or as JSON.
+func Print(w io.Writer, r *Report, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	fmt.Fprintf(w, "%s %s (gateway %s) at %s\n", r.Role, r.ID, r.Gateway, r.Time.Format(time.RFC3339))
+	for _, d := range r.Destinations {
+		fmt.Fprintf(w, "\ndestination %s   appliers: %s\n", d.Destination, strings.Join(d.Appliers, ", "))
+		fmt.Fprintf(w, "  applied: %d entries, %s   rate: %.1f entries/s, %s/s\n",
+			d.EntriesApplied, human(float64(d.BytesApplied)), d.EntriesPerSec, human(d.BytesPerSec))
+		for _, l := range d.Logs {
+			state := fmt.Sprintf("%d/%d shards caught up, %d behind", l.CaughtUp, l.Shards, l.Behind)
+			if l.Phase != "" {
+				state = "full sync " + strings.ToLower(l.Phase)
+			}
+			oldest := "nothing unapplied"
+			if l.OldestUnapplied != nil {
+				oldest = fmt.Sprintf("oldest unapplied change %s ago", time.Duration(l.LagSeconds*float64(time.Second)).Round(time.Millisecond))
+			}
+			fmt.Fprintf(w, "  %-14s %s; %s; %d retries", l.Log, state, oldest, l.Retries)
+			if l.Resyncs > 0 {
+				fmt.Fprintf(w, "; %d re-syncs after trimmed logs", l.Resyncs)
+			}
+			fmt.Fprintln(w)
+			for i, s := range l.BehindShards {
+				if i == 10 {
+					fmt.Fprintf(w, "      … and %d more\n", len(l.BehindShards)-10)
+					break
+				}
+				more := ""
+				if s.More {
+					more = "+"
+				}
+				fmt.Fprintf(w, "      shard %-3d %-20s behind %d%s entries, %d retries, holder %q", s.Shard, s.Phase, s.EntriesBehind, more, s.Retries, s.Holder)
+				if s.LastError != "" {
+					fmt.Fprintf(w, ", last error: %s", s.LastError)
+				}
+				fmt.Fprintln(w)
+			}
+		}
+	}
+	return nil
+}
+
+func human(b float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	i := 0
+	for b >= 1024 && i < len(units)-1 {
+		b /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.1f %s", b, units[i])
+}
+
+// Main runs `<binary> status [flags]`.
+func Main(args []string, defaultAddr string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	addr := fs.String("addr", defaultAddr, "gRPC address of the exporter or applier")
+	dest := fs.String("destination", "", "only this destination (exporter)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	interval := fs.Duration("interval", time.Second, "time between the two readings that give the rates (0: one reading, no rates)")
+	insecureFlag := fs.Bool("insecure", false, "plaintext (services started with tls.insecure)")
+	ca := fs.String("cacert", "", "CA bundle (PEM) that signed the service's certificate")
+	cert := fs.String("cert", "", "client certificate (PEM), e.g. an operator certificate from rgwsync-certs")
+	key := fs.String("key", "", "client key (PEM)")
+	serverName := fs.String("server-name", "", "name expected in the service's certificate (default: the host of -addr)")
+	timeout := fs.Duration("timeout", 30*time.Second, "overall timeout")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var creds credentials.TransportCredentials
+	if *insecureFlag {
+		creds = insecure.NewCredentials()
+	} else {
+		if *ca == "" || *cert == "" || *key == "" {
+			return errors.New("status: -cacert, -cert and -key are required (or -insecure for a plaintext service)")
+		}
+		var err error
+		creds, err = tlsconfig.ClientCreds(config.TLS{CA: *ca, Cert: *cert, Key: *key, ServerName: *serverName}, *addr,
+			slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			return fmt.Errorf("status: %w", err)
+		}
+	}
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	r, err := Collect(ctx, conn, *dest, *interval)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *addr, err)
+	}
+	return Print(stdout, r, *asJSON)
+}
