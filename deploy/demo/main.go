@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -49,10 +50,16 @@ func run(d *demoTB) {
 		d.Fatal(err)
 	}
 	step("building rgwsync-exporter and rgwsync-applier")
-	synctest.Binaries(d)
+	expBin, _ := synctest.Binaries(d)
 	e := synctest.NewEnv(d)
 	e.Dest = "zone-b"
 	e.LeaseLength = 15 * time.Second
+	e.TLS = true
+	step("generating a CA and certificates (internal/certs, as rgwsync-certs does) for mTLS on the link")
+	certs := e.Certs()
+	opCert, opKey := certs.Pair(synctest.OperatorIdentity)
+	fmt.Printf("  CA %s; exporter %q, applier %q, operator %q\n", certs.CA,
+		synctest.ExporterIdentity, synctest.ApplierIdentity, synctest.OperatorIdentity)
 	fmt.Printf("  source zone-a %s, destination zone-b %s, logs and bounds in %s\n", e.Lab.ZoneA, e.Lab.ZoneB, e.Dir)
 
 	step("before the services start: users and buckets on zone-a (they arrive by full sync)")
@@ -68,7 +75,8 @@ func run(d *demoTB) {
 	exp := e.StartExporter("")
 	app := e.StartApplier("demo-applier")
 	fmt.Printf("  exporter gRPC %s, applier status gRPC %s\n", exp.Addr, app.Addr)
-	fmt.Printf("  try: grpcurl -plaintext -d '{\"destination\":\"zone-b\"}' %s rgwsync.v1.StatusService/Status\n", exp.Addr)
+	fmt.Printf("  try: %s status -addr %s -cacert %s -cert %s -key %s -server-name %s\n",
+		expBin, exp.Addr, certs.CA, opCert, opKey, synctest.ExporterIdentity)
 
 	stopProgress := progress(e)
 	step("changing zone-a while the applier catches up")
@@ -115,7 +123,7 @@ func run(d *demoTB) {
 		}
 		counts[sec] = len(keys)
 	}
-	st, err := synctest.StatusOf(ctx, e.ExporterAddr, e.Dest)
+	st, err := synctest.StatusOf(ctx, e.ExporterAddr, e.Dest, e.DialOption(e.ExporterAddr))
 	if err != nil {
 		d.Fatal(err)
 	}
@@ -124,6 +132,14 @@ func run(d *demoTB) {
 		time.Since(start).Seconds())
 	fmt.Printf("    %d users, %d buckets, %d bucket instances on zone-b; %d entries applied; %d shards caught up, %d behind; %d retries\n",
 		counts["user"], counts["bucket"], counts["bucket.instance"], ds.GetEntriesApplied(), ds.GetShardsCaughtUp(), ds.GetShardsBehind(), ds.GetRetries())
+
+	step("the status command, over mTLS as the operator")
+	out, err := exec.Command(expBin, "status", "-addr", exp.Addr, "-cacert", certs.CA, "-cert", opCert, "-key", opKey,
+		"-server-name", synctest.ExporterIdentity, "-interval", "0").CombinedOutput()
+	fmt.Print(indent(string(out)))
+	if err != nil {
+		d.Fatalf("status command: %v", err)
+	}
 
 	step("stopping the services (SIGTERM: graceful, leases released)")
 	if err := app.Stop(); err != nil {
@@ -150,7 +166,7 @@ func progress(e *synctest.Env) func() {
 			case <-t.C:
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			st, err := synctest.StatusOf(ctx, e.ExporterAddr, e.Dest)
+			st, err := synctest.StatusOf(ctx, e.ExporterAddr, e.Dest, e.DialOption(e.ExporterAddr))
 			cancel()
 			if err != nil || len(st.GetDestinations()) == 0 {
 				continue
@@ -174,6 +190,11 @@ func progress(e *synctest.Env) func() {
 }
 
 func step(s string) { fmt.Printf("\n==> %s\n", s) }
+
+func indent(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return "    " + strings.Join(lines, "\n    ") + "\n"
+}
 
 // demoTB runs the test harness outside `go test`.
 type demoTB struct {

@@ -216,12 +216,18 @@ func (e *Exporter) pollHeads(ctx context.Context) {
 	}
 }
 
+// setHead records a shard's newest marker; it only moves forward (the
+// poller and the workers both report, in any order).
 func (e *Exporter) setHead(shard uint32, marker string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if marker != "" {
-		e.heads[shard] = marker
+	if marker == "" {
+		return
 	}
+	if c, err := rgwlog.CompareMDLogMarkers(marker, e.heads[shard]); err == nil && c <= 0 {
+		return
+	}
+	e.heads[shard] = marker
 }
 
 func (e *Exporter) head(shard uint32) string {

@@ -518,6 +518,7 @@ func (s *mdlogSource) next(ctx context.Context, pos string, max int) (*readBatch
 		s.checked = time.Now()
 	}
 	if len(page.Entries) == 0 {
+		s.e.setHead(uint32(s.shard), pos) // nothing after pos: it is the head
 		return nil, nil
 	}
 	// De-duplicate (section, name) within the batch: the blob is fetched
@@ -536,7 +537,12 @@ func (s *mdlogSource) next(ctx context.Context, pos string, max int) (*readBatch
 	}
 	entries, failed := s.e.fetchAll(ctx, refs)
 	lastEntry := page.Entries[len(page.Entries)-1]
+	head := ""
+	if !page.Truncated {
+		head = lastEntry.ID
+	}
 	return &readBatch{
+		head:      head,
 		entries:   entries,
 		through:   lastEntry.ID,
 		raw:       len(page.Entries),
