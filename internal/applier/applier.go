@@ -145,6 +145,11 @@ func New(cfg Config) (*Applier, error) {
 // LeaseChanged is the lease manager's OnChange hook.
 func (a *Applier) LeaseChanged(ev lease.Event) {
 	a.cfg.Metrics.leaseChanges.WithLabelValues(fmt.Sprint(ev.Held)).Inc()
+	if ev.Held {
+		a.cfg.Metrics.leasesHeld.Inc()
+	} else {
+		a.cfg.Metrics.leasesHeld.Dec()
+	}
 	select {
 	case a.events <- ev:
 	default:

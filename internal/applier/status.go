@@ -20,7 +20,6 @@ func (a *Applier) Status(ctx context.Context, req *v1.StatusRequest) (*v1.Status
 	if l := a.Leases(); l != nil {
 		held = l.Held()
 	}
-	a.cfg.Metrics.leasesHeld.Set(float64(len(held)))
 	ds := &v1.DestinationStatus{Destination: a.cfg.Destination, Appliers: []string{a.cfg.ID}}
 	a.mu.Lock()
 	units := map[rgwlog.Unit]bool{}

@@ -197,6 +197,7 @@ func (e *Exporter) pollHeads(ctx context.Context) {
 	t := time.NewTicker(e.cfg.HeadPollInterval)
 	defer t.Stop()
 	for {
+		e.refreshGauges()
 		for i := range e.mdShards {
 			si, err := e.cfg.Source.MDLogShardInfo(ctx, e.period, i)
 			if err != nil {
@@ -218,6 +219,22 @@ func (e *Exporter) pollHeads(ctx context.Context) {
 
 // setHead records a shard's newest marker; it only moves forward (the
 // poller and the workers both report, in any order).
+// refreshGauges recomputes the lag/behind gauges (they are derived from
+// the same state as Status) so /metrics is current without a Status call.
+func (e *Exporter) refreshGauges() {
+	e.mu.Lock()
+	names := make([]string, 0, len(e.dests))
+	for n := range e.dests {
+		names = append(names, n)
+	}
+	e.mu.Unlock()
+	for _, n := range names {
+		if _, err := e.destinationStatus(n, v1.LogType_LOG_TYPE_UNSPECIFIED); err != nil {
+			e.log.Warn("refresh metrics", "destination", n, "err", err)
+		}
+	}
+}
+
 func (e *Exporter) setHead(shard uint32, marker string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
