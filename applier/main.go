@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
@@ -116,7 +117,13 @@ func run(args []string) error {
 			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 		}
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	clientMetrics := grpcprom.NewClientMetrics()
+	reg.MustRegister(clientMetrics)
 	conn, err := grpc.NewClient(cfg.Exporter,
+		grpc.WithChainUnaryInterceptor(clientMetrics.UnaryClientInterceptor()),
+		grpc.WithChainStreamInterceptor(clientMetrics.StreamClientInterceptor()),
 		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)),
@@ -126,8 +133,6 @@ func run(args []string) error {
 	}
 	defer conn.Close()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var audit *os.File
 	if cfg.AuditLog != "" {
 		audit, err = os.OpenFile(cfg.AuditLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -151,7 +156,7 @@ func run(args []string) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return app.Run(gctx) })
 	if cfg.Listen != "" {
-		srv := rpcserver.New(rpcserver.Options{Logger: log, Creds: screds, Auth: tlsconfig.Authorizer(cfg.TLS)})
+		srv := rpcserver.New(rpcserver.Options{Logger: log, Creds: screds, Auth: tlsconfig.Authorizer(cfg.TLS), Registerer: reg})
 		v1.RegisterStatusServiceServer(srv.GRPC, app)
 		srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 		srv.Health.SetServingStatus(v1.StatusService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)

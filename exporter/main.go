@@ -107,7 +107,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	srv := rpcserver.New(rpcserver.Options{Logger: log, Creds: creds, Auth: tlsconfig.Authorizer(cfg.TLS)})
+	srv := rpcserver.New(rpcserver.Options{Logger: log, Creds: creds, Auth: tlsconfig.Authorizer(cfg.TLS), Registerer: reg})
 	v1.RegisterReplicationServiceServer(srv.GRPC, exp)
 	v1.RegisterStatusServiceServer(srv.GRPC, exp)
 	for _, name := range []string{"", v1.ReplicationService_ServiceDesc.ServiceName, v1.StatusService_ServiceDesc.ServiceName} {
@@ -127,8 +127,10 @@ func run(args []string) error {
 	}
 	g.Go(func() error {
 		<-gctx.Done()
-		log.Info("shutting down")
-		srv.Stop(10 * time.Second)
+		log.Info("shutting down: draining streams (in-flight batches are acked and stored)")
+		exp.Drain()
+		srv.Stop(15 * time.Second) // streams end by themselves within the 10 s drain
+		log.Info("stopped")
 		return nil
 	})
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {

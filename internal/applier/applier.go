@@ -64,8 +64,11 @@ type Config struct {
 	MaxInflightBatches uint32
 	ReconnectMin       time.Duration
 	ReconnectMax       time.Duration
-	Logger             *slog.Logger
-	Metrics            *Metrics
+	// DrainTimeout bounds the graceful shutdown: the batch being applied is
+	// finished and acked within it (default 10s).
+	DrainTimeout time.Duration
+	Logger       *slog.Logger
+	Metrics      *Metrics
 	// Audit, if set, receives one JSON line per applied batch (shard, seq,
 	// start/end of the writes, the lease deadline held during them): the
 	// evidence that no shard was applied by two appliers at once.
@@ -94,6 +97,7 @@ type Applier struct {
 
 	leases     Leases
 	leasesDone chan struct{}
+	leaseCtx   context.Context
 	auditMu    sync.Mutex
 
 	mu        sync.Mutex
@@ -127,6 +131,9 @@ func New(cfg Config) (*Applier, error) {
 	}
 	if cfg.ReconnectMax <= 0 {
 		cfg.ReconnectMax = 10 * time.Second
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 10 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -162,7 +169,13 @@ func (a *Applier) LeaseChanged(ev lease.Event) {
 // Run keeps a Replicate stream open (reconnecting with backoff) until ctx
 // ends, then releases the leases.
 func (a *Applier) Run(ctx context.Context) error {
+	// The leases outlive ctx until the session has drained: a batch being
+	// applied at shutdown is finished and acked under its lease, then the
+	// leases are released.
+	leaseCtx, leaseCancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.leaseCtx = leaseCtx
 	defer func() {
+		leaseCancel()
 		if a.leasesDone != nil {
 			<-a.leasesDone
 		}
@@ -239,6 +252,8 @@ type session struct {
 	workers map[rgwlog.Unit]*shardWorker
 	ctx     context.Context
 	wg      sync.WaitGroup
+	// draining is closed at shutdown: workers take no new batch.
+	draining chan struct{}
 }
 
 type shardWorker struct {
@@ -249,8 +264,22 @@ type shardWorker struct {
 }
 
 func (a *Applier) runSession(ctx context.Context) error {
-	sctx, cancel := context.WithCancel(ctx)
+	// The session outlives ctx by the drain (see drain), so that acks of
+	// batches finished at shutdown still reach the exporter.
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	go func() {
+		select {
+		case <-sctx.Done():
+		case <-ctx.Done():
+			// Bounded: a session that does not drain in time is cut.
+			select {
+			case <-sctx.Done():
+			case <-time.After(a.cfg.DrainTimeout + time.Second):
+				cancel()
+			}
+		}
+	}()
 	client := v1.NewReplicationServiceClient(a.cfg.Conn)
 	stream, err := client.Replicate(sctx)
 	if err != nil {
@@ -271,7 +300,7 @@ func (a *Applier) runSession(ctx context.Context) error {
 	}
 	a.log.Info("connected to exporter", "exporter", w.GetExporterId(), "period", w.GetPeriod(),
 		"metadata_shards", w.GetMetadataShards(), "window", w.GetMaxInflightBatches())
-	if err := a.startLeases(ctx, int(w.GetMetadataShards())); err != nil {
+	if err := a.startLeases(a.leaseCtx, int(w.GetMetadataShards())); err != nil {
 		return err
 	}
 	a.mu.Lock()
@@ -279,7 +308,8 @@ func (a *Applier) runSession(ctx context.Context) error {
 	a.lastErr = ""
 	a.mu.Unlock()
 
-	s := &session{a: a, out: make(chan *v1.ReplicateRequest, 256), workers: map[rgwlog.Unit]*shardWorker{}, ctx: sctx}
+	s := &session{a: a, out: make(chan *v1.ReplicateRequest, 256), workers: map[rgwlog.Unit]*shardWorker{}, ctx: sctx,
+		draining: make(chan struct{})}
 	defer s.stopAll()
 
 	sendErr := make(chan error, 1)
@@ -323,6 +353,7 @@ func (a *Applier) runSession(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			s.drain(stream, sendErr)
 			return nil
 		case err := <-sendErr:
 			return err
@@ -407,6 +438,36 @@ func (s *session) stopWorker(u rgwlog.Unit) {
 	<-wk.done
 }
 
+// drain is the graceful end of a session: workers finish the batch they
+// are applying and ack it (taking no new one), the acks are flushed, the
+// stream is closed; batches not started are sent again to the next holder.
+func (s *session) drain(stream v1.ReplicationService_ReplicateClient, sendErr <-chan error) {
+	close(s.draining)
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(s.a.cfg.DrainTimeout):
+		s.a.log.Warn("drain timed out; abandoning unfinished batches", "timeout", s.a.cfg.DrainTimeout)
+	}
+	// Flush queued acks: the sender goroutine owns the stream until out is
+	// empty.
+	deadline := time.After(time.Second)
+	for len(s.out) > 0 {
+		select {
+		case <-deadline:
+			s.a.log.Warn("acks not flushed before shutdown", "left", len(s.out))
+			return
+		case err := <-sendErr:
+			s.a.log.Warn("stream failed while draining", "err", err)
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // the last Send may still be on its way
+	s.a.log.Info("drained: in-flight batches applied and acked")
+}
+
 func (s *session) stopAll() {
 	for u := range s.workers {
 		s.stopWorker(u)
@@ -421,6 +482,8 @@ func (a *Applier) work(ctx context.Context, s *session, wk *shardWorker) {
 		var b *v1.Batch
 		select {
 		case <-ctx.Done():
+			return
+		case <-s.draining:
 			return
 		case b = <-wk.in:
 		}

@@ -64,6 +64,9 @@ type Config struct {
 	// Flow control defaults (an applier may ask for less).
 	MaxInflightBatches int   // per shard, default 4
 	MaxInflightBytes   int64 // per stream, default 64 MiB
+	// DrainTimeout bounds how long a stream waits for acks at shutdown
+	// (default 10s).
+	DrainTimeout time.Duration
 	// How often the source's shard heads are read for Status (default 5s).
 	HeadPollInterval time.Duration
 	// Filter selects the buckets replicated (nil: all).
@@ -93,6 +96,7 @@ func (c *Config) setDefaults() {
 	setDefault(&c.MaxInflightBytes, 64<<20)
 	setDefault(&c.HeadPollInterval, 5*time.Second)
 	setDefault(&c.TrimInterval, 10*time.Minute)
+	setDefault(&c.DrainTimeout, 10*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -125,6 +129,9 @@ type Exporter struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	drainOnce sync.Once
+	draining  chan struct{} // closed by Drain
 }
 
 // New checks the source (a wrong key or endpoint fails here, with the
@@ -149,6 +156,7 @@ func New(ctx context.Context, cfg Config) (*Exporter, error) {
 		sections: map[string]bool{},
 		dests:    map[string]*destination{},
 		heads:    map[uint32]string{},
+		draining: make(chan struct{}),
 	}
 	for _, s := range cfg.Sections {
 		e.sections[s] = true
@@ -188,6 +196,22 @@ func (e *Exporter) Close() {
 		e.cancel()
 	}
 	e.wg.Wait()
+}
+
+// Drain starts a graceful shutdown: no new batch is sent, the acks of the
+// batches in flight are still taken (and stored), and each Replicate
+// stream ends once nothing of it is in flight (or after DrainTimeout).
+func (e *Exporter) Drain() {
+	e.drainOnce.Do(func() { close(e.draining) })
+}
+
+func (e *Exporter) isDraining() bool {
+	select {
+	case <-e.draining:
+		return true
+	default:
+		return false
+	}
 }
 
 // Period is the source's mdlog period.

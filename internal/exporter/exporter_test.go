@@ -540,3 +540,37 @@ func TestEmptyShardStartsFromTheBeginning(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, "", b.Marker, "an empty (trimmed) shard starts at the beginning, not at a trimmed head")
 }
+
+func TestDrainTakesAcksThenEndsTheStream(t *testing.T) {
+	src := newFakeSource()
+	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"))
+	a := r.dial(t, "a1")
+	a.subscribe(fullUnit)
+	for b := a.next(); ; b = a.next() {
+		a.ack(b)
+		if !b.GetMore() {
+			break
+		}
+	}
+	waitBound(t, r.store, fullUnit, func(b checkpoint.Bound) bool { return b.Phase == phaseDone })
+	for _, u := range []string{"u1", "u2", "u3", "u4", "u5", "u6", "u7"} {
+		src.put(1, "user", u)
+	}
+	a.subscribe(mdUnit(1))
+	b := a.next() // in flight when the drain starts
+	r.exp.Drain()
+	a.ack(b)
+	waitBound(t, r.store, mdUnit(1), func(bd checkpoint.Bound) bool { return bd.Marker == b.GetThroughMarker() })
+	// Nothing new is sent (the window had room for more), and the stream ends.
+	for {
+		m, err := a.s.Recv()
+		if err != nil {
+			require.Contains(t, err.Error(), "shutting down")
+			break
+		}
+		if nb := m.GetBatch(); nb != nil {
+			require.Equal(t, b.GetSeq()+1, nb.GetSeq(), "only what was already in flight may arrive")
+			a.ack(nb)
+		}
+	}
+}

@@ -13,6 +13,8 @@ type Metrics struct {
 	lagSeconds     *prometheus.GaugeVec
 	entriesBehind  *prometheus.GaugeVec
 	shardsBehind   *prometheus.GaugeVec
+	shardLag       *prometheus.GaugeVec
+	shardBehind    *prometheus.GaugeVec
 	trims          prometheus.Counter
 	resyncs        *prometheus.CounterVec
 }
@@ -39,6 +41,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "entries_behind", Help: "Log entries read but not yet acked, per destination and log."}, []string{"destination", "log"}),
 		shardsBehind: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "rgwsync", Subsystem: "exporter",
 			Name: "shards_behind", Help: "Shards with changes or retries pending."}, []string{"destination"}),
+		shardLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "rgwsync", Subsystem: "exporter",
+			Name: "shard_lag_seconds", Help: "Age of the oldest unapplied change of one shard (0 when caught up)."}, []string{"destination", "log", "shard"}),
+		shardBehind: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "rgwsync", Subsystem: "exporter",
+			Name: "shard_entries_behind", Help: "Log entries of one shard read but not yet acked."}, []string{"destination", "log", "shard"}),
 		trims: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "rgwsync", Subsystem: "exporter",
 			Name: "mdlog_trims_total", Help: "Trims of a source mdlog shard."}),
 		resyncs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "rgwsync", Subsystem: "exporter",
@@ -46,7 +52,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.streams, m.batchesSent, m.entriesApplied, m.retriesFailed, m.errors, m.bytesRead,
-			m.lagSeconds, m.entriesBehind, m.shardsBehind, m.trims, m.resyncs)
+			m.lagSeconds, m.entriesBehind, m.shardsBehind, m.shardLag, m.shardBehind, m.trims, m.resyncs)
 	}
 	return m
 }

@@ -113,6 +113,21 @@ func (w *worker) run(ctx context.Context) error {
 	var srcBackoff time.Duration
 	for {
 		var wait <-chan time.Time
+		if w.e.isDraining() {
+			if len(w.inflight) == 0 {
+				return nil
+			}
+			// Take the acks of what is in flight; send nothing new.
+			select {
+			case <-ctx.Done():
+				return nil
+			case ack := <-w.sub.acks:
+				if err := w.handleAck(ack, src); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		if len(w.inflight) < w.sub.st.window {
 			sent, err := w.sendNext(ctx, src)
 			var trimmed *trimmedError

@@ -3,6 +3,7 @@ package exporter
 import (
 	"context"
 	"sort"
+	"strconv"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -82,6 +83,13 @@ func (e *Exporter) destinationStatus(name string, only v1.LogType) (*v1.Destinat
 		ds.EntriesApplied += ss.GetEntriesApplied()
 		ds.Retries += ss.GetRetries()
 		behindByLog[en.Key.Log] += float64(ss.GetEntriesBehind())
+		shardLabel := strconv.FormatUint(uint64(en.Key.Shard), 10)
+		shardLag := 0.0
+		if o := ss.GetOldestUnapplied(); o != nil {
+			shardLag = time.Since(o.AsTime()).Seconds()
+		}
+		e.cfg.Metrics.shardLag.WithLabelValues(name, en.Key.Log, shardLabel).Set(shardLag)
+		e.cfg.Metrics.shardBehind.WithLabelValues(name, en.Key.Log, shardLabel).Set(float64(ss.GetEntriesBehind()))
 		if o := ss.GetOldestUnapplied(); o != nil {
 			ot := o.AsTime()
 			if oldest.IsZero() || ot.Before(oldest) {

@@ -162,15 +162,44 @@ func (e *Exporter) Replicate(ss v1.ReplicationService_ReplicateServer) error {
 		}
 	}()
 
+	recv := make(chan *v1.ReplicateRequest)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			msg, err := ss.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case recv <- msg:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	draining := e.draining
 	for {
-		msg, err := ss.Recv()
-		if err != nil {
+		var msg *v1.ReplicateRequest
+		select {
+		case err := <-recvErr:
 			cancel()
 			serr := <-sendErr
 			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
 				return serr
 			}
 			return err
+		case <-draining:
+			draining = nil // once
+			go e.endWhenDrained(st, cancel)
+			continue
+		case <-ctx.Done():
+			if e.isDraining() {
+				<-sendErr
+				return status.Error(codes.Unavailable, "exporter shutting down: stream drained")
+			}
+			return ctx.Err()
+		case msg = <-recv:
 		}
 		switch m := msg.GetMsg().(type) {
 		case *v1.ReplicateRequest_Subscribe:
@@ -195,6 +224,29 @@ func (e *Exporter) Replicate(ss v1.ReplicationService_ReplicateServer) error {
 			return status.Error(codes.InvalidArgument, "unexpected message on Replicate")
 		}
 	}
+}
+
+// endWhenDrained ends a draining stream once every subscription on it has
+// nothing in flight (its worker returned), or after DrainTimeout.
+func (e *Exporter) endWhenDrained(st *stream, cancel context.CancelFunc) {
+	st.mu.Lock()
+	subs := make([]*subscription, 0, len(st.subs))
+	for _, s := range st.subs {
+		subs = append(subs, s)
+	}
+	st.mu.Unlock()
+	timeout := time.After(e.cfg.DrainTimeout)
+	for _, s := range subs {
+		select {
+		case <-s.done:
+		case <-timeout:
+			e.log.Warn("drain timed out; unacked batches will be sent again", "applier", st.applier)
+			cancel()
+			return
+		}
+	}
+	e.log.Info("stream drained", "applier", st.applier, "destination", st.dest.name)
+	cancel()
 }
 
 func (e *Exporter) validUnit(u rgwlog.Unit) bool {

@@ -138,6 +138,12 @@ func New(cfg Config) (*Client, error) {
 // Endpoint is the gateway's base URL, as scheme://host[:port].
 func (c *Client) Endpoint() string { return c.endpoint }
 
+// NewHTTPClient returns the HTTP client New uses when Config.HTTPClient is
+// nil: pooled keep-alive connections with TCP quick-ack (one gateway round
+// trip is ~1 ms instead of ~40 ms on Linux), no redirects. Other gateway
+// clients (internal/rgwobj) share it.
+func NewHTTPClient() *http.Client { return defaultHTTPClient() }
+
 func defaultHTTPClient() *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}

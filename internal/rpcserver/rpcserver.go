@@ -24,6 +24,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
@@ -58,6 +59,9 @@ type Options struct {
 	Auth auth.AuthFunc
 	// MaxRecvMsgSize bounds one message (default 16 MiB).
 	MaxRecvMsgSize int
+	// Registerer, if set, gets the gRPC server metrics (calls, codes,
+	// messages, handling time).
+	Registerer prometheus.Registerer
 }
 
 // New builds the server. Register services on s.GRPC, then Serve.
@@ -73,10 +77,20 @@ func New(o Options) *Server {
 		o.Logger.Error("panic in gRPC handler", "panic", p, "stack", string(debug.Stack()))
 		return status.Errorf(codes.Internal, "internal error")
 	})
-	// logging -> auth -> recovery: refused calls are logged (with their
-	// code), and a panic is recovered inside the authorised call.
-	unary := []grpc.UnaryServerInterceptor{logging.UnaryServerInterceptor(InterceptorLogger(o.Logger), logOpts...)}
-	stream := []grpc.StreamServerInterceptor{logging.StreamServerInterceptor(InterceptorLogger(o.Logger), logOpts...)}
+	// metrics -> logging -> auth -> recovery: refused calls are counted and
+	// logged (with their code), and a panic is recovered inside the
+	// authorised call.
+	var unary []grpc.UnaryServerInterceptor
+	var stream []grpc.StreamServerInterceptor
+	if o.Registerer != nil {
+		m := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
+			grpcprom.WithHistogramBuckets([]float64{0.001, 0.01, 0.1, 0.3, 1, 3, 10, 60, 300})))
+		o.Registerer.MustRegister(m)
+		unary = append(unary, m.UnaryServerInterceptor())
+		stream = append(stream, m.StreamServerInterceptor())
+	}
+	unary = append(unary, logging.UnaryServerInterceptor(InterceptorLogger(o.Logger), logOpts...))
+	stream = append(stream, logging.StreamServerInterceptor(InterceptorLogger(o.Logger), logOpts...))
 	if o.Auth != nil {
 		unary = append(unary, selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(o.Auth), selector.MatchFunc(needsAuth)))
 		stream = append(stream, selector.StreamServerInterceptor(auth.StreamServerInterceptor(o.Auth), selector.MatchFunc(needsAuth)))

@@ -105,6 +105,16 @@ func TestOwnTrimmingAndMetrics(t *testing.T) {
 	require.NotContains(t, e.exporter.Log(), "re-running the metadata full sync", "own trimming must never look like a trim past a bound")
 	require.Greater(t, metricValue(t, metrics, `rgwsync_exporter_entries_applied_total{destination="`+e.Dest+`",log="metadata"}`), 0.0)
 	require.Greater(t, metricValue(t, metrics, `rgwsync_exporter_batches_sent_total{destination="`+e.Dest+`",log="metadata"}`), 0.0)
+	// Per-shard gauges are published without anyone calling Status.
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + metrics + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), `rgwsync_exporter_shard_lag_seconds{destination="`+e.Dest+`",log="metadata",shard="63"}`)
+	}, 15*time.Second, 200*time.Millisecond)
 }
 
 func countMDLog(t *testing.T, e *Env) int {
@@ -218,4 +228,30 @@ func TestStatusCommand(t *testing.T) {
 	bad, err := exec.Command(expBin, "status", "-insecure", "-addr", FreeAddr(t), "-timeout", "2s").CombinedOutput()
 	require.Error(t, err)
 	require.Contains(t, string(bad), "status")
+}
+
+// SIGTERM drains: the applier finishes and acks what it is applying and
+// releases its leases (a second applier takes the shards at once, without
+// waiting for expiry); the exporter stores the acks in flight and ends the
+// streams; restarted, everything converges.
+func TestGracefulStopDrains(t *testing.T) {
+	e := NewEnv(t)
+	e.LeaseLength = 60 * time.Second // a takeover within the test proves the leases were released
+	p := labtest.RandomName("q")
+	c := e.User(p+"-owner", "Owner")
+	exp := e.StartExporter("")
+	a1 := e.StartApplier("a1")
+	w := e.writeBuckets(c, p, 80)
+	w.waitFor(t, 30)
+	require.NoError(t, a1.Stop())
+	require.Contains(t, a1.Log(), "drained: in-flight batches applied and acked")
+	a2 := e.StartApplier("a2")
+	require.Eventually(t, func() bool { return len(heldBy(t, a2.Addr)) == 65 }, 30*time.Second, 200*time.Millisecond,
+		"a2 takes every shard well before a1's 60 s leases would expire")
+	w.waitFor(t, 60)
+	require.NoError(t, exp.Stop())
+	require.Contains(t, exp.Log(), "stream drained")
+	e.StartExporter("")
+	<-w.done
+	e.WaitMetadataEqual(2*time.Minute, Prefix(p))
 }
