@@ -86,6 +86,66 @@ func (LogType) EnumDescriptor() ([]byte, []int) {
 	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{0}
 }
 
+type ObjectOpKind int32
+
+const (
+	ObjectOpKind_OBJECT_OP_KIND_UNSPECIFIED ObjectOpKind = 0
+	// Write the object (or, with version_id, that version) with attrs and
+	// body.
+	ObjectOpKind_OBJECT_OP_KIND_PUT ObjectOpKind = 1
+	// Remove the object (unversioned bucket): absent is success.
+	ObjectOpKind_OBJECT_OP_KIND_DELETE ObjectOpKind = 2
+	// Remove one version (version_id): absent is success.
+	ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION ObjectOpKind = 3
+	// Create a delete marker with the source's id (version_id) and epoch.
+	ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER ObjectOpKind = 4
+)
+
+// Enum value maps for ObjectOpKind.
+var (
+	ObjectOpKind_name = map[int32]string{
+		0: "OBJECT_OP_KIND_UNSPECIFIED",
+		1: "OBJECT_OP_KIND_PUT",
+		2: "OBJECT_OP_KIND_DELETE",
+		3: "OBJECT_OP_KIND_DELETE_VERSION",
+		4: "OBJECT_OP_KIND_DELETE_MARKER",
+	}
+	ObjectOpKind_value = map[string]int32{
+		"OBJECT_OP_KIND_UNSPECIFIED":    0,
+		"OBJECT_OP_KIND_PUT":            1,
+		"OBJECT_OP_KIND_DELETE":         2,
+		"OBJECT_OP_KIND_DELETE_VERSION": 3,
+		"OBJECT_OP_KIND_DELETE_MARKER":  4,
+	}
+)
+
+func (x ObjectOpKind) Enum() *ObjectOpKind {
+	p := new(ObjectOpKind)
+	*p = x
+	return p
+}
+
+func (x ObjectOpKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ObjectOpKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_rgwsync_v1_replication_proto_enumTypes[1].Descriptor()
+}
+
+func (ObjectOpKind) Type() protoreflect.EnumType {
+	return &file_rgwsync_v1_replication_proto_enumTypes[1]
+}
+
+func (x ObjectOpKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ObjectOpKind.Descriptor instead.
+func (ObjectOpKind) EnumDescriptor() ([]byte, []int) {
+	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{1}
+}
+
 type MetadataOp int32
 
 const (
@@ -122,11 +182,11 @@ func (x MetadataOp) String() string {
 }
 
 func (MetadataOp) Descriptor() protoreflect.EnumDescriptor {
-	return file_rgwsync_v1_replication_proto_enumTypes[1].Descriptor()
+	return file_rgwsync_v1_replication_proto_enumTypes[2].Descriptor()
 }
 
 func (MetadataOp) Type() protoreflect.EnumType {
-	return &file_rgwsync_v1_replication_proto_enumTypes[1]
+	return &file_rgwsync_v1_replication_proto_enumTypes[2]
 }
 
 func (x MetadataOp) Number() protoreflect.EnumNumber {
@@ -135,7 +195,7 @@ func (x MetadataOp) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MetadataOp.Descriptor instead.
 func (MetadataOp) EnumDescriptor() ([]byte, []int) {
-	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{1}
+	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{2}
 }
 
 type ShardPhase int32
@@ -183,11 +243,11 @@ func (x ShardPhase) String() string {
 }
 
 func (ShardPhase) Descriptor() protoreflect.EnumDescriptor {
-	return file_rgwsync_v1_replication_proto_enumTypes[2].Descriptor()
+	return file_rgwsync_v1_replication_proto_enumTypes[3].Descriptor()
 }
 
 func (ShardPhase) Type() protoreflect.EnumType {
-	return &file_rgwsync_v1_replication_proto_enumTypes[2]
+	return &file_rgwsync_v1_replication_proto_enumTypes[3]
 }
 
 func (x ShardPhase) Number() protoreflect.EnumNumber {
@@ -196,7 +256,7 @@ func (x ShardPhase) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ShardPhase.Descriptor instead.
 func (ShardPhase) EnumDescriptor() ([]byte, []int) {
-	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{2}
+	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{3}
 }
 
 // ShardRef names one unit of work.
@@ -643,7 +703,14 @@ type RetryItem struct {
 	// Time of the log entry that named the item.
 	Timestamp *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
 	// Not sent again before this time.
-	NextAttempt   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=next_attempt,json=nextAttempt,proto3" json:"next_attempt,omitempty"`
+	NextAttempt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=next_attempt,json=nextAttempt,proto3" json:"next_attempt,omitempty"`
+	// For an object: its bucket, key and version (section "object").
+	Bucket    string `protobuf:"bytes,7,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Key       string `protobuf:"bytes,8,opt,name=key,proto3" json:"key,omitempty"`
+	VersionId string `protobuf:"bytes,9,opt,name=version_id,json=versionId,proto3" json:"version_id,omitempty"`
+	// For an object: the bucket index shard ("bucket:instance:shard") whose
+	// log named it.
+	BucketShard   string `protobuf:"bytes,10,opt,name=bucket_shard,json=bucketShard,proto3" json:"bucket_shard,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -720,6 +787,34 @@ func (x *RetryItem) GetNextAttempt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *RetryItem) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *RetryItem) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *RetryItem) GetVersionId() string {
+	if x != nil {
+		return x.VersionId
+	}
+	return ""
+}
+
+func (x *RetryItem) GetBucketShard() string {
+	if x != nil {
+		return x.BucketShard
+	}
+	return ""
+}
+
 type ReplicateResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Msg:
@@ -728,6 +823,7 @@ type ReplicateResponse struct {
 	//	*ReplicateResponse_Batch
 	//	*ReplicateResponse_ShardState
 	//	*ReplicateResponse_Revoke
+	//	*ReplicateResponse_Chunk
 	Msg           isReplicateResponse_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -806,6 +902,15 @@ func (x *ReplicateResponse) GetRevoke() *Revoke {
 	return nil
 }
 
+func (x *ReplicateResponse) GetChunk() *ObjectChunk {
+	if x != nil {
+		if x, ok := x.Msg.(*ReplicateResponse_Chunk); ok {
+			return x.Chunk
+		}
+	}
+	return nil
+}
+
 type isReplicateResponse_Msg interface {
 	isReplicateResponse_Msg()
 }
@@ -826,6 +931,10 @@ type ReplicateResponse_Revoke struct {
 	Revoke *Revoke `protobuf:"bytes,4,opt,name=revoke,proto3,oneof"`
 }
 
+type ReplicateResponse_Chunk struct {
+	Chunk *ObjectChunk `protobuf:"bytes,5,opt,name=chunk,proto3,oneof"`
+}
+
 func (*ReplicateResponse_Welcome) isReplicateResponse_Msg() {}
 
 func (*ReplicateResponse_Batch) isReplicateResponse_Msg() {}
@@ -834,6 +943,8 @@ func (*ReplicateResponse_ShardState) isReplicateResponse_Msg() {}
 
 func (*ReplicateResponse_Revoke) isReplicateResponse_Msg() {}
 
+func (*ReplicateResponse_Chunk) isReplicateResponse_Msg() {}
+
 // Welcome answers Hello.
 type Welcome struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -841,7 +952,8 @@ type Welcome struct {
 	// The source zone's metadata log period.
 	Period         string `protobuf:"bytes,2,opt,name=period,proto3" json:"period,omitempty"`
 	MetadataShards uint32 `protobuf:"varint,3,opt,name=metadata_shards,json=metadataShards,proto3" json:"metadata_shards,omitempty"`
-	DataShards     uint32 `protobuf:"varint,4,opt,name=data_shards,json=dataShards,proto3" json:"data_shards,omitempty"`
+	// Data log shards; 0 when the exporter does not sync data.
+	DataShards uint32 `protobuf:"varint,4,opt,name=data_shards,json=dataShards,proto3" json:"data_shards,omitempty"`
 	// Flow control actually in force on this stream.
 	MaxInflightBatches uint32 `protobuf:"varint,5,opt,name=max_inflight_batches,json=maxInflightBatches,proto3" json:"max_inflight_batches,omitempty"`
 	MaxInflightBytes   uint64 `protobuf:"varint,6,opt,name=max_inflight_bytes,json=maxInflightBytes,proto3" json:"max_inflight_bytes,omitempty"`
@@ -938,7 +1050,11 @@ type Batch struct {
 	// More entries are waiting at the source after through_marker.
 	More bool `protobuf:"varint,6,opt,name=more,proto3" json:"more,omitempty"`
 	// Payload size of the entries, counted against the in-flight byte window.
-	PayloadBytes  uint64 `protobuf:"varint,7,opt,name=payload_bytes,json=payloadBytes,proto3" json:"payload_bytes,omitempty"`
+	PayloadBytes uint64 `protobuf:"varint,7,opt,name=payload_bytes,json=payloadBytes,proto3" json:"payload_bytes,omitempty"`
+	// Object operations (data sync), applied in order. Bodies of small
+	// objects are inline; larger ones follow the batch as ObjectChunk
+	// messages, op by op, in index order.
+	Objects       []*ObjectOp `protobuf:"bytes,8,rep,name=objects,proto3" json:"objects,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1022,6 +1138,384 @@ func (x *Batch) GetPayloadBytes() uint64 {
 	return 0
 }
 
+func (x *Batch) GetObjects() []*ObjectOp {
+	if x != nil {
+		return x.Objects
+	}
+	return nil
+}
+
+// ObjectOp is one change to one object, as the source has it now.
+type ObjectOp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Position in the batch; chunks refer to it.
+	Index uint32       `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Kind  ObjectOpKind `protobuf:"varint,2,opt,name=kind,proto3,enum=rgwsync.v1.ObjectOpKind" json:"kind,omitempty"`
+	// The bucket as S3 names it: "name", or "tenant:name" for a tenant's.
+	Bucket string `protobuf:"bytes,3,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Key    string `protobuf:"bytes,4,opt,name=key,proto3" json:"key,omitempty"`
+	// The source's version id ("" for an unversioned object).
+	VersionId string `protobuf:"bytes,5,opt,name=version_id,json=versionId,proto3" json:"version_id,omitempty"`
+	// Orders versions and delete markers (bilog ver.epoch).
+	VersionedEpoch uint64 `protobuf:"varint,6,opt,name=versioned_epoch,json=versionedEpoch,proto3" json:"versioned_epoch,omitempty"`
+	// The owner's uid ("tenant$uid"), written as rgwx-uid.
+	Owner string       `protobuf:"bytes,7,opt,name=owner,proto3" json:"owner,omitempty"`
+	Attrs *ObjectAttrs `protobuf:"bytes,8,opt,name=attrs,proto3" json:"attrs,omitempty"`
+	// The whole body, for small objects.
+	Body []byte `protobuf:"bytes,9,opt,name=body,proto3" json:"body,omitempty"`
+	// The body follows in ObjectChunk messages.
+	Chunked bool `protobuf:"varint,10,opt,name=chunked,proto3" json:"chunked,omitempty"`
+	// The log position (bilog op id or full-sync position) that named it.
+	Marker        string                 `protobuf:"bytes,11,opt,name=marker,proto3" json:"marker,omitempty"`
+	Timestamp     *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObjectOp) Reset() {
+	*x = ObjectOp{}
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObjectOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObjectOp) ProtoMessage() {}
+
+func (x *ObjectOp) ProtoReflect() protoreflect.Message {
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObjectOp.ProtoReflect.Descriptor instead.
+func (*ObjectOp) Descriptor() ([]byte, []int) {
+	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ObjectOp) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ObjectOp) GetKind() ObjectOpKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ObjectOpKind_OBJECT_OP_KIND_UNSPECIFIED
+}
+
+func (x *ObjectOp) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *ObjectOp) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ObjectOp) GetVersionId() string {
+	if x != nil {
+		return x.VersionId
+	}
+	return ""
+}
+
+func (x *ObjectOp) GetVersionedEpoch() uint64 {
+	if x != nil {
+		return x.VersionedEpoch
+	}
+	return 0
+}
+
+func (x *ObjectOp) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *ObjectOp) GetAttrs() *ObjectAttrs {
+	if x != nil {
+		return x.Attrs
+	}
+	return nil
+}
+
+func (x *ObjectOp) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *ObjectOp) GetChunked() bool {
+	if x != nil {
+		return x.Chunked
+	}
+	return false
+}
+
+func (x *ObjectOp) GetMarker() string {
+	if x != nil {
+		return x.Marker
+	}
+	return ""
+}
+
+func (x *ObjectOp) GetTimestamp() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Timestamp
+	}
+	return nil
+}
+
+// ObjectAttrs is everything a faithful copy keeps (mtime cannot be kept).
+type ObjectAttrs struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Size  int64                  `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	// Without quotes; "<md5 of md5s>-N" for a multipart object.
+	Etag               string            `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
+	ContentType        string            `protobuf:"bytes,3,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	CacheControl       string            `protobuf:"bytes,4,opt,name=cache_control,json=cacheControl,proto3" json:"cache_control,omitempty"`
+	ContentDisposition string            `protobuf:"bytes,5,opt,name=content_disposition,json=contentDisposition,proto3" json:"content_disposition,omitempty"`
+	ContentEncoding    string            `protobuf:"bytes,6,opt,name=content_encoding,json=contentEncoding,proto3" json:"content_encoding,omitempty"`
+	ContentLanguage    string            `protobuf:"bytes,7,opt,name=content_language,json=contentLanguage,proto3" json:"content_language,omitempty"`
+	Expires            string            `protobuf:"bytes,8,opt,name=expires,proto3" json:"expires,omitempty"`
+	UserMeta           map[string]string `protobuf:"bytes,9,rep,name=user_meta,json=userMeta,proto3" json:"user_meta,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Tags               map[string]string `protobuf:"bytes,10,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The source's ACL (XML of GET ?acl).
+	Acl []byte `protobuf:"bytes,11,opt,name=acl,proto3" json:"acl,omitempty"`
+	// Multipart objects: each part's size, so the ETag comes out the same.
+	PartSizes     []int64                `protobuf:"varint,12,rep,packed,name=part_sizes,json=partSizes,proto3" json:"part_sizes,omitempty"`
+	SourceMtime   *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=source_mtime,json=sourceMtime,proto3" json:"source_mtime,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObjectAttrs) Reset() {
+	*x = ObjectAttrs{}
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObjectAttrs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObjectAttrs) ProtoMessage() {}
+
+func (x *ObjectAttrs) ProtoReflect() protoreflect.Message {
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObjectAttrs.ProtoReflect.Descriptor instead.
+func (*ObjectAttrs) Descriptor() ([]byte, []int) {
+	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ObjectAttrs) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *ObjectAttrs) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+func (x *ObjectAttrs) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *ObjectAttrs) GetCacheControl() string {
+	if x != nil {
+		return x.CacheControl
+	}
+	return ""
+}
+
+func (x *ObjectAttrs) GetContentDisposition() string {
+	if x != nil {
+		return x.ContentDisposition
+	}
+	return ""
+}
+
+func (x *ObjectAttrs) GetContentEncoding() string {
+	if x != nil {
+		return x.ContentEncoding
+	}
+	return ""
+}
+
+func (x *ObjectAttrs) GetContentLanguage() string {
+	if x != nil {
+		return x.ContentLanguage
+	}
+	return ""
+}
+
+func (x *ObjectAttrs) GetExpires() string {
+	if x != nil {
+		return x.Expires
+	}
+	return ""
+}
+
+func (x *ObjectAttrs) GetUserMeta() map[string]string {
+	if x != nil {
+		return x.UserMeta
+	}
+	return nil
+}
+
+func (x *ObjectAttrs) GetTags() map[string]string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *ObjectAttrs) GetAcl() []byte {
+	if x != nil {
+		return x.Acl
+	}
+	return nil
+}
+
+func (x *ObjectAttrs) GetPartSizes() []int64 {
+	if x != nil {
+		return x.PartSizes
+	}
+	return nil
+}
+
+func (x *ObjectAttrs) GetSourceMtime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SourceMtime
+	}
+	return nil
+}
+
+// ObjectChunk carries part of a chunked op's body. Chunks of one batch come
+// in op-index order, each op's from offset 0 to its size.
+type ObjectChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shard         *ShardRef              `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Index         uint32                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	Offset        int64                  `protobuf:"varint,4,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data          []byte                 `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	Last          bool                   `protobuf:"varint,6,opt,name=last,proto3" json:"last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObjectChunk) Reset() {
+	*x = ObjectChunk{}
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObjectChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObjectChunk) ProtoMessage() {}
+
+func (x *ObjectChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObjectChunk.ProtoReflect.Descriptor instead.
+func (*ObjectChunk) Descriptor() ([]byte, []int) {
+	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ObjectChunk) GetShard() *ShardRef {
+	if x != nil {
+		return x.Shard
+	}
+	return nil
+}
+
+func (x *ObjectChunk) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ObjectChunk) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ObjectChunk) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *ObjectChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ObjectChunk) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
 type MetadataEntry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The log entry id (or full sync position) this entry came from.
@@ -1042,7 +1536,7 @@ type MetadataEntry struct {
 
 func (x *MetadataEntry) Reset() {
 	*x = MetadataEntry{}
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[10]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +1548,7 @@ func (x *MetadataEntry) String() string {
 func (*MetadataEntry) ProtoMessage() {}
 
 func (x *MetadataEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[10]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +1561,7 @@ func (x *MetadataEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataEntry.ProtoReflect.Descriptor instead.
 func (*MetadataEntry) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{10}
+	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MetadataEntry) GetMarker() string {
@@ -1132,7 +1626,7 @@ type ShardState struct {
 
 func (x *ShardState) Reset() {
 	*x = ShardState{}
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[11]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1144,7 +1638,7 @@ func (x *ShardState) String() string {
 func (*ShardState) ProtoMessage() {}
 
 func (x *ShardState) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[11]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1157,7 +1651,7 @@ func (x *ShardState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardState.ProtoReflect.Descriptor instead.
 func (*ShardState) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{11}
+	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ShardState) GetShard() *ShardRef {
@@ -1194,7 +1688,7 @@ type Revoke struct {
 
 func (x *Revoke) Reset() {
 	*x = Revoke{}
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[12]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1206,7 +1700,7 @@ func (x *Revoke) String() string {
 func (*Revoke) ProtoMessage() {}
 
 func (x *Revoke) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[12]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1219,7 +1713,7 @@ func (x *Revoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoke.ProtoReflect.Descriptor instead.
 func (*Revoke) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{12}
+	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Revoke) GetShard() *ShardRef {
@@ -1268,20 +1762,27 @@ const file_rgwsync_v1_replication_proto_rawDesc = "" +
 	"\x05shard\x18\x01 \x01(\v2\x14.rgwsync.v1.ShardRefR\x05shard\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12%\n" +
 	"\x0ethrough_marker\x18\x03 \x01(\tR\rthroughMarker\x12-\n" +
-	"\x06failed\x18\x04 \x03(\v2\x15.rgwsync.v1.RetryItemR\x06failed\"\xe4\x01\n" +
+	"\x06failed\x18\x04 \x03(\v2\x15.rgwsync.v1.RetryItemR\x06failed\"\xd0\x02\n" +
 	"\tRetryItem\x12\x18\n" +
 	"\asection\x18\x01 \x01(\tR\asection\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x1a\n" +
 	"\battempts\x18\x04 \x01(\rR\battempts\x128\n" +
 	"\ttimestamp\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12=\n" +
-	"\fnext_attempt\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vnextAttempt\"\xdf\x01\n" +
+	"\fnext_attempt\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vnextAttempt\x12\x16\n" +
+	"\x06bucket\x18\a \x01(\tR\x06bucket\x12\x10\n" +
+	"\x03key\x18\b \x01(\tR\x03key\x12\x1d\n" +
+	"\n" +
+	"version_id\x18\t \x01(\tR\tversionId\x12!\n" +
+	"\fbucket_shard\x18\n" +
+	" \x01(\tR\vbucketShard\"\x90\x02\n" +
 	"\x11ReplicateResponse\x12/\n" +
 	"\awelcome\x18\x01 \x01(\v2\x13.rgwsync.v1.WelcomeH\x00R\awelcome\x12)\n" +
 	"\x05batch\x18\x02 \x01(\v2\x11.rgwsync.v1.BatchH\x00R\x05batch\x129\n" +
 	"\vshard_state\x18\x03 \x01(\v2\x16.rgwsync.v1.ShardStateH\x00R\n" +
 	"shardState\x12,\n" +
-	"\x06revoke\x18\x04 \x01(\v2\x12.rgwsync.v1.RevokeH\x00R\x06revokeB\x05\n" +
+	"\x06revoke\x18\x04 \x01(\v2\x12.rgwsync.v1.RevokeH\x00R\x06revoke\x12/\n" +
+	"\x05chunk\x18\x05 \x01(\v2\x17.rgwsync.v1.ObjectChunkH\x00R\x05chunkB\x05\n" +
 	"\x03msg\"\xec\x01\n" +
 	"\aWelcome\x12\x1f\n" +
 	"\vexporter_id\x18\x01 \x01(\tR\n" +
@@ -1291,7 +1792,7 @@ const file_rgwsync_v1_replication_proto_rawDesc = "" +
 	"\vdata_shards\x18\x04 \x01(\rR\n" +
 	"dataShards\x120\n" +
 	"\x14max_inflight_batches\x18\x05 \x01(\rR\x12maxInflightBatches\x12,\n" +
-	"\x12max_inflight_bytes\x18\x06 \x01(\x04R\x10maxInflightBytes\"\x88\x02\n" +
+	"\x12max_inflight_bytes\x18\x06 \x01(\x04R\x10maxInflightBytes\"\xb8\x02\n" +
 	"\x05Batch\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.rgwsync.v1.ShardRefR\x05shard\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x123\n" +
@@ -1299,7 +1800,52 @@ const file_rgwsync_v1_replication_proto_rawDesc = "" +
 	"\x0ethrough_marker\x18\x04 \x01(\tR\rthroughMarker\x12,\n" +
 	"\x12source_head_marker\x18\x05 \x01(\tR\x10sourceHeadMarker\x12\x12\n" +
 	"\x04more\x18\x06 \x01(\bR\x04more\x12#\n" +
-	"\rpayload_bytes\x18\a \x01(\x04R\fpayloadBytes\"\xe5\x01\n" +
+	"\rpayload_bytes\x18\a \x01(\x04R\fpayloadBytes\x12.\n" +
+	"\aobjects\x18\b \x03(\v2\x14.rgwsync.v1.ObjectOpR\aobjects\"\x85\x03\n" +
+	"\bObjectOp\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x12,\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x18.rgwsync.v1.ObjectOpKindR\x04kind\x12\x16\n" +
+	"\x06bucket\x18\x03 \x01(\tR\x06bucket\x12\x10\n" +
+	"\x03key\x18\x04 \x01(\tR\x03key\x12\x1d\n" +
+	"\n" +
+	"version_id\x18\x05 \x01(\tR\tversionId\x12'\n" +
+	"\x0fversioned_epoch\x18\x06 \x01(\x04R\x0eversionedEpoch\x12\x14\n" +
+	"\x05owner\x18\a \x01(\tR\x05owner\x12-\n" +
+	"\x05attrs\x18\b \x01(\v2\x17.rgwsync.v1.ObjectAttrsR\x05attrs\x12\x12\n" +
+	"\x04body\x18\t \x01(\fR\x04body\x12\x18\n" +
+	"\achunked\x18\n" +
+	" \x01(\bR\achunked\x12\x16\n" +
+	"\x06marker\x18\v \x01(\tR\x06marker\x128\n" +
+	"\ttimestamp\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\"\xff\x04\n" +
+	"\vObjectAttrs\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x12\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\x12!\n" +
+	"\fcontent_type\x18\x03 \x01(\tR\vcontentType\x12#\n" +
+	"\rcache_control\x18\x04 \x01(\tR\fcacheControl\x12/\n" +
+	"\x13content_disposition\x18\x05 \x01(\tR\x12contentDisposition\x12)\n" +
+	"\x10content_encoding\x18\x06 \x01(\tR\x0fcontentEncoding\x12)\n" +
+	"\x10content_language\x18\a \x01(\tR\x0fcontentLanguage\x12\x18\n" +
+	"\aexpires\x18\b \x01(\tR\aexpires\x12B\n" +
+	"\tuser_meta\x18\t \x03(\v2%.rgwsync.v1.ObjectAttrs.UserMetaEntryR\buserMeta\x125\n" +
+	"\x04tags\x18\n" +
+	" \x03(\v2!.rgwsync.v1.ObjectAttrs.TagsEntryR\x04tags\x12\x10\n" +
+	"\x03acl\x18\v \x01(\fR\x03acl\x12\x1d\n" +
+	"\n" +
+	"part_sizes\x18\f \x03(\x03R\tpartSizes\x12=\n" +
+	"\fsource_mtime\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\vsourceMtime\x1a;\n" +
+	"\rUserMetaEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a7\n" +
+	"\tTagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa1\x01\n" +
+	"\vObjectChunk\x12*\n" +
+	"\x05shard\x18\x01 \x01(\v2\x14.rgwsync.v1.ShardRefR\x05shard\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\rR\x05index\x12\x16\n" +
+	"\x06offset\x18\x04 \x01(\x03R\x06offset\x12\x12\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\x12\x12\n" +
+	"\x04last\x18\x06 \x01(\bR\x04last\"\xe5\x01\n" +
 	"\rMetadataEntry\x12\x16\n" +
 	"\x06marker\x18\x01 \x01(\tR\x06marker\x12\x18\n" +
 	"\asection\x18\x02 \x01(\tR\asection\x12\x12\n" +
@@ -1321,7 +1867,13 @@ const file_rgwsync_v1_replication_proto_rawDesc = "" +
 	"\x11LOG_TYPE_METADATA\x10\x01\x12\x1a\n" +
 	"\x16LOG_TYPE_METADATA_FULL\x10\x02\x12\x11\n" +
 	"\rLOG_TYPE_DATA\x10\x03\x12\x19\n" +
-	"\x15LOG_TYPE_BUCKET_INDEX\x10\x04*V\n" +
+	"\x15LOG_TYPE_BUCKET_INDEX\x10\x04*\xa6\x01\n" +
+	"\fObjectOpKind\x12\x1e\n" +
+	"\x1aOBJECT_OP_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12OBJECT_OP_KIND_PUT\x10\x01\x12\x19\n" +
+	"\x15OBJECT_OP_KIND_DELETE\x10\x02\x12!\n" +
+	"\x1dOBJECT_OP_KIND_DELETE_VERSION\x10\x03\x12 \n" +
+	"\x1cOBJECT_OP_KIND_DELETE_MARKER\x10\x04*V\n" +
 	"\n" +
 	"MetadataOp\x12\x1b\n" +
 	"\x17METADATA_OP_UNSPECIFIED\x10\x00\x12\x13\n" +
@@ -1350,58 +1902,73 @@ func file_rgwsync_v1_replication_proto_rawDescGZIP() []byte {
 	return file_rgwsync_v1_replication_proto_rawDescData
 }
 
-var file_rgwsync_v1_replication_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_rgwsync_v1_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_rgwsync_v1_replication_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_rgwsync_v1_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_rgwsync_v1_replication_proto_goTypes = []any{
 	(LogType)(0),                  // 0: rgwsync.v1.LogType
-	(MetadataOp)(0),               // 1: rgwsync.v1.MetadataOp
-	(ShardPhase)(0),               // 2: rgwsync.v1.ShardPhase
-	(*ShardRef)(nil),              // 3: rgwsync.v1.ShardRef
-	(*ReplicateRequest)(nil),      // 4: rgwsync.v1.ReplicateRequest
-	(*Hello)(nil),                 // 5: rgwsync.v1.Hello
-	(*Subscribe)(nil),             // 6: rgwsync.v1.Subscribe
-	(*Unsubscribe)(nil),           // 7: rgwsync.v1.Unsubscribe
-	(*Ack)(nil),                   // 8: rgwsync.v1.Ack
-	(*RetryItem)(nil),             // 9: rgwsync.v1.RetryItem
-	(*ReplicateResponse)(nil),     // 10: rgwsync.v1.ReplicateResponse
-	(*Welcome)(nil),               // 11: rgwsync.v1.Welcome
-	(*Batch)(nil),                 // 12: rgwsync.v1.Batch
-	(*MetadataEntry)(nil),         // 13: rgwsync.v1.MetadataEntry
-	(*ShardState)(nil),            // 14: rgwsync.v1.ShardState
-	(*Revoke)(nil),                // 15: rgwsync.v1.Revoke
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(ObjectOpKind)(0),             // 1: rgwsync.v1.ObjectOpKind
+	(MetadataOp)(0),               // 2: rgwsync.v1.MetadataOp
+	(ShardPhase)(0),               // 3: rgwsync.v1.ShardPhase
+	(*ShardRef)(nil),              // 4: rgwsync.v1.ShardRef
+	(*ReplicateRequest)(nil),      // 5: rgwsync.v1.ReplicateRequest
+	(*Hello)(nil),                 // 6: rgwsync.v1.Hello
+	(*Subscribe)(nil),             // 7: rgwsync.v1.Subscribe
+	(*Unsubscribe)(nil),           // 8: rgwsync.v1.Unsubscribe
+	(*Ack)(nil),                   // 9: rgwsync.v1.Ack
+	(*RetryItem)(nil),             // 10: rgwsync.v1.RetryItem
+	(*ReplicateResponse)(nil),     // 11: rgwsync.v1.ReplicateResponse
+	(*Welcome)(nil),               // 12: rgwsync.v1.Welcome
+	(*Batch)(nil),                 // 13: rgwsync.v1.Batch
+	(*ObjectOp)(nil),              // 14: rgwsync.v1.ObjectOp
+	(*ObjectAttrs)(nil),           // 15: rgwsync.v1.ObjectAttrs
+	(*ObjectChunk)(nil),           // 16: rgwsync.v1.ObjectChunk
+	(*MetadataEntry)(nil),         // 17: rgwsync.v1.MetadataEntry
+	(*ShardState)(nil),            // 18: rgwsync.v1.ShardState
+	(*Revoke)(nil),                // 19: rgwsync.v1.Revoke
+	nil,                           // 20: rgwsync.v1.ObjectAttrs.UserMetaEntry
+	nil,                           // 21: rgwsync.v1.ObjectAttrs.TagsEntry
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
 }
 var file_rgwsync_v1_replication_proto_depIdxs = []int32{
 	0,  // 0: rgwsync.v1.ShardRef.log_type:type_name -> rgwsync.v1.LogType
-	5,  // 1: rgwsync.v1.ReplicateRequest.hello:type_name -> rgwsync.v1.Hello
-	6,  // 2: rgwsync.v1.ReplicateRequest.subscribe:type_name -> rgwsync.v1.Subscribe
-	7,  // 3: rgwsync.v1.ReplicateRequest.unsubscribe:type_name -> rgwsync.v1.Unsubscribe
-	8,  // 4: rgwsync.v1.ReplicateRequest.ack:type_name -> rgwsync.v1.Ack
-	3,  // 5: rgwsync.v1.Subscribe.shard:type_name -> rgwsync.v1.ShardRef
-	16, // 6: rgwsync.v1.Subscribe.lease_expires:type_name -> google.protobuf.Timestamp
-	3,  // 7: rgwsync.v1.Unsubscribe.shard:type_name -> rgwsync.v1.ShardRef
-	3,  // 8: rgwsync.v1.Ack.shard:type_name -> rgwsync.v1.ShardRef
-	9,  // 9: rgwsync.v1.Ack.failed:type_name -> rgwsync.v1.RetryItem
-	16, // 10: rgwsync.v1.RetryItem.timestamp:type_name -> google.protobuf.Timestamp
-	16, // 11: rgwsync.v1.RetryItem.next_attempt:type_name -> google.protobuf.Timestamp
-	11, // 12: rgwsync.v1.ReplicateResponse.welcome:type_name -> rgwsync.v1.Welcome
-	12, // 13: rgwsync.v1.ReplicateResponse.batch:type_name -> rgwsync.v1.Batch
-	14, // 14: rgwsync.v1.ReplicateResponse.shard_state:type_name -> rgwsync.v1.ShardState
-	15, // 15: rgwsync.v1.ReplicateResponse.revoke:type_name -> rgwsync.v1.Revoke
-	3,  // 16: rgwsync.v1.Batch.shard:type_name -> rgwsync.v1.ShardRef
-	13, // 17: rgwsync.v1.Batch.entries:type_name -> rgwsync.v1.MetadataEntry
-	16, // 18: rgwsync.v1.MetadataEntry.timestamp:type_name -> google.protobuf.Timestamp
-	1,  // 19: rgwsync.v1.MetadataEntry.op:type_name -> rgwsync.v1.MetadataOp
-	3,  // 20: rgwsync.v1.ShardState.shard:type_name -> rgwsync.v1.ShardRef
-	2,  // 21: rgwsync.v1.ShardState.phase:type_name -> rgwsync.v1.ShardPhase
-	3,  // 22: rgwsync.v1.Revoke.shard:type_name -> rgwsync.v1.ShardRef
-	4,  // 23: rgwsync.v1.ReplicationService.Replicate:input_type -> rgwsync.v1.ReplicateRequest
-	10, // 24: rgwsync.v1.ReplicationService.Replicate:output_type -> rgwsync.v1.ReplicateResponse
-	24, // [24:25] is the sub-list for method output_type
-	23, // [23:24] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	6,  // 1: rgwsync.v1.ReplicateRequest.hello:type_name -> rgwsync.v1.Hello
+	7,  // 2: rgwsync.v1.ReplicateRequest.subscribe:type_name -> rgwsync.v1.Subscribe
+	8,  // 3: rgwsync.v1.ReplicateRequest.unsubscribe:type_name -> rgwsync.v1.Unsubscribe
+	9,  // 4: rgwsync.v1.ReplicateRequest.ack:type_name -> rgwsync.v1.Ack
+	4,  // 5: rgwsync.v1.Subscribe.shard:type_name -> rgwsync.v1.ShardRef
+	22, // 6: rgwsync.v1.Subscribe.lease_expires:type_name -> google.protobuf.Timestamp
+	4,  // 7: rgwsync.v1.Unsubscribe.shard:type_name -> rgwsync.v1.ShardRef
+	4,  // 8: rgwsync.v1.Ack.shard:type_name -> rgwsync.v1.ShardRef
+	10, // 9: rgwsync.v1.Ack.failed:type_name -> rgwsync.v1.RetryItem
+	22, // 10: rgwsync.v1.RetryItem.timestamp:type_name -> google.protobuf.Timestamp
+	22, // 11: rgwsync.v1.RetryItem.next_attempt:type_name -> google.protobuf.Timestamp
+	12, // 12: rgwsync.v1.ReplicateResponse.welcome:type_name -> rgwsync.v1.Welcome
+	13, // 13: rgwsync.v1.ReplicateResponse.batch:type_name -> rgwsync.v1.Batch
+	18, // 14: rgwsync.v1.ReplicateResponse.shard_state:type_name -> rgwsync.v1.ShardState
+	19, // 15: rgwsync.v1.ReplicateResponse.revoke:type_name -> rgwsync.v1.Revoke
+	16, // 16: rgwsync.v1.ReplicateResponse.chunk:type_name -> rgwsync.v1.ObjectChunk
+	4,  // 17: rgwsync.v1.Batch.shard:type_name -> rgwsync.v1.ShardRef
+	17, // 18: rgwsync.v1.Batch.entries:type_name -> rgwsync.v1.MetadataEntry
+	14, // 19: rgwsync.v1.Batch.objects:type_name -> rgwsync.v1.ObjectOp
+	1,  // 20: rgwsync.v1.ObjectOp.kind:type_name -> rgwsync.v1.ObjectOpKind
+	15, // 21: rgwsync.v1.ObjectOp.attrs:type_name -> rgwsync.v1.ObjectAttrs
+	22, // 22: rgwsync.v1.ObjectOp.timestamp:type_name -> google.protobuf.Timestamp
+	20, // 23: rgwsync.v1.ObjectAttrs.user_meta:type_name -> rgwsync.v1.ObjectAttrs.UserMetaEntry
+	21, // 24: rgwsync.v1.ObjectAttrs.tags:type_name -> rgwsync.v1.ObjectAttrs.TagsEntry
+	22, // 25: rgwsync.v1.ObjectAttrs.source_mtime:type_name -> google.protobuf.Timestamp
+	4,  // 26: rgwsync.v1.ObjectChunk.shard:type_name -> rgwsync.v1.ShardRef
+	22, // 27: rgwsync.v1.MetadataEntry.timestamp:type_name -> google.protobuf.Timestamp
+	2,  // 28: rgwsync.v1.MetadataEntry.op:type_name -> rgwsync.v1.MetadataOp
+	4,  // 29: rgwsync.v1.ShardState.shard:type_name -> rgwsync.v1.ShardRef
+	3,  // 30: rgwsync.v1.ShardState.phase:type_name -> rgwsync.v1.ShardPhase
+	4,  // 31: rgwsync.v1.Revoke.shard:type_name -> rgwsync.v1.ShardRef
+	5,  // 32: rgwsync.v1.ReplicationService.Replicate:input_type -> rgwsync.v1.ReplicateRequest
+	11, // 33: rgwsync.v1.ReplicationService.Replicate:output_type -> rgwsync.v1.ReplicateResponse
+	33, // [33:34] is the sub-list for method output_type
+	32, // [32:33] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_rgwsync_v1_replication_proto_init() }
@@ -1420,14 +1987,15 @@ func file_rgwsync_v1_replication_proto_init() {
 		(*ReplicateResponse_Batch)(nil),
 		(*ReplicateResponse_ShardState)(nil),
 		(*ReplicateResponse_Revoke)(nil),
+		(*ReplicateResponse_Chunk)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rgwsync_v1_replication_proto_rawDesc), len(file_rgwsync_v1_replication_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   13,
+			NumEnums:      4,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
