@@ -195,11 +195,6 @@ func (c *Client) attempt(ctx context.Context, r call) (*http.Response, []byte, e
 		actx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
 	}
 	path := objectPath(r.bucket, r.key)
-	u := *c.base
-	u.Opaque = path // sent as is: no dot-segment removal, no re-escaping
-	if r.query != nil {
-		u.RawQuery = r.query.Encode()
-	}
 	var body io.Reader
 	payloadHash := unsignedPayload
 	switch {
@@ -213,12 +208,17 @@ func (c *Client) attempt(ctx context.Context, r call) (*http.Response, []byte, e
 		sum := sha256.Sum256(nil)
 		payloadHash = hex.EncodeToString(sum[:])
 	}
-	req, err := http.NewRequestWithContext(actx, r.method, u.String(), body)
+	req, err := http.NewRequestWithContext(actx, r.method, c.base.String(), body)
 	if err != nil {
 		cancel()
 		return nil, nil, fmt.Errorf("%s: %w", r.op, err)
 	}
+	// Opaque is sent as is: no dot-segment removal, no re-escaping. The
+	// signer reads the path from it too.
 	req.URL.Opaque = path
+	if r.query != nil {
+		req.URL.RawQuery = r.query.Encode()
+	}
 	for k, vs := range r.header {
 		req.Header[k] = vs
 	}
