@@ -29,6 +29,7 @@ import (
 	"github.com/rgwsync/rgwsync/internal/config"
 	"github.com/rgwsync/rgwsync/internal/lease"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
+	"github.com/rgwsync/rgwsync/internal/rgwobj"
 	"github.com/rgwsync/rgwsync/internal/rpcserver"
 	"github.com/rgwsync/rgwsync/internal/statuscli"
 	"github.com/rgwsync/rgwsync/internal/tlsconfig"
@@ -141,8 +142,14 @@ func run(args []string) error {
 		}
 		defer audit.Close()
 	}
+	objects, err := rgwobj.New(rgwobj.Config{Endpoint: cfg.Destination.Endpoint, AccessKey: cfg.Destination.AccessKey,
+		SecretKey: cfg.Destination.SecretKey, Region: cfg.Destination.Region, Timeout: cfg.Destination.Timeout, Logger: log})
+	if err != nil {
+		return fmt.Errorf("destination objects: %w", err)
+	}
 	app, err := applier.New(applier.Config{
 		ID: cfg.ID, Destination: cfg.Destination.Name, DestEndpoint: cfg.Destination.Endpoint, Dest: dst, Conn: conn,
+		Objects: objects,
 		Lease: lease.Config{Locker: dst, ZoneID: zoneID, Holder: cfg.ID, Base: cfg.Lease.IDBase,
 			Length: cfg.Lease.Length, Renew: cfg.Lease.Renew, MaxMembers: cfg.Lease.MaxMembers, Logger: log},
 		ApplyConcurrency: cfg.Apply.Concurrency, UpdateType: cfg.Apply.UpdateType,

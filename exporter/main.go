@@ -24,6 +24,7 @@ import (
 	"github.com/rgwsync/rgwsync/internal/exporter"
 	"github.com/rgwsync/rgwsync/internal/filter"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
+	"github.com/rgwsync/rgwsync/internal/rgwobj"
 	"github.com/rgwsync/rgwsync/internal/rpcserver"
 	"github.com/rgwsync/rgwsync/internal/statuscli"
 	"github.com/rgwsync/rgwsync/internal/tlsconfig"
@@ -87,12 +88,24 @@ func run(args []string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	var data exporter.DataSource
+	var objects exporter.ObjectSource
+	if cfg.Data.Enabled {
+		oc, err := rgwobj.New(rgwobj.Config{Endpoint: cfg.Source.Endpoint, AccessKey: cfg.Source.AccessKey,
+			SecretKey: cfg.Source.SecretKey, Region: cfg.Source.Region, Timeout: cfg.Source.Timeout, Logger: log})
+		if err != nil {
+			cancel()
+			return fmt.Errorf("source objects: %w", err)
+		}
+		data, objects = src, oc
+	}
 	exp, err := exporter.New(startCtx, exporter.Config{
 		ID: cfg.ID, Source: src, SourceEndpoint: cfg.Source.Endpoint, Store: store,
 		Sections: cfg.Sync.Sections, BatchEntries: cfg.Sync.BatchEntries, FetchConcurrency: cfg.Sync.FetchConcurrency,
 		PollMin: cfg.Sync.PollMin, PollMax: cfg.Sync.PollMax, RetryMin: cfg.Sync.RetryMin, RetryMax: cfg.Sync.RetryMax,
 		MaxInflightBatches: cfg.Sync.MaxInflightBatches, MaxInflightBytes: cfg.Sync.MaxInflightBytes,
 		Filter: bucketFilter, BandwidthBytesPerSecond: cfg.Sync.BandwidthBytesPerSecond,
+		Data: data, Objects: objects, InlineMax: cfg.Data.InlineMax, ChunkSize: cfg.Data.ChunkSize,
 		Trim: cfg.Trim.Enabled, TrimInterval: cfg.Trim.Interval,
 		Logger: log, Metrics: exporter.NewMetrics(reg),
 	})

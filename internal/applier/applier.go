@@ -47,6 +47,9 @@ type Config struct {
 	DestEndpoint string
 	Dest         Dest
 	Conn         grpc.ClientConnInterface
+	// Objects is the destination's S3 API, for data sync (nil: metadata
+	// only; the applier then leases no data shard).
+	Objects ObjectDest
 	// Lease is the template of the lease manager, started once the
 	// exporter's Welcome tells how many shards there are (Units and
 	// OnChange are filled in here).
@@ -210,7 +213,7 @@ func (a *Applier) Run(ctx context.Context) error {
 
 // startLeases starts the lease manager once (it outlives sessions: a
 // reconnect to the exporter does not give up the shards).
-func (a *Applier) startLeases(ctx context.Context, mdShards int) error {
+func (a *Applier) startLeases(ctx context.Context, mdShards, dataShards int) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.leases != nil {
@@ -220,7 +223,7 @@ func (a *Applier) startLeases(ctx context.Context, mdShards int) error {
 		return errors.New("exporter announced no metadata shards")
 	}
 	lc := a.cfg.Lease
-	lc.Units = rgwlog.MetadataUnits(mdShards)
+	lc.Units = append(rgwlog.MetadataUnits(mdShards), rgwlog.DataUnits(dataShards)...)
 	lc.OnChange = a.LeaseChanged
 	if lc.Holder == "" {
 		lc.Holder = a.cfg.ID
@@ -259,6 +262,7 @@ type session struct {
 type shardWorker struct {
 	unit   rgwlog.Unit
 	in     chan *v1.Batch
+	chunks chan *v1.ObjectChunk
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -300,7 +304,11 @@ func (a *Applier) runSession(ctx context.Context) error {
 	}
 	a.log.Info("connected to exporter", "exporter", w.GetExporterId(), "period", w.GetPeriod(),
 		"metadata_shards", w.GetMetadataShards(), "window", w.GetMaxInflightBatches())
-	if err := a.startLeases(a.leaseCtx, int(w.GetMetadataShards())); err != nil {
+	dataShards := int(w.GetDataShards())
+	if a.cfg.Objects == nil {
+		dataShards = 0
+	}
+	if err := a.startLeases(a.leaseCtx, int(w.GetMetadataShards()), dataShards); err != nil {
 		return err
 	}
 	a.mu.Lock()
@@ -379,6 +387,17 @@ func (a *Applier) runSession(ctx context.Context) error {
 				case <-sctx.Done():
 					return nil
 				}
+			case *v1.ReplicateResponse_Chunk:
+				wk := s.workers[rgwlog.UnitOf(m.Chunk.GetShard())]
+				if wk == nil {
+					continue
+				}
+				select {
+				case wk.chunks <- m.Chunk:
+				case <-wk.done:
+				case <-sctx.Done():
+					return nil
+				}
 			case *v1.ReplicateResponse_Revoke:
 				u := rgwlog.UnitOf(m.Revoke.GetShard())
 				a.log.Warn("exporter revoked shard", "shard", u.String(), "reason", m.Revoke.GetReason())
@@ -407,7 +426,7 @@ func (s *session) subscribe(u rgwlog.Unit, expires time.Time) {
 		return
 	}
 	wctx, cancel := context.WithCancel(s.ctx)
-	wk := &shardWorker{unit: u, in: make(chan *v1.Batch, 64), cancel: cancel, done: make(chan struct{})}
+	wk := &shardWorker{unit: u, in: make(chan *v1.Batch, 64), chunks: make(chan *v1.ObjectChunk, 8), cancel: cancel, done: make(chan struct{})}
 	s.workers[u] = wk
 	s.wg.Add(1)
 	go func() {
@@ -493,6 +512,11 @@ func (a *Applier) work(ctx context.Context, s *session, wk *shardWorker) {
 		}
 		start := time.Now()
 		failed, err := a.applyBatch(ctx, wk.unit, b)
+		if err == nil && len(b.GetObjects()) > 0 {
+			var ofailed []*v1.RetryItem
+			ofailed, err = a.applyObjects(ctx, wk.unit, b, wk.chunks)
+			failed = append(failed, ofailed...)
+		}
 		if err != nil {
 			// Fenced or cancelled mid-batch: no ack; the next holder gets
 			// the batch again.
@@ -507,7 +531,7 @@ func (a *Applier) work(ctx context.Context, s *session, wk *shardWorker) {
 		}
 		s.send(ctx, &v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Ack{Ack: &v1.Ack{
 			Shard: wk.unit.Ref(), Seq: b.GetSeq(), ThroughMarker: b.GetThroughMarker(), Failed: failed}}})
-		applied := len(b.GetEntries()) - len(failed)
+		applied := len(b.GetEntries()) + len(b.GetObjects()) - len(failed)
 		a.cfg.Metrics.batchSeconds.Observe(time.Since(start).Seconds())
 		a.audit(wk.unit, b, start)
 		a.shardUpdate(wk.unit, func(st *shardState) {

@@ -4,13 +4,15 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // Metrics of the applier, registered on an explicit registry.
 type Metrics struct {
-	applied      *prometheus.CounterVec
-	bytes        prometheus.Counter
-	errors       *prometheus.CounterVec
-	reconnects   prometheus.Counter
-	leaseChanges *prometheus.CounterVec
-	leasesHeld   prometheus.Gauge
-	batchSeconds prometheus.Histogram
+	applied       *prometheus.CounterVec
+	bytes         prometheus.Counter
+	errors        *prometheus.CounterVec
+	reconnects    prometheus.Counter
+	leaseChanges  *prometheus.CounterVec
+	leasesHeld    prometheus.Gauge
+	batchSeconds  prometheus.Histogram
+	objects       *prometheus.CounterVec
+	objectSeconds prometheus.Histogram
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not
@@ -32,9 +34,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "leases_held", Help: "Shard leases held now."}),
 		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "rgwsync", Subsystem: "applier",
 			Name: "batch_apply_seconds", Help: "Time to apply one batch.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
+		objects: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "rgwsync", Subsystem: "applier",
+			Name: "objects_applied_total", Help: "Object operations applied to the destination, by result (put, skipped, delete, delete_version, delete_marker)."}, []string{"result"}),
+		objectSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "rgwsync", Subsystem: "applier",
+			Name: "object_apply_seconds", Help: "Time to apply one object operation.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 18)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.applied, m.bytes, m.errors, m.reconnects, m.leaseChanges, m.leasesHeld, m.batchSeconds)
+		reg.MustRegister(m.applied, m.bytes, m.errors, m.reconnects, m.leaseChanges, m.leasesHeld, m.batchSeconds, m.objects, m.objectSeconds)
 	}
 	return m
 }

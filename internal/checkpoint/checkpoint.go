@@ -54,6 +54,7 @@ func (k Key) String() string {
 type Retry struct {
 	Section     string    `json:"section"`
 	Name        string    `json:"name"`
+	VersionID   string    `json:"version_id,omitempty"` // objects
 	Error       string    `json:"error,omitempty"`
 	Attempts    uint32    `json:"attempts"`
 	Timestamp   time.Time `json:"timestamp"`
@@ -75,6 +76,10 @@ type Bound struct {
 	// kept, so that a reader can tell a log trimmed past its bound (the
 	// bound's entry is gone) from one it trimmed itself.
 	TrimSafe string `json:"trim_safe,omitempty"`
+	// FullStart, for a bucket index shard in full sync, is the bilog
+	// marker recorded before its listing began: where its incremental sync
+	// starts.
+	FullStart string `json:"full_start,omitempty"`
 	// Resyncs counts the full re-syncs this shard needed because the
 	// source log was trimmed past its bound.
 	Resyncs uint32 `json:"resyncs,omitempty"`

@@ -78,6 +78,14 @@ type Exporter struct {
 		// (a token bucket per stream); 0 = unlimited.
 		BandwidthBytesPerSecond int64 `yaml:"bandwidth_bytes_per_second"`
 	} `yaml:"sync"`
+	// Data is object (data) sync.
+	Data struct {
+		Enabled bool `yaml:"enabled"`
+		// Objects up to inline_max bytes travel inside their batch; larger
+		// ones stream in chunk_size chunks.
+		InlineMax int64 `yaml:"inline_max"`
+		ChunkSize int   `yaml:"chunk_size"`
+	} `yaml:"data"`
 	// Filter selects the buckets replicated (path.Match globs on the bucket
 	// name, "tenant/name" for tenant buckets). Empty include = all; exclude
 	// wins over include.
@@ -207,6 +215,12 @@ func (c *Exporter) Validate() error {
 		}
 	}
 	errs = append(errs, nonNegDur("trim.interval", c.Trim.Interval))
+	if c.Data.InlineMax < 0 || c.Data.InlineMax > 8<<20 {
+		errs = append(errs, fmt.Errorf("data.inline_max %d: want 0..8 MiB (a batch must fit a gRPC message)", c.Data.InlineMax))
+	}
+	if c.Data.ChunkSize < 0 || c.Data.ChunkSize > 4<<20 {
+		errs = append(errs, fmt.Errorf("data.chunk_size %d: want 0..4 MiB", c.Data.ChunkSize))
+	}
 	if s.BatchEntries > 1000 {
 		errs = append(errs, fmt.Errorf("sync.batch_entries %d: the gateway returns at most 1000 log entries per call", s.BatchEntries))
 	}

@@ -69,6 +69,14 @@ type Config struct {
 	DrainTimeout time.Duration
 	// How often the source's shard heads are read for Status (default 5s).
 	HeadPollInterval time.Duration
+	// Data enables data (object) sync; Data and Objects are the source's
+	// admin and S3 APIs for it.
+	Data    DataSource
+	Objects ObjectSource
+	// Objects up to InlineMax bytes travel inside their batch (default
+	// 1 MiB); larger ones follow in ChunkSize chunks (default 1 MiB).
+	InlineMax int64
+	ChunkSize int
 	// Filter selects the buckets replicated (nil: all).
 	Filter *filter.Buckets
 	// BandwidthBytesPerSecond caps the payload streamed on each stream (0:
@@ -97,6 +105,8 @@ func (c *Config) setDefaults() {
 	setDefault(&c.HeadPollInterval, 5*time.Second)
 	setDefault(&c.TrimInterval, 10*time.Minute)
 	setDefault(&c.DrainTimeout, 10*time.Second)
+	setDefault(&c.InlineMax, 1<<20)
+	setDefault(&c.ChunkSize, 1<<20)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -117,11 +127,12 @@ type Exporter struct {
 	v1.UnimplementedReplicationServiceServer
 	v1.UnimplementedStatusServiceServer
 
-	cfg      Config
-	log      *slog.Logger
-	period   string
-	mdShards int
-	sections map[string]bool
+	cfg        Config
+	log        *slog.Logger
+	period     string
+	mdShards   int
+	dataShards int // 0: data sync off
+	sections   map[string]bool
 
 	mu    sync.Mutex
 	dests map[string]*destination
@@ -160,6 +171,19 @@ func New(ctx context.Context, cfg Config) (*Exporter, error) {
 	}
 	for _, s := range cfg.Sections {
 		e.sections[s] = true
+	}
+	if cfg.Data != nil {
+		if cfg.Objects == nil {
+			return nil, errors.New("exporter: data sync needs Objects (the source's S3 API)")
+		}
+		di, err := cfg.Data.DataLogInfo(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read the source's data log info: %w", err)
+		}
+		if di.NumShards <= 0 {
+			return nil, fmt.Errorf("source data log has %d shards", di.NumShards)
+		}
+		e.dataShards = di.NumShards
 	}
 	// Destinations known from an earlier run, so Status shows them.
 	entries, err := cfg.Store.List("")
@@ -357,6 +381,11 @@ func (e *Exporter) ensureInitialised(ctx context.Context, d *destination) error 
 		}
 		e.log.Info("new destination: recorded mdlog heads, starting metadata full sync",
 			"destination", d.name, "shards", e.mdShards, "period", e.period)
+	}
+	if e.dataShards > 0 {
+		if err := e.initData(ctx, d); err != nil {
+			return err
+		}
 	}
 	if b.Phase == phaseDone {
 		d.markFullDone()

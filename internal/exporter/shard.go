@@ -86,6 +86,8 @@ func (w *worker) run(ctx context.Context) error {
 		src = &mdlogSource{e: w.e, shard: int(u.Shard)}
 	case v1.LogType_LOG_TYPE_METADATA_FULL:
 		src = &fullSource{e: w.e}
+	case v1.LogType_LOG_TYPE_DATA:
+		return w.runData(ctx)
 	default:
 		return fmt.Errorf("unsupported log type %v", u.Log)
 	}

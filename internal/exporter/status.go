@@ -66,8 +66,8 @@ func (e *Exporter) destinationStatus(name string, only v1.LogType) (*v1.Destinat
 	oldestByLog := map[string]time.Time{}
 	for _, en := range bounds {
 		t, err := rgwlog.LogTypeOf(en.Key.Log)
-		if err != nil || (only != v1.LogType_LOG_TYPE_UNSPECIFIED && only != t) {
-			continue
+		if err != nil || t == v1.LogType_LOG_TYPE_BUCKET_INDEX || (only != v1.LogType_LOG_TYPE_UNSPECIFIED && only != t) {
+			continue // bucket index shards show through their data shard
 		}
 		u := rgwlog.Unit{Log: t, Shard: en.Key.Shard}
 		ss := e.shardStatus(d, u, en.Bound)

@@ -139,6 +139,7 @@ func (e *Exporter) Replicate(ss v1.ReplicationService_ReplicateServer) error {
 		ExporterId:         e.cfg.ID,
 		Period:             e.period,
 		MetadataShards:     uint32(e.mdShards),
+		DataShards:         uint32(e.dataShards),
 		MaxInflightBatches: uint32(window),
 		MaxInflightBytes:   uint64(maxB),
 	}}}); err != nil {
@@ -255,6 +256,8 @@ func (e *Exporter) validUnit(u rgwlog.Unit) bool {
 		return int(u.Shard) < e.mdShards
 	case v1.LogType_LOG_TYPE_METADATA_FULL:
 		return u.Shard == 0
+	case v1.LogType_LOG_TYPE_DATA:
+		return int(u.Shard) < e.dataShards
 	}
 	return false
 }

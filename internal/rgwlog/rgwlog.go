@@ -90,6 +90,15 @@ func MetadataUnits(mdlogShards int) []Unit {
 	return units
 }
 
+// DataUnits lists the data units of work: one per datalog shard.
+func DataUnits(dataShards int) []Unit {
+	units := make([]Unit, 0, dataShards)
+	for i := range dataShards {
+		units = append(units, Unit{Log: v1.LogType_LOG_TYPE_DATA, Shard: uint32(i)})
+	}
+	return units
+}
+
 // Metadata sections, in the order a full sync writes them: owners before
 // what they own, bucket instances before the bucket entry points that point
 // at them.

@@ -476,8 +476,7 @@ func S3(endpoint, ak, sk string) *s3.Client {
 // for it. uid may be "tenant$name".
 func (e *Env) User(uid, display string) *s3.Client {
 	e.T.Helper()
-	ak := strings.ToUpper(strings.NewReplacer("$", "", "-", "").Replace(uid)) + "AK"
-	sk := uid + "-secret-key"
+	ak, sk := userKeys(uid)
 	args := []string{"user", "create", "--display-name=" + display, "--access-key=" + ak, "--secret=" + sk}
 	if tenant, name, ok := strings.Cut(uid, "$"); ok {
 		args = append(args, "--tenant="+tenant, "--uid="+name)
@@ -505,5 +504,51 @@ func (e *Env) RemoveBucket(c *s3.Client, name string) {
 	defer cancel()
 	if _, err := c.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(name)}); err != nil {
 		e.T.Fatalf("delete bucket %s: %v", name, err)
+	}
+}
+
+// userKeys are the keys User gives uid.
+func userKeys(uid string) (ak, sk string) {
+	return strings.ToUpper(strings.NewReplacer("$", "", "-", "").Replace(uid)) + "AK", uid + "-secret-key"
+}
+
+// UserOn is an S3 client of a user made by User, on the given zone
+// endpoint (the user's keys reach zone-b with the metadata sync).
+func UserOn(endpoint, uid string) *s3.Client {
+	ak, sk := userKeys(uid)
+	return S3(endpoint, ak, sk)
+}
+
+// WaitObjectsEqual polls the object verifier on buckets (as seen by uid on
+// both zones) until they are equal, failing with every difference.
+func (e *Env) WaitObjectsEqual(timeout time.Duration, uid string, buckets ...string) {
+	e.T.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	src, dst := UserOn(e.Lab.ZoneA, uid), UserOn(e.Lab.ZoneB, uid)
+	var diffs []verify.Diff
+	var lastErr error
+	for {
+		diffs, lastErr = nil, nil
+		for _, b := range buckets {
+			d, err := verify.Objects(ctx, src, dst, b)
+			if err != nil {
+				lastErr = err
+				break
+			}
+			diffs = append(diffs, d...)
+		}
+		if lastErr == nil && len(diffs) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			var b strings.Builder
+			for _, d := range diffs {
+				fmt.Fprintf(&b, "  %s\n", d)
+			}
+			e.T.Fatalf("objects not equal after %s (last error: %v): %d differences:\n%s", timeout, lastErr, len(diffs), b.String())
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 }

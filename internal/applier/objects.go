@@ -1,0 +1,208 @@
+package applier
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/rgwobj"
+)
+
+// ObjectDest is what data sync needs of the destination's S3 API.
+type ObjectDest interface {
+	Put(ctx context.Context, info rgwobj.ObjectInfo, body io.Reader, versionedEpoch uint64) (string, error)
+	PutMultipart(ctx context.Context, info rgwobj.ObjectInfo, part func(n int, offset, size int64) (io.ReadCloser, error), versionedEpoch uint64) (string, error)
+	Delete(ctx context.Context, bucket, key, owner, versionID string) error
+	PutDeleteMarker(ctx context.Context, bucket, key, owner, markerVersionID string, epoch uint64) error
+	Head(ctx context.Context, bucket, key, versionID string) (rgwobj.ObjectInfo, error)
+}
+
+// chunkReader reads one chunked op's body from the batch's chunk channel.
+// Chunks arrive in op-index order; a chunk with Offset -1 says the
+// exporter could not read the source.
+type chunkReader struct {
+	ctx    context.Context
+	ch     <-chan *v1.ObjectChunk
+	index  uint32
+	buf    []byte
+	off    int64
+	done   bool
+	failed bool
+}
+
+var errSourceBody = errors.New("the exporter could not read the object's body from the source")
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.done {
+			return 0, io.EOF
+		}
+		select {
+		case <-r.ctx.Done():
+			return 0, r.ctx.Err()
+		case c, ok := <-r.ch:
+			if !ok {
+				return 0, errors.New("stream ended inside an object's body")
+			}
+			if c.GetIndex() != r.index {
+				return 0, fmt.Errorf("protocol: chunk of op %d while reading op %d", c.GetIndex(), r.index)
+			}
+			if c.GetOffset() < 0 {
+				r.done, r.failed = true, true
+				return 0, errSourceBody
+			}
+			if c.GetOffset() != r.off {
+				return 0, fmt.Errorf("protocol: chunk at offset %d, expected %d", c.GetOffset(), r.off)
+			}
+			r.buf = c.GetData()
+			r.off += int64(len(r.buf))
+			r.done = c.GetLast()
+		}
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+// drain consumes the rest of the op's chunks (after a failure or a skip),
+// so the next op's chunks line up.
+func (r *chunkReader) drain() {
+	_, _ = io.Copy(io.Discard, r)
+}
+
+func infoOf(op *v1.ObjectOp) rgwobj.ObjectInfo {
+	a := op.GetAttrs()
+	return rgwobj.ObjectInfo{
+		Bucket: op.GetBucket(), Key: op.GetKey(), VersionID: op.GetVersionId(), Owner: op.GetOwner(),
+		Size: a.GetSize(), ETag: a.GetEtag(), ContentType: a.GetContentType(), CacheControl: a.GetCacheControl(),
+		ContentDisposition: a.GetContentDisposition(), ContentEncoding: a.GetContentEncoding(),
+		ContentLanguage: a.GetContentLanguage(), Expires: a.GetExpires(), UserMeta: a.GetUserMeta(), Tags: a.GetTags(),
+		ACL: a.GetAcl(), PartSizes: a.GetPartSizes(),
+	}
+}
+
+// applyObjects applies a batch's object ops in order. Chunked bodies are
+// read from chunks as they arrive (the gateway write streams them; nothing
+// holds a whole large object in memory).
+func (a *Applier) applyObjects(ctx context.Context, u rgwlog.Unit, b *v1.Batch, chunks <-chan *v1.ObjectChunk) ([]*v1.RetryItem, error) {
+	if a.cfg.Objects == nil && len(b.GetObjects()) > 0 {
+		return nil, errors.New("batch with object operations but no object destination configured")
+	}
+	var failed []*v1.RetryItem
+	for _, op := range b.GetObjects() {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if !a.leases.Valid(u) {
+			return nil, errFenced
+		}
+		var body *chunkReader
+		if op.GetChunked() {
+			body = &chunkReader{ctx: ctx, ch: chunks, index: op.GetIndex()}
+		}
+		start := time.Now()
+		err := a.applyObject(ctx, op, body)
+		if body != nil {
+			body.drain()
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+		}
+		if err != nil {
+			a.cfg.Metrics.errors.WithLabelValues("object").Inc()
+			a.log.Warn("object apply failed", "shard", u.String(), "bucket", op.GetBucket(), "object", op.GetKey(),
+				"version", op.GetVersionId(), "op", op.GetKind().String(), "err", err)
+			failed = append(failed, &v1.RetryItem{Section: "object", Name: op.GetKey(), Bucket: op.GetBucket(), Key: op.GetKey(),
+				VersionId: op.GetVersionId(), Error: err.Error(), Timestamp: op.GetTimestamp()})
+			continue
+		}
+		a.cfg.Metrics.objectSeconds.Observe(time.Since(start).Seconds())
+	}
+	return failed, nil
+}
+
+func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body *chunkReader) error {
+	dst := a.cfg.Objects
+	switch op.GetKind() {
+	case v1.ObjectOpKind_OBJECT_OP_KIND_DELETE:
+		if err := dst.Delete(ctx, op.GetBucket(), op.GetKey(), op.GetOwner(), ""); err != nil && !errors.Is(err, rgwobj.ErrNotFound) {
+			return err
+		}
+		a.cfg.Metrics.objects.WithLabelValues("delete").Inc()
+		return nil
+	case v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION:
+		if err := dst.Delete(ctx, op.GetBucket(), op.GetKey(), op.GetOwner(), op.GetVersionId()); err != nil && !errors.Is(err, rgwobj.ErrNotFound) {
+			return err
+		}
+		a.cfg.Metrics.objects.WithLabelValues("delete_version").Inc()
+		return nil
+	case v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER:
+		if err := dst.PutDeleteMarker(ctx, op.GetBucket(), op.GetKey(), op.GetOwner(), op.GetVersionId(), op.GetVersionedEpoch()); err != nil {
+			return err
+		}
+		a.cfg.Metrics.objects.WithLabelValues("delete_marker").Inc()
+		return nil
+	case v1.ObjectOpKind_OBJECT_OP_KIND_PUT:
+	default:
+		return fmt.Errorf("unknown object op %v", op.GetKind())
+	}
+	info := infoOf(op)
+	// Already there (same ETag and size, and version)? Then only the body
+	// transfer is wasted, not a write: the destination keeps its copy.
+	if have, err := dst.Head(ctx, info.Bucket, info.Key, info.VersionID); err == nil && sameCopy(have, info) {
+		a.cfg.Metrics.objects.WithLabelValues("skipped").Inc()
+		return nil
+	}
+	var r io.Reader = bytes.NewReader(op.GetBody())
+	if body != nil {
+		r = body
+	} else if int64(len(op.GetBody())) != info.Size {
+		return fmt.Errorf("inline body of %d bytes for an object of %d", len(op.GetBody()), info.Size)
+	}
+	var etag string
+	var err error
+	if len(info.PartSizes) > 0 {
+		etag, err = dst.PutMultipart(ctx, info, func(_ int, _ int64, size int64) (io.ReadCloser, error) {
+			return io.NopCloser(io.LimitReader(r, size)), nil
+		}, op.GetVersionedEpoch())
+	} else {
+		etag, err = dst.Put(ctx, info, r, op.GetVersionedEpoch())
+	}
+	if err != nil {
+		if body != nil && body.failed {
+			return errSourceBody
+		}
+		return err
+	}
+	if info.ETag != "" && etag != "" && etag != info.ETag {
+		return fmt.Errorf("written with ETag %s, the source has %s (changed while copied?)", etag, info.ETag)
+	}
+	a.cfg.Metrics.objects.WithLabelValues("put").Inc()
+	a.cfg.Metrics.bytes.Add(float64(info.Size))
+	return nil
+}
+
+// sameCopy: the destination already has this object as the op describes it.
+// Tags and a non-default ACL are not visible in a HEAD, so an op carrying
+// them is always written (a tag or ACL change keeps the ETag).
+func sameCopy(have, want rgwobj.ObjectInfo) bool {
+	if have.ETag != want.ETag || have.Size != want.Size || len(want.Tags) > 0 || want.ACL != nil {
+		return false
+	}
+	if have.ContentType != want.ContentType || have.CacheControl != want.CacheControl ||
+		have.ContentDisposition != want.ContentDisposition || have.ContentEncoding != want.ContentEncoding ||
+		have.ContentLanguage != want.ContentLanguage || have.Expires != want.Expires || len(have.UserMeta) != len(want.UserMeta) {
+		return false
+	}
+	for k, v := range want.UserMeta {
+		if have.UserMeta[k] != v {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,925 @@
+package exporter
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/checkpoint"
+	"github.com/rgwsync/rgwsync/internal/rgwadmin"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/rgwobj"
+)
+
+// DataSource is what data sync needs of the source's admin API.
+type DataSource interface {
+	DataLogInfo(ctx context.Context) (rgwadmin.LogInfo, error)
+	DataLogShardInfo(ctx context.Context, shard int) (rgwadmin.ShardInfo, error)
+	ListDataLog(ctx context.Context, shard int, marker string, max int) (rgwadmin.DataLogPage, error)
+	BILogInfo(ctx context.Context, bucketInstance string) (rgwadmin.BILogInfo, error)
+	ListBILog(ctx context.Context, bucketInstance, marker string, max int) ([]rgwadmin.BILogEntry, error)
+}
+
+// ObjectSource is what data sync needs of the source's S3 API.
+type ObjectSource interface {
+	Stat(ctx context.Context, bucket, key, versionID string) (rgwobj.ObjectInfo, error)
+	Get(ctx context.Context, bucket, key, versionID string, offset, length int64) (io.ReadCloser, error)
+	ListShard(ctx context.Context, bucketShard, keyMarker, versionMarker string, max int) (rgwobj.ListPage, error)
+}
+
+// Phases of a bucket index shard's bound.
+const (
+	phaseBucketFull = "full"        // listing the shard's objects; FullStart holds the bilog marker to go on from
+	phaseBucketInc  = "incremental" // following the shard's bilog from Marker
+)
+
+// bucketShard names a bucket index shard as the logs do:
+// "[tenant/]name:instance[:shard]".
+type bucketShard struct {
+	key      string
+	bucket   string // "[tenant/]name"
+	instance string
+	shard    int // -1: unsharded
+}
+
+func parseBucketShard(key string) (bucketShard, error) {
+	bs := bucketShard{key: key, shard: -1}
+	rest := key
+	if i := strings.LastIndexByte(rest, ':'); i > 0 {
+		if n, err := strconv.Atoi(rest[i+1:]); err == nil && strings.Count(rest, ":") >= 2 {
+			bs.shard = n
+			rest = rest[:i]
+		}
+	}
+	i := strings.LastIndexByte(rest, ':')
+	if i <= 0 || i == len(rest)-1 {
+		return bs, fmt.Errorf("bucket shard %q: want [tenant/]bucket:instance[:shard]", key)
+	}
+	bs.bucket, bs.instance = rest[:i], rest[i+1:]
+	return bs, nil
+}
+
+// s3Bucket is the bucket as an S3 request names it (a tenant's bucket is
+// "tenant:name").
+func (b bucketShard) s3Bucket() string { return strings.Replace(b.bucket, "/", ":", 1) }
+
+// name is the bucket's name without its tenant (for the bucket filter and
+// the datalog hash the full "[tenant/]name" is used where Ceph does).
+func (b bucketShard) instanceKey() string { return b.bucket + ":" + b.instance }
+
+// initData records, for a destination without data bounds, every datalog
+// shard's head, then (for the full sync) every bucket index shard of every
+// bucket, under the datalog shard that logs it, with the bilog marker to
+// go on from — read before the shard is listed, so nothing written during
+// the listing is missed.
+func (e *Exporter) initData(ctx context.Context, d *destination) error {
+	k0 := rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA}.Key(d.name)
+	if _, ok, err := e.cfg.Store.Get(k0); err != nil || ok {
+		return err
+	}
+	now := time.Now().UTC()
+	var entries []checkpoint.Entry
+	for i := range e.dataShards {
+		si, err := e.cfg.Data.DataLogShardInfo(ctx, i)
+		if err != nil {
+			return fmt.Errorf("initialise data sync of %s: read datalog shard %d head: %w", d.name, i, err)
+		}
+		u := rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA, Shard: uint32(i)}
+		entries = append(entries, checkpoint.Entry{Key: u.Key(d.name), Bound: checkpoint.Bound{Marker: si.Marker, Phase: phaseIncremental, UpdatedAt: now}})
+	}
+	shards, err := e.allBucketShards(ctx)
+	if err != nil {
+		return fmt.Errorf("initialise data sync of %s: %w", d.name, err)
+	}
+	for _, bs := range shards {
+		if !e.cfg.Filter.Bucket(bs.bucket) {
+			continue
+		}
+		entries = append(entries, checkpoint.Entry{Key: e.bucketShardKey(d.name, bs), Bound: checkpoint.Bound{Phase: phaseBucketFull, UpdatedAt: now}})
+	}
+	// The datalog heads go in last: their presence marks the init done.
+	if err := e.cfg.Store.Put(entries[e.dataShards:]...); err != nil {
+		return err
+	}
+	if err := e.cfg.Store.Put(entries[:e.dataShards]...); err != nil {
+		return err
+	}
+	e.log.Info("data sync initialised: datalog heads recorded, bucket shards queued for full sync",
+		"destination", d.name, "bucket_shards", len(entries)-e.dataShards)
+	return nil
+}
+
+func (e *Exporter) bucketShardKey(dest string, bs bucketShard) checkpoint.Key {
+	return checkpoint.Key{Destination: dest, Log: checkpoint.LogBucketIndex,
+		Shard: uint32(rgwobj.DataLogShard(bs.bucket, bs.shard, e.dataShards)), Instance: bs.key}
+}
+
+// allBucketShards lists the index shards of every bucket's current instance.
+func (e *Exporter) allBucketShards(ctx context.Context) ([]bucketShard, error) {
+	var out []bucketShard
+	marker := ""
+	for {
+		page, err := e.cfg.Source.ListMetadataKeys(ctx, rgwlog.SectionBucket, marker, 1000)
+		if err != nil {
+			return nil, fmt.Errorf("list buckets: %w", err)
+		}
+		for _, name := range page.Keys {
+			shards, err := e.shardsOf(ctx, name)
+			if errors.Is(err, rgwadmin.ErrNotFound) {
+				continue // removed meanwhile
+			}
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, shards...)
+		}
+		if !page.Truncated || page.Marker == "" {
+			return out, nil
+		}
+		marker = page.Marker
+	}
+}
+
+// shardsOf reads a bucket's current instance and its number of index shards.
+func (e *Exporter) shardsOf(ctx context.Context, bucket string) ([]bucketShard, error) {
+	ep, err := e.cfg.Source.GetMetadata(ctx, rgwlog.SectionBucket, bucket)
+	if err != nil {
+		return nil, err
+	}
+	var entry struct {
+		Data struct {
+			Bucket struct {
+				BucketID string `json:"bucket_id"`
+			} `json:"bucket"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(ep, &entry); err != nil || entry.Data.Bucket.BucketID == "" {
+		return nil, fmt.Errorf("bucket %s: entry point without bucket_id: %v", bucket, err)
+	}
+	inst := bucket + ":" + entry.Data.Bucket.BucketID
+	ib, err := e.cfg.Source.GetMetadata(ctx, rgwlog.SectionBucketInstance, inst)
+	if err != nil {
+		return nil, err
+	}
+	var info struct {
+		Data struct {
+			BucketInfo struct {
+				NumShards int `json:"num_shards"`
+			} `json:"bucket_info"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(ib, &info); err != nil {
+		return nil, fmt.Errorf("bucket instance %s: %w", inst, err)
+	}
+	n := info.Data.BucketInfo.NumShards
+	if n <= 0 {
+		return []bucketShard{{key: inst, bucket: bucket, instance: entry.Data.Bucket.BucketID, shard: -1}}, nil
+	}
+	out := make([]bucketShard, n)
+	for i := range n {
+		out[i] = bucketShard{key: fmt.Sprintf("%s:%d", inst, i), bucket: bucket, instance: entry.Data.Bucket.BucketID, shard: i}
+	}
+	return out, nil
+}
+
+// dataWorker serves one datalog shard: the full sync of the bucket index
+// shards it logs, then their bilogs as the datalog names them.
+type dataWorker struct {
+	*worker
+	shard int
+
+	bounds   map[string]*checkpoint.Bound // bucket shard key -> acked bound
+	readPos  map[string]string            // bucket shard key -> read position (ahead of acks)
+	queue    []string                     // bucket shards named by the datalog page being worked
+	dlPos    string                       // datalog read position
+	dlNext   string                       // marker to advance to once the queue is done
+	inflight []*dataBatch
+}
+
+type dataBatch struct {
+	seq     uint64
+	payload int64
+	ops     int
+	first   time.Time
+	// commit returns the bounds this batch moves, given the failed items.
+	commit func(failed []*v1.RetryItem) []checkpoint.Entry
+}
+
+func (w *worker) runData(ctx context.Context) error {
+	if !w.d.isFullDone() {
+		w.setPhase(ctx, v1.ShardPhase_SHARD_PHASE_WAITING_FULL_SYNC, "waiting for the metadata full sync (buckets first)")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.d.fullDoneCh():
+		}
+	}
+	dw := &dataWorker{worker: w, shard: int(w.sub.unit.Shard), bounds: map[string]*checkpoint.Bound{}, readPos: map[string]string{}}
+	b, ok, err := w.e.cfg.Store.Get(w.key)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("no bound for %s: data sync not initialised", w.key)
+	}
+	w.bound = b
+	dw.dlPos = b.Marker
+	all, err := w.e.cfg.Store.List(w.d.name)
+	if err != nil {
+		return err
+	}
+	for _, en := range all {
+		if en.Key.Log == checkpoint.LogBucketIndex && int(en.Key.Shard) == dw.shard {
+			bd := en.Bound
+			dw.bounds[en.Key.Instance] = &bd
+			dw.readPos[en.Key.Instance] = bd.Marker
+		}
+	}
+	w.setPhase(ctx, v1.ShardPhase_SHARD_PHASE_INCREMENTAL, "")
+	return dw.loop(ctx)
+}
+
+func (dw *dataWorker) loop(ctx context.Context) error {
+	idle := dw.e.cfg.PollMin
+	var backoff time.Duration
+	for {
+		if dw.e.isDraining() && len(dw.inflight) == 0 {
+			return nil
+		}
+		var wait <-chan time.Time
+		if !dw.e.isDraining() && len(dw.inflight) < dw.sub.st.window {
+			sent, err := dw.step(ctx)
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case err != nil:
+				backoff = min(max(2*backoff, dw.e.cfg.PollMin), 30*time.Second)
+				dw.log.Warn("data sync step failed; will retry", "err", err, "backoff", backoff)
+				dw.stats.update(func(s *shardStats) { s.lastErr = err.Error() })
+				dw.e.cfg.Metrics.errors.WithLabelValues("source").Inc()
+				wait = time.After(jitter(backoff))
+			case sent:
+				backoff, idle = 0, dw.e.cfg.PollMin
+				select {
+				case ack := <-dw.sub.acks:
+					if err := dw.handleAck(ack); err != nil {
+						return err
+					}
+				default:
+				}
+				continue
+			default:
+				if len(dw.inflight) == 0 {
+					dw.setPhase(ctx, v1.ShardPhase_SHARD_PHASE_CAUGHT_UP, "")
+				}
+				wait = time.After(idle)
+				idle = min(2*idle, dw.e.cfg.PollMax)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case ack := <-dw.sub.acks:
+			if err := dw.handleAck(ack); err != nil {
+				return err
+			}
+		case <-wait:
+		}
+	}
+}
+
+// step sends the next batch of work, if any: due retries, then bucket
+// shards in full sync, then the bilogs of the shards the datalog named,
+// then the datalog bound itself.
+func (dw *dataWorker) step(ctx context.Context) (bool, error) {
+	if key, ok := dw.dueRetry(); ok {
+		return true, dw.sendRetries(ctx, key)
+	}
+	if key, ok := dw.nextFull(); ok {
+		return true, dw.sendFullPage(ctx, key)
+	}
+	for len(dw.queue) > 0 {
+		key := dw.queue[0]
+		bd, ok := dw.bounds[key]
+		if !ok {
+			// A bucket shard the full sync did not know (created later):
+			// record where its bilog is now, then list it.
+			if err := dw.startBucketShard(ctx, key); err != nil {
+				return false, err
+			}
+			return true, dw.sendFullPage(ctx, key)
+		}
+		if bd.Phase == phaseBucketFull {
+			return true, dw.sendFullPage(ctx, key)
+		}
+		sent, more, err := dw.sendBILog(ctx, key)
+		if err != nil {
+			return false, err
+		}
+		if !more {
+			dw.queue = dw.queue[1:]
+		}
+		if sent {
+			return true, nil
+		}
+	}
+	if dw.dlNext != "" {
+		// Every shard of the page is read (and sent): move the datalog bound.
+		next := dw.dlNext
+		dw.dlNext = ""
+		dw.dlPos = next
+		return true, dw.sendBatch(ctx, nil, nil, 0, time.Time{}, func([]*v1.RetryItem) []checkpoint.Entry {
+			nb := dw.bound
+			nb.TrimSafe, nb.Marker, nb.UpdatedAt, nb.Applier = nb.Marker, next, time.Now().UTC(), dw.sub.st.applier
+			dw.bound = nb
+			return []checkpoint.Entry{{Key: dw.key, Bound: nb}}
+		})
+	}
+	page, err := dw.e.cfg.Data.ListDataLog(ctx, dw.shard, dw.dlPos, dw.e.cfg.BatchEntries)
+	if err != nil {
+		return false, fmt.Errorf("list datalog shard %d after %q: %w", dw.shard, dw.dlPos, err)
+	}
+	if len(page.Entries) == 0 {
+		return false, nil
+	}
+	seen := map[string]bool{}
+	for _, en := range page.Entries {
+		if en.EntityType != "bucket" || seen[en.Key] {
+			continue
+		}
+		seen[en.Key] = true
+		bs, err := parseBucketShard(en.Key)
+		if err != nil {
+			dw.log.Warn("datalog entry with an unexpected key, skipped", "key", en.Key, "err", err)
+			continue
+		}
+		if !dw.e.cfg.Filter.Bucket(bs.bucket) {
+			continue
+		}
+		dw.queue = append(dw.queue, en.Key)
+	}
+	last := page.Entries[len(page.Entries)-1]
+	dw.dlNext = last.LogID
+	if dw.dlNext == "" {
+		dw.dlNext = page.Marker
+	}
+	return dw.step(ctx)
+}
+
+func (dw *dataWorker) startBucketShard(ctx context.Context, key string) error {
+	info, err := dw.e.cfg.Data.BILogInfo(ctx, key)
+	if err != nil {
+		return fmt.Errorf("bilog info of %s: %w", key, err)
+	}
+	bd := &checkpoint.Bound{Phase: phaseBucketFull, FullStart: info.MaxMarker, UpdatedAt: time.Now().UTC()}
+	k := checkpoint.Key{Destination: dw.d.name, Log: checkpoint.LogBucketIndex, Shard: uint32(dw.shard), Instance: key}
+	if err := dw.e.cfg.Store.Put(checkpoint.Entry{Key: k, Bound: *bd}); err != nil {
+		return err
+	}
+	dw.bounds[key] = bd
+	dw.readPos[key] = ""
+	return nil
+}
+
+// nextFull is a bucket shard still in full sync with listing left.
+func (dw *dataWorker) nextFull() (string, bool) {
+	var keys []string
+	for k, bd := range dw.bounds {
+		if bd.Phase == phaseBucketFull && dw.readPos[k] != fullDoneMark {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return "", false
+	}
+	sort.Strings(keys)
+	return keys[0], true
+}
+
+// fullDoneMark: the read position of a bucket shard whose listing is all
+// sent (its last page not yet acked).
+const fullDoneMark = "\x00listed"
+
+// sendFullPage lists one page of a bucket shard in full sync and sends it.
+// The first time, it records the bilog marker to go on from afterwards.
+func (dw *dataWorker) sendFullPage(ctx context.Context, key string) error {
+	bd := dw.bounds[key]
+	if bd.FullStart == "" && bd.Marker == "" && dw.readPos[key] == "" {
+		info, err := dw.e.cfg.Data.BILogInfo(ctx, key)
+		if err != nil {
+			return fmt.Errorf("bilog info of %s: %w", key, err)
+		}
+		bd.FullStart = info.MaxMarker
+		if bd.FullStart == "" {
+			bd.FullStart = emptyBILog
+		}
+		k := checkpoint.Key{Destination: dw.d.name, Log: checkpoint.LogBucketIndex, Shard: uint32(dw.shard), Instance: key}
+		if err := dw.e.cfg.Store.Put(checkpoint.Entry{Key: k, Bound: *bd}); err != nil {
+			return err
+		}
+	}
+	bs, err := parseBucketShard(key)
+	if err != nil {
+		return err
+	}
+	km, vm, _ := strings.Cut(dw.readPos[key], "\x00")
+	page, err := dw.e.cfg.Objects.ListShard(ctx, key, km, vm, dw.e.cfg.BatchEntries)
+	if errors.Is(err, rgwobj.ErrNotFound) {
+		// The bucket is gone: nothing to list; its deletions come by
+		// metadata sync.
+		page = rgwobj.ListPage{}
+	} else if err != nil {
+		return fmt.Errorf("list %s after %q: %w", key, km, err)
+	}
+	var refs []objRef
+	for _, en := range page.Entries {
+		r := objRef{bs: bs, key: en.Key, version: versionOf(en.VersionID), epoch: en.VersionedEpoch, ts: en.Mtime}
+		if en.DeleteMarker {
+			r.kind = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER
+		}
+		refs = append(refs, r)
+	}
+	next := fullDoneMark
+	if page.Truncated {
+		next = page.NextKeyMarker + "\x00" + page.NextVersionMarker
+	}
+	dw.readPos[key] = next
+	ops, failed := dw.buildOps(ctx, refs, "full:"+key)
+	k := checkpoint.Key{Destination: dw.d.name, Log: checkpoint.LogBucketIndex, Shard: uint32(dw.shard), Instance: key}
+	return dw.sendBatch(ctx, ops, failed, len(page.Entries), time.Now().UTC(), func(f []*v1.RetryItem) []checkpoint.Entry {
+		nb := *dw.bounds[key]
+		nb.UpdatedAt = time.Now().UTC()
+		if next == fullDoneMark {
+			nb.Phase, nb.Marker = phaseBucketInc, nb.FullStart
+			if nb.Marker == emptyBILog {
+				nb.Marker = ""
+			}
+			dw.readPos[key] = nb.Marker
+		} else {
+			nb.Marker = next
+		}
+		nb.Retries = addRetries(nb.Retries, f, dw.e)
+		dw.bounds[key] = &nb
+		return []checkpoint.Entry{{Key: k, Bound: nb}}
+	})
+}
+
+// emptyBILog stands for "the bilog was empty" in FullStart (which is ""
+// before it is read).
+const emptyBILog = "\x00empty"
+
+// sendBILog reads one page of a bucket shard's bilog after its read
+// position and sends it; more says another page may follow.
+func (dw *dataWorker) sendBILog(ctx context.Context, key string) (sent, more bool, err error) {
+	bs, err := parseBucketShard(key)
+	if err != nil {
+		return false, false, err
+	}
+	pos := dw.readPos[key]
+	entries, err := dw.e.cfg.Data.ListBILog(ctx, key, pos, dw.e.cfg.BatchEntries)
+	if err != nil {
+		return false, false, fmt.Errorf("list bilog %s after %q: %w", key, pos, err)
+	}
+	if len(entries) == 0 {
+		return false, false, nil
+	}
+	refs := opsFromBILog(bs, entries)
+	last := entries[len(entries)-1].OpID
+	if _, m, ok := strings.Cut(last, "#"); ok {
+		last = m // listing markers are without the "N#" shard prefix
+	}
+	dw.readPos[key] = last
+	ops, failed := dw.buildOps(ctx, refs, key)
+	k := checkpoint.Key{Destination: dw.d.name, Log: checkpoint.LogBucketIndex, Shard: uint32(dw.shard), Instance: key}
+	err = dw.sendBatch(ctx, ops, failed, len(entries), entries[0].Timestamp, func(f []*v1.RetryItem) []checkpoint.Entry {
+		nb := *dw.bounds[key]
+		nb.TrimSafe, nb.Marker, nb.UpdatedAt = nb.Marker, last, time.Now().UTC()
+		nb.Retries = addRetries(nb.Retries, f, dw.e)
+		dw.bounds[key] = &nb
+		return []checkpoint.Entry{{Key: k, Bound: nb}}
+	})
+	return err == nil, len(entries) >= dw.e.cfg.BatchEntries, err
+}
+
+// objRef is an object (version) a log named, with what it asks for.
+type objRef struct {
+	bs      bucketShard
+	key     string
+	version string
+	epoch   uint64
+	kind    v1.ObjectOpKind // unspecified: reconcile with the source's current state
+	ts      time.Time
+	marker  string
+	attempt uint32
+}
+
+func versionOf(v string) string {
+	if v == "null" {
+		return ""
+	}
+	return v
+}
+
+// opsFromBILog turns bilog entries into object work. An unversioned key is
+// reconciled with what the source has now (its last entry in the page
+// stands for all). In a versioned bucket each version is its own key:
+// link_olh writes the version with its epoch, link_olh_del lays a delete
+// marker with the source's id, unlink_instance / del of an instance
+// removes that version. "write" entries of versioned objects are skipped:
+// their epoch is the index's, not the object's; the link_olh that follows
+// carries the right one.
+func opsFromBILog(bs bucketShard, entries []rgwadmin.BILogEntry) []objRef {
+	type k struct{ key, version string }
+	last := map[k]int{}
+	var refs []objRef
+	for _, en := range entries {
+		if en.State != "" && en.State != "complete" {
+			continue
+		}
+		r := objRef{bs: bs, key: en.Object, version: versionOf(en.Instance), epoch: en.Ver.Epoch, ts: en.Timestamp, marker: en.OpID}
+		versioned := en.Versioned || r.version != ""
+		switch en.Op {
+		case "write", "del":
+			if versioned && en.Op == "write" {
+				continue
+			}
+			if versioned {
+				r.kind = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION
+			}
+		case "link_olh":
+			r.kind = v1.ObjectOpKind_OBJECT_OP_KIND_PUT
+		case "link_olh_del":
+			r.kind = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER
+		case "unlink_instance":
+			r.kind = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION
+		default:
+			continue // cancel, syncstop, resync, ...: nothing to copy
+		}
+		kk := k{r.key, r.version}
+		if i, ok := last[kk]; ok {
+			refs[i] = r // the later entry wins
+			continue
+		}
+		last[kk] = len(refs)
+		refs = append(refs, r)
+	}
+	return refs
+}
+
+// buildOps stats every object (in parallel) and builds its op; an object
+// the source cannot give is a failed item (kept for retry), not a stall.
+func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string) ([]*v1.ObjectOp, []*v1.RetryItem) {
+	ops := make([]*v1.ObjectOp, len(refs))
+	errs := make([]error, len(refs))
+	sem := make(chan struct{}, dw.e.cfg.FetchConcurrency)
+	done := make(chan struct{})
+	n := 0
+	for i, r := range refs {
+		n++
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; done <- struct{}{} }()
+			ops[i], errs[i] = dw.e.buildOp(ctx, r)
+		}()
+	}
+	for range n {
+		<-done
+	}
+	var out []*v1.ObjectOp
+	var failed []*v1.RetryItem
+	for i, op := range ops {
+		r := refs[i]
+		if errs[i] != nil {
+			if ctx.Err() == nil {
+				dw.log.Warn("read object from source failed", "bucket", r.bs.bucket, "object", r.key, "version", r.version, "err", errs[i])
+			}
+			failed = append(failed, &v1.RetryItem{Section: "object", Name: r.key, Bucket: r.bs.s3Bucket(), Key: r.key,
+				VersionId: r.version, BucketShard: r.bs.key, Error: "source: " + errs[i].Error(), Timestamp: timestamppb.New(r.ts)})
+			continue
+		}
+		if op == nil {
+			continue
+		}
+		op.Index = uint32(len(out))
+		if op.Marker == "" {
+			op.Marker = marker
+		}
+		op.Timestamp = timestamppb.New(r.ts)
+		out = append(out, op)
+	}
+	return out, failed
+}
+
+// buildOp turns a reference into an op, reading the object's current state
+// (and its body, when small).
+func (e *Exporter) buildOp(ctx context.Context, r objRef) (*v1.ObjectOp, error) {
+	op := &v1.ObjectOp{Bucket: r.bs.s3Bucket(), Key: r.key, VersionId: r.version, VersionedEpoch: r.epoch, Marker: r.marker}
+	switch r.kind {
+	case v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION:
+		op.Kind = r.kind
+		owner, err := e.bucketOwner(ctx, r.bs)
+		if err != nil {
+			return nil, err
+		}
+		op.Owner = owner
+		return op, nil
+	}
+	info, err := e.cfg.Objects.Stat(ctx, op.Bucket, r.key, r.version)
+	if errors.Is(err, rgwobj.ErrNotFound) {
+		if r.kind == v1.ObjectOpKind_OBJECT_OP_KIND_PUT {
+			// The version is gone already: a later entry removes it.
+			return nil, nil
+		}
+		op.Kind = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE
+		if r.version != "" {
+			op.Kind = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION
+		}
+		owner, err := e.bucketOwner(ctx, r.bs)
+		if err != nil {
+			return nil, err
+		}
+		op.Owner = owner
+		return op, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	op.Kind = v1.ObjectOpKind_OBJECT_OP_KIND_PUT
+	op.Owner = info.Owner
+	op.Attrs = &v1.ObjectAttrs{
+		Size: info.Size, Etag: info.ETag, ContentType: info.ContentType, CacheControl: info.CacheControl,
+		ContentDisposition: info.ContentDisposition, ContentEncoding: info.ContentEncoding,
+		ContentLanguage: info.ContentLanguage, Expires: info.Expires, UserMeta: info.UserMeta, Tags: info.Tags,
+		Acl: info.ACL, PartSizes: info.PartSizes, SourceMtime: timestamppb.New(info.Mtime),
+	}
+	if info.Size > e.cfg.InlineMax {
+		op.Chunked = true
+		return op, nil
+	}
+	if info.Size == 0 {
+		return op, nil
+	}
+	rc, err := e.cfg.Objects.Get(ctx, op.Bucket, r.key, r.version, 0, info.Size)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	body, err := io.ReadAll(io.LimitReader(rc, info.Size+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s/%s: %w", op.Bucket, r.key, err)
+	}
+	if int64(len(body)) != info.Size {
+		return nil, fmt.Errorf("read %s/%s: %d bytes, stat said %d (changed meanwhile?)", op.Bucket, r.key, len(body), info.Size)
+	}
+	op.Body = body
+	e.cfg.Metrics.objectBytesRead.Add(float64(len(body)))
+	return op, nil
+}
+
+// bucketOwner is the owner of a bucket (for rgwx-uid of deletes).
+func (e *Exporter) bucketOwner(ctx context.Context, bs bucketShard) (string, error) {
+	b, err := e.cfg.Source.GetMetadata(ctx, rgwlog.SectionBucketInstance, bs.instanceKey())
+	if err != nil {
+		return "", fmt.Errorf("owner of bucket %s: %w", bs.bucket, err)
+	}
+	var v struct {
+		Data struct {
+			BucketInfo struct {
+				Owner  string `json:"owner"`
+				Bucket struct {
+					Tenant string `json:"tenant"`
+				} `json:"bucket"`
+			} `json:"bucket_info"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return "", fmt.Errorf("owner of bucket %s: %w", bs.bucket, err)
+	}
+	owner := v.Data.BucketInfo.Owner
+	if t := v.Data.BucketInfo.Bucket.Tenant; t != "" && !strings.Contains(owner, "$") {
+		owner = t + "$" + owner
+	}
+	return owner, nil
+}
+
+// sendBatch sends ops (and the chunks of chunked ones) as one batch.
+func (dw *dataWorker) sendBatch(ctx context.Context, ops []*v1.ObjectOp, srcFailed []*v1.RetryItem, raw int, first time.Time,
+	commit func([]*v1.RetryItem) []checkpoint.Entry) error {
+	dw.seq++
+	var payload int64
+	for _, op := range ops {
+		payload += int64(len(op.GetBody())) + int64(len(op.GetKey())) + 128
+	}
+	batch := &v1.Batch{Shard: dw.sub.unit.Ref(), Seq: dw.seq, Objects: ops, PayloadBytes: uint64(payload),
+		ThroughMarker: strconv.FormatUint(dw.seq, 10)}
+	need := min(payload, dw.sub.st.maxB)
+	if err := dw.sub.st.bytes.Acquire(ctx, need); err != nil {
+		return err
+	}
+	if err := dw.sub.st.throttle(ctx, payload); err != nil {
+		dw.sub.st.bytes.Release(need)
+		return err
+	}
+	if err := dw.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Batch{Batch: batch}}); err != nil {
+		dw.sub.st.bytes.Release(need)
+		return err
+	}
+	db := &dataBatch{seq: dw.seq, payload: need, ops: len(ops), first: first,
+		commit: func(f []*v1.RetryItem) []checkpoint.Entry { return commit(append(f, srcFailed...)) }}
+	dw.inflight = append(dw.inflight, db)
+	dw.e.cfg.Metrics.batchesSent.WithLabelValues(dw.d.name, logLabel(dw.sub.unit.Log)).Inc()
+	for _, op := range ops {
+		if op.GetChunked() {
+			if err := dw.streamBody(ctx, batch.Seq, op); err != nil {
+				// The applier cannot finish this batch; it will fail the
+				// op and ack; at worst the stream ends and all is resent.
+				return fmt.Errorf("stream %s/%s: %w", op.GetBucket(), op.GetKey(), err)
+			}
+		}
+	}
+	dw.publishData()
+	return nil
+}
+
+// streamBody sends a chunked op's body from the source, chunk by chunk.
+// gRPC flow control holds the reader back when the applier is slower.
+func (dw *dataWorker) streamBody(ctx context.Context, seq uint64, op *v1.ObjectOp) error {
+	size := op.GetAttrs().GetSize()
+	rc, err := dw.e.cfg.Objects.Get(ctx, op.GetBucket(), op.GetKey(), op.GetVersionId(), 0, size)
+	if err != nil {
+		// Tell the applier: an empty last chunk at offset 0 for a
+		// non-empty object is read as "source failed".
+		_ = dw.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Chunk{Chunk: &v1.ObjectChunk{
+			Shard: dw.sub.unit.Ref(), Seq: seq, Index: op.GetIndex(), Offset: -1, Last: true}}})
+		return nil
+	}
+	defer rc.Close()
+	buf := make([]byte, dw.e.cfg.ChunkSize)
+	var off int64
+	for off < size {
+		n, rerr := io.ReadFull(rc, buf[:min(int64(len(buf)), size-off)])
+		if n > 0 {
+			data := append([]byte(nil), buf[:n]...)
+			last := off+int64(n) >= size
+			if err := dw.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Chunk{Chunk: &v1.ObjectChunk{
+				Shard: dw.sub.unit.Ref(), Seq: seq, Index: op.GetIndex(), Offset: off, Data: data, Last: last}}}); err != nil {
+				return err
+			}
+			off += int64(n)
+			dw.e.cfg.Metrics.objectBytesRead.Add(float64(n))
+		}
+		if rerr != nil && off < size {
+			// Source body shorter than stat said: abort this op's body.
+			_ = dw.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Chunk{Chunk: &v1.ObjectChunk{
+				Shard: dw.sub.unit.Ref(), Seq: seq, Index: op.GetIndex(), Offset: -1, Last: true}}})
+			return nil
+		}
+	}
+	return nil
+}
+
+func (dw *dataWorker) handleAck(ack *v1.Ack) error {
+	if len(dw.inflight) == 0 || ack.GetSeq() != dw.inflight[0].seq {
+		return fmt.Errorf("protocol: ack for batch %d out of order", ack.GetSeq())
+	}
+	db := dw.inflight[0]
+	entries := db.commit(ack.GetFailed())
+	if err := dw.e.cfg.Store.Put(entries...); err != nil {
+		return fmt.Errorf("store data bounds: %w", err)
+	}
+	dw.inflight = dw.inflight[1:]
+	dw.sub.st.bytes.Release(db.payload)
+	applied := max(db.ops-len(ack.GetFailed()), 0)
+	dw.e.cfg.Metrics.entriesApplied.WithLabelValues(dw.d.name, logLabel(dw.sub.unit.Log)).Add(float64(applied))
+	dw.e.cfg.Metrics.objectsApplied.WithLabelValues(dw.d.name).Add(float64(applied))
+	dw.stats.update(func(s *shardStats) { s.applied += uint64(applied); s.bytes += uint64(db.payload) })
+	for _, f := range ack.GetFailed() {
+		dw.log.Warn("object failed on the destination; kept for retry", "bucket", f.GetBucket(), "object", f.GetKey(),
+			"version", f.GetVersionId(), "err", f.GetError())
+	}
+	dw.publishData()
+	return nil
+}
+
+func (dw *dataWorker) publishData() {
+	var behind uint64
+	var oldest time.Time
+	for _, b := range dw.inflight {
+		behind += uint64(b.ops)
+		if !b.first.IsZero() && (oldest.IsZero() || b.first.Before(oldest)) {
+			oldest = b.first
+		}
+	}
+	retries := 0
+	for _, bd := range dw.bounds {
+		retries += len(bd.Retries)
+		for _, r := range bd.Retries {
+			if oldest.IsZero() || r.Timestamp.Before(oldest) {
+				oldest = r.Timestamp
+			}
+		}
+	}
+	dw.stats.update(func(s *shardStats) {
+		s.behind, s.behindMore, s.oldest = behind, len(dw.queue) > 0 || dw.dlNext != "", oldest
+		s.retries, s.inflight, s.bound = retries, len(dw.inflight), dw.bound.Marker
+	})
+}
+
+// addRetries adds failed object items to a bucket shard's retries.
+func addRetries(rs []checkpoint.Retry, failed []*v1.RetryItem, e *Exporter) []checkpoint.Retry {
+	now := time.Now().UTC()
+	for _, f := range failed {
+		found := false
+		for i := range rs {
+			if rs[i].Name == f.GetKey() && rs[i].VersionID == f.GetVersionId() {
+				rs[i].Attempts++
+				rs[i].Error = f.GetError()
+				rs[i].NextAttempt = now.Add(e.backoff(rs[i].Attempts))
+				found = true
+			}
+		}
+		if !found {
+			rs = append(rs, checkpoint.Retry{Section: "object", Name: f.GetKey(), VersionID: f.GetVersionId(),
+				Error: f.GetError(), Attempts: 1, Timestamp: f.GetTimestamp().AsTime(), NextAttempt: now.Add(e.backoff(1))})
+		}
+	}
+	return rs
+}
+
+// dueRetry is a bucket shard with a retry that is due and not in flight.
+func (dw *dataWorker) dueRetry() (string, bool) {
+	now := time.Now()
+	keys := make([]string, 0)
+	for k, bd := range dw.bounds {
+		for _, r := range bd.Retries {
+			if !r.NextAttempt.After(now) && !dw.sending[k+"\x00"+r.Name+"\x00"+r.VersionID] {
+				keys = append(keys, k)
+				break
+			}
+		}
+	}
+	if len(keys) == 0 {
+		return "", false
+	}
+	sort.Strings(keys)
+	return keys[0], true
+}
+
+// sendRetries resends a bucket shard's due retries: each object is
+// reconciled with the source's current state.
+func (dw *dataWorker) sendRetries(ctx context.Context, key string) error {
+	bs, err := parseBucketShard(key)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	var refs []objRef
+	var resent []string
+	for _, r := range dw.bounds[key].Retries {
+		id := key + "\x00" + r.Name + "\x00" + r.VersionID
+		if r.NextAttempt.After(now) || dw.sending[id] {
+			continue
+		}
+		refs = append(refs, objRef{bs: bs, key: r.Name, version: r.VersionID, ts: r.Timestamp, attempt: r.Attempts})
+		resent = append(resent, id)
+		dw.sending[id] = true
+	}
+	ops, failed := dw.buildOps(ctx, refs, "retry:"+key)
+	k := checkpoint.Key{Destination: dw.d.name, Log: checkpoint.LogBucketIndex, Shard: uint32(dw.shard), Instance: key}
+	return dw.sendBatch(ctx, ops, failed, len(refs), time.Time{}, func(f []*v1.RetryItem) []checkpoint.Entry {
+		nb := *dw.bounds[key]
+		sent := map[string]bool{}
+		for _, id := range resent {
+			sent[id] = true
+			delete(dw.sending, id)
+		}
+		failedNow := map[string]bool{}
+		for _, it := range f {
+			failedNow[key+"\x00"+it.GetKey()+"\x00"+it.GetVersionId()] = true
+		}
+		var kept []checkpoint.Retry
+		for _, r := range nb.Retries {
+			id := key + "\x00" + r.Name + "\x00" + r.VersionID
+			if sent[id] && !failedNow[id] {
+				continue // applied
+			}
+			kept = append(kept, r)
+		}
+		nb.Retries = addRetries(kept, f, dw.e)
+		nb.UpdatedAt = time.Now().UTC()
+		dw.bounds[key] = &nb
+		return []checkpoint.Entry{{Key: k, Bound: nb}}
+	})
+}
+
+var _ = slog.Default

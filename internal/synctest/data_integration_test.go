@@ -1,0 +1,131 @@
+//go:build integration
+
+package synctest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rgwsync/rgwsync/internal/labtest"
+)
+
+const dataOn = "data:\n  enabled: true\n"
+
+func putObject(t *testing.T, c *s3.Client, bucket, key string, body []byte, mod func(*s3.PutObjectInput)) {
+	t.Helper()
+	in := &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(body)}
+	if mod != nil {
+		mod(in)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := c.PutObject(ctx, in)
+	require.NoError(t, err, "put %s/%s", bucket, key)
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+func multipart(t *testing.T, c *s3.Client, bucket, key string, parts ...int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	up, err := c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key),
+		ContentType: aws.String("application/x-test")})
+	require.NoError(t, err)
+	var done []types.CompletedPart
+	for i, n := range parts {
+		p, err := c.UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(bucket), Key: aws.String(key), UploadId: up.UploadId,
+			PartNumber: aws.Int32(int32(i + 1)), Body: bytes.NewReader(randomBytes(n))})
+		require.NoError(t, err)
+		done = append(done, types.CompletedPart{ETag: p.ETag, PartNumber: aws.Int32(int32(i + 1))})
+	}
+	_, err = c.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key),
+		UploadId: up.UploadId, MultipartUpload: &types.CompletedMultipartUpload{Parts: done}})
+	require.NoError(t, err)
+}
+
+// Objects of every common kind follow the bucket: small and large bodies,
+// multipart with the same ETag, headers, metadata and tags, awkward names,
+// overwrites and deletes; a bucket filled before the services started
+// arrives by full sync.
+func TestDataSyncObjects(t *testing.T) {
+	e := NewEnv(t)
+	p := labtest.RandomName("d")
+	uid := p + "-owner"
+	c := e.User(uid, "Owner")
+	pre := p + "-pre"
+	e.Bucket(c, pre)
+	for i := range 20 {
+		putObject(t, c, pre, fmt.Sprintf("pre/%02d", i), randomBytes(100+i), nil)
+	}
+	e.StartExporter(dataOn)
+	e.StartApplier("a1")
+	e.WaitMetadataEqual(60*time.Second, Prefix(p))
+	e.WaitObjectsEqual(90*time.Second, uid, pre)
+
+	live := p + "-live"
+	e.Bucket(c, live)
+	names := []string{"plain", "a:b", "a&b", ".", "..", "...", ".o.", "with space", "100%", "a+b", "ünïcødé", "a/b/c/", "deep/a/b/c/d"}
+	for _, n := range names {
+		putObject(t, c, live, n, []byte("body of "+n), nil)
+	}
+	putObject(t, c, live, "empty", nil, nil)
+	putObject(t, c, live, "headers", []byte("<h1>hi</h1>"), func(in *s3.PutObjectInput) {
+		in.ContentType = aws.String("text/html")
+		in.CacheControl = aws.String("max-age=60")
+		in.ContentDisposition = aws.String(`attachment; filename="x.html"`)
+		in.ContentEncoding = aws.String("identity")
+		in.ContentLanguage = aws.String("en")
+		in.Metadata = map[string]string{"color": "blue", "shape": "round"}
+		in.Tagging = aws.String("team=sync&tier=gold")
+	})
+	putObject(t, c, live, "big-5mib", randomBytes(5<<20), nil)
+	multipart(t, c, live, "mp-4x5", 5<<20, 5<<20, 5<<20, 5<<20)
+	multipart(t, c, live, "mp-uneven", 5<<20, 6<<20, 1<<20)
+	putObject(t, c, live, "overwritten", []byte("v1"), nil)
+	putObject(t, c, live, "overwritten", []byte("v2 is longer"), nil)
+	putObject(t, c, live, "deleted", []byte("gone soon"), nil)
+	ctx := context.Background()
+	_, err := c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(live), Key: aws.String("deleted")})
+	require.NoError(t, err)
+	// multi-delete of 49 objects
+	var ids []types.ObjectIdentifier
+	for i := range 49 {
+		k := fmt.Sprintf("md/%02d", i)
+		putObject(t, c, live, k, []byte(k), nil)
+		ids = append(ids, types.ObjectIdentifier{Key: aws.String(k)})
+	}
+	_, err = c.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: aws.String(live), Delete: &types.Delete{Objects: ids}})
+	require.NoError(t, err)
+
+	e.WaitObjectsEqual(3*time.Minute, uid, pre, live)
+	dst := UserOn(e.Lab.ZoneB, uid)
+	for _, k := range []string{"mp-4x5", "mp-uneven", "headers"} {
+		a, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(live), Key: aws.String(k)})
+		require.NoError(t, err)
+		b, err := dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(live), Key: aws.String(k)})
+		require.NoError(t, err)
+		require.Equal(t, aws.ToString(a.ETag), aws.ToString(b.ETag), "ETag of %s", k)
+	}
+	require.True(t, strings.HasSuffix(strings.Trim(etagOf(t, dst, live, "mp-4x5"), `"`), "-4"))
+}
+
+func etagOf(t *testing.T, c *s3.Client, bucket, key string) string {
+	h, err := c.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	require.NoError(t, err)
+	return aws.ToString(h.ETag)
+}

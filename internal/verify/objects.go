@@ -1,0 +1,160 @@
+package verify
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"maps"
+	"sort"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// objVersion is one listing entry.
+type objVersion struct {
+	Key, VersionID string
+	Latest, Marker bool
+	ETag           string
+	Size           int64
+}
+
+func listVersions(ctx context.Context, c *s3.Client, bucket string) (map[string]objVersion, error) {
+	out := map[string]objVersion{}
+	in := &s3.ListObjectVersionsInput{Bucket: aws.String(bucket)}
+	for {
+		p, err := c.ListObjectVersions(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("list versions of %s: %w", bucket, err)
+		}
+		for _, v := range p.Versions {
+			ov := objVersion{Key: aws.ToString(v.Key), VersionID: aws.ToString(v.VersionId), Latest: aws.ToBool(v.IsLatest),
+				ETag: strings.Trim(aws.ToString(v.ETag), `"`), Size: aws.ToInt64(v.Size)}
+			out[ov.Key+"\x00"+ov.VersionID] = ov
+		}
+		for _, m := range p.DeleteMarkers {
+			ov := objVersion{Key: aws.ToString(m.Key), VersionID: aws.ToString(m.VersionId), Latest: aws.ToBool(m.IsLatest), Marker: true}
+			out[ov.Key+"\x00"+ov.VersionID] = ov
+		}
+		if !aws.ToBool(p.IsTruncated) {
+			return out, nil
+		}
+		in.KeyMarker, in.VersionIdMarker = p.NextKeyMarker, p.NextVersionIdMarker
+	}
+}
+
+// Objects compares one bucket on two zones: every version and delete
+// marker (id, latest, ETag, size), and for every version its body digest,
+// content headers, user metadata and tags. src and dst are S3 clients that
+// may read the bucket on each zone.
+func Objects(ctx context.Context, src, dst *s3.Client, bucket string) ([]Diff, error) {
+	a, err := listVersions(ctx, src, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	b, err := listVersions(ctx, dst, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("destination: %w", err)
+	}
+	var diffs []Diff
+	keys := make([]string, 0, len(a))
+	for k := range a {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		av := a[k]
+		name := bucket + "/" + av.Key + "@" + av.VersionID
+		bv, ok := b[k]
+		if !ok {
+			diffs = append(diffs, Diff{"object", name, "missing on the destination"})
+			continue
+		}
+		delete(b, k)
+		if av.Latest != bv.Latest || av.Marker != bv.Marker || av.ETag != bv.ETag || av.Size != bv.Size {
+			diffs = append(diffs, Diff{"object", name, fmt.Sprintf("listing differs: source %+v, destination %+v", av, bv)})
+			continue
+		}
+		if av.Marker {
+			continue
+		}
+		if d, err := compareObject(ctx, src, dst, bucket, av); err != nil {
+			return nil, err
+		} else if d != "" {
+			diffs = append(diffs, Diff{"object", name, d})
+		}
+	}
+	rest := make([]string, 0, len(b))
+	for k, bv := range b {
+		rest = append(rest, bucket+"/"+bv.Key+"@"+bv.VersionID)
+		_ = k
+	}
+	sort.Strings(rest)
+	for _, n := range rest {
+		diffs = append(diffs, Diff{"object", n, "only on the destination (deleted on the source)"})
+	}
+	return diffs, nil
+}
+
+type objState struct {
+	digest                                           string
+	contentType, cacheControl, disposition, encoding string
+	language                                         string
+	meta, tags                                       map[string]string
+}
+
+func readObject(ctx context.Context, c *s3.Client, bucket string, v objVersion) (objState, error) {
+	in := &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(v.Key)}
+	if v.VersionID != "" && v.VersionID != "null" {
+		in.VersionId = aws.String(v.VersionID)
+	}
+	o, err := c.GetObject(ctx, in)
+	if err != nil {
+		return objState{}, fmt.Errorf("get %s/%s: %w", bucket, v.Key, err)
+	}
+	h := sha256.New()
+	_, err = io.Copy(h, o.Body)
+	o.Body.Close()
+	if err != nil {
+		return objState{}, fmt.Errorf("read %s/%s: %w", bucket, v.Key, err)
+	}
+	st := objState{digest: hex.EncodeToString(h.Sum(nil)), contentType: aws.ToString(o.ContentType),
+		cacheControl: aws.ToString(o.CacheControl), disposition: aws.ToString(o.ContentDisposition),
+		encoding: aws.ToString(o.ContentEncoding), language: aws.ToString(o.ContentLanguage), meta: o.Metadata, tags: map[string]string{}}
+	tin := &s3.GetObjectTaggingInput{Bucket: aws.String(bucket), Key: aws.String(v.Key), VersionId: in.VersionId}
+	t, err := c.GetObjectTagging(ctx, tin)
+	if err != nil {
+		return objState{}, fmt.Errorf("get tags of %s/%s: %w", bucket, v.Key, err)
+	}
+	for _, tag := range t.TagSet {
+		st.tags[aws.ToString(tag.Key)] = aws.ToString(tag.Value)
+	}
+	return st, nil
+}
+
+func compareObject(ctx context.Context, src, dst *s3.Client, bucket string, v objVersion) (string, error) {
+	a, err := readObject(ctx, src, bucket, v)
+	if err != nil {
+		return "", fmt.Errorf("source: %w", err)
+	}
+	b, err := readObject(ctx, dst, bucket, v)
+	if err != nil {
+		return fmt.Sprintf("cannot read on the destination: %v", err), nil
+	}
+	switch {
+	case a.digest != b.digest:
+		return "body differs (sha256 " + a.digest[:12] + " vs " + b.digest[:12] + ")", nil
+	case a.contentType != b.contentType || a.cacheControl != b.cacheControl || a.disposition != b.disposition ||
+		a.encoding != b.encoding || a.language != b.language:
+		return fmt.Sprintf("content headers differ: %q/%q/%q/%q/%q vs %q/%q/%q/%q/%q", a.contentType, a.cacheControl,
+			a.disposition, a.encoding, a.language, b.contentType, b.cacheControl, b.disposition, b.encoding, b.language), nil
+	case !maps.Equal(a.meta, b.meta):
+		return fmt.Sprintf("user metadata differs: %v vs %v", a.meta, b.meta), nil
+	case !maps.Equal(a.tags, b.tags):
+		return fmt.Sprintf("tags differ: %v vs %v", a.tags, b.tags), nil
+	}
+	return "", nil
+}
