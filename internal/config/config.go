@@ -78,7 +78,7 @@ type Exporter struct {
 		// (a token bucket per stream); 0 = unlimited.
 		BandwidthBytesPerSecond int64 `yaml:"bandwidth_bytes_per_second"`
 	} `yaml:"sync"`
-	// Data is object (data) sync.
+	// Data is object (data) sync, on by default.
 	Data struct {
 		Enabled bool `yaml:"enabled"`
 		// Objects up to inline_max bytes travel inside their batch; larger
@@ -148,6 +148,7 @@ const (
 // Validate.
 func LoadExporter(path string) (*Exporter, error) {
 	c := &Exporter{Listen: "127.0.0.1:7443", BoundsPath: "rgwsync-bounds.db", LogLevel: "info"}
+	c.Data.Enabled = true // objects follow the metadata unless data.enabled: false
 	if err := load(path, c); err != nil {
 		return nil, err
 	}

@@ -129,3 +129,83 @@ func etagOf(t *testing.T, c *s3.Client, bucket, key string) string {
 	require.NoError(t, err)
 	return aws.ToString(h.ETag)
 }
+
+// A versioned bucket keeps its version ids, their order, delete markers and
+// deleted versions; suspended versioning writes the null version.
+func TestDataSyncVersioned(t *testing.T) {
+	e := NewEnv(t)
+	p := labtest.RandomName("v")
+	uid := p + "-owner"
+	c := e.User(uid, "Owner")
+	e.StartExporter(dataOn)
+	e.StartApplier("a1")
+	b := p + "-vb"
+	e.Bucket(c, b)
+	ctx := context.Background()
+	_, err := c.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(b),
+		VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusEnabled}})
+	require.NoError(t, err)
+	e.WaitMetadataEqual(60*time.Second, Prefix(p))
+
+	putObject(t, c, b, "doc", []byte("v1"), nil)
+	putObject(t, c, b, "doc", []byte("v2 longer"), nil)
+	putObject(t, c, b, "doc", []byte("v3 the longest"), nil)
+	putObject(t, c, b, "gone", []byte("x"), nil)
+	// a delete marker on "gone", and one version of "doc" removed
+	_, err = c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b), Key: aws.String("gone")})
+	require.NoError(t, err)
+	vs, err := c.ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: aws.String(b), Prefix: aws.String("doc")})
+	require.NoError(t, err)
+	require.Len(t, vs.Versions, 3)
+	var middle string
+	for _, v := range vs.Versions {
+		if !aws.ToBool(v.IsLatest) && middle == "" {
+			middle = aws.ToString(v.VersionId)
+		}
+	}
+	_, err = c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b), Key: aws.String("doc"), VersionId: aws.String(middle)})
+	require.NoError(t, err)
+	e.WaitObjectsEqual(2*time.Minute, uid, b)
+
+	// Suspended: new writes are the "null" version.
+	_, err = c.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(b),
+		VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusSuspended}})
+	require.NoError(t, err)
+	putObject(t, c, b, "doc", []byte("null version"), nil)
+	putObject(t, c, b, "fresh", []byte("null only"), nil)
+	e.WaitObjectsEqual(2*time.Minute, uid, b)
+}
+
+// kill -9 of the applier, then of the exporter, while large objects
+// stream: after restarts the destination is identical.
+func TestDataSyncKill9DuringLargeObject(t *testing.T) {
+	e := NewEnv(t)
+	p := labtest.RandomName("l")
+	uid := p + "-owner"
+	c := e.User(uid, "Owner")
+	b := p + "-big"
+	e.Bucket(c, b)
+	metrics := FreeAddr(t)
+	extra := dataOn + "metrics_listen: " + metrics + "\n"
+	exp := e.StartExporter(extra)
+	app := e.StartApplier("a1")
+	e.WaitMetadataEqual(60*time.Second, Prefix(p))
+	for i := range 3 {
+		multipart(t, c, b, fmt.Sprintf("large-%d", i), 8<<20, 8<<20, 8<<20, 8<<20)
+	}
+	putObject(t, c, b, "single-20m", randomBytes(20<<20), nil)
+	// Kill in the middle of a body: more than one chunk of a large object
+	// read from the source, not all of them.
+	read := func() float64 { return metricValue(t, metrics, "rgwsync_exporter_object_bytes_read_total") }
+	require.Eventually(t, func() bool { v := read(); return v > 2<<20 && v < 100<<20 }, 60*time.Second, 5*time.Millisecond)
+	t.Logf("applier killed after %.0f object bytes read", read())
+	app.Kill()
+	e.StartApplier("a1")
+	// Let the restarted applier get into a body again.
+	require.Eventually(t, func() bool { v := read(); return v > 2<<20 && v < 100<<20 }, 60*time.Second, 5*time.Millisecond)
+	t.Logf("exporter killed after %.0f object bytes read", read())
+	exp.Kill()
+	e.StartExporter(extra)
+	e.WaitObjectsEqual(3*time.Minute, uid, b)
+}
+
