@@ -16,6 +16,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/labtest"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
@@ -70,6 +74,9 @@ func run(d *demoTB) {
 	for i := range 5 {
 		e.User(fmt.Sprintf("demo-pre-user-%d", i), fmt.Sprintf("Pre-existing user %d", i))
 	}
+	for i := range 50 {
+		synctest.PutObject(d, owner, "demo-pre-00", fmt.Sprintf("photos/%03d.jpg", i), synctest.RandomBytes(4096), nil)
+	}
 
 	step("starting rgwsync-exporter (beside zone-a) and rgwsync-applier (beside zone-b)")
 	exp := e.StartExporter("")
@@ -87,7 +94,7 @@ func run(d *demoTB) {
 		for i := range 60 {
 			e.Bucket(owner, fmt.Sprintf("demo-live-%02d", i))
 		}
-		for i := range 5 {
+		for i := 5; i < 10; i++ { // the empty ones (demo-pre-00 holds objects)
 			e.RemoveBucket(owner, fmt.Sprintf("demo-pre-%02d", i))
 		}
 	}()
@@ -108,10 +115,42 @@ func run(d *demoTB) {
 		e.Lab.Admin(d, "zone-a", "user", "rm", "--uid=demo-pre-user-0")
 	}()
 	wg.Wait()
+	step("writing objects on zone-a: small, large (chunked), multipart, overwritten, deleted, versioned")
+	e.Bucket(owner, "demo-objects")
+	for i := range 200 {
+		synctest.PutObject(d, owner, "demo-objects", fmt.Sprintf("small/%03d", i), synctest.RandomBytes(4096), nil)
+	}
+	synctest.PutObject(d, owner, "demo-objects", "reports/q3.html", []byte("<h1>Q3</h1>"), func(in *s3.PutObjectInput) {
+		in.ContentType, in.CacheControl = aws.String("text/html"), aws.String("max-age=300")
+		in.Metadata = map[string]string{"department": "finance"}
+		in.Tagging = aws.String("confidential=yes")
+	})
+	synctest.PutObject(d, owner, "demo-objects", "large/20MiB.bin", synctest.RandomBytes(20<<20), nil)
+	synctest.Multipart(d, owner, "demo-objects", "large/multipart-4x5MiB.bin", 5<<20, 5<<20, 5<<20, 5<<20)
+	synctest.PutObject(d, owner, "demo-objects", "small/000", []byte("overwritten"), nil)
+	ctx0 := context.Background()
+	for i := 190; i < 200; i++ {
+		if _, err := owner.DeleteObject(ctx0, &s3.DeleteObjectInput{Bucket: aws.String("demo-objects"), Key: aws.String(fmt.Sprintf("small/%03d", i))}); err != nil {
+			d.Fatal(err)
+		}
+	}
+	e.Bucket(owner, "demo-versions")
+	if _, err := owner.PutBucketVersioning(ctx0, &s3.PutBucketVersioningInput{Bucket: aws.String("demo-versions"),
+		VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusEnabled}}); err != nil {
+		d.Fatal(err)
+	}
+	for v := range 3 {
+		synctest.PutObject(d, owner, "demo-versions", "contract.pdf", []byte(fmt.Sprintf("draft %d", v+1)), nil)
+	}
+	synctest.PutObject(d, owner, "demo-versions", "withdrawn.pdf", []byte("soon hidden"), nil)
+	if _, err := owner.DeleteObject(ctx0, &s3.DeleteObjectInput{Bucket: aws.String("demo-versions"), Key: aws.String("withdrawn.pdf")}); err != nil {
+		d.Fatal(err)
+	}
 
-	step("waiting until zone-b's metadata equals zone-a's")
+	step("waiting until zone-b equals zone-a: metadata, then every object (body digest, headers, tags, versions)")
 	start := time.Now()
 	e.WaitMetadataEqual(3*time.Minute, nil)
+	e.WaitObjectsEqual(3*time.Minute, "demo-owner", "demo-pre-00", "demo-objects", "demo-versions")
 	stopProgress()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -128,7 +167,8 @@ func run(d *demoTB) {
 		d.Fatal(err)
 	}
 	ds := st.GetDestinations()[0]
-	fmt.Printf("\nOK: zone-b equals zone-a (every user, bucket and bucket instance compared field by field, %.1fs after the last change)\n",
+	fmt.Printf("\nOK: zone-b equals zone-a (every user, bucket and bucket instance compared field by field, and every object and version\n"+
+		"    of demo-pre-00, demo-objects and demo-versions by body digest, headers, tags and version ids; %.1fs after the last change)\n",
 		time.Since(start).Seconds())
 	fmt.Printf("    %d users, %d buckets, %d bucket instances on zone-b; %d entries applied; %d shards caught up, %d behind; %d retries\n",
 		counts["user"], counts["bucket"], counts["bucket.instance"], ds.GetEntriesApplied(), ds.GetShardsCaughtUp(), ds.GetShardsBehind(), ds.GetRetries())
@@ -177,16 +217,41 @@ func progress(e *synctest.Env) func() {
 				lag = time.Since(o.AsTime()).Round(time.Millisecond).String()
 			}
 			full := ""
+			var mdCaught, mdAll, dataCaught, dataAll int
 			for _, s := range ds.GetShards() {
-				if s.GetShard().GetLogType() == v1.LogType_LOG_TYPE_METADATA_FULL {
-					full = strings.TrimPrefix(s.GetPhase().String(), "SHARD_PHASE_")
+				switch s.GetShard().GetLogType() {
+				case v1.LogType_LOG_TYPE_METADATA_FULL:
+					full = strings.ToLower(strings.TrimPrefix(s.GetPhase().String(), "SHARD_PHASE_"))
+				case v1.LogType_LOG_TYPE_METADATA, v1.LogType_LOG_TYPE_DATA:
+					caught := s.GetPhase() == v1.ShardPhase_SHARD_PHASE_CAUGHT_UP && s.GetRetries() == 0
+					if s.GetShard().GetLogType() == v1.LogType_LOG_TYPE_METADATA {
+						mdAll++
+						if caught {
+							mdCaught++
+						}
+					} else {
+						dataAll++
+						if caught {
+							dataCaught++
+						}
+					}
 				}
 			}
-			fmt.Printf("  progress: full sync %-9s | shards caught up %2d, behind %2d | entries applied %5d | retries %d | oldest unapplied %s\n",
-				full, ds.GetShardsCaughtUp(), ds.GetShardsBehind(), ds.GetEntriesApplied(), ds.GetRetries(), lag)
+			fmt.Printf("  progress: md full sync %-9s | md shards %2d/%d caught up | data shards %3d/%d | applied %5d entries+objects, %s | retries %d | oldest unapplied %s\n",
+				full, mdCaught, mdAll, dataCaught, dataAll, ds.GetEntriesApplied(), humanBytes(ds.GetBytesApplied()), ds.GetRetries(), lag)
 		}
 	}()
 	return func() { close(done); wg.Wait() }
+}
+
+func humanBytes(b uint64) string {
+	switch {
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", b)
 }
 
 func step(s string) { fmt.Printf("\n==> %s\n", s) }

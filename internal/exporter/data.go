@@ -207,10 +207,11 @@ type dataWorker struct {
 }
 
 type dataBatch struct {
-	seq     uint64
-	payload int64
-	ops     int
-	first   time.Time
+	seq      uint64
+	payload  int64
+	objBytes int64 // object bytes the batch writes (inline and chunked)
+	ops      int
+	first    time.Time
 	// commit returns the bounds this batch moves, given the failed items.
 	commit func(failed []*v1.RetryItem) []checkpoint.Entry
 }
@@ -734,7 +735,11 @@ func (dw *dataWorker) sendBatch(ctx context.Context, ops []*v1.ObjectOp, srcFail
 		dw.sub.st.bytes.Release(need)
 		return err
 	}
-	db := &dataBatch{seq: dw.seq, payload: need, ops: len(ops), first: first,
+	var objBytes int64
+	for _, op := range ops {
+		objBytes += op.GetAttrs().GetSize()
+	}
+	db := &dataBatch{seq: dw.seq, payload: need, objBytes: objBytes, ops: len(ops), first: first,
 		commit: func(f []*v1.RetryItem) []checkpoint.Entry { return commit(append(f, srcFailed...)) }}
 	dw.inflight = append(dw.inflight, db)
 	dw.e.cfg.Metrics.batchesSent.WithLabelValues(dw.d.name, logLabel(dw.sub.unit.Log)).Inc()
@@ -802,7 +807,8 @@ func (dw *dataWorker) handleAck(ack *v1.Ack) error {
 	applied := max(db.ops-len(ack.GetFailed()), 0)
 	dw.e.cfg.Metrics.entriesApplied.WithLabelValues(dw.d.name, logLabel(dw.sub.unit.Log)).Add(float64(applied))
 	dw.e.cfg.Metrics.objectsApplied.WithLabelValues(dw.d.name).Add(float64(applied))
-	dw.stats.update(func(s *shardStats) { s.applied += uint64(applied); s.bytes += uint64(db.payload) })
+	dw.stats.update(func(s *shardStats) { s.applied += uint64(applied); s.bytes += uint64(db.objBytes) })
+	dw.e.cfg.Metrics.objectBytesApplied.WithLabelValues(dw.d.name).Add(float64(db.objBytes))
 	for _, f := range ack.GetFailed() {
 		dw.log.Warn("object failed on the destination; kept for retry", "bucket", f.GetBucket(), "object", f.GetKey(),
 			"version", f.GetVersionId(), "err", f.GetError())

@@ -4,21 +4,22 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // Metrics of the exporter, registered on an explicit registry.
 type Metrics struct {
-	streams         prometheus.Gauge
-	batchesSent     *prometheus.CounterVec
-	entriesApplied  *prometheus.CounterVec
-	retriesFailed   *prometheus.CounterVec
-	errors          *prometheus.CounterVec
-	bytesRead       prometheus.Counter
-	lagSeconds      *prometheus.GaugeVec
-	entriesBehind   *prometheus.GaugeVec
-	shardsBehind    *prometheus.GaugeVec
-	shardLag        *prometheus.GaugeVec
-	shardBehind     *prometheus.GaugeVec
-	objectBytesRead prometheus.Counter
-	objectsApplied  *prometheus.CounterVec
-	trims           prometheus.Counter
-	resyncs         *prometheus.CounterVec
+	streams            prometheus.Gauge
+	batchesSent        *prometheus.CounterVec
+	entriesApplied     *prometheus.CounterVec
+	retriesFailed      *prometheus.CounterVec
+	errors             *prometheus.CounterVec
+	bytesRead          prometheus.Counter
+	lagSeconds         *prometheus.GaugeVec
+	entriesBehind      *prometheus.GaugeVec
+	shardsBehind       *prometheus.GaugeVec
+	shardLag           *prometheus.GaugeVec
+	shardBehind        *prometheus.GaugeVec
+	objectBytesRead    prometheus.Counter
+	objectsApplied     *prometheus.CounterVec
+	objectBytesApplied *prometheus.CounterVec
+	trims              prometheus.Counter
+	resyncs            *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not
@@ -51,6 +52,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "object_bytes_read_total", Help: "Object body bytes read from the source."}),
 		objectsApplied: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "rgwsync", Subsystem: "exporter",
 			Name: "objects_applied_total", Help: "Object operations acked as applied."}, []string{"destination"}),
+		objectBytesApplied: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "rgwsync", Subsystem: "exporter",
+			Name: "object_bytes_applied_total", Help: "Object bytes of operations acked as applied (failed ones included)."}, []string{"destination"}),
 		trims: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "rgwsync", Subsystem: "exporter",
 			Name: "mdlog_trims_total", Help: "Trims of a source mdlog shard."}),
 		resyncs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "rgwsync", Subsystem: "exporter",
@@ -58,7 +61,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.streams, m.batchesSent, m.entriesApplied, m.retriesFailed, m.errors, m.bytesRead,
-			m.lagSeconds, m.entriesBehind, m.shardsBehind, m.shardLag, m.shardBehind, m.objectBytesRead, m.objectsApplied, m.trims, m.resyncs)
+			m.lagSeconds, m.entriesBehind, m.shardsBehind, m.shardLag, m.shardBehind, m.objectBytesRead, m.objectsApplied, m.objectBytesApplied, m.trims, m.resyncs)
 	}
 	return m
 }

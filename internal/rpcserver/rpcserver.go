@@ -72,7 +72,15 @@ func New(o Options) *Server {
 	if o.MaxRecvMsgSize == 0 {
 		o.MaxRecvMsgSize = 16 << 20
 	}
-	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
+	// Successful calls (status polls every second) at debug; failures at
+	// their default levels.
+	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall),
+		logging.WithLevels(func(c codes.Code) logging.Level {
+			if c == codes.OK {
+				return logging.LevelDebug
+			}
+			return logging.DefaultServerCodeToLevel(c)
+		})}
 	rec := recovery.WithRecoveryHandler(func(p any) error {
 		o.Logger.Error("panic in gRPC handler", "panic", p, "stack", string(debug.Stack()))
 		return status.Errorf(codes.Internal, "internal error")

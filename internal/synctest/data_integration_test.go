@@ -3,9 +3,7 @@
 package synctest
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"strings"
 	"testing"
@@ -21,43 +19,6 @@ import (
 
 const dataOn = "data:\n  enabled: true\n"
 
-func putObject(t *testing.T, c *s3.Client, bucket, key string, body []byte, mod func(*s3.PutObjectInput)) {
-	t.Helper()
-	in := &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(body)}
-	if mod != nil {
-		mod(in)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	_, err := c.PutObject(ctx, in)
-	require.NoError(t, err, "put %s/%s", bucket, key)
-}
-
-func randomBytes(n int) []byte {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return b
-}
-
-func multipart(t *testing.T, c *s3.Client, bucket, key string, parts ...int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	up, err := c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key),
-		ContentType: aws.String("application/x-test")})
-	require.NoError(t, err)
-	var done []types.CompletedPart
-	for i, n := range parts {
-		p, err := c.UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(bucket), Key: aws.String(key), UploadId: up.UploadId,
-			PartNumber: aws.Int32(int32(i + 1)), Body: bytes.NewReader(randomBytes(n))})
-		require.NoError(t, err)
-		done = append(done, types.CompletedPart{ETag: p.ETag, PartNumber: aws.Int32(int32(i + 1))})
-	}
-	_, err = c.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key),
-		UploadId: up.UploadId, MultipartUpload: &types.CompletedMultipartUpload{Parts: done}})
-	require.NoError(t, err)
-}
-
 // Objects of every common kind follow the bucket: small and large bodies,
 // multipart with the same ETag, headers, metadata and tags, awkward names,
 // overwrites and deletes; a bucket filled before the services started
@@ -70,7 +31,7 @@ func TestDataSyncObjects(t *testing.T) {
 	pre := p + "-pre"
 	e.Bucket(c, pre)
 	for i := range 20 {
-		putObject(t, c, pre, fmt.Sprintf("pre/%02d", i), randomBytes(100+i), nil)
+		PutObject(t, c, pre, fmt.Sprintf("pre/%02d", i), RandomBytes(100+i), nil)
 	}
 	e.StartExporter(dataOn)
 	e.StartApplier("a1")
@@ -81,10 +42,10 @@ func TestDataSyncObjects(t *testing.T) {
 	e.Bucket(c, live)
 	names := []string{"plain", "a:b", "a&b", ".", "..", "...", ".o.", "with space", "100%", "a+b", "ünïcødé", "a/b/c/", "deep/a/b/c/d"}
 	for _, n := range names {
-		putObject(t, c, live, n, []byte("body of "+n), nil)
+		PutObject(t, c, live, n, []byte("body of "+n), nil)
 	}
-	putObject(t, c, live, "empty", nil, nil)
-	putObject(t, c, live, "headers", []byte("<h1>hi</h1>"), func(in *s3.PutObjectInput) {
+	PutObject(t, c, live, "empty", nil, nil)
+	PutObject(t, c, live, "headers", []byte("<h1>hi</h1>"), func(in *s3.PutObjectInput) {
 		in.ContentType = aws.String("text/html")
 		in.CacheControl = aws.String("max-age=60")
 		in.ContentDisposition = aws.String(`attachment; filename="x.html"`)
@@ -93,12 +54,12 @@ func TestDataSyncObjects(t *testing.T) {
 		in.Metadata = map[string]string{"color": "blue", "shape": "round"}
 		in.Tagging = aws.String("team=sync&tier=gold")
 	})
-	putObject(t, c, live, "big-5mib", randomBytes(5<<20), nil)
-	multipart(t, c, live, "mp-4x5", 5<<20, 5<<20, 5<<20, 5<<20)
-	multipart(t, c, live, "mp-uneven", 5<<20, 6<<20, 1<<20)
-	putObject(t, c, live, "overwritten", []byte("v1"), nil)
-	putObject(t, c, live, "overwritten", []byte("v2 is longer"), nil)
-	putObject(t, c, live, "deleted", []byte("gone soon"), nil)
+	PutObject(t, c, live, "big-5mib", RandomBytes(5<<20), nil)
+	Multipart(t, c, live, "mp-4x5", 5<<20, 5<<20, 5<<20, 5<<20)
+	Multipart(t, c, live, "mp-uneven", 5<<20, 6<<20, 1<<20)
+	PutObject(t, c, live, "overwritten", []byte("v1"), nil)
+	PutObject(t, c, live, "overwritten", []byte("v2 is longer"), nil)
+	PutObject(t, c, live, "deleted", []byte("gone soon"), nil)
 	ctx := context.Background()
 	_, err := c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(live), Key: aws.String("deleted")})
 	require.NoError(t, err)
@@ -106,7 +67,7 @@ func TestDataSyncObjects(t *testing.T) {
 	var ids []types.ObjectIdentifier
 	for i := range 49 {
 		k := fmt.Sprintf("md/%02d", i)
-		putObject(t, c, live, k, []byte(k), nil)
+		PutObject(t, c, live, k, []byte(k), nil)
 		ids = append(ids, types.ObjectIdentifier{Key: aws.String(k)})
 	}
 	_, err = c.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: aws.String(live), Delete: &types.Delete{Objects: ids}})
@@ -147,10 +108,10 @@ func TestDataSyncVersioned(t *testing.T) {
 	require.NoError(t, err)
 	e.WaitMetadataEqual(60*time.Second, Prefix(p))
 
-	putObject(t, c, b, "doc", []byte("v1"), nil)
-	putObject(t, c, b, "doc", []byte("v2 longer"), nil)
-	putObject(t, c, b, "doc", []byte("v3 the longest"), nil)
-	putObject(t, c, b, "gone", []byte("x"), nil)
+	PutObject(t, c, b, "doc", []byte("v1"), nil)
+	PutObject(t, c, b, "doc", []byte("v2 longer"), nil)
+	PutObject(t, c, b, "doc", []byte("v3 the longest"), nil)
+	PutObject(t, c, b, "gone", []byte("x"), nil)
 	// a delete marker on "gone", and one version of "doc" removed
 	_, err = c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b), Key: aws.String("gone")})
 	require.NoError(t, err)
@@ -171,8 +132,8 @@ func TestDataSyncVersioned(t *testing.T) {
 	_, err = c.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(b),
 		VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusSuspended}})
 	require.NoError(t, err)
-	putObject(t, c, b, "doc", []byte("null version"), nil)
-	putObject(t, c, b, "fresh", []byte("null only"), nil)
+	PutObject(t, c, b, "doc", []byte("null version"), nil)
+	PutObject(t, c, b, "fresh", []byte("null only"), nil)
 	e.WaitObjectsEqual(2*time.Minute, uid, b)
 }
 
@@ -191,9 +152,9 @@ func TestDataSyncKill9DuringLargeObject(t *testing.T) {
 	app := e.StartApplier("a1")
 	e.WaitMetadataEqual(60*time.Second, Prefix(p))
 	for i := range 3 {
-		multipart(t, c, b, fmt.Sprintf("large-%d", i), 8<<20, 8<<20, 8<<20, 8<<20)
+		Multipart(t, c, b, fmt.Sprintf("large-%d", i), 8<<20, 8<<20, 8<<20, 8<<20)
 	}
-	putObject(t, c, b, "single-20m", randomBytes(20<<20), nil)
+	PutObject(t, c, b, "single-20m", RandomBytes(20<<20), nil)
 	// Kill in the middle of a body: more than one chunk of a large object
 	// read from the source, not all of them.
 	read := func() float64 { return metricValue(t, metrics, "rgwsync_exporter_object_bytes_read_total") }
@@ -208,4 +169,3 @@ func TestDataSyncKill9DuringLargeObject(t *testing.T) {
 	e.StartExporter(extra)
 	e.WaitObjectsEqual(3*time.Minute, uid, b)
 }
-

@@ -6,7 +6,9 @@
 package synctest
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"net"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -357,6 +360,9 @@ func (e *Env) waitServing(p *Proc) {
 	e.T.Fatalf("%s did not listen on %s within 60s", p.Name, p.Addr)
 }
 
+// PID is the process id (for /proc/PID/status: the benchmark reads VmHWM).
+func (p *Proc) PID() int { return p.cmd.Process.Pid }
+
 // Kill sends SIGKILL (kill -9) and waits for the process to go.
 func (p *Proc) Kill() {
 	select {
@@ -550,5 +556,53 @@ func (e *Env) WaitObjectsEqual(timeout time.Duration, uid string, buckets ...str
 			e.T.Fatalf("objects not equal after %s (last error: %v): %d differences:\n%s", timeout, lastErr, len(diffs), b.String())
 		case <-time.After(500 * time.Millisecond):
 		}
+	}
+}
+
+// PutObject writes an object on zone-a (mod may set headers, tags, ...).
+func PutObject(t labtest.TB, c *s3.Client, bucket, key string, body []byte, mod func(*s3.PutObjectInput)) {
+	t.Helper()
+	in := &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(body)}
+	if mod != nil {
+		mod(in)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := c.PutObject(ctx, in)
+	if err != nil {
+		t.Fatalf("put %s/%s: %v", bucket, key, err)
+	}
+}
+
+// RandomBytes returns n random bytes.
+func RandomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+// Multipart uploads an object in parts of the given sizes.
+func Multipart(t labtest.TB, c *s3.Client, bucket, key string, parts ...int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	up, err := c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key),
+		ContentType: aws.String("application/x-test")})
+	if err != nil {
+		t.Fatalf("create multipart upload %s/%s: %v", bucket, key, err)
+	}
+	var done []types.CompletedPart
+	for i, n := range parts {
+		p, err := c.UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(bucket), Key: aws.String(key), UploadId: up.UploadId,
+			PartNumber: aws.Int32(int32(i + 1)), Body: bytes.NewReader(RandomBytes(n))})
+		if err != nil {
+			t.Fatalf("upload part %d of %s/%s: %v", i+1, bucket, key, err)
+		}
+		done = append(done, types.CompletedPart{ETag: p.ETag, PartNumber: aws.Int32(int32(i + 1))})
+	}
+	_, err = c.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key),
+		UploadId: up.UploadId, MultipartUpload: &types.CompletedMultipartUpload{Parts: done}})
+	if err != nil {
+		t.Fatalf("complete multipart upload %s/%s: %v", bucket, key, err)
 	}
 }

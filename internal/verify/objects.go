@@ -9,6 +9,7 @@ import (
 	"maps"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -65,6 +66,11 @@ func Objects(ctx context.Context, src, dst *s3.Client, bucket string) ([]Diff, e
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	type job struct {
+		name string
+		v    objVersion
+	}
+	var jobs []job
 	for _, k := range keys {
 		av := a[k]
 		name := bucket + "/" + av.Key + "@" + av.VersionID
@@ -78,13 +84,30 @@ func Objects(ctx context.Context, src, dst *s3.Client, bucket string) ([]Diff, e
 			diffs = append(diffs, Diff{"object", name, fmt.Sprintf("listing differs: source %+v, destination %+v", av, bv)})
 			continue
 		}
-		if av.Marker {
-			continue
+		if !av.Marker {
+			jobs = append(jobs, job{name, av})
 		}
-		if d, err := compareObject(ctx, src, dst, bucket, av); err != nil {
-			return nil, err
-		} else if d != "" {
-			diffs = append(diffs, Diff{"object", name, d})
+	}
+	// Bodies and tags, 16 objects at a time.
+	results := make([]string, len(jobs))
+	errs := make([]error, len(jobs))
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			results[i], errs[i] = compareObject(ctx, src, dst, bucket, j.v)
+		}()
+	}
+	wg.Wait()
+	for i, j := range jobs {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		if results[i] != "" {
+			diffs = append(diffs, Diff{"object", j.name, results[i]})
 		}
 	}
 	rest := make([]string, 0, len(b))

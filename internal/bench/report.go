@@ -1,0 +1,135 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// print writes the table: medians of the rounds, ratios and targets
+// (DESIGN.md "Yardsticks").
+func (r *results) print(w io.Writer, o options, took time.Duration) {
+	fmt.Fprintf(w, "\nrgwsync benchmark: %d round(s), medians; %s; took %s\n", o.rounds, hostLine(), took.Round(time.Second))
+	fmt.Fprintf(w, "workloads: small %d x %d B in %d buckets; large %d x %d MiB (%d MiB parts); huge 1 x %d MiB (rgwsync only); metadata %d users + %d buckets; lag one %d B object every %s for %s\n\n",
+		o.smallObjects, o.smallSize, o.smallBuckets, o.largeCount, o.largeSize>>20, o.partSize>>20, o.hugeSize>>20,
+		o.users, o.metaBuckets, o.smallSize, o.lagEvery, o.lagFor)
+	fig := func(name string, f string) string {
+		if v, ok := r.med(name); ok {
+			return fmt.Sprintf(f, v)
+		}
+		return "-"
+	}
+	ratio := func(a, b string) (float64, string) {
+		x, ok1 := r.med(a)
+		y, ok2 := r.med(b)
+		if !ok1 || !ok2 || y == 0 {
+			return 0, "-"
+		}
+		return x / y, fmt.Sprintf("%.2fx", x/y)
+	}
+	verdict := func(v float64, s string, want float64, higher bool) string {
+		if s == "-" {
+			return "-"
+		}
+		if (higher && v >= want) || (!higher && v <= want) {
+			return "met"
+		}
+		return "MISSED"
+	}
+	tw := newTable(w, "workload", "rgwsync", "built-in", "copy floor", "rgwsync/built-in", "rgwsync/copy floor", "target", "")
+	for _, row := range []struct {
+		label, key, unit string
+		target           string
+		want             float64
+		vsCopy           bool
+	}{
+		{"small objects", "small", "obj/s", ">= 1.2x built-in", 1.2, false},
+		{"large objects", "large", "MiB/s", ">= 1x built-in, >= 0.9x copy floor", 1, true},
+		{"metadata", "metadata", "items/s", ">= 3x built-in", 3, false},
+	} {
+		vb, sb := ratio(row.key+"/rgwsync", row.key+"/built-in")
+		vc, sc := ratio(row.key+"/rgwsync", row.key+"/copy floor")
+		v := verdict(vb, sb, row.want, true)
+		if row.vsCopy && sc != "-" && vc < 0.9 {
+			v = "MISSED"
+		}
+		tw.row(row.label+" ("+row.unit+")", fig(row.key+"/rgwsync", "%.0f"), fig(row.key+"/built-in", "%.0f"),
+			fig(row.key+"/copy floor", "%.0f"), sb, sc, row.target, v)
+	}
+	if _, ok := r.med("huge/rgwsync"); ok {
+		tw.row(fmt.Sprintf("1 x %d MiB object (MiB/s)", o.hugeSize>>20), fig("huge/rgwsync", "%.0f"), "-", "-", "-", "-", "", "")
+	}
+	for _, q := range []struct {
+		key, label string
+		want       float64
+	}{{"lag50", "lag p50 (ms)", 60}, {"lag99", "lag p99 (ms)", 250}} {
+		v, ok := r.med(q.key + "/rgwsync")
+		_, sb := ratio(q.key+"/rgwsync", q.key+"/built-in")
+		verd := "-"
+		if ok {
+			verd = verdict(v, "x", q.want, false)
+		}
+		tw.row(q.label, fig(q.key+"/rgwsync", "%.0f"), fig(q.key+"/built-in", "%.0f"), "-", sb, "-",
+			fmt.Sprintf("<= %.0f ms", q.want), verd)
+	}
+	for _, ph := range []string{"large", "huge"} {
+		for _, svc := range []string{"exporter", "applier"} {
+			v, ok := r.med("rss/" + ph + "/" + svc)
+			if !ok {
+				continue
+			}
+			verd := "met"
+			if v >= 64<<20 {
+				verd = "MISSED"
+			}
+			tw.row(fmt.Sprintf("peak RSS %s, %s run (MiB)", svc, ph), fmt.Sprintf("%.1f", v/(1<<20)), "-", "-", "-", "-", "< 64 MiB", verd)
+		}
+	}
+	tw.flush()
+	if len(r.notes) > 0 {
+		fmt.Fprintln(w, "\nrgwsync metrics per phase (services restarted for each catch-up):")
+		for _, n := range r.notes {
+			fmt.Fprintln(w, "  "+n)
+		}
+	}
+}
+
+// table is a plain aligned text table (also valid Markdown).
+type table struct {
+	w    io.Writer
+	rows [][]string
+}
+
+func newTable(w io.Writer, head ...string) *table {
+	t := &table{w: w}
+	t.rows = append(t.rows, head)
+	sep := make([]string, len(head))
+	for i := range sep {
+		sep[i] = "---"
+	}
+	t.rows = append(t.rows, sep)
+	return t
+}
+
+func (t *table) row(cells ...string) { t.rows = append(t.rows, cells) }
+
+func (t *table) flush() {
+	width := make([]int, len(t.rows[0]))
+	for _, r := range t.rows {
+		for i, c := range r {
+			width[i] = max(width[i], len(c))
+		}
+	}
+	for _, r := range t.rows {
+		var b strings.Builder
+		b.WriteString("|")
+		for i, c := range r {
+			if r[0] == "---" {
+				c = strings.Repeat("-", width[i])
+			}
+			fmt.Fprintf(&b, " %-*s |", width[i], c)
+		}
+		fmt.Fprintln(t.w, b.String())
+	}
+}

@@ -1,0 +1,543 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/rgwsync/rgwsync/internal/rgwadmin"
+)
+
+var httpClient = rgwadmin.NewHTTPClient()
+
+// s3Client is a path-style client on endpoint with the keys (the shared
+// HTTP client keeps 64 idle connections per host and quick ACKs).
+func s3Client(endpoint, ak, sk string) *s3.Client {
+	return s3.New(s3.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(endpoint),
+		UsePathStyle: true,
+		HTTPClient:   httpClient,
+		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{AccessKeyID: ak, SecretAccessKey: sk}, nil
+		}),
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
+		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+	})
+}
+
+// user is an S3 user made by the benchmark on zone-a.
+type user struct{ uid, ak, sk string }
+
+func newUser(uid string) user {
+	return user{uid: uid, ak: strings.ToUpper(strings.NewReplacer("-", "", "_", "").Replace(uid)) + "AK", sk: uid + "-secret"}
+}
+
+func (u user) on(endpoint string) *s3.Client { return s3Client(endpoint, u.ak, u.sk) }
+
+// emptySHA256 is the SHA-256 of an empty body.
+const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+// createUsers makes users on the master with the admin API
+// (PUT /admin/user), 8 at a time.
+func createUsers(ctx context.Context, endpoint string, users []user) error {
+	signer := v4.NewSigner()
+	creds := aws.Credentials{AccessKeyID: sysAK, SecretAccessKey: sysSK}
+	return parallel(ctx, 8, len(users), func(ctx context.Context, i int) error {
+		u := users[i]
+		q := url.Values{"uid": {u.uid}, "display-name": {u.uid}, "access-key": {u.ak}, "secret-key": {u.sk}}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, endpoint+"/admin/user?"+q.Encode(), nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("X-Amz-Content-Sha256", emptySHA256)
+		if err := signer.SignHTTP(ctx, creds, req, emptySHA256, "s3", "us-east-1", time.Now().UTC()); err != nil {
+			return err
+		}
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("create user %s: %s: %s", u.uid, resp.Status, body)
+		}
+		return nil
+	})
+}
+
+// parallel runs f(0..n-1) on k goroutines; the first error cancels the rest.
+func parallel(ctx context.Context, k, n int, f func(context.Context, int) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(k, max(n, 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := f(ctx, i); err != nil {
+					cancel(err)
+				}
+			}
+		}()
+	}
+feed:
+	for i := range n {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	return context.Cause(ctx)
+}
+
+func createBuckets(ctx context.Context, c func(i int) *s3.Client, names []string) error {
+	return parallel(ctx, 16, len(names), func(ctx context.Context, i int) error {
+		_, err := c(i).CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(names[i])})
+		if err != nil {
+			return fmt.Errorf("create bucket %s: %w", names[i], err)
+		}
+		return nil
+	})
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+// putSmall writes perBucket objects of size bytes into each bucket, 16 at a time.
+func putSmall(ctx context.Context, c *s3.Client, buckets []string, perBucket, size int) error {
+	n := len(buckets) * perBucket
+	return parallel(ctx, 16, n, func(ctx context.Context, i int) error {
+		b, k := buckets[i%len(buckets)], fmt.Sprintf("o/%05d", i/len(buckets))
+		_, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(b), Key: aws.String(k),
+			Body: bytes.NewReader(randomBytes(size)), ContentLength: aws.Int64(int64(size))})
+		if err != nil {
+			return fmt.Errorf("put %s/%s: %w", b, k, err)
+		}
+		return nil
+	})
+}
+
+// putMultipart writes a size-byte object in partSize parts, 4 parts at a time.
+func putMultipart(ctx context.Context, c *s3.Client, bucket, key string, size, partSize int64) error {
+	up, err := c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		return fmt.Errorf("create upload %s/%s: %w", bucket, key, err)
+	}
+	nparts := int((size + partSize - 1) / partSize)
+	parts := make([]types.CompletedPart, nparts)
+	err = parallel(ctx, 4, nparts, func(ctx context.Context, i int) error {
+		n := min(partSize, size-int64(i)*partSize)
+		p, err := c.UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(bucket), Key: aws.String(key), UploadId: up.UploadId,
+			PartNumber: aws.Int32(int32(i + 1)), Body: bytes.NewReader(randomBytes(int(n))), ContentLength: aws.Int64(n)})
+		if err != nil {
+			return fmt.Errorf("upload part %d of %s/%s: %w", i+1, bucket, key, err)
+		}
+		parts[i] = types.CompletedPart{ETag: p.ETag, PartNumber: aws.Int32(int32(i + 1))}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	_, err = c.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key),
+		UploadId: up.UploadId, MultipartUpload: &types.CompletedMultipartUpload{Parts: parts}})
+	if err != nil {
+		return fmt.Errorf("complete %s/%s: %w", bucket, key, err)
+	}
+	return nil
+}
+
+// objInfo is what a listing says of an object.
+type objInfo struct {
+	Size int64
+	ETag string
+}
+
+// list returns every object of the bucket (an error when the bucket or
+// the user is not there yet).
+func list(ctx context.Context, c *s3.Client, bucket string) (map[string]objInfo, error) {
+	out := map[string]objInfo{}
+	p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), MaxKeys: aws.Int32(1000)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range page.Contents {
+			out[aws.ToString(o.Key)] = objInfo{Size: aws.ToInt64(o.Size), ETag: aws.ToString(o.ETag)}
+		}
+	}
+	return out, nil
+}
+
+// waitListed polls the destination's listings until every bucket holds
+// want[bucket] objects of the expected sizes (a multipart object shows in
+// a listing only once complete). It returns when they match: the sync is
+// timed, not the verification.
+func waitListed(ctx context.Context, dst *s3.Client, want map[string]map[string]objInfo, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	pending := map[string]bool{}
+	for b := range want {
+		pending[b] = true
+	}
+	var lastErr error
+	for {
+		for b := range pending {
+			got, err := list(ctx, dst, b)
+			if err != nil {
+				lastErr = err
+				continue
+			}
+			ok := len(got) == len(want[b])
+			for k, w := range want[b] {
+				if g, found := got[k]; !ok || !found || g.Size != w.Size {
+					ok = false
+					break
+				}
+			}
+			if ok {
+				delete(pending, b)
+			} else {
+				lastErr = fmt.Errorf("bucket %s: %d of %d objects listed", b, len(got), len(want[b]))
+			}
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("destination not complete after %s (%d buckets pending): %v", timeout, len(pending), lastErr)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// checkSample compares size and ETag of up to n objects of want (all when
+// n <= 0) with HEAD on the destination. A difference is an error.
+func checkSample(ctx context.Context, dst *s3.Client, want map[string]map[string]objInfo, n int) (int, error) {
+	type bk struct{ b, k string }
+	var all []bk
+	for b, objs := range want {
+		for k := range objs {
+			all = append(all, bk{b, k})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].b+"/"+all[i].k < all[j].b+"/"+all[j].k })
+	if n > 0 && n < len(all) {
+		for i := range n { // a random sample: Fisher-Yates on the first n
+			j, _ := rand.Int(rand.Reader, big.NewInt(int64(len(all)-i)))
+			all[i], all[i+int(j.Int64())] = all[i+int(j.Int64())], all[i]
+		}
+		all = all[:n]
+	}
+	err := parallel(ctx, 16, len(all), func(ctx context.Context, i int) error {
+		x := all[i]
+		h, err := dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(x.b), Key: aws.String(x.k)})
+		if err != nil {
+			return fmt.Errorf("verify: HEAD %s/%s on the destination: %w", x.b, x.k, err)
+		}
+		w := want[x.b][x.k]
+		if aws.ToInt64(h.ContentLength) != w.Size || aws.ToString(h.ETag) != w.ETag {
+			return fmt.Errorf("verify: %s/%s: destination size %d ETag %s, source size %d ETag %s",
+				x.b, x.k, aws.ToInt64(h.ContentLength), aws.ToString(h.ETag), w.Size, w.ETag)
+		}
+		return nil
+	})
+	return len(all), err
+}
+
+// sourceState lists the buckets on the source.
+func sourceState(ctx context.Context, src *s3.Client, buckets []string) (map[string]map[string]objInfo, error) {
+	out := map[string]map[string]objInfo{}
+	for _, b := range buckets {
+		objs, err := list(ctx, src, b)
+		if err != nil {
+			return nil, fmt.Errorf("list source %s: %w", b, err)
+		}
+		out[b] = objs
+	}
+	return out, nil
+}
+
+// countKeys counts the metadata keys of section containing sub.
+func countKeys(ctx context.Context, c *rgwadmin.Client, section, sub string) (int, error) {
+	n, marker := 0, ""
+	for {
+		page, err := c.ListMetadataKeys(ctx, section, marker, 1000)
+		if err != nil {
+			return 0, err
+		}
+		for _, k := range page.Keys {
+			if strings.Contains(k, sub) {
+				n++
+			}
+		}
+		if !page.Truncated || page.Marker == "" {
+			return n, nil
+		}
+		marker = page.Marker
+	}
+}
+
+// waitMetadata polls the destination until it holds users users and
+// buckets buckets (and as many bucket instances) whose keys contain sub.
+func waitMetadata(ctx context.Context, dst *rgwadmin.Client, sub string, users, buckets int, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	want := map[string]int{"user": users, "bucket": buckets, "bucket.instance": buckets}
+	got := map[string]int{}
+	for {
+		done := true
+		for _, sec := range []string{"user", "bucket", "bucket.instance"} {
+			if got[sec] == want[sec] {
+				continue
+			}
+			n, err := countKeys(ctx, dst, sec, sub)
+			if err == nil {
+				got[sec] = n
+			}
+			if got[sec] != want[sec] {
+				done = false
+				break
+			}
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("metadata not complete after %s: have %v, want %v", timeout, got, want)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// copyBucketMetadata makes the source bucket exist on the destination the
+// way metadata sync does: PUT its bucket.instance, then its bucket entry.
+func copyBucketMetadata(ctx context.Context, src, dst *rgwadmin.Client, bucket string) error {
+	blob, err := src.GetMetadata(ctx, "bucket", bucket)
+	if err != nil {
+		return err
+	}
+	var entry struct {
+		Data struct {
+			Bucket struct {
+				BucketID string `json:"bucket_id"`
+			} `json:"bucket"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(blob, &entry); err != nil || entry.Data.Bucket.BucketID == "" {
+		return fmt.Errorf("bucket %s: no bucket_id in its metadata (%v)", bucket, err)
+	}
+	inst := bucket + ":" + entry.Data.Bucket.BucketID
+	ib, err := src.GetMetadata(ctx, "bucket.instance", inst)
+	if err != nil {
+		return err
+	}
+	if _, err := dst.PutMetadata(ctx, "bucket.instance", inst, ib, ""); err != nil {
+		return fmt.Errorf("put bucket.instance %s: %w", inst, err)
+	}
+	if _, err := dst.PutMetadata(ctx, "bucket", bucket, blob, ""); err != nil {
+		return fmt.Errorf("put bucket %s: %w", bucket, err)
+	}
+	return nil
+}
+
+func copyUserMetadata(ctx context.Context, src, dst *rgwadmin.Client, uid string) error {
+	blob, err := src.GetMetadata(ctx, "user", uid)
+	if err != nil {
+		return err
+	}
+	_, err = dst.PutMetadata(ctx, "user", uid, blob, "")
+	return err
+}
+
+// copyFloorSmall is the plain copier: list each source bucket, then 16
+// goroutines GET from the source and PUT to the destination bucket.
+func copyFloorSmall(ctx context.Context, src, dst *s3.Client, pairs [][2]string, workers int) (int, error) {
+	type job struct{ from, to, key string }
+	var jobs []job
+	for _, p := range pairs {
+		objs, err := list(ctx, src, p[0])
+		if err != nil {
+			return 0, err
+		}
+		for k := range objs {
+			jobs = append(jobs, job{p[0], p[1], k})
+		}
+	}
+	err := parallel(ctx, workers, len(jobs), func(ctx context.Context, i int) error {
+		j := jobs[i]
+		g, err := src.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(j.from), Key: aws.String(j.key)})
+		if err != nil {
+			return fmt.Errorf("copy floor: GET %s/%s: %w", j.from, j.key, err)
+		}
+		body, err := io.ReadAll(g.Body)
+		g.Body.Close()
+		if err != nil {
+			return err
+		}
+		_, err = dst.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(j.to), Key: aws.String(j.key),
+			Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body)))})
+		if err != nil {
+			return fmt.Errorf("copy floor: PUT %s/%s: %w", j.to, j.key, err)
+		}
+		return nil
+	})
+	return len(jobs), err
+}
+
+// copyFloorLarge copies large objects part by part: ranged GETs of
+// partSize from the source, UploadPart to the destination, workers parts
+// at a time over all objects.
+func copyFloorLarge(ctx context.Context, src, dst *s3.Client, from, to string, objs map[string]objInfo, partSize int64, workers int) (int64, error) {
+	type part struct {
+		key      string
+		n        int32
+		off, len int64
+	}
+	var parts []part
+	uploads := map[string]*string{}
+	done := map[string][]types.CompletedPart{}
+	var mu sync.Mutex
+	var total int64
+	for k, o := range objs {
+		up, err := dst.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(to), Key: aws.String(k)})
+		if err != nil {
+			return 0, fmt.Errorf("copy floor: create upload %s/%s: %w", to, k, err)
+		}
+		uploads[k] = up.UploadId
+		np := int((o.Size + partSize - 1) / partSize)
+		done[k] = make([]types.CompletedPart, np)
+		for i := range np {
+			parts = append(parts, part{k, int32(i + 1), int64(i) * partSize, min(partSize, o.Size-int64(i)*partSize)})
+		}
+		total += o.Size
+	}
+	err := parallel(ctx, workers, len(parts), func(ctx context.Context, i int) error {
+		p := parts[i]
+		g, err := src.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(from), Key: aws.String(p.key),
+			Range: aws.String(fmt.Sprintf("bytes=%d-%d", p.off, p.off+p.len-1))})
+		if err != nil {
+			return fmt.Errorf("copy floor: GET %s/%s part %d: %w", from, p.key, p.n, err)
+		}
+		body, err := io.ReadAll(g.Body)
+		g.Body.Close()
+		if err != nil {
+			return err
+		}
+		if int64(len(body)) != p.len {
+			return fmt.Errorf("copy floor: short read of %s part %d", p.key, p.n)
+		}
+		up, err := dst.UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(to), Key: aws.String(p.key), UploadId: uploads[p.key],
+			PartNumber: aws.Int32(p.n), Body: bytes.NewReader(body), ContentLength: aws.Int64(p.len)})
+		if err != nil {
+			return fmt.Errorf("copy floor: upload part %d of %s/%s: %w", p.n, to, p.key, err)
+		}
+		mu.Lock()
+		done[p.key][p.n-1] = types.CompletedPart{ETag: up.ETag, PartNumber: aws.Int32(p.n)}
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for k, ps := range done {
+		_, err := dst.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String(to), Key: aws.String(k),
+			UploadId: uploads[k], MultipartUpload: &types.CompletedMultipartUpload{Parts: ps}})
+		if err != nil {
+			return 0, fmt.Errorf("copy floor: complete %s/%s: %w", to, k, err)
+		}
+	}
+	return total, nil
+}
+
+// lag writes one object of size bytes every interval for dur into bucket,
+// and measures for each the time from the end of its PUT until a HEAD on
+// the destination finds it (polled every 5 ms).
+func lag(ctx context.Context, src, dst *s3.Client, bucket string, dur, interval time.Duration, size int) ([]time.Duration, error) {
+	var (
+		mu   sync.Mutex
+		lags []time.Duration
+		wg   sync.WaitGroup
+		errs []error
+	)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	end := time.Now().Add(dur)
+	for i := 0; time.Now().Before(end); i++ {
+		key := fmt.Sprintf("lag/%05d", i)
+		_, err := src.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key),
+			Body: bytes.NewReader(randomBytes(size)), ContentLength: aws.Int64(int64(size))})
+		if err != nil {
+			return nil, fmt.Errorf("lag: put %s: %w", key, err)
+		}
+		written := time.Now()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			deadline := written.Add(90 * time.Second)
+			for time.Now().Before(deadline) {
+				_, err := dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+				if err == nil {
+					mu.Lock()
+					lags = append(lags, time.Since(written))
+					mu.Unlock()
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			mu.Lock()
+			errs = append(errs, fmt.Errorf("lag: %s not on the destination 90 s after its write", key))
+			mu.Unlock()
+		}()
+		<-tick.C
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	sort.Slice(lags, func(i, j int) bool { return lags[i] < lags[j] })
+	return lags, nil
+}
+
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(p*float64(len(sorted))+0.5) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func shortHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
