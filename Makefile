@@ -41,7 +41,7 @@ SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
 TMP := .tmp
 
 .PHONY: help tools generate verify-generate lint build certs deps lab-up lab-down \
-        test test-unit test-integration demo clean
+        test test-unit test-integration bench demo clean
 
 help: ## list the targets (the default)
 	@echo "usage: make TARGET [VAR=value ...]"
@@ -161,6 +161,20 @@ test-unit: ## go test -race ./...
 test-integration: deps $(GRPCURL) ## go test -tags integration ./... against a lab of its own, booted and stopped around it
 	LAB=$(TEST_LAB) MON_PORT=$(TEST_MON_PORT) RGW_A_PORT=$(TEST_RGW_A_PORT) RGW_B_PORT=$(TEST_RGW_B_PORT) \
 	  deploy/ceph-lab/with-lab.sh go test -tags integration -count=1 -p 1 -timeout 25m ./...
+
+# ---- benchmark ----
+
+# `make bench` boots two labs of its own, one after the other (rgwsync +
+# copy floor, then Ceph's built-in sync), on ports clear of the other labs.
+BENCH_N      ?= 1
+BENCH_FLAGS  ?=
+BENCH_LAB    ?= /tmp/rgwsync-bench-lab
+BENCH_BUILTIN_LAB ?= /tmp/rgwsync-bench-builtin-lab
+
+bench: deps ## benchmark rgwsync vs Ceph's built-in sync and a plain copier, labs of its own (BENCH_N=rounds, BENCH_FLAGS=-quick); see BENCHMARKS.md
+	go run ./internal/bench -n $(BENCH_N) -lab-dir $(BENCH_LAB) -builtin-lab-dir $(BENCH_BUILTIN_LAB) \
+	  -mon-port 29789 -zone-a-port 29001 -zone-b-port 29002 \
+	  -builtin-mon-port 29889 -builtin-zone-a-port 29101 -builtin-zone-b-port 29102 $(BENCH_FLAGS)
 
 # ---- demo ----
 
