@@ -26,6 +26,7 @@ const dataOn = "data:\n  enabled: true\n"
 func TestDataSyncObjects(t *testing.T) {
 	e := NewEnv(t)
 	p := labtest.RandomName("d")
+	e.Only(p)
 	uid := p + "-owner"
 	c := e.User(uid, "Owner")
 	pre := p + "-pre"
@@ -96,6 +97,7 @@ func etagOf(t *testing.T, c *s3.Client, bucket, key string) string {
 func TestDataSyncVersioned(t *testing.T) {
 	e := NewEnv(t)
 	p := labtest.RandomName("v")
+	e.Only(p)
 	uid := p + "-owner"
 	c := e.User(uid, "Owner")
 	e.StartExporter(dataOn)
@@ -142,6 +144,7 @@ func TestDataSyncVersioned(t *testing.T) {
 func TestDataSyncKill9DuringLargeObject(t *testing.T) {
 	e := NewEnv(t)
 	p := labtest.RandomName("l")
+	e.Only(p)
 	uid := p + "-owner"
 	c := e.User(uid, "Owner")
 	b := p + "-big"

@@ -78,6 +78,7 @@ func (w *writer) waitFor(t *testing.T, n int64) {
 func TestKill9MidStream(t *testing.T) {
 	e := NewEnv(t)
 	p := labtest.RandomName("k")
+	e.Only(p)
 	c := e.User(p+"-owner", "Owner")
 	exp := e.StartExporter("")
 	app := e.StartApplier("a1")
@@ -107,6 +108,7 @@ func TestKill9MidStream(t *testing.T) {
 func TestTwoAppliersShareAndFailOver(t *testing.T) {
 	e := NewEnv(t)
 	p := labtest.RandomName("t")
+	e.Only(p)
 	c := e.User(p+"-owner", "Owner")
 	e.StartExporter("")
 	a1 := e.StartApplier("a1")
@@ -114,17 +116,18 @@ func TestTwoAppliersShareAndFailOver(t *testing.T) {
 	w := e.writeBuckets(c, p, 120)
 
 	// Both get a share.
+	units := e.Units()
 	require.Eventually(t, func() bool {
 		h1, h2 := heldBy(t, a1.Addr), heldBy(t, a2.Addr)
-		return len(h1) > 0 && len(h2) > 0 && len(h1)+len(h2) == 65
-	}, 60*time.Second, 200*time.Millisecond, "both appliers should hold a share of the 65 units")
+		return len(h1) > 0 && len(h2) > 0 && len(h1)+len(h2) == units
+	}, 60*time.Second, 200*time.Millisecond, "both appliers should hold a share of the %d units", units)
 
 	w.waitFor(t, 60)
 	a1.Kill()
 	t.Log("a1 killed")
 	// a2 takes everything once a1's leases expire.
-	require.Eventually(t, func() bool { return len(heldBy(t, a2.Addr)) == 65 }, 4*e.LeaseLength, 200*time.Millisecond,
-		"a2 should take over all 65 units after a1's leases expire")
+	require.Eventually(t, func() bool { return len(heldBy(t, a2.Addr)) == units }, 4*e.LeaseLength, 200*time.Millisecond,
+		"a2 should take over all %d units after a1's leases expire", units)
 	<-w.done
 	e.WaitMetadataEqual(2*time.Minute, Prefix(p))
 
@@ -197,6 +200,7 @@ func assertNoOverlap(t *testing.T, recs []applier.AuditRecord) {
 func TestFailedKeyIsRetried(t *testing.T) {
 	e := NewEnv(t)
 	p := labtest.RandomName("r")
+	e.Only(p)
 	victim := p + "-victim"
 	var failing atomic.Bool
 	failing.Store(true)
@@ -257,11 +261,13 @@ func TestFailedKeyIsRetried(t *testing.T) {
 func TestGrpcurlStatusAndBounds(t *testing.T) {
 	grpcurl := findGrpcurl(t)
 	e := NewEnv(t)
+	p := labtest.RandomName("c")
+	e.Only(p)
 	e.StartExporter("")
 	app := e.StartApplier("a1")
-	p := labtest.RandomName("c")
 	e.User(p+"-x", "X")
 	e.WaitMetadataEqual(60*time.Second, Prefix(p))
+	e.WaitFullSyncDone(2 * time.Minute)
 
 	out := run(t, grpcurl, "-plaintext", e.ExporterAddr, "list")
 	for _, s := range []string{"rgwsync.v1.ReplicationService", "rgwsync.v1.StatusService", "grpc.health.v1.Health"} {

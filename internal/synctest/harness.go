@@ -79,6 +79,7 @@ type Env struct {
 	// DestEndpoint is where appliers write (a fault proxy may sit there).
 	DestEndpoint string
 	LeaseLength  time.Duration
+	only         string
 	// TLS, set before the services start, runs the link and the status
 	// endpoints over mTLS with the certificates of Certs.
 	TLS      bool
@@ -227,12 +228,55 @@ source:
   endpoint: %s
   access_key: %s
   secret_key: %s
-%ssync:
+%s%ssync:
   poll_max: 200ms
   retry_min: 500ms
   retry_max: 2s
-%s`, e.ExporterAddr, filepath.Join(e.Dir, "bounds.db"), e.Lab.ZoneA, e.Lab.AccessKey, e.Lab.SecretKey, e.tlsSection("exporter"), extra))
+%s`, e.ExporterAddr, filepath.Join(e.Dir, "bounds.db"), e.Lab.ZoneA, e.Lab.AccessKey, e.Lab.SecretKey, e.tlsSection("exporter"),
+		e.onlyFilter(extra), extra))
 	return p
+}
+
+// Only limits the env's exporter to buckets named prefix* (and tenants'
+// */prefix*): a test's destination then does not full-sync every bucket
+// earlier tests left in the shared lab. Users always replicate.
+func (e *Env) Only(prefix string) { e.only = prefix }
+
+func (e *Env) onlyFilter(extra string) string {
+	if e.only == "" || strings.Contains(extra, "filter:") {
+		return ""
+	}
+	return fmt.Sprintf("filter:\n  include: [%q, %q]\n", e.only+"*", "*/"+e.only+"*")
+}
+
+// Units is the number of units of work (shards) the exporter keeps bounds
+// for, for this env's destination: 65 for metadata plus the data log's.
+func (e *Env) Units() int {
+	e.T.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := StatusOf(ctx, e.ExporterAddr, e.Dest, e.DialOption(e.ExporterAddr))
+	if err != nil || len(st.GetDestinations()) == 0 {
+		e.T.Fatalf("exporter status: %v", err)
+	}
+	return len(st.GetDestinations()[0].GetShards())
+}
+
+// WaitFullSyncDone waits for the metadata full sync of the env's
+// destination.
+func (e *Env) WaitFullSyncDone(timeout time.Duration) {
+	e.T.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		b, err := e.BoundsOf(ctx, rgwlog.Unit{Log: v1.LogType_LOG_TYPE_METADATA_FULL})
+		cancel()
+		if err == nil && b.GetMarker() == "3|" {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.T.Fatalf("metadata full sync not done after %s", timeout)
 }
 
 // ApplierConfig writes an applier's YAML and returns its path.

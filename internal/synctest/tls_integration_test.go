@@ -26,6 +26,7 @@ func TestTLSMetadataFullThenIncremental(t *testing.T) {
 	e := NewEnv(t)
 	e.TLS = true
 	p := labtest.RandomName("tls")
+	e.Only(p)
 	alice := e.User(p+"-alice", "Alice")
 	e.Bucket(alice, p+"-pre1")
 
@@ -71,9 +72,10 @@ func TestTLSGrpcurl(t *testing.T) {
 	grpcurl := findGrpcurl(t)
 	e := NewEnv(t)
 	e.TLS = true
+	p := labtest.RandomName("tlsc")
+	e.Only(p)
 	e.StartExporter("")
 	app := e.StartApplier("a1")
-	p := labtest.RandomName("tlsc")
 	e.User(p+"-x", "X")
 	e.WaitMetadataEqual(60*time.Second, Prefix(p))
 
