@@ -3,9 +3,7 @@
 package synctest
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -24,7 +22,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
-	"github.com/rgwsync/rgwsync/internal/applier"
 	"github.com/rgwsync/rgwsync/internal/labtest"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
 )
@@ -138,7 +135,7 @@ func TestTwoAppliersShareAndFailOver(t *testing.T) {
 	}
 	require.Greater(t, byApplier["a1"], 0, "a1 applied batches")
 	require.Greater(t, byApplier["a2"], 0, "a2 applied batches")
-	assertNoOverlap(t, recs)
+	AssertNoOverlap(t, recs)
 }
 
 func heldBy(t *testing.T, addr string) map[string]bool {
@@ -159,40 +156,10 @@ func heldBy(t *testing.T, addr string) map[string]bool {
 	return out
 }
 
-func readAudit(t *testing.T, path string) []applier.AuditRecord {
-	f, err := os.Open(path)
+func readAudit(t *testing.T, path string) []AuditRecord {
+	recs, err := ReadAudit(path)
 	require.NoError(t, err)
-	defer f.Close()
-	var out []applier.AuditRecord
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var r applier.AuditRecord
-		require.NoError(t, json.Unmarshal(sc.Bytes(), &r), "audit line %q", sc.Text())
-		out = append(out, r)
-	}
-	return out
-}
-
-// assertNoOverlap: for each shard, the write intervals of different
-// appliers never overlap, and every batch ended before its lease deadline.
-func assertNoOverlap(t *testing.T, recs []applier.AuditRecord) {
-	t.Helper()
-	byShard := map[string][]applier.AuditRecord{}
-	for _, r := range recs {
-		require.True(t, r.End.Before(r.LeaseDeadline), "batch %s/%d of %s ended after its lease deadline", r.Shard, r.Seq, r.Applier)
-		byShard[r.Shard] = append(byShard[r.Shard], r)
-	}
-	for shard, rs := range byShard {
-		for i := range rs {
-			for j := i + 1; j < len(rs); j++ {
-				a, b := rs[i], rs[j]
-				if a.Applier != b.Applier && a.Start.Before(b.End) && b.Start.Before(a.End) {
-					t.Errorf("shard %s applied by %s and %s at once: [%s, %s] and [%s, %s]", shard,
-						a.Applier, b.Applier, a.Start, a.End, b.Start, b.End)
-				}
-			}
-		}
-	}
+	return recs
 }
 
 // A key that fails on the destination is kept as a retry (visible in the
