@@ -1,0 +1,591 @@
+// Package chaos is the fault-injection suite: it runs the real exporter and
+// three appliers (internal/synctest) against the lab while a seeded workload
+// (internal/workload) writes on zone-a, injects process, link, lease and
+// gateway faults, then heals everything, waits until the verifiers find
+// zone-b equal to zone-a and reports what it did and what it found.
+//
+// Topology (all on 127.0.0.1):
+//
+//	applier ──► toxiproxy "link" ──► exporter ──► zone-a
+//	applier ──► toxiproxy "dest" ──► FaultGateway (HTTP) ──► zone-b
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/rgwsync/rgwsync/internal/labtest"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/synctest"
+	"github.com/rgwsync/rgwsync/internal/verify"
+	"github.com/rgwsync/rgwsync/internal/workload"
+)
+
+// Config is one chaos run.
+type Config struct {
+	Seed uint64
+	// Kills is the number of process faults (kill -9, and SIGTERM every
+	// fifth time) of the exporter or of applier a1/a2, each followed by a
+	// restart.
+	Kills int
+	// LinkFaults is the number of toxics played on the applier→exporter
+	// and applier→zone-b links.
+	LinkFaults int
+	// LeaseFaults is the number of SIGSTOPs of applier a3 past its lease.
+	LeaseFaults int
+	// GatewayFaults is the number of windows in which zone-b's fault proxy
+	// spoils answers.
+	GatewayFaults int
+	// Duration is the fault phase; the workload runs through it.
+	Duration time.Duration
+	// Pace is the workload's pause between operations.
+	Pace time.Duration
+	// Converge bounds the wait for equal zones after the last fault.
+	Converge time.Duration
+	// Blackhole is how long a black hole lasts (default 36 s: longer than
+	// the gRPC keepalive, 20 s + 10 s, and than the lease).
+	Blackhole time.Duration
+	// TLS runs the link over mTLS (the toxiproxy sits under TLS).
+	TLS bool
+}
+
+// Report is what a run did and found.
+type Report struct {
+	Seed          uint64
+	Faults        map[string]int // by kind
+	Workload      map[string]int // operations by kind
+	Buckets       []string
+	RemovedBucket []string
+	FaultPhase    time.Duration
+	// Converge is the time from the end of the last fault to equal zones
+	// (or to the give-up when Diffs is not empty).
+	Converge       time.Duration
+	Diffs          []verify.Diff
+	Lost           int // objects/keys missing on zone-b
+	Resurrected    int // objects/keys on zone-b only (a delete not applied or undone)
+	Other          int // other differences
+	AuditRecords   int
+	Violations     []string // double-applied shards, batches past their lease
+	Crashes        []string // processes that exited without being told
+	SpoiledAnswers int64
+	FrozenHeld     []int // leases a3 held when frozen, one per SIGSTOP
+	WorkloadErr    error
+}
+
+// Total is the number of faults injected.
+func (r *Report) Total() int {
+	n := 0
+	for _, v := range r.Faults {
+		n += v
+	}
+	return n
+}
+
+// KindTotals sums the faults by family (process, link, lease, gateway).
+func (r *Report) KindTotals() map[string]int {
+	out := map[string]int{}
+	for k, v := range r.Faults {
+		fam, _, _ := strings.Cut(k, ":")
+		out[fam] += v
+	}
+	return out
+}
+
+// String prints the report.
+func (r *Report) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "chaos report (seed %d)\n", r.Seed)
+	fams := r.KindTotals()
+	fmt.Fprintf(&b, "  faults injected: %d (", r.Total())
+	for i, k := range slices.Sorted(maps.Keys(fams)) {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %d", k, fams[k])
+	}
+	b.WriteString(")\n")
+	for _, k := range slices.Sorted(maps.Keys(r.Faults)) {
+		fmt.Fprintf(&b, "    %-34s %d\n", k, r.Faults[k])
+	}
+	ops := 0
+	for _, v := range r.Workload {
+		ops += v
+	}
+	fmt.Fprintf(&b, "  workload: %d operations:", ops)
+	for _, k := range slices.Sorted(maps.Keys(r.Workload)) {
+		fmt.Fprintf(&b, " %s=%d", k, r.Workload[k])
+	}
+	fmt.Fprintf(&b, "\n  buckets verified: %d (+%d removed during the run)\n", len(r.Buckets), len(r.RemovedBucket))
+	fmt.Fprintf(&b, "  fault phase: %s; converged %s after the last fault\n", r.FaultPhase.Round(time.Second), r.Converge.Round(100*time.Millisecond))
+	fmt.Fprintf(&b, "  differences: %d (lost %d, resurrected deletes %d, other %d)\n", len(r.Diffs), r.Lost, r.Resurrected, r.Other)
+	fmt.Fprintf(&b, "  audit: %d batches, %d violations (double-applied shards or batches past their lease)\n", r.AuditRecords, len(r.Violations))
+	fmt.Fprintf(&b, "  gateway answers spoiled: %d; leases held by a3 when frozen: %v\n", r.SpoiledAnswers, r.FrozenHeld)
+	fmt.Fprintf(&b, "  unexpected exits: %d\n", len(r.Crashes))
+	for _, d := range r.Diffs {
+		fmt.Fprintf(&b, "    DIFF %s\n", d)
+	}
+	for _, v := range r.Violations {
+		fmt.Fprintf(&b, "    AUDIT %s\n", v)
+	}
+	for _, c := range r.Crashes {
+		fmt.Fprintf(&b, "    CRASH %s\n", c)
+	}
+	if r.WorkloadErr != nil {
+		fmt.Fprintf(&b, "  workload error: %v\n", r.WorkloadErr)
+	}
+	return b.String()
+}
+
+// OK reports whether the run found nothing wrong.
+func (r *Report) OK() bool {
+	return len(r.Diffs) == 0 && len(r.Violations) == 0 && len(r.Crashes) == 0 && r.WorkloadErr == nil
+}
+
+// fatal is how the harness's Fatal reaches a fault goroutine (see goTB).
+type fatal struct{ msg string }
+
+// goTB lets harness calls made from fault goroutines fail without
+// runtime.Goexit on a goroutine that is not the test's: Fatal panics with
+// fatal, which the goroutine recovers into an error.
+type goTB struct{ labtest.TB }
+
+func (g goTB) Fatal(args ...any)                 { panic(fatal{fmt.Sprint(args...)}) }
+func (g goTB) Fatalf(format string, args ...any) { panic(fatal{fmt.Sprintf(format, args...)}) }
+
+func catch(err *error) {
+	if r := recover(); r != nil {
+		f, ok := r.(fatal)
+		if !ok {
+			panic(r)
+		}
+		*err = errors.New(f.msg)
+	}
+}
+
+type run struct {
+	cfg   Config
+	t     labtest.TB
+	e     *synctest.Env
+	links *Links
+	gw    *FaultGateway
+	rep   *Report
+
+	mu        sync.Mutex
+	exp       *synctest.Proc
+	apps      map[string]*synctest.Proc
+	extra     string
+	lastFault time.Time
+}
+
+func (r *run) count(kind string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rep.Faults[kind]++
+}
+
+func (r *run) faultEnded() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now := time.Now(); now.After(r.lastFault) {
+		r.lastFault = now
+	}
+}
+
+// Run runs the suite on the lab and returns its report; it fails t only
+// when the run could not be set up or driven (the caller judges the
+// report).
+func Run(t labtest.TB, cfg Config) *Report {
+	t.Helper()
+	if cfg.Converge == 0 {
+		cfg.Converge = 5 * time.Minute
+	}
+	if cfg.Blackhole == 0 {
+		cfg.Blackhole = 36 * time.Second
+	}
+	rep := &Report{Seed: cfg.Seed, Faults: map[string]int{}}
+	e := synctest.NewEnv(goTB{t})
+	e.TLS = cfg.TLS
+	e.LeaseLength = 6 * time.Second
+	prefix := fmt.Sprintf("chaos%d-%s", cfg.Seed%100000, labtest.RandomName("")[:4])
+	e.Only(prefix)
+	r := &run{cfg: cfg, t: t, e: e, rep: rep, apps: map[string]*synctest.Proc{}, extra: "data:\n  enabled: true\n"}
+
+	var setupErr error
+	func() {
+		defer catch(&setupErr)
+		// zone-b behind the fault gateway behind toxiproxy "dest"; the
+		// exporter behind toxiproxy "link".
+		gw, err := NewFaultGateway(e.Lab.ZoneB, cfg.Seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(gw.Close)
+		r.gw = gw
+		r.links = NewLinks()
+		t.Cleanup(r.links.Close)
+		gu, _ := url.Parse(gw.URL())
+		destAddr, err := r.links.Add("dest", gu.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		linkAddr, err := r.links.Add("link", e.ExporterAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.DestEndpoint = "http://" + destAddr
+		e.ExporterDial = linkAddr
+		r.exp = e.StartExporter(r.extra)
+		for _, id := range []string{"a1", "a2", "a3"} {
+			r.apps[id] = e.StartApplier(id)
+		}
+	}()
+	if setupErr != nil {
+		t.Fatal(setupErr)
+	}
+
+	ctx := context.Background()
+	w, err := workload.New(ctx, workload.Config{Seed: cfg.Seed, Prefix: prefix, Owner: prefix + "-owner",
+		Endpoint: e.Lab.ZoneA, LabDir: e.Lab.Dir, Pace: cfg.Pace})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	wctx, stopWorkload := context.WithCancel(ctx)
+	wdone := make(chan error, 1)
+	go func() { wdone <- w.Run(wctx, 0) }()
+
+	errs := make(chan error, 4)
+	var wg sync.WaitGroup
+	for i, loop := range []func(*rand.Rand){r.processLoop, r.linkLoop, r.leaseLoop, r.gatewayLoop} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			defer func() {
+				if err != nil {
+					errs <- err
+				}
+			}()
+			defer catch(&err)
+			loop(rand.New(rand.NewPCG(cfg.Seed, uint64(i+1))))
+		}()
+	}
+	wg.Wait()
+	stopWorkload()
+	rep.WorkloadErr = <-wdone
+	rep.FaultPhase = time.Since(start)
+	close(errs)
+	for err := range errs {
+		t.Fatalf("fault loop: %v", err)
+	}
+
+	// Heal: no toxics, no spoiled answers, every process running.
+	r.links.Clear("link")
+	r.links.Clear("dest")
+	r.gw.Set(GatewayOK)
+	var healErr error
+	func() {
+		defer catch(&healErr)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.apps["a3"].Signal(syscall.SIGCONT)
+		if r.exp.Exited() {
+			rep.Crashes = append(rep.Crashes, "exporter exited by itself:\n"+tail(r.exp.Log(), 30))
+			r.exp = e.StartExporter(r.extra)
+		}
+		for _, id := range slices.Sorted(maps.Keys(r.apps)) {
+			if p := r.apps[id]; p.Exited() {
+				rep.Crashes = append(rep.Crashes, "applier "+id+" exited by itself:\n"+tail(p.Log(), 30))
+				r.apps[id] = e.StartApplier(id)
+			}
+		}
+	}()
+	if healErr != nil {
+		t.Fatal(healErr)
+	}
+	r.faultEnded()
+	rep.SpoiledAnswers = r.gw.Spoiled()
+	rep.Workload = w.Counts()
+	rep.Buckets = w.Buckets()
+	rep.RemovedBucket = w.Removed()
+
+	r.converge(w)
+
+	recs, err := synctest.ReadAudit(e.AuditPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.AuditRecords = len(recs)
+	rep.Violations = synctest.AuditViolations(recs)
+	return rep
+}
+
+// converge polls the verifiers until zone-b equals zone-a or cfg.Converge
+// passes, and fills the report's differences.
+func (r *run) converge(w *workload.Workload) {
+	e, rep := r.e, r.rep
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Converge)
+	defer cancel()
+	src, dst := workload.Client(e.Lab.ZoneA, w.Owner()), workload.Client(e.Lab.ZoneB, w.Owner())
+	keep := synctest.Prefix(strings.TrimSuffix(w.Owner(), "-owner"))
+	var diffs []verify.Diff
+	var lastErr error
+	for {
+		diffs, lastErr = nil, nil
+		md, err := verify.Metadata(ctx, e.Src, e.Dst, rgwlog.DefaultSections, keep)
+		if err != nil {
+			lastErr = err
+		}
+		diffs = append(diffs, md...)
+		if err == nil {
+			for _, b := range rep.Buckets {
+				d, err := verify.Objects(ctx, src, dst, b)
+				if err != nil {
+					lastErr = err
+					break
+				}
+				diffs = append(diffs, d...)
+			}
+		}
+		if lastErr == nil {
+			for _, b := range rep.RemovedBucket {
+				if _, err := dst.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(b)}); err == nil {
+					diffs = append(diffs, verify.Diff{Section: "bucket", Key: b, What: "removed on the source, still on the destination"})
+				}
+			}
+		}
+		if lastErr == nil && len(diffs) == 0 {
+			r.mu.Lock()
+			rep.Converge = time.Since(r.lastFault)
+			r.mu.Unlock()
+			return
+		}
+		select {
+		case <-ctx.Done():
+			r.mu.Lock()
+			rep.Converge = time.Since(r.lastFault)
+			r.mu.Unlock()
+			if lastErr != nil && len(diffs) == 0 {
+				diffs = append(diffs, verify.Diff{Section: "verify", Key: "-", What: lastErr.Error()})
+			}
+			rep.Diffs = diffs
+			for _, d := range diffs {
+				switch {
+				case strings.Contains(d.What, "missing on the destination"):
+					rep.Lost++
+				case strings.Contains(d.What, "only on the destination"), strings.Contains(d.What, "still on the destination"):
+					rep.Resurrected++
+				default:
+					rep.Other++
+				}
+			}
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// slots spreads n events over d: the start of event i, jittered by up to
+// half a slot.
+func slots(rng *rand.Rand, n int, d time.Duration) []time.Duration {
+	if n == 0 {
+		return nil
+	}
+	slot := d / time.Duration(n)
+	out := make([]time.Duration, n)
+	for i := range out {
+		out[i] = time.Duration(i)*slot + time.Duration(rng.Int64N(int64(slot/2)+1))
+	}
+	return out
+}
+
+func sleepUntil(t time.Time) {
+	if d := time.Until(t); d > 0 {
+		time.Sleep(d)
+	}
+}
+
+func (r *run) processLoop(rng *rand.Rand) {
+	start := time.Now()
+	targets := []string{"exporter", "a1", "a2"}
+	for i, at := range slots(rng, r.cfg.Kills, r.cfg.Duration) {
+		sleepUntil(start.Add(at))
+		// The first three faults hit each target once, so even a short run
+		// kills both sides.
+		target := targets[i%3]
+		if i >= 3 {
+			target = targets[rng.IntN(3)]
+		}
+		graceful := i%5 == 4 // every fifth fault is a graceful restart
+		down := time.Duration(rng.IntN(1500)) * time.Millisecond
+		r.mu.Lock()
+		var p *synctest.Proc
+		if target == "exporter" {
+			p = r.exp
+		} else {
+			p = r.apps[target]
+		}
+		r.mu.Unlock()
+		if p.Exited() {
+			r.mu.Lock()
+			r.rep.Crashes = append(r.rep.Crashes, target+" exited by itself:\n"+tail(p.Log(), 30))
+			r.mu.Unlock()
+		}
+		kind := "process:kill-9-" + target
+		if graceful {
+			kind = "process:sigterm-" + target
+			if err := p.Stop(); err != nil {
+				r.mu.Lock()
+				r.rep.Crashes = append(r.rep.Crashes, fmt.Sprintf("%s: %v", target, err))
+				r.mu.Unlock()
+			}
+		} else {
+			p.Kill()
+		}
+		r.count(kind)
+		time.Sleep(down)
+		if target == "exporter" {
+			np := r.e.StartExporter(r.extra)
+			r.mu.Lock()
+			r.exp = np
+			r.mu.Unlock()
+		} else {
+			np := r.e.StartApplier(target)
+			r.mu.Lock()
+			r.apps[target] = np
+			r.mu.Unlock()
+		}
+		r.faultEnded()
+	}
+}
+
+// linkFault is one toxic setup: name, and how to apply it.
+type linkFault struct {
+	name  string
+	apply func(l *Links, proxy string) error
+	hold  func(r *run, rng *rand.Rand) time.Duration
+}
+
+func both(l *Links, proxy, name, typ, attrs string) error {
+	if err := l.Toxic(proxy, name+"-up", typ, "upstream", attrs); err != nil {
+		return err
+	}
+	return l.Toxic(proxy, name+"-down", typ, "downstream", attrs)
+}
+
+func holdFor(min, spread time.Duration) func(*run, *rand.Rand) time.Duration {
+	return func(_ *run, rng *rand.Rand) time.Duration { return min + time.Duration(rng.Int64N(int64(spread))) }
+}
+
+var linkFaults = []linkFault{
+	{"latency-100ms-rtt", func(l *Links, p string) error {
+		return both(l, p, "latency", "latency", `{"latency":50,"jitter":10}`)
+	}, holdFor(10*time.Second, 10*time.Second)},
+	{"bandwidth-256KiBps", func(l *Links, p string) error {
+		return both(l, p, "bw", "bandwidth", `{"rate":256}`)
+	}, holdFor(10*time.Second, 10*time.Second)},
+	{"reset-peer", func(l *Links, p string) error {
+		return both(l, p, "reset", "reset_peer", `{"timeout":200}`)
+	}, holdFor(3*time.Second, 4*time.Second)},
+	{"blackhole", func(l *Links, p string) error {
+		// data dropped, connections closed when the toxic goes (or after
+		// an hour): a silent partition.
+		return both(l, p, "blackhole", "timeout", `{"timeout":3600000}`)
+	}, func(r *run, _ *rand.Rand) time.Duration { return r.cfg.Blackhole }},
+	{"half-open-limit-data", func(l *Links, p string) error {
+		return l.Toxic(p, "limit-down", "limit_data", "downstream", `{"bytes":32768}`)
+	}, holdFor(8*time.Second, 8*time.Second)},
+	{"slow-close", func(l *Links, p string) error {
+		return both(l, p, "slowclose", "slow_close", `{"delay":5000}`)
+	}, holdFor(8*time.Second, 8*time.Second)},
+}
+
+func (r *run) linkLoop(rng *rand.Rand) {
+	start := time.Now()
+	order := rng.Perm(len(linkFaults))
+	for i, at := range slots(rng, r.cfg.LinkFaults, r.cfg.Duration) {
+		sleepUntil(start.Add(at))
+		f := linkFaults[order[i%len(order)]]
+		proxy := []string{"link", "dest"}[(i/len(order)+i)%2]
+		if err := f.apply(r.links, proxy); err != nil {
+			panic(fatal{err.Error()})
+		}
+		r.count("link:" + f.name + "@" + proxy)
+		time.Sleep(f.hold(r, rng))
+		r.links.Clear(proxy)
+		r.faultEnded()
+	}
+}
+
+func (r *run) leaseLoop(rng *rand.Rand) {
+	start := time.Now()
+	for _, at := range slots(rng, r.cfg.LeaseFaults, r.cfg.Duration) {
+		sleepUntil(start.Add(at))
+		r.mu.Lock()
+		a3 := r.apps["a3"]
+		r.mu.Unlock()
+		held := heldBy(a3.Addr, r.e)
+		a3.Signal(syscall.SIGSTOP)
+		r.count("lease:sigstop-a3")
+		r.mu.Lock()
+		r.rep.FrozenHeld = append(r.rep.FrozenHeld, held)
+		r.mu.Unlock()
+		time.Sleep(2*r.e.LeaseLength + time.Duration(rng.IntN(4000))*time.Millisecond)
+		a3.Signal(syscall.SIGCONT)
+		r.faultEnded()
+	}
+}
+
+func (r *run) gatewayLoop(rng *rand.Rand) {
+	start := time.Now()
+	order := rng.Perm(len(GatewayModes))
+	for i, at := range slots(rng, r.cfg.GatewayFaults, r.cfg.Duration) {
+		sleepUntil(start.Add(at))
+		m := GatewayModes[order[i%len(order)]]
+		r.gw.Set(m)
+		r.count("gateway:" + m)
+		time.Sleep(8*time.Second + time.Duration(rng.IntN(8000))*time.Millisecond)
+		r.gw.Set(GatewayOK)
+		r.faultEnded()
+	}
+}
+
+// heldBy is the number of units addr's applier holds a valid lease on.
+func heldBy(addr string, e *synctest.Env) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	st, err := synctest.StatusOf(ctx, addr, "", e.DialOption(addr))
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, d := range st.GetDestinations() {
+		for _, s := range d.GetShards() {
+			if s.GetLeaseHolder() != "" && s.GetLeaseExpires().AsTime().After(time.Now()) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
