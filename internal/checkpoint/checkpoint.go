@@ -111,13 +111,20 @@ func Open(path string) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open bounds file %s: %w", path, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketBounds)
-		return err
-	})
-	if err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("init bounds file %s: %w", path, err)
+	// Only a new file is written to at open: a write transaction commits a
+	// new meta page even when it changes nothing, and a damaged file must
+	// be left exactly as it was found (the operator's evidence).
+	var exists bool
+	_ = db.View(func(tx *bolt.Tx) error { exists = tx.Bucket(bucketBounds) != nil; return nil })
+	if !exists {
+		err = db.Update(func(tx *bolt.Tx) error {
+			_, err := tx.CreateBucketIfNotExists(bucketBounds)
+			return err
+		})
+		if err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("init bounds file %s: %w", path, err)
+		}
 	}
 	s := &Store{db: db, path: path}
 	// Read everything once so a damaged file is reported at start, not when
