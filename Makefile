@@ -171,6 +171,9 @@ test-integration: deps $(GRPCURL) ## go test -tags integration ./... against a l
 # workload writes, then waits for zone-b to equal zone-a. The report is
 # printed and written to .tmp/chaos-report.txt. See RELIABILITY.md.
 CHAOS_LAB            ?= /tmp/rgwsync-chaos-lab
+CHAOS_MON_PORT       ?= 27789
+CHAOS_RGW_A_PORT     ?= 27001
+CHAOS_RGW_B_PORT     ?= 27002
 CHAOS_SEED           ?= 1
 CHAOS_KILLS          ?= 110
 CHAOS_LINK_FAULTS    ?= 24
@@ -180,7 +183,7 @@ CHAOS_DURATION       ?= 13m
 
 chaos: deps ## full fault-injection run (>= 100 kills, >= 20 link faults, < 20 min) on a lab of its own; CHAOS_SEED=n reproduces a run
 	@mkdir -p $(TMP)
-	LAB=$(CHAOS_LAB) MON_PORT=27789 RGW_A_PORT=27001 RGW_B_PORT=27002 \
+	LAB=$(CHAOS_LAB) MON_PORT=$(CHAOS_MON_PORT) RGW_A_PORT=$(CHAOS_RGW_A_PORT) RGW_B_PORT=$(CHAOS_RGW_B_PORT) \
 	  CHAOS_SEED=$(CHAOS_SEED) CHAOS_KILLS=$(CHAOS_KILLS) CHAOS_LINK_FAULTS=$(CHAOS_LINK_FAULTS) \
 	  CHAOS_LEASE_FAULTS=$(CHAOS_LEASE_FAULTS) CHAOS_GATEWAY_FAULTS=$(CHAOS_GATEWAY_FAULTS) CHAOS_DURATION=$(CHAOS_DURATION) \
 	  CHAOS_REPORT=$(CURDIR)/$(TMP)/chaos-report.txt \
