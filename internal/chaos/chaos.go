@@ -71,14 +71,17 @@ type Report struct {
 	FaultPhase    time.Duration
 	// Converge is the time from the end of the last fault to equal zones
 	// (or to the give-up when Diffs is not empty).
-	Converge       time.Duration
-	Diffs          []verify.Diff
-	Lost           int // objects/keys missing on zone-b
-	Resurrected    int // objects/keys on zone-b only (a delete not applied or undone)
-	Other          int // other differences
-	AuditRecords   int
-	Violations     []string // double-applied shards, batches past their lease
-	Crashes        []string // processes that exited without being told
+	Converge     time.Duration
+	Diffs        []verify.Diff
+	Lost         int // objects/keys missing on zone-b
+	Resurrected  int // objects/keys on zone-b only (a delete not applied or undone)
+	Other        int // other differences
+	AuditRecords int
+	Violations   []string // double-applied shards, batches past their lease
+	Crashes      []string // processes that exited without being told
+	// StartRefusals are restarts that exited at start (retried; not a
+	// failure of the run, but listed: see RELIABILITY.md).
+	StartRefusals  []string
 	SpoiledAnswers int64
 	FrozenHeld     []int // leases a3 held when frozen, one per SIGSTOP
 	WorkloadErr    error
@@ -132,7 +135,10 @@ func (r *Report) String() string {
 	fmt.Fprintf(&b, "  differences: %d (lost %d, resurrected deletes %d, other %d)\n", len(r.Diffs), r.Lost, r.Resurrected, r.Other)
 	fmt.Fprintf(&b, "  audit: %d batches, %d violations (double-applied shards or batches past their lease)\n", r.AuditRecords, len(r.Violations))
 	fmt.Fprintf(&b, "  gateway answers spoiled: %d; leases held by a3 when frozen: %v\n", r.SpoiledAnswers, r.FrozenHeld)
-	fmt.Fprintf(&b, "  unexpected exits: %d\n", len(r.Crashes))
+	fmt.Fprintf(&b, "  unexpected exits: %d; restarts refused at start (retried): %d\n", len(r.Crashes), len(r.StartRefusals))
+	for _, s := range r.StartRefusals {
+		fmt.Fprintf(&b, "    START-REFUSED %s\n", s)
+	}
 	for _, d := range r.Diffs {
 		fmt.Fprintf(&b, "    DIFF %s\n", d)
 	}
@@ -299,17 +305,16 @@ func Run(t labtest.TB, cfg Config) *Report {
 	var healErr error
 	func() {
 		defer catch(&healErr)
-		r.mu.Lock()
-		defer r.mu.Unlock()
+		// the fault loops are over: nothing else touches r.exp and r.apps
 		r.apps["a3"].Signal(syscall.SIGCONT)
 		if r.exp.Exited() {
 			rep.Crashes = append(rep.Crashes, "exporter exited by itself:\n"+tail(r.exp.Log(), 30))
-			r.exp = e.StartExporter(r.extra)
+			r.exp = r.restart("exporter")
 		}
 		for _, id := range slices.Sorted(maps.Keys(r.apps)) {
 			if p := r.apps[id]; p.Exited() {
 				rep.Crashes = append(rep.Crashes, "applier "+id+" exited by itself:\n"+tail(p.Log(), 30))
-				r.apps[id] = e.StartApplier(id)
+				r.apps[id] = r.restart(id)
 			}
 		}
 	}()
@@ -457,19 +462,53 @@ func (r *run) processLoop(rng *rand.Rand) {
 		}
 		r.count(kind)
 		time.Sleep(down)
+		np := r.restart(target)
+		r.mu.Lock()
 		if target == "exporter" {
-			np := r.e.StartExporter(r.extra)
-			r.mu.Lock()
 			r.exp = np
-			r.mu.Unlock()
 		} else {
-			np := r.e.StartApplier(target)
-			r.mu.Lock()
 			r.apps[target] = np
-			r.mu.Unlock()
 		}
+		r.mu.Unlock()
 		r.faultEnded()
 	}
+}
+
+// restart starts target again. A start that fails (the process exits at
+// start, e.g. its start-up check of the gateway got a spoiled answer) is
+// recorded in the report and retried a second later, as a supervisor
+// (systemd Restart=on-failure, Kubernetes) would.
+func (r *run) restart(target string) *synctest.Proc {
+	for attempt := 1; ; attempt++ {
+		var p *synctest.Proc
+		var err error
+		func() {
+			defer catch(&err)
+			if target == "exporter" {
+				p = r.e.StartExporter(r.extra)
+			} else {
+				p = r.e.StartApplier(target)
+			}
+		}()
+		if err == nil {
+			return p
+		}
+		r.mu.Lock()
+		r.rep.StartRefusals = append(r.rep.StartRefusals, fmt.Sprintf("%s (attempt %d): %s", target, attempt, firstLines(err.Error(), 3)))
+		r.mu.Unlock()
+		if attempt == 20 {
+			panic(fatal{fmt.Sprintf("%s does not start after %d attempts: %v", target, attempt, err)})
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[:n]
+	}
+	return strings.Join(lines, " | ")
 }
 
 // linkFault is one toxic setup: name, and how to apply it.
