@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LAB=${DEMO_LAB:-/tmp/rgwsync-demo-lab}
-export MON_PORT=${DEMO_MON_PORT:-46789}
-export RGW_A_PORT=${DEMO_RGW_A_PORT:-48001}
-export RGW_B_PORT=${DEMO_RGW_B_PORT:-48002}
+export MON_PORT=${DEMO_MON_PORT:-24789}
+export RGW_A_PORT=${DEMO_RGW_A_PORT:-24001}
+export RGW_B_PORT=${DEMO_RGW_B_PORT:-24002}
 export LOGS_OUT=${LOGS_OUT:-$PWD/.tmp/demo-lab-logs}
 exec deploy/ceph-lab/with-lab.sh go run ./deploy/demo

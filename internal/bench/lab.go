@@ -23,6 +23,7 @@ type labSpec struct {
 	Mon, A, B     int
 	BuiltinSync   bool // RGW_B_SYNC_THREAD=true
 	MemstoreBytes int64
+	ObjectStore   string // memstore | bluestore (start.sh's OBJECTSTORE)
 }
 
 const (
@@ -40,6 +41,7 @@ func (s labSpec) env() []string {
 		fmt.Sprintf("RGW_B_PORT=%d", s.B),
 		fmt.Sprintf("RGW_B_SYNC_THREAD=%t", s.BuiltinSync),
 		fmt.Sprintf("MEMSTORE_BYTES=%d", s.MemstoreBytes),
+		"OBJECTSTORE="+s.ObjectStore,
 		"SYS_AK="+sysAK, "SYS_SK="+sysSK)
 }
 
@@ -50,8 +52,8 @@ func (s labSpec) boot() (*labtest.Lab, error) {
 		return nil, fmt.Errorf("%s is in use (%s still runs): choose another -lab-dir/ports or stop it with LAB=%s %s --wipe",
 			s.Dir, who, s.Dir, script("stop.sh"))
 	}
-	logf("booting %s lab in %s (mon :%d, zone-a :%d, zone-b :%d, built-in sync %t, memstore %d MiB)",
-		s.Name, s.Dir, s.Mon, s.A, s.B, s.BuiltinSync, s.MemstoreBytes>>20)
+	logf("booting %s lab in %s (mon :%d, zone-a :%d, zone-b :%d, built-in sync %t, %s, memstore size %d MiB)",
+		s.Name, s.Dir, s.Mon, s.A, s.B, s.BuiltinSync, s.ObjectStore, s.MemstoreBytes>>20)
 	cmd := exec.Command(script("start.sh"))
 	cmd.Env = s.env()
 	out, err := cmd.CombinedOutput()

@@ -42,6 +42,7 @@ type options struct {
 	skipBuiltin                   bool
 	labA, labB                    labSpec
 	logLevel                      string
+	objectStore                   string
 }
 
 func main() {
@@ -71,17 +72,26 @@ func main() {
 	flag.IntVar(&o.labB.A, "builtin-zone-a-port", envInt("BENCH_BUILTIN_RGW_A_PORT", 29101), "zone-a port of the built-in sync lab")
 	flag.IntVar(&o.labB.B, "builtin-zone-b-port", envInt("BENCH_BUILTIN_RGW_B_PORT", 29102), "zone-b port of the built-in sync lab")
 	flag.StringVar(&o.logLevel, "log-level", "info", "log level of the exporter and applier")
+	flag.StringVar(&o.objectStore, "objectstore", envOr("BENCH_OBJECTSTORE", "bluestore"),
+		"OSD object store of both labs: bluestore (a 10 GiB sparse file: little RAM) or memstore (RAM: about twice the data)")
 	quick := flag.Bool("quick", false, "a small run to check the setup (500 objects, 4 x 32 MiB, 20 users, 100 buckets, no 1 GiB object, 10 s lag)")
 	flag.Parse()
 	if *quick {
 		o.users, o.metaBuckets, o.smallObjects, o.largeSize, o.hugeSize, o.lagFor = 20, 100, 500, 32<<20, 0, 10*time.Second
 	}
+	o.labA.ObjectStore, o.labB.ObjectStore = o.objectStore, o.objectStore
 	// Each lab's one OSD holds both zones. The rgwsync lab stores, per
 	// round: the large objects three times (zone-a, zone-b, the copy
-	// floor's copy), the huge object twice, small objects three times.
+	// floor's copy), the huge object twice, small objects three times;
+	// memstore takes about twice the bytes stored (a 7 GiB memstore filled
+	// up with 4.2 GiB of objects), bluestore's file is 10 GiB.
 	per := 3*int64(o.largeCount)*o.largeSize + 2*o.hugeSize + 3*int64(o.smallObjects)*int64(o.smallSize)*2
-	o.labA.MemstoreBytes = int64(o.rounds)*per + 2<<30
-	o.labB.MemstoreBytes = int64(o.rounds)*(2*int64(o.largeCount)*o.largeSize+2*int64(o.smallObjects)*int64(o.smallSize)*2) + 2<<30
+	o.labA.MemstoreBytes = 2*int64(o.rounds)*per + 2<<30
+	o.labB.MemstoreBytes = 2*int64(o.rounds)*(2*int64(o.largeCount)*o.largeSize+2*int64(o.smallObjects)*int64(o.smallSize)*2) + 2<<30
+	if o.objectStore == "bluestore" && int64(o.rounds)*per > 8<<30 {
+		fmt.Fprintf(os.Stderr, "bench: %d rounds store about %d GiB in the rgwsync lab, more than its 10 GiB bluestore file holds: use fewer rounds, smaller objects or -objectstore memstore\n", o.rounds, int64(o.rounds)*per>>30)
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

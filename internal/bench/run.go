@@ -104,6 +104,7 @@ func (d *deployment) done(ctx context.Context, phase string) error {
 			return err
 		}
 		d.r.add("rss/"+phase+"/"+p.Name, float64(hwm))
+		logf("rgwsync: %s peak RSS (VmHWM) in the %s run: %.1f MiB", p.Name, phase, float64(hwm)/(1<<20))
 	}
 	am, err := scrape(ctx, d.appMetrics)
 	if err != nil {

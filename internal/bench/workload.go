@@ -504,7 +504,7 @@ func lag(ctx context.Context, src, dst *s3.Client, bucket string, dur, interval 
 		go func() {
 			defer wg.Done()
 			deadline := written.Add(90 * time.Second)
-			for time.Now().Before(deadline) {
+			for time.Now().Before(deadline) && ctx.Err() == nil {
 				_, err := dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 				if err == nil {
 					mu.Lock()

@@ -444,7 +444,13 @@ func (dw *dataWorker) sendFullPage(ctx context.Context, key string) error {
 	}
 	var refs []objRef
 	for _, en := range page.Entries {
-		r := objRef{bs: bs, key: en.Key, version: versionOf(en.VersionID), epoch: en.VersionedEpoch, ts: en.Mtime}
+		// "null" in an unversioned bucket (no epoch) is just the object;
+		// in a versioned or suspended one it is the null version.
+		version := en.VersionID
+		if version == "null" && en.VersionedEpoch == 0 {
+			version = ""
+		}
+		r := objRef{bs: bs, key: en.Key, version: version, epoch: en.VersionedEpoch, ts: en.Mtime}
 		if en.DeleteMarker {
 			r.kind = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER
 		}
@@ -524,13 +530,6 @@ type objRef struct {
 	attempt uint32
 }
 
-func versionOf(v string) string {
-	if v == "null" {
-		return ""
-	}
-	return v
-}
-
 // opsFromBILog turns bilog entries into object work. An unversioned key is
 // reconciled with what the source has now (its last entry in the page
 // stands for all). In a versioned bucket each version is its own key:
@@ -547,7 +546,17 @@ func opsFromBILog(bs bucketShard, entries []rgwadmin.BILogEntry) []objRef {
 		if en.State != "" && en.State != "complete" {
 			continue
 		}
-		r := objRef{bs: bs, key: en.Object, version: versionOf(en.Instance), epoch: en.Ver.Epoch, ts: en.Timestamp, marker: en.OpID}
+		r := objRef{bs: bs, key: en.Object, version: en.Instance, epoch: en.Ver.Epoch, ts: en.Timestamp, marker: en.OpID}
+		olhOp := en.Op == "link_olh" || en.Op == "link_olh_del" || en.Op == "unlink_instance"
+		switch {
+		case r.version == "null" && !en.Versioned && !olhOp:
+			r.version = "" // the object of an unversioned bucket
+		case r.version == "" && olhOp:
+			// An OLH op without an instance is the null version (a write
+			// while versioning was suspended: "write" instance "" then
+			// "link_olh" instance "" with the epoch, measured on 16.2.15).
+			r.version = "null"
+		}
 		versioned := en.Versioned || r.version != ""
 		switch en.Op {
 		case "write", "del":
@@ -657,6 +666,9 @@ func (e *Exporter) buildOp(ctx context.Context, r objRef) (*v1.ObjectOp, error) 
 	}
 	op.Kind = v1.ObjectOpKind_OBJECT_OP_KIND_PUT
 	op.Owner = info.Owner
+	if op.VersionId == "" && info.VersionID == "null" {
+		op.VersionId = "null" // written while versioning was suspended
+	}
 	op.Attrs = &v1.ObjectAttrs{
 		Size: info.Size, Etag: info.ETag, ContentType: info.ContentType, CacheControl: info.CacheControl,
 		ContentDisposition: info.ContentDisposition, ContentEncoding: info.ContentEncoding,

@@ -574,3 +574,60 @@ func TestDrainTakesAcksThenEndsTheStream(t *testing.T) {
 		}
 	}
 }
+
+func TestOpsFromBILog(t *testing.T) {
+	bs := bucketShard{key: "b:inst:3", bucket: "b", instance: "inst", shard: 3}
+	ent := func(op, obj, inst string, epoch uint64, versioned bool) rgwadmin.BILogEntry {
+		e := rgwadmin.BILogEntry{Op: op, Object: obj, Instance: inst, State: "complete", Versioned: versioned}
+		e.Ver.Epoch = epoch
+		return e
+	}
+	// Entries as the lab's gateway writes them (16.2.15): a versioned put
+	// is write+link_olh; a suspended put is write+link_olh without instance.
+	refs := opsFromBILog(bs, []rgwadmin.BILogEntry{
+		ent("write", "plain", "", 5, false),
+		ent("del", "plain", "", 6, false),
+		ent("write", "doc", "V1", 15, true),
+		ent("link_olh", "doc", "V1", 2, true),
+		ent("write", "doc", "", 19, true),
+		ent("link_olh", "doc", "", 3, true),
+		ent("link_olh_del", "gone", "M1", 4, true),
+		ent("unlink_instance", "doc", "V1", 5, true),
+		{Op: "write", Object: "pending", State: "pending"},
+	})
+	type r struct {
+		key, version string
+		kind         v1.ObjectOpKind
+		epoch        uint64
+	}
+	var got []r
+	for _, x := range refs {
+		got = append(got, r{x.key, x.version, x.kind, x.epoch})
+	}
+	require.Equal(t, []r{
+		{"plain", "", v1.ObjectOpKind_OBJECT_OP_KIND_UNSPECIFIED, 6}, // reconciled: the last entry of the key stands
+		{"doc", "V1", v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION, 5},
+		{"doc", "null", v1.ObjectOpKind_OBJECT_OP_KIND_PUT, 3},
+		{"gone", "M1", v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, 4},
+	}, got)
+}
+
+func TestParseBucketShard(t *testing.T) {
+	for _, tc := range []struct {
+		key, bucket, instance string
+		shard                 int
+	}{
+		{"photos:5a752b8d-3653-495e-a193-937455983cc9.4176.1:8", "photos", "5a752b8d-3653-495e-a193-937455983cc9.4176.1", 8},
+		{"acme/logs:5a75.4176.4:0", "acme/logs", "5a75.4176.4", 0},
+		{"single:5a75.4176.9", "single", "5a75.4176.9", -1},
+	} {
+		bs, err := parseBucketShard(tc.key)
+		require.NoError(t, err)
+		require.Equal(t, tc.bucket, bs.bucket)
+		require.Equal(t, tc.instance, bs.instance)
+		require.Equal(t, tc.shard, bs.shard)
+	}
+	_, err := parseBucketShard("nocolon")
+	require.Error(t, err)
+	require.Equal(t, "acme:logs", bucketShard{bucket: "acme/logs"}.s3Bucket())
+}

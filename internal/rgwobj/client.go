@@ -76,7 +76,9 @@ func (e *GatewayError) Error() string {
 }
 
 // Is makes errors.Is(err, ErrNotFound) work.
-func (e *GatewayError) Is(target error) bool { return target == ErrNotFound && e.Status == http.StatusNotFound }
+func (e *GatewayError) Is(target error) bool {
+	return target == ErrNotFound && e.Status == http.StatusNotFound
+}
 
 // Client talks to one gateway. It is safe for concurrent use.
 type Client struct {

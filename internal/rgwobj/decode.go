@@ -181,8 +181,8 @@ func aclSummary(b []byte) (owner string, isDefault bool, err error) {
 	if o.err != nil || p.err != nil {
 		return "", false, fmt.Errorf("acl owner: %w", errors.Join(o.err, p.err))
 	}
-	v, l := p.start() // RGWAccessControlList
-	l.u8()            // maps_initialized
+	v, l := p.start()                                 // RGWAccessControlList
+	l.u8()                                            // maps_initialized
 	for n := l.count(8); n > 0 && l.err == nil; n-- { // acl_user_map<string,int>
 		l.str()
 		l.u32()

@@ -18,12 +18,17 @@ import (
 	"time"
 )
 
-// writeQuery is the query of a write on behalf of owner; with a real
-// version id (not "" or "null") and epoch it also keeps the source's
-// version id and order.
+// writeQuery is the query of a write on behalf of owner; with a version
+// id and epoch it also keeps the source's version id and order. "null" is
+// sent too: it writes the null version even when the destination bucket is
+// (still) versioning-enabled — measured on 16.2.15: rgwx-version-id=null on
+// an enabled bucket answers x-amz-version-id: null and lists one null
+// version — so an object written while the source bucket was suspended
+// does not become a random version when the versioning change has not
+// reached the destination yet. On an unversioned bucket it is harmless.
 func writeQuery(owner, versionID string, epoch uint64) url.Values {
 	q := url.Values{"rgwx-uid": {owner}}
-	if versionID != "" && versionID != "null" {
+	if versionID != "" {
 		q.Set("rgwx-version-id", versionID)
 		if epoch > 0 {
 			q.Set("rgwx-versioned-epoch", strconv.FormatUint(epoch, 10))

@@ -259,13 +259,19 @@ func (e *Env) onlyFilter(extra string) string {
 // for, for this env's destination: 65 for metadata plus the data log's.
 func (e *Env) Units() int {
 	e.T.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := StatusOf(ctx, e.ExporterAddr, e.Dest, e.DialOption(e.ExporterAddr))
-	if err != nil || len(st.GetDestinations()) == 0 {
-		e.T.Fatalf("exporter status: %v", err)
+	// An applier connects only after the exporter initialised the
+	// destination (metadata and data bounds): count from then on.
+	for ctx.Err() == nil {
+		st, err := StatusOf(ctx, e.ExporterAddr, e.Dest, e.DialOption(e.ExporterAddr))
+		if err == nil && len(st.GetDestinations()) > 0 && len(st.GetDestinations()[0].GetAppliers()) > 0 {
+			return len(st.GetDestinations()[0].GetShards())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	return len(st.GetDestinations()[0].GetShards())
+	e.T.Fatalf("no applier connected to the exporter within 10s")
+	return 0
 }
 
 // WaitFullSyncDone waits for the metadata full sync of the env's
@@ -671,6 +677,7 @@ func (e *Env) WaitObjectsEqual(timeout time.Duration, uid string, buckets ...str
 	src, dst := UserOn(e.Lab.ZoneA, uid), UserOn(e.Lab.ZoneB, uid)
 	var diffs []verify.Diff
 	var lastErr error
+	lastReport := time.Now()
 	for {
 		diffs, lastErr = nil, nil
 		for _, b := range buckets {
@@ -683,6 +690,10 @@ func (e *Env) WaitObjectsEqual(timeout time.Duration, uid string, buckets ...str
 		}
 		if lastErr == nil && len(diffs) == 0 {
 			return
+		}
+		if time.Since(lastReport) > 15*time.Second {
+			lastReport = time.Now()
+			e.T.Logf("objects not equal yet (%d differences, error %v); first: %v", len(diffs), lastErr, firstDiff(diffs))
 		}
 		select {
 		case <-ctx.Done():
@@ -742,4 +753,11 @@ func Multipart(t labtest.TB, c *s3.Client, bucket, key string, parts ...int) {
 	if err != nil {
 		t.Fatalf("complete multipart upload %s/%s: %v", bucket, key, err)
 	}
+}
+
+func firstDiff(d []verify.Diff) string {
+	if len(d) == 0 {
+		return "-"
+	}
+	return d[0].String()
 }

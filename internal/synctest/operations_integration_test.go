@@ -168,7 +168,7 @@ func TestBucketFilter(t *testing.T) {
 	e := NewEnv(t)
 	p := labtest.RandomName("f")
 	e.Only(p)
-	e.StartExporter(fmt.Sprintf("filter:\n  exclude: [\"%s-skip*\"]\n", p))
+	e.StartExporter(fmt.Sprintf("filter:\n  include: [\"%s*\"]\n  exclude: [\"%s-skip*\"]\n", p, p))
 	e.StartApplier("a1")
 	c := e.User(p+"-owner", "Owner")
 	e.Bucket(c, p+"-keep")
