@@ -342,63 +342,66 @@ func Run(t labtest.TB, cfg Config) *Report {
 // passes, and fills the report's differences.
 func (r *run) converge(w *workload.Workload) {
 	e, rep := r.e, r.rep
-	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Converge)
-	defer cancel()
+	deadline := time.Now().Add(r.cfg.Converge)
 	src, dst := workload.Client(e.Lab.ZoneA, w.Owner()), workload.Client(e.Lab.ZoneB, w.Owner())
 	keep := synctest.Prefix(strings.TrimSuffix(w.Owner(), "-owner"))
-	var diffs []verify.Diff
-	var lastErr error
-	for {
-		diffs, lastErr = nil, nil
-		md, err := verify.Metadata(ctx, e.Src, e.Dst, rgwlog.DefaultSections, keep)
+	// pass compares everything once; its own timeout, so the give-up never
+	// cuts a pass short and the last complete pass's differences are
+	// reported.
+	pass := func() ([]verify.Diff, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		diffs, err := verify.Metadata(ctx, e.Src, e.Dst, rgwlog.DefaultSections, keep)
 		if err != nil {
+			return nil, err
+		}
+		for _, b := range rep.Buckets {
+			d, err := verify.Objects(ctx, src, dst, b)
+			if err != nil {
+				return nil, err
+			}
+			diffs = append(diffs, d...)
+		}
+		for _, b := range rep.RemovedBucket {
+			if _, err := dst.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(b)}); err == nil {
+				diffs = append(diffs, verify.Diff{Section: "bucket", Key: b, What: "removed on the source, still on the destination"})
+			}
+		}
+		return diffs, nil
+	}
+	var last []verify.Diff
+	var lastErr error
+	complete := false
+	for {
+		diffs, err := pass()
+		if err == nil {
+			last, complete = diffs, true
+			if len(diffs) == 0 {
+				break
+			}
+		} else {
 			lastErr = err
 		}
-		diffs = append(diffs, md...)
-		if err == nil {
-			for _, b := range rep.Buckets {
-				d, err := verify.Objects(ctx, src, dst, b)
-				if err != nil {
-					lastErr = err
-					break
-				}
-				diffs = append(diffs, d...)
-			}
+		if time.Now().After(deadline) {
+			break
 		}
-		if lastErr == nil {
-			for _, b := range rep.RemovedBucket {
-				if _, err := dst.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(b)}); err == nil {
-					diffs = append(diffs, verify.Diff{Section: "bucket", Key: b, What: "removed on the source, still on the destination"})
-				}
-			}
-		}
-		if lastErr == nil && len(diffs) == 0 {
-			r.mu.Lock()
-			rep.Converge = time.Since(r.lastFault)
-			r.mu.Unlock()
-			return
-		}
-		select {
-		case <-ctx.Done():
-			r.mu.Lock()
-			rep.Converge = time.Since(r.lastFault)
-			r.mu.Unlock()
-			if lastErr != nil && len(diffs) == 0 {
-				diffs = append(diffs, verify.Diff{Section: "verify", Key: "-", What: lastErr.Error()})
-			}
-			rep.Diffs = diffs
-			for _, d := range diffs {
-				switch {
-				case strings.Contains(d.What, "missing on the destination"):
-					rep.Lost++
-				case strings.Contains(d.What, "only on the destination"), strings.Contains(d.What, "still on the destination"):
-					rep.Resurrected++
-				default:
-					rep.Other++
-				}
-			}
-			return
-		case <-time.After(2 * time.Second):
+		time.Sleep(2 * time.Second)
+	}
+	r.mu.Lock()
+	rep.Converge = time.Since(r.lastFault)
+	r.mu.Unlock()
+	if !complete {
+		last = []verify.Diff{{Section: "verify", Key: "-", What: fmt.Sprintf("no complete comparison: %v", lastErr)}}
+	}
+	rep.Diffs = last
+	for _, d := range last {
+		switch {
+		case strings.Contains(d.What, "missing on the destination"):
+			rep.Lost++
+		case strings.Contains(d.What, "only on the destination"), strings.Contains(d.What, "still on the destination"):
+			rep.Resurrected++
+		default:
+			rep.Other++
 		}
 	}
 }
