@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -121,6 +122,16 @@ func (d *deployment) done(ctx context.Context, phase string) error {
 		am["rgwsync_applier_bytes_applied_total"],
 		em["rgwsync_exporter_batches_sent_total"], em["rgwsync_exporter_object_bytes_read_total"],
 		em["rgwsync_exporter_errors_total"], am["rgwsync_applier_errors_total"])
+	var res []string
+	for k, v := range am {
+		if r, ok := strings.CutPrefix(k, `rgwsync_applier_objects_applied_total{result="`); ok && v > 0 {
+			res = append(res, fmt.Sprintf("%s %.0f", strings.TrimSuffix(r, `"}`), v))
+		}
+	}
+	if len(res) > 0 {
+		sort.Strings(res)
+		d.r.note("round %d %s: applier object results: %s", d.round, phase, strings.Join(res, ", "))
+	}
 	return nil
 }
 
@@ -174,6 +185,9 @@ func scrape(ctx context.Context, addr string) (map[string]float64, error) {
 		v, err := strconv.ParseFloat(l[i+1:], 64)
 		if err == nil {
 			out[name] += v
+			if name != l[:i] {
+				out[l[:i]] = v // and each labelled series on its own
+			}
 		}
 	}
 	return out, sc.Err()
