@@ -179,13 +179,14 @@ CHAOS_KILLS          ?= 110
 CHAOS_LINK_FAULTS    ?= 24
 CHAOS_LEASE_FAULTS   ?= 6
 CHAOS_GATEWAY_FAULTS ?= 15
-CHAOS_DURATION       ?= 13m
+CHAOS_DURATION       ?= 12m
+CHAOS_CONVERGE       ?= 5m
 
 chaos: deps ## full fault-injection run (>= 100 kills, >= 20 link faults, < 20 min) on a lab of its own; CHAOS_SEED=n reproduces a run
 	@mkdir -p $(TMP)
 	LAB=$(CHAOS_LAB) MON_PORT=$(CHAOS_MON_PORT) RGW_A_PORT=$(CHAOS_RGW_A_PORT) RGW_B_PORT=$(CHAOS_RGW_B_PORT) \
 	  CHAOS_SEED=$(CHAOS_SEED) CHAOS_KILLS=$(CHAOS_KILLS) CHAOS_LINK_FAULTS=$(CHAOS_LINK_FAULTS) \
-	  CHAOS_LEASE_FAULTS=$(CHAOS_LEASE_FAULTS) CHAOS_GATEWAY_FAULTS=$(CHAOS_GATEWAY_FAULTS) CHAOS_DURATION=$(CHAOS_DURATION) \
+	  CHAOS_LEASE_FAULTS=$(CHAOS_LEASE_FAULTS) CHAOS_GATEWAY_FAULTS=$(CHAOS_GATEWAY_FAULTS) CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_CONVERGE=$(CHAOS_CONVERGE) \
 	  CHAOS_REPORT=$(CURDIR)/$(TMP)/chaos-report.txt \
 	  deploy/ceph-lab/with-lab.sh go test -tags integration -count=1 -run '^TestChaos$$' -v -timeout 30m ./internal/chaos/
 

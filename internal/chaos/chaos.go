@@ -79,6 +79,8 @@ type Report struct {
 	AuditRecords int
 	Violations   []string // double-applied shards, batches past their lease
 	Crashes      []string // processes that exited without being told
+	VerifyPasses   int           // comparisons of the zones until equal (or give-up)
+	LastPass       time.Duration // how long the last one took
 	// StartRefusals are restarts that exited at start (retried; not a
 	// failure of the run, but listed: see RELIABILITY.md).
 	StartRefusals  []string
@@ -132,6 +134,7 @@ func (r *Report) String() string {
 	}
 	fmt.Fprintf(&b, "\n  buckets verified: %d (+%d removed during the run)\n", len(r.Buckets), len(r.RemovedBucket))
 	fmt.Fprintf(&b, "  fault phase: %s; converged %s after the last fault\n", r.FaultPhase.Round(time.Second), r.Converge.Round(100*time.Millisecond))
+	fmt.Fprintf(&b, "  verification: %d passes, the last took %s\n", r.VerifyPasses, r.LastPass.Round(100*time.Millisecond))
 	fmt.Fprintf(&b, "  differences: %d (lost %d, resurrected deletes %d, other %d)\n", len(r.Diffs), r.Lost, r.Resurrected, r.Other)
 	fmt.Fprintf(&b, "  audit: %d batches, %d violations (double-applied shards or batches past their lease)\n", r.AuditRecords, len(r.Violations))
 	fmt.Fprintf(&b, "  gateway answers spoiled: %d; leases held by a3 when frozen: %v\n", r.SpoiledAnswers, r.FrozenHeld)
@@ -373,7 +376,10 @@ func (r *run) converge(w *workload.Workload) {
 	var lastErr error
 	complete := false
 	for {
+		t0 := time.Now()
 		diffs, err := pass()
+		rep.VerifyPasses++
+		rep.LastPass = time.Since(t0)
 		if err == nil {
 			last, complete = diffs, true
 			if len(diffs) == 0 {

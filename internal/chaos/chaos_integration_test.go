@@ -98,9 +98,9 @@ func TestChaos(t *testing.T) {
 		LinkFaults:    envInt(t, "CHAOS_LINK_FAULTS", 24),
 		LeaseFaults:   envInt(t, "CHAOS_LEASE_FAULTS", 6),
 		GatewayFaults: envInt(t, "CHAOS_GATEWAY_FAULTS", 15),
-		Duration:      envDuration(t, "CHAOS_DURATION", 13*time.Minute),
+		Duration:      envDuration(t, "CHAOS_DURATION", 12*time.Minute),
 		Pace:          envDuration(t, "CHAOS_PACE", 100*time.Millisecond),
-		Converge:      envDuration(t, "CHAOS_CONVERGE", 4*time.Minute),
+		Converge:      envDuration(t, "CHAOS_CONVERGE", 5*time.Minute),
 		TLS:           os.Getenv("CHAOS_TLS") != "0",
 	}
 	t.Logf("chaos: seed %d (CHAOS_SEED=%d reproduces the workload and the fault schedule)", cfg.Seed, cfg.Seed)
