@@ -77,10 +77,10 @@ type Report struct {
 	Resurrected  int // objects/keys on zone-b only (a delete not applied or undone)
 	Other        int // other differences
 	AuditRecords int
-	Violations   []string // double-applied shards, batches past their lease
-	Crashes      []string // processes that exited without being told
-	VerifyPasses   int           // comparisons of the zones until equal (or give-up)
-	LastPass       time.Duration // how long the last one took
+	Violations   []string      // double-applied shards, batches past their lease
+	Crashes      []string      // processes that exited without being told
+	VerifyPasses int           // comparisons of the zones until equal (or give-up)
+	LastPass     time.Duration // how long the last one took
 	// StartRefusals are restarts that exited at start (retried; not a
 	// failure of the run, but listed: see RELIABILITY.md).
 	StartRefusals  []string
