@@ -321,6 +321,11 @@ func (dw *dataWorker) step(ctx context.Context) (bool, error) {
 			return true, dw.sendFullPage(ctx, key)
 		}
 		if bd.Phase == phaseBucketFull {
+			if dw.readPos[key] == fullDoneMark {
+				// Listed and sent; its bilog is read once the last page is
+				// acked (the bound then turns incremental at FullStart).
+				return false, nil
+			}
 			return true, dw.sendFullPage(ctx, key)
 		}
 		sent, more, err := dw.sendBILog(ctx, key)
@@ -624,6 +629,8 @@ func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string
 		if op.Marker == "" {
 			op.Marker = marker
 		}
+		dw.log.Debug("object op", "bucket", op.GetBucket(), "object", op.GetKey(), "version", op.GetVersionId(),
+			"op", op.GetKind().String(), "epoch", op.GetVersionedEpoch(), "size", op.GetAttrs().GetSize(), "marker", op.GetMarker())
 		op.Timestamp = timestamppb.New(r.ts)
 		out = append(out, op)
 	}
@@ -666,8 +673,12 @@ func (e *Exporter) buildOp(ctx context.Context, r objRef) (*v1.ObjectOp, error) 
 	}
 	op.Kind = v1.ObjectOpKind_OBJECT_OP_KIND_PUT
 	op.Owner = info.Owner
-	if op.VersionId == "" && info.VersionID == "null" {
-		op.VersionId = "null" // written while versioning was suspended
+	if op.VersionId == "" && (info.VersionID == "" || info.VersionID == "null") {
+		// The object without a version id is the null version: say so, or a
+		// destination bucket whose versioning state has not caught up yet
+		// (metadata and data travel separately) would give it a random id.
+		// On an unversioned bucket the gateway stores it as it would anyway.
+		op.VersionId = "null"
 	}
 	op.Attrs = &v1.ObjectAttrs{
 		Size: info.Size, Etag: info.ETag, ContentType: info.ContentType, CacheControl: info.CacheControl,

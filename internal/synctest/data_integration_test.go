@@ -100,8 +100,17 @@ func TestDataSyncVersioned(t *testing.T) {
 	e.Only(p)
 	uid := p + "-owner"
 	c := e.User(uid, "Owner")
-	e.StartExporter(dataOn)
+	exp := e.StartExporter(dataOn + "log_level: debug\n")
 	e.StartApplier("a1")
+	defer func() {
+		if t.Failed() {
+			for _, l := range strings.Split(exp.Log(), "\n") {
+				if strings.Contains(l, "object op") {
+					t.Log(l)
+				}
+			}
+		}
+	}()
 	b := p + "-vb"
 	e.Bucket(c, b)
 	ctx := context.Background()
