@@ -39,7 +39,7 @@ type options struct {
 	largeSize, partSize, hugeSize int64
 	lagFor, lagEvery              time.Duration
 	copyWorkers                   int
-	skipBuiltin                   bool
+	skipBuiltin, skipRgwsync      bool
 	labA, labB                    labSpec
 	logLevel                      string
 	objectStore                   string
@@ -63,6 +63,7 @@ func main() {
 	flag.DurationVar(&o.lagEvery, "lag-every", 200*time.Millisecond, "lag workload: one small object every ...")
 	flag.IntVar(&o.copyWorkers, "copy-workers", 16, "copy floor goroutines")
 	flag.BoolVar(&o.skipBuiltin, "skip-builtin", false, "do not boot the built-in sync lab")
+	flag.BoolVar(&o.skipRgwsync, "skip-rgwsync", false, "do not boot the rgwsync lab (rgwsync and the copy floor)")
 	flag.StringVar(&o.labA.Dir, "lab-dir", envOr("BENCH_LAB", "/tmp/rgwsync-bench-lab"), "LAB of the rgwsync lab")
 	flag.IntVar(&o.labA.Mon, "mon-port", envInt("BENCH_MON_PORT", 29789), "monitor port of the rgwsync lab")
 	flag.IntVar(&o.labA.A, "zone-a-port", envInt("BENCH_RGW_A_PORT", 29001), "zone-a port of the rgwsync lab")
@@ -111,11 +112,13 @@ func run(ctx context.Context, o options) (code int) {
 		return 1
 	}
 	// rgwsync lab: rgwsync, then the copy floor.
-	if err := runRgwsyncLab(ctx, tb, o, r); err != nil {
-		return fail(o.labA, err)
+	if !o.skipRgwsync {
+		if err := runRgwsyncLab(ctx, tb, o, r); err != nil {
+			return fail(o.labA, err)
+		}
+		tb.cleanup()
+		o.labA.stop(false)
 	}
-	tb.cleanup()
-	o.labA.stop(false)
 	if !o.skipBuiltin {
 		if err := runBuiltinLab(ctx, o, r); err != nil {
 			return fail(o.labB, err)
