@@ -26,6 +26,7 @@ type DataSource interface {
 	DataLogInfo(ctx context.Context) (rgwadmin.LogInfo, error)
 	DataLogShardInfo(ctx context.Context, shard int) (rgwadmin.ShardInfo, error)
 	ListDataLog(ctx context.Context, shard int, marker string, max int) (rgwadmin.DataLogPage, error)
+	TrimDataLog(ctx context.Context, shard int, marker string) error
 	BILogInfo(ctx context.Context, bucketInstance string) (rgwadmin.BILogInfo, error)
 	ListBILog(ctx context.Context, bucketInstance, marker string, max int) ([]rgwadmin.BILogEntry, error)
 }
@@ -90,12 +91,12 @@ func (e *Exporter) initData(ctx context.Context, d *destination) error {
 	now := time.Now().UTC()
 	var entries []checkpoint.Entry
 	for i := range e.dataShards {
-		si, err := e.cfg.Data.DataLogShardInfo(ctx, i)
+		head, err := e.dataStartPosition(ctx, i)
 		if err != nil {
-			return fmt.Errorf("initialise data sync of %s: read datalog shard %d head: %w", d.name, i, err)
+			return fmt.Errorf("initialise data sync of %s: %w", d.name, err)
 		}
 		u := rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA, Shard: uint32(i)}
-		entries = append(entries, checkpoint.Entry{Key: u.Key(d.name), Bound: checkpoint.Bound{Marker: si.Marker, Phase: phaseIncremental, UpdatedAt: now}})
+		entries = append(entries, checkpoint.Entry{Key: u.Key(d.name), Bound: checkpoint.Bound{Marker: head, Phase: phaseIncremental, UpdatedAt: now}})
 	}
 	shards, err := e.allBucketShards(ctx)
 	if err != nil {
@@ -198,12 +199,14 @@ type dataWorker struct {
 	*worker
 	shard int
 
-	bounds   map[string]*checkpoint.Bound // bucket shard key -> acked bound
-	readPos  map[string]string            // bucket shard key -> read position (ahead of acks)
-	queue    []string                     // bucket shards named by the datalog page being worked
-	dlPos    string                       // datalog read position
-	dlNext   string                       // marker to advance to once the queue is done
-	inflight []*dataBatch
+	bounds     map[string]*checkpoint.Bound // bucket shard key -> acked bound
+	readPos    map[string]string            // bucket shard key -> read position (ahead of acks)
+	queue      []string                     // bucket shards named by the datalog page being worked
+	dlPos      string                       // datalog read position
+	dlNext     string                       // marker to advance to once the queue is done
+	inflight   []*dataBatch
+	checked    time.Time // last trim check
+	resyncSeen uint64    // destination's data re-sync epoch this worker has done
 }
 
 type dataBatch struct {
@@ -235,6 +238,7 @@ func (w *worker) runData(ctx context.Context) error {
 	}
 	w.bound = b
 	dw.dlPos = b.Marker
+	dw.resyncSeen = w.d.dataResync.Load() // a persisted phaseResync covers earlier ones
 	all, err := w.e.cfg.Store.List(w.d.name)
 	if err != nil {
 		return err
@@ -355,6 +359,27 @@ func (dw *dataWorker) step(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("list datalog shard %d after %q: %w", dw.shard, dw.dlPos, err)
 	}
+	// As for the mdlog: the entry at the bound is never trimmed by us, so
+	// an oldest entry after it means someone trimmed entries not applied.
+	if dw.dlPos != "" && len(dw.inflight) == 0 && (len(page.Entries) > 0 || time.Since(dw.checked) > idleTrimCheck) {
+		dw.checked = time.Now()
+		if trimmed, oldest, err := dw.dataTrimmed(ctx); err != nil {
+			return false, err
+		} else if trimmed {
+			dw.log.Error("source datalog trimmed past the bound: re-checking every bucket shard of every datalog shard",
+				"bound", dw.dlPos, "oldest_left", oldest)
+			// A shard that was empty when the destination was initialised
+			// cannot tell it was trimmed: whoever trimmed this one may have
+			// trimmed those too, so every data shard re-checks.
+			if err := dw.e.markDataResync(dw.d); err != nil {
+				return false, err
+			}
+		}
+	}
+	if dw.resyncSeen != dw.d.dataResync.Load() || dw.bound.Phase == phaseResync {
+		dw.resyncSeen = dw.d.dataResync.Load()
+		return true, dw.resyncData(ctx)
+	}
 	if len(page.Entries) == 0 {
 		return false, nil
 	}
@@ -380,6 +405,108 @@ func (dw *dataWorker) step(ctx context.Context) (bool, error) {
 		dw.dlNext = page.Marker
 	}
 	return dw.step(ctx)
+}
+
+// dataTrimmed: the datalog shard no longer holds the entry at the read
+// position (its oldest entry is after it, or it is empty).
+func (dw *dataWorker) dataTrimmed(ctx context.Context) (bool, string, error) {
+	first, err := dw.e.cfg.Data.ListDataLog(ctx, dw.shard, "", 1)
+	if err != nil {
+		return false, "", fmt.Errorf("read the oldest entry of datalog shard %d: %w", dw.shard, err)
+	}
+	if len(first.Entries) == 0 {
+		return true, "", nil
+	}
+	oldest := first.Entries[0].LogID
+	return oldest > dw.dlPos, oldest, nil
+}
+
+// resyncData handles a datalog shard trimmed past its bound: the changes
+// it would have named are unknown, so every bucket index shard this datalog
+// shard logs is looked at again — the known ones have their bilogs read
+// from their own bounds (bilogs were not trimmed by this), the unknown ones
+// (buckets created in the lost range) get a full sync — and the datalog
+// bound moves to the shard's head. Logged and counted.
+func (dw *dataWorker) resyncData(ctx context.Context) error {
+	dw.e.cfg.Metrics.resyncs.WithLabelValues(dw.d.name).Inc()
+	dw.log.Warn("re-checking every bucket shard this datalog shard logs (datalog trimmed past a bound)")
+	head, err := dw.e.dataStartPosition(ctx, dw.shard)
+	if err != nil {
+		return err
+	}
+	shards, err := dw.e.allBucketShards(ctx)
+	if err != nil {
+		return err
+	}
+	var keys []string
+	now := time.Now().UTC()
+	var entries []checkpoint.Entry
+	for _, bs := range shards {
+		if !dw.e.cfg.Filter.Bucket(bs.bucket) || rgwobj.DataLogShard(bs.bucket, bs.shard, dw.e.dataShards) != dw.shard {
+			continue
+		}
+		if _, ok := dw.bounds[bs.key]; !ok {
+			bd := &checkpoint.Bound{Phase: phaseBucketFull, UpdatedAt: now}
+			dw.bounds[bs.key] = bd
+			dw.readPos[bs.key] = ""
+			entries = append(entries, checkpoint.Entry{Key: dw.e.bucketShardKey(dw.d.name, bs), Bound: *bd})
+		}
+		keys = append(keys, bs.key)
+	}
+	nb := dw.bound
+	nb.Marker, nb.TrimSafe, nb.UpdatedAt, nb.Phase = head, "", now, phaseIncremental
+	nb.Resyncs++
+	entries = append(entries, checkpoint.Entry{Key: dw.key, Bound: nb})
+	if err := dw.e.cfg.Store.Put(entries...); err != nil {
+		return err
+	}
+	dw.bound = nb
+	dw.dlPos, dw.dlNext = head, ""
+	dw.queue = append(dw.queue[:0], keys...)
+	return nil
+}
+
+// phaseResync marks a datalog bound whose shard must re-check its bucket
+// shards (set on every data shard of a destination when one of them found
+// its log trimmed past its bound; survives restarts).
+const phaseResync = "resync"
+
+// markDataResync makes every data shard of d re-check its bucket shards:
+// durably (each datalog bound's phase), and at once for running workers.
+func (e *Exporter) markDataResync(d *destination) error {
+	all, err := e.cfg.Store.List(d.name)
+	if err != nil {
+		return err
+	}
+	var entries []checkpoint.Entry
+	for _, en := range all {
+		if en.Key.Log == checkpoint.LogData {
+			en.Bound.Phase = phaseResync
+			entries = append(entries, en)
+		}
+	}
+	if err := e.cfg.Store.Put(entries...); err != nil {
+		return err
+	}
+	d.dataResync.Add(1)
+	return nil
+}
+
+// dataStartPosition is where a datalog bound starts: the newest entry, or
+// "" when the shard is empty (its &info marker may name a trimmed entry).
+func (e *Exporter) dataStartPosition(ctx context.Context, shard int) (string, error) {
+	first, err := e.cfg.Data.ListDataLog(ctx, shard, "", 1)
+	if err != nil {
+		return "", fmt.Errorf("read datalog shard %d: %w", shard, err)
+	}
+	if len(first.Entries) == 0 {
+		return "", nil
+	}
+	si, err := e.cfg.Data.DataLogShardInfo(ctx, shard)
+	if err != nil {
+		return "", fmt.Errorf("read datalog shard %d head: %w", shard, err)
+	}
+	return si.Marker, nil
 }
 
 func (dw *dataWorker) startBucketShard(ctx context.Context, key string) error {

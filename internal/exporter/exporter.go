@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -307,6 +308,10 @@ type destination struct {
 
 	initMu      sync.Mutex
 	initialised bool
+
+	// dataResync is bumped when a data shard finds its log trimmed past its
+	// bound: every data worker of the destination then re-checks.
+	dataResync atomic.Uint64
 
 	mu       sync.Mutex
 	fullDone chan struct{} // closed once the full sync is done

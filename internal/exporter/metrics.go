@@ -18,7 +18,7 @@ type Metrics struct {
 	objectBytesRead    prometheus.Counter
 	objectsApplied     *prometheus.CounterVec
 	objectBytesApplied *prometheus.CounterVec
-	trims              prometheus.Counter
+	trims              *prometheus.CounterVec
 	resyncs            *prometheus.CounterVec
 }
 
@@ -54,8 +54,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "objects_applied_total", Help: "Object operations acked as applied."}, []string{"destination"}),
 		objectBytesApplied: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "rgwsync", Subsystem: "exporter",
 			Name: "object_bytes_applied_total", Help: "Object bytes of operations acked as applied (failed ones included)."}, []string{"destination"}),
-		trims: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "rgwsync", Subsystem: "exporter",
-			Name: "mdlog_trims_total", Help: "Trims of a source mdlog shard."}),
+		trims: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "rgwsync", Subsystem: "exporter",
+			Name: "log_trims_total", Help: "Trims of a source log shard (log: metadata or data)."}, []string{"log"}),
 		resyncs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "rgwsync", Subsystem: "exporter",
 			Name: "resyncs_total", Help: "Full re-syncs started because the source log was trimmed past a bound."}, []string{"destination"}),
 	}

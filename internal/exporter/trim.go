@@ -3,6 +3,7 @@ package exporter
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
@@ -16,7 +17,7 @@ import (
 func (e *Exporter) trimLoop(ctx context.Context) {
 	t := time.NewTicker(e.cfg.TrimInterval)
 	defer t.Stop()
-	trimmed := map[int]string{}
+	trimmed := map[string]string{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -30,10 +31,11 @@ func (e *Exporter) trimLoop(ctx context.Context) {
 	}
 }
 
-// TrimPoints returns, per mdlog shard, the marker up to which the source log
-// may be trimmed: the lowest TrimSafe over every destination, or nothing
-// when a destination has not acked past its first bound on that shard.
-func (e *Exporter) TrimPoints() (map[int]string, error) {
+// TrimPoints returns, per shard of log (checkpoint.LogMetadata or
+// LogData), the marker up to which the source log may be trimmed: the
+// lowest TrimSafe over every destination, or nothing when a destination
+// has not acked past its first bound on that shard.
+func (e *Exporter) TrimPoints(log string) (map[int]string, error) {
 	all, err := e.cfg.Store.List("")
 	if err != nil {
 		return nil, err
@@ -41,7 +43,7 @@ func (e *Exporter) TrimPoints() (map[int]string, error) {
 	points := map[int]string{}
 	blocked := map[int]bool{}
 	for _, en := range all {
-		if en.Key.Log != checkpoint.LogMetadata {
+		if en.Key.Log != log {
 			continue
 		}
 		shard := int(en.Key.Shard)
@@ -56,7 +58,7 @@ func (e *Exporter) TrimPoints() (map[int]string, error) {
 			points[shard] = ts
 			continue
 		}
-		c, err := rgwlog.CompareMDLogMarkers(ts, cur)
+		c, err := compareMarkers(log, ts, cur)
 		if err != nil {
 			return nil, err
 		}
@@ -67,21 +69,42 @@ func (e *Exporter) TrimPoints() (map[int]string, error) {
 	return points, nil
 }
 
-func (e *Exporter) trimOnce(ctx context.Context, done map[int]string) error {
-	points, err := e.TrimPoints()
-	if err != nil {
-		return err
+// compareMarkers orders two markers of one shard of log. Datalog markers
+// ("<20 digits>:<20 digits>") are fixed width: they order as strings.
+func compareMarkers(log, a, b string) (int, error) {
+	if log == checkpoint.LogMetadata {
+		return rgwlog.CompareMDLogMarkers(a, b)
 	}
-	for shard, m := range points {
-		if done[shard] == m {
-			continue
+	return strings.Compare(a, b), nil
+}
+
+func (e *Exporter) trimOnce(ctx context.Context, done map[string]string) error {
+	logs := []string{checkpoint.LogMetadata}
+	if e.dataShards > 0 {
+		logs = append(logs, checkpoint.LogData)
+	}
+	for _, log := range logs {
+		points, err := e.TrimPoints(log)
+		if err != nil {
+			return err
 		}
-		if err := e.cfg.Source.TrimMDLog(ctx, e.period, shard, m); err != nil {
-			return fmt.Errorf("trim mdlog shard %d to %s: %w", shard, m, err)
+		for shard, m := range points {
+			id := fmt.Sprintf("%s/%d", log, shard)
+			if done[id] == m {
+				continue
+			}
+			if log == checkpoint.LogMetadata {
+				err = e.cfg.Source.TrimMDLog(ctx, e.period, shard, m)
+			} else {
+				err = e.cfg.Data.TrimDataLog(ctx, shard, m)
+			}
+			if err != nil {
+				return fmt.Errorf("trim %s shard %d to %s: %w", log, shard, m, err)
+			}
+			done[id] = m
+			e.cfg.Metrics.trims.WithLabelValues(log).Inc()
+			e.log.Info("trimmed source log", "log", log, "shard", shard, "marker", m)
 		}
-		done[shard] = m
-		e.cfg.Metrics.trims.Inc()
-		e.log.Info("trimmed source mdlog", "shard", shard, "marker", m)
 	}
 	return nil
 }

@@ -95,7 +95,7 @@ func TestOwnTrimmingAndMetrics(t *testing.T) {
 		e.User(fmt.Sprintf("%s-u%02d", p, i), "Trim test")
 	}
 	e.WaitMetadataEqual(60*time.Second, Prefix(p))
-	require.Eventually(t, func() bool { return metricValue(t, metrics, "rgwsync_exporter_mdlog_trims_total") > 0 },
+	require.Eventually(t, func() bool { return metricValue(t, metrics, `rgwsync_exporter_log_trims_total{log="metadata"}`) > 0 },
 		30*time.Second, 200*time.Millisecond, "the exporter trims")
 	// The log shrank below what it held before this test's changes.
 	require.Eventually(t, func() bool { return countMDLog(t, e) < before+60 }, 30*time.Second, 500*time.Millisecond)
