@@ -253,6 +253,7 @@ type session struct {
 	a       *Applier
 	out     chan *v1.ReplicateRequest
 	workers map[rgwlog.Unit]*shardWorker
+	gen     uint64 // last Subscribe.generation used on this stream
 	ctx     context.Context
 	wg      sync.WaitGroup
 	// draining is closed at shutdown: workers take no new batch.
@@ -261,6 +262,7 @@ type session struct {
 
 type shardWorker struct {
 	unit   rgwlog.Unit
+	gen    uint64
 	in     chan *v1.Batch
 	chunks chan *v1.ObjectChunk
 	cancel context.CancelFunc
@@ -378,8 +380,8 @@ func (a *Applier) runSession(ctx context.Context) error {
 			case *v1.ReplicateResponse_Batch:
 				u := rgwlog.UnitOf(m.Batch.GetShard())
 				wk := s.workers[u]
-				if wk == nil {
-					continue // unsubscribed meanwhile; the exporter resends to the next holder
+				if wk == nil || m.Batch.GetGeneration() != wk.gen {
+					continue // unsubscribed meanwhile, or an earlier subscription's: sent again to the holder
 				}
 				select {
 				case wk.in <- m.Batch:
@@ -389,7 +391,7 @@ func (a *Applier) runSession(ctx context.Context) error {
 				}
 			case *v1.ReplicateResponse_Chunk:
 				wk := s.workers[rgwlog.UnitOf(m.Chunk.GetShard())]
-				if wk == nil {
+				if wk == nil || m.Chunk.GetGeneration() != wk.gen {
 					continue
 				}
 				select {
@@ -426,7 +428,8 @@ func (s *session) subscribe(u rgwlog.Unit, expires time.Time) {
 		return
 	}
 	wctx, cancel := context.WithCancel(s.ctx)
-	wk := &shardWorker{unit: u, in: make(chan *v1.Batch, 64), chunks: make(chan *v1.ObjectChunk, 8), cancel: cancel, done: make(chan struct{})}
+	s.gen++
+	wk := &shardWorker{unit: u, gen: s.gen, in: make(chan *v1.Batch, 64), chunks: make(chan *v1.ObjectChunk, 8), cancel: cancel, done: make(chan struct{})}
 	s.workers[u] = wk
 	s.wg.Add(1)
 	go func() {
@@ -435,7 +438,7 @@ func (s *session) subscribe(u rgwlog.Unit, expires time.Time) {
 		s.a.work(wctx, s, wk)
 	}()
 	s.send(s.ctx, &v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Subscribe{Subscribe: &v1.Subscribe{
-		Shard: u.Ref(), LeaseExpires: timestamppb.New(expires)}}})
+		Shard: u.Ref(), LeaseExpires: timestamppb.New(expires), Generation: wk.gen}}})
 }
 
 func (s *session) unsubscribe(u rgwlog.Unit, reason string) {
@@ -530,7 +533,7 @@ func (a *Applier) work(ctx context.Context, s *session, wk *shardWorker) {
 			return
 		}
 		s.send(ctx, &v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Ack{Ack: &v1.Ack{
-			Shard: wk.unit.Ref(), Seq: b.GetSeq(), ThroughMarker: b.GetThroughMarker(), Failed: failed}}})
+			Shard: wk.unit.Ref(), Seq: b.GetSeq(), ThroughMarker: b.GetThroughMarker(), Failed: failed, Generation: wk.gen}}})
 		applied := len(b.GetEntries()) + len(b.GetObjects()) - len(failed)
 		a.cfg.Metrics.batchSeconds.Observe(time.Since(start).Seconds())
 		a.audit(wk.unit, b, start)

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -723,20 +725,25 @@ func opsFromBILog(bs bucketShard, entries []rgwadmin.BILogEntry) []objRef {
 func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string) ([]*v1.ObjectOp, []*v1.RetryItem) {
 	ops := make([]*v1.ObjectOp, len(refs))
 	errs := make([]error, len(refs))
-	sem := make(chan struct{}, dw.e.cfg.FetchConcurrency)
-	done := make(chan struct{})
-	n := 0
+	// Inline bodies of one batch are capped (the rest stream as chunks),
+	// and source reads are capped exporter-wide, so memory does not grow
+	// with the number of busy shards.
+	var budget atomic.Int64
+	budget.Store(dw.e.cfg.InlineMax * 4)
+	var wg sync.WaitGroup
 	for i, r := range refs {
-		n++
-		sem <- struct{}{}
+		wg.Add(1)
 		go func() {
-			defer func() { <-sem; done <- struct{}{} }()
-			ops[i], errs[i] = dw.e.buildOp(ctx, r)
+			defer wg.Done()
+			if err := dw.e.fetchSem.Acquire(ctx, 1); err != nil {
+				errs[i] = err
+				return
+			}
+			defer dw.e.fetchSem.Release(1)
+			ops[i], errs[i] = dw.e.buildOp(ctx, r, &budget)
 		}()
 	}
-	for range n {
-		<-done
-	}
+	wg.Wait()
 	var out []*v1.ObjectOp
 	var failed []*v1.RetryItem
 	for i, op := range ops {
@@ -766,7 +773,7 @@ func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string
 
 // buildOp turns a reference into an op, reading the object's current state
 // (and its body, when small).
-func (e *Exporter) buildOp(ctx context.Context, r objRef) (*v1.ObjectOp, error) {
+func (e *Exporter) buildOp(ctx context.Context, r objRef, inlineBudget *atomic.Int64) (*v1.ObjectOp, error) {
 	op := &v1.ObjectOp{Bucket: r.bs.s3Bucket(), Key: r.key, VersionId: r.version, VersionedEpoch: r.epoch, Marker: r.marker}
 	switch r.kind {
 	case v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION:
@@ -813,7 +820,7 @@ func (e *Exporter) buildOp(ctx context.Context, r objRef) (*v1.ObjectOp, error) 
 		ContentLanguage: info.ContentLanguage, Expires: info.Expires, UserMeta: info.UserMeta, Tags: info.Tags,
 		Acl: info.ACL, PartSizes: info.PartSizes, SourceMtime: timestamppb.New(info.Mtime),
 	}
-	if info.Size > e.cfg.InlineMax {
+	if info.Size > e.cfg.InlineMax || inlineBudget.Add(-info.Size) < 0 {
 		op.Chunked = true
 		return op, nil
 	}
@@ -871,7 +878,7 @@ func (dw *dataWorker) sendBatch(ctx context.Context, ops []*v1.ObjectOp, srcFail
 	for _, op := range ops {
 		payload += int64(len(op.GetBody())) + int64(len(op.GetKey())) + 128
 	}
-	batch := &v1.Batch{Shard: dw.sub.unit.Ref(), Seq: dw.seq, Objects: ops, PayloadBytes: uint64(payload),
+	batch := &v1.Batch{Shard: dw.sub.unit.Ref(), Generation: dw.sub.gen, Seq: dw.seq, Objects: ops, PayloadBytes: uint64(payload),
 		ThroughMarker: strconv.FormatUint(dw.seq, 10)}
 	need := min(payload, dw.sub.st.maxB)
 	if err := dw.sub.st.bytes.Acquire(ctx, need); err != nil {
@@ -915,7 +922,7 @@ func (dw *dataWorker) streamBody(ctx context.Context, seq uint64, op *v1.ObjectO
 		// Tell the applier: an empty last chunk at offset 0 for a
 		// non-empty object is read as "source failed".
 		_ = dw.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Chunk{Chunk: &v1.ObjectChunk{
-			Shard: dw.sub.unit.Ref(), Seq: seq, Index: op.GetIndex(), Offset: -1, Last: true}}})
+			Shard: dw.sub.unit.Ref(), Generation: dw.sub.gen, Seq: seq, Index: op.GetIndex(), Offset: -1, Last: true}}})
 		return nil
 	}
 	defer rc.Close()
@@ -927,7 +934,7 @@ func (dw *dataWorker) streamBody(ctx context.Context, seq uint64, op *v1.ObjectO
 			data := append([]byte(nil), buf[:n]...)
 			last := off+int64(n) >= size
 			if err := dw.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Chunk{Chunk: &v1.ObjectChunk{
-				Shard: dw.sub.unit.Ref(), Seq: seq, Index: op.GetIndex(), Offset: off, Data: data, Last: last}}}); err != nil {
+				Shard: dw.sub.unit.Ref(), Generation: dw.sub.gen, Seq: seq, Index: op.GetIndex(), Offset: off, Data: data, Last: last}}}); err != nil {
 				return err
 			}
 			off += int64(n)
@@ -936,7 +943,7 @@ func (dw *dataWorker) streamBody(ctx context.Context, seq uint64, op *v1.ObjectO
 		if rerr != nil && off < size {
 			// Source body shorter than stat said: abort this op's body.
 			_ = dw.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Chunk{Chunk: &v1.ObjectChunk{
-				Shard: dw.sub.unit.Ref(), Seq: seq, Index: op.GetIndex(), Offset: -1, Last: true}}})
+				Shard: dw.sub.unit.Ref(), Generation: dw.sub.gen, Seq: seq, Index: op.GetIndex(), Offset: -1, Last: true}}})
 			return nil
 		}
 	}

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/checkpoint"
@@ -55,7 +56,8 @@ type Config struct {
 	Sections []string
 	// Log entries read per batch (default 100).
 	BatchEntries int
-	// Parallel metadata fetches per batch (default 16).
+	// Parallel reads from the source: metadata fetches per batch, and object
+	// stats/reads across the whole exporter (default 16).
 	FetchConcurrency int
 	// Idle polling of a caught-up shard: starts at PollMin after the last
 	// entry and doubles up to PollMax (defaults 50ms, 1s).
@@ -102,7 +104,7 @@ func (c *Config) setDefaults() {
 	setDefault(&c.RetryMin, time.Second)
 	setDefault(&c.RetryMax, 5*time.Minute)
 	setDefault(&c.MaxInflightBatches, 4)
-	setDefault(&c.MaxInflightBytes, 64<<20)
+	setDefault(&c.MaxInflightBytes, 16<<20)
 	setDefault(&c.HeadPollInterval, 5*time.Second)
 	setDefault(&c.TrimInterval, 10*time.Minute)
 	setDefault(&c.DrainTimeout, 10*time.Second)
@@ -144,6 +146,8 @@ type Exporter struct {
 
 	drainOnce sync.Once
 	draining  chan struct{} // closed by Drain
+
+	fetchSem *semaphore.Weighted // object reads from the source, exporter-wide
 }
 
 // New checks the source (a wrong key or endpoint fails here, with the
@@ -169,6 +173,7 @@ func New(ctx context.Context, cfg Config) (*Exporter, error) {
 		dests:    map[string]*destination{},
 		heads:    map[uint32]string{},
 		draining: make(chan struct{}),
+		fetchSem: semaphore.NewWeighted(int64(cfg.FetchConcurrency)),
 	}
 	for _, s := range cfg.Sections {
 		e.sections[s] = true

@@ -252,6 +252,7 @@ func (w *worker) sendNext(ctx context.Context, src batchSource) (bool, error) {
 	}
 	batch := &v1.Batch{
 		Shard:            w.sub.unit.Ref(),
+		Generation:       w.sub.gen,
 		Seq:              w.seq,
 		Entries:          rb.entries,
 		ThroughMarker:    rb.through,

@@ -71,6 +71,7 @@ func (s *stream) throttle(ctx context.Context, n int64) error {
 // subscription is one shard served on one stream.
 type subscription struct {
 	unit   rgwlog.Unit
+	gen    uint64 // Subscribe.generation
 	st     *stream
 	acks   chan *v1.Ack
 	cancel context.CancelFunc
@@ -211,6 +212,10 @@ func (e *Exporter) Replicate(ss v1.ReplicationService_ReplicateServer) error {
 			st.mu.Lock()
 			sub := st.subs[rgwlog.UnitOf(m.Ack.GetShard())]
 			st.mu.Unlock()
+			if sub != nil && m.Ack.GetGeneration() != sub.gen {
+				log.Debug("ack of an earlier subscription of the shard, ignored", "shard", rgwlog.UnitOf(m.Ack.GetShard()).String(), "seq", m.Ack.GetSeq())
+				continue
+			}
 			if sub == nil {
 				// Revoked or unsubscribed: the new holder will get the batch again.
 				log.Debug("ack for a shard not subscribed on this stream, ignored", "shard", rgwlog.UnitOf(m.Ack.GetShard()).String(), "seq", m.Ack.GetSeq())
@@ -277,7 +282,7 @@ func (e *Exporter) subscribe(ctx context.Context, st *stream, req *v1.Subscribe)
 	old := d.subs[u]
 	d.mu.Unlock()
 	if old != nil {
-		if old.st == st {
+		if old.st == st && old.gen == req.GetGeneration() {
 			return // already served here; a renewal
 		}
 		e.log.Warn("shard subscribed by another applier: revoking the old subscription",
@@ -285,7 +290,7 @@ func (e *Exporter) subscribe(ctx context.Context, st *stream, req *v1.Subscribe)
 		e.stopSub(old, "subscribed by "+st.applier)
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	sub := &subscription{unit: u, st: st, acks: make(chan *v1.Ack, st.window+1), cancel: cancel, done: make(chan struct{})}
+	sub := &subscription{unit: u, gen: req.GetGeneration(), st: st, acks: make(chan *v1.Ack, st.window+1), cancel: cancel, done: make(chan struct{})}
 	d.mu.Lock()
 	d.subs[u] = sub
 	d.mu.Unlock()

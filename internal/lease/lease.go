@@ -206,6 +206,15 @@ func (m *Manager) tick(ctx context.Context) {
 				m.log.Warn("release lease", "shard", u.String(), "err", err)
 			}
 		case want:
+			// A lease whose local deadline passed while this tick was busy
+			// renewing others is lost, even if the lock below succeeds:
+			// Valid has said false, so the applier may have dropped the
+			// shard, and must hear "lost" then "acquired" to pick it up
+			// again.
+			if have && m.pastDeadline(u) {
+				m.lost(u, "expired before renewal")
+				have = false
+			}
 			deadline, err := m.lock(ctx, m.lockID(u))
 			switch {
 			case err == nil:
@@ -228,6 +237,13 @@ func (m *Manager) tick(ctx context.Context) {
 			}
 		}
 	}
+}
+
+func (m *Manager) pastDeadline(u rgwlog.Unit) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, ok := m.held[u]
+	return ok && !time.Now().Before(d)
 }
 
 // expire drops leases past their local deadline.

@@ -518,7 +518,11 @@ type Subscribe struct {
 	Shard *ShardRef              `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
 	// When the applier's lease ends unless renewed (informational: the
 	// exporter shows it in Status).
-	LeaseExpires  *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=lease_expires,json=leaseExpires,proto3" json:"lease_expires,omitempty"`
+	LeaseExpires *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=lease_expires,json=leaseExpires,proto3" json:"lease_expires,omitempty"`
+	// Chosen by the applier, new for each subscription of a shard on a
+	// stream; batches, chunks and acks carry it, so that what belongs to an
+	// earlier subscription of the same shard is told apart and dropped.
+	Generation    uint64 `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -565,6 +569,13 @@ func (x *Subscribe) GetLeaseExpires() *timestamppb.Timestamp {
 		return x.LeaseExpires
 	}
 	return nil
+}
+
+func (x *Subscribe) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
 }
 
 // Unsubscribe stops the batches of one shard (lease lost or released).
@@ -629,6 +640,8 @@ type Ack struct {
 	// Echo of Batch.through_marker.
 	ThroughMarker string       `protobuf:"bytes,3,opt,name=through_marker,json=throughMarker,proto3" json:"through_marker,omitempty"`
 	Failed        []*RetryItem `protobuf:"bytes,4,rep,name=failed,proto3" json:"failed,omitempty"`
+	// Subscribe.generation of the subscription the batch came on.
+	Generation    uint64 `protobuf:"varint,5,opt,name=generation,proto3" json:"generation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -689,6 +702,13 @@ func (x *Ack) GetFailed() []*RetryItem {
 		return x.Failed
 	}
 	return nil
+}
+
+func (x *Ack) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
 }
 
 // RetryItem is a key that could not be applied; it is sent again, with
@@ -1054,7 +1074,9 @@ type Batch struct {
 	// Object operations (data sync), applied in order. Bodies of small
 	// objects are inline; larger ones follow the batch as ObjectChunk
 	// messages, op by op, in index order.
-	Objects       []*ObjectOp `protobuf:"bytes,8,rep,name=objects,proto3" json:"objects,omitempty"`
+	Objects []*ObjectOp `protobuf:"bytes,8,rep,name=objects,proto3" json:"objects,omitempty"`
+	// Subscribe.generation of the subscription it answers.
+	Generation    uint64 `protobuf:"varint,9,opt,name=generation,proto3" json:"generation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1143,6 +1165,13 @@ func (x *Batch) GetObjects() []*ObjectOp {
 		return x.Objects
 	}
 	return nil
+}
+
+func (x *Batch) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
 }
 
 // ObjectOp is one change to one object, as the source has it now.
@@ -1433,13 +1462,15 @@ func (x *ObjectAttrs) GetSourceMtime() *timestamppb.Timestamp {
 // ObjectChunk carries part of a chunked op's body. Chunks of one batch come
 // in op-index order, each op's from offset 0 to its size.
 type ObjectChunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Shard         *ShardRef              `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
-	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
-	Index         uint32                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
-	Offset        int64                  `protobuf:"varint,4,opt,name=offset,proto3" json:"offset,omitempty"`
-	Data          []byte                 `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
-	Last          bool                   `protobuf:"varint,6,opt,name=last,proto3" json:"last,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Shard  *ShardRef              `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	Seq    uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Index  uint32                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	Offset int64                  `protobuf:"varint,4,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data   []byte                 `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	Last   bool                   `protobuf:"varint,6,opt,name=last,proto3" json:"last,omitempty"`
+	// Subscribe.generation of the subscription it belongs to.
+	Generation    uint64 `protobuf:"varint,7,opt,name=generation,proto3" json:"generation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1514,6 +1545,13 @@ func (x *ObjectChunk) GetLast() bool {
 		return x.Last
 	}
 	return false
+}
+
+func (x *ObjectChunk) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
 }
 
 type MetadataEntry struct {
@@ -1751,18 +1789,24 @@ const file_rgwsync_v1_replication_proto_rawDesc = "" +
 	"\n" +
 	"applier_id\x18\x02 \x01(\tR\tapplierId\x120\n" +
 	"\x14max_inflight_batches\x18\x03 \x01(\rR\x12maxInflightBatches\x12,\n" +
-	"\x12max_inflight_bytes\x18\x04 \x01(\x04R\x10maxInflightBytes\"x\n" +
+	"\x12max_inflight_bytes\x18\x04 \x01(\x04R\x10maxInflightBytes\"\x98\x01\n" +
 	"\tSubscribe\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.rgwsync.v1.ShardRefR\x05shard\x12?\n" +
-	"\rlease_expires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fleaseExpires\"Q\n" +
+	"\rlease_expires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fleaseExpires\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x03 \x01(\x04R\n" +
+	"generation\"Q\n" +
 	"\vUnsubscribe\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.rgwsync.v1.ShardRefR\x05shard\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x99\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xb9\x01\n" +
 	"\x03Ack\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.rgwsync.v1.ShardRefR\x05shard\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12%\n" +
 	"\x0ethrough_marker\x18\x03 \x01(\tR\rthroughMarker\x12-\n" +
-	"\x06failed\x18\x04 \x03(\v2\x15.rgwsync.v1.RetryItemR\x06failed\"\xd0\x02\n" +
+	"\x06failed\x18\x04 \x03(\v2\x15.rgwsync.v1.RetryItemR\x06failed\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x05 \x01(\x04R\n" +
+	"generation\"\xd0\x02\n" +
 	"\tRetryItem\x12\x18\n" +
 	"\asection\x18\x01 \x01(\tR\asection\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -1792,7 +1836,7 @@ const file_rgwsync_v1_replication_proto_rawDesc = "" +
 	"\vdata_shards\x18\x04 \x01(\rR\n" +
 	"dataShards\x120\n" +
 	"\x14max_inflight_batches\x18\x05 \x01(\rR\x12maxInflightBatches\x12,\n" +
-	"\x12max_inflight_bytes\x18\x06 \x01(\x04R\x10maxInflightBytes\"\xb8\x02\n" +
+	"\x12max_inflight_bytes\x18\x06 \x01(\x04R\x10maxInflightBytes\"\xd8\x02\n" +
 	"\x05Batch\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.rgwsync.v1.ShardRefR\x05shard\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x123\n" +
@@ -1801,7 +1845,10 @@ const file_rgwsync_v1_replication_proto_rawDesc = "" +
 	"\x12source_head_marker\x18\x05 \x01(\tR\x10sourceHeadMarker\x12\x12\n" +
 	"\x04more\x18\x06 \x01(\bR\x04more\x12#\n" +
 	"\rpayload_bytes\x18\a \x01(\x04R\fpayloadBytes\x12.\n" +
-	"\aobjects\x18\b \x03(\v2\x14.rgwsync.v1.ObjectOpR\aobjects\"\x85\x03\n" +
+	"\aobjects\x18\b \x03(\v2\x14.rgwsync.v1.ObjectOpR\aobjects\x12\x1e\n" +
+	"\n" +
+	"generation\x18\t \x01(\x04R\n" +
+	"generation\"\x85\x03\n" +
 	"\bObjectOp\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12,\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x18.rgwsync.v1.ObjectOpKindR\x04kind\x12\x16\n" +
@@ -1838,14 +1885,17 @@ const file_rgwsync_v1_replication_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a7\n" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa1\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc1\x01\n" +
 	"\vObjectChunk\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.rgwsync.v1.ShardRefR\x05shard\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05index\x18\x03 \x01(\rR\x05index\x12\x16\n" +
 	"\x06offset\x18\x04 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04data\x18\x05 \x01(\fR\x04data\x12\x12\n" +
-	"\x04last\x18\x06 \x01(\bR\x04last\"\xe5\x01\n" +
+	"\x04last\x18\x06 \x01(\bR\x04last\x12\x1e\n" +
+	"\n" +
+	"generation\x18\a \x01(\x04R\n" +
+	"generation\"\xe5\x01\n" +
 	"\rMetadataEntry\x12\x16\n" +
 	"\x06marker\x18\x01 \x01(\tR\x06marker\x12\x18\n" +
 	"\asection\x18\x02 \x01(\tR\asection\x12\x12\n" +
