@@ -36,6 +36,7 @@ type Dest interface {
 // Leases is what the applier needs of the lease manager.
 type Leases interface {
 	Valid(u rgwlog.Unit) bool
+	Deadline(u rgwlog.Unit) (time.Time, bool)
 	Held() map[rgwlog.Unit]time.Time
 	Release(u rgwlog.Unit)
 }
@@ -588,7 +589,18 @@ func (a *Applier) applyBatch(ctx context.Context, u rgwlog.Unit, b *v1.Batch) ([
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				if err := a.applyEntry(ctx, en); err != nil {
+				lctx, cancel, err := a.writeCtx(ctx, u)
+				if err == nil {
+					err = a.applyEntry(lctx, en)
+					cancel()
+				}
+				if errors.Is(err, errFenced) || (err != nil && !a.leases.Valid(u)) {
+					mu.Lock()
+					fenced = true
+					mu.Unlock()
+					return
+				}
+				if err != nil {
 					a.cfg.Metrics.errors.WithLabelValues("apply").Inc()
 					a.log.Warn("apply failed", "shard", u.String(), "section", en.GetSection(), "key", en.GetName(), "op", en.GetOp().String(), "err", err)
 					mu.Lock()
@@ -607,6 +619,20 @@ func (a *Applier) applyBatch(ctx context.Context, u rgwlog.Unit, b *v1.Batch) ([
 		}
 	}
 	return failed, nil
+}
+
+// writeCtx bounds one write to u's lease: a write that starts after the
+// local deadline (say the process was frozen between the fence check and
+// the request) is cancelled before it is sent, instead of landing after
+// the next holder's writes. A write whose body outlasts the lease (a large
+// object) is cut too and retried by the holder of the next lease.
+func (a *Applier) writeCtx(ctx context.Context, u rgwlog.Unit) (context.Context, context.CancelFunc, error) {
+	d, ok := a.leases.Deadline(u)
+	if !ok {
+		return nil, nil, errFenced
+	}
+	c, cancel := context.WithDeadline(ctx, d)
+	return c, cancel, nil
 }
 
 func (a *Applier) applyEntry(ctx context.Context, en *v1.MetadataEntry) error {

@@ -86,6 +86,27 @@ func infoOf(op *v1.ObjectOp) rgwobj.ObjectInfo {
 	}
 }
 
+// whileLeased is ctx cancelled as soon as u's lease is no longer valid.
+func (a *Applier) whileLeased(ctx context.Context, u rgwlog.Unit) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithCancel(ctx)
+	go func() {
+		defer cancel()
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-c.Done():
+				return
+			case <-t.C:
+				if !a.leases.Valid(u) {
+					return
+				}
+			}
+		}
+	}()
+	return c, cancel
+}
+
 // applyObjects applies a batch's object ops in order. Chunked bodies are
 // read from chunks as they arrive (the gateway write streams them; nothing
 // holds a whole large object in memory).
@@ -106,7 +127,24 @@ func (a *Applier) applyObjects(ctx context.Context, u rgwlog.Unit, b *v1.Batch, 
 			body = &chunkReader{ctx: ctx, ch: chunks, index: op.GetIndex()}
 		}
 		start := time.Now()
-		err := a.applyObject(ctx, op, body)
+		var err error
+		if op.GetChunked() {
+			// A large body may outlast one lease term: bounded by the
+			// lease as it is renewed (cut when the lease is lost).
+			wctx, cancel := a.whileLeased(ctx, u)
+			err = a.applyObject(wctx, op, body)
+			cancel()
+		} else {
+			lctx, cancel, lerr := a.writeCtx(ctx, u)
+			if lerr != nil {
+				return nil, lerr
+			}
+			err = a.applyObject(lctx, op, body)
+			cancel()
+		}
+		if err != nil && !a.leases.Valid(u) {
+			return nil, errFenced // not a failure of the object: the next holder redoes it
+		}
 		if body != nil {
 			body.drain()
 			if ctx.Err() != nil {

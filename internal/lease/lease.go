@@ -113,6 +113,15 @@ func (m *Manager) Valid(u rgwlog.Unit) bool {
 	return ok && time.Now().Before(d)
 }
 
+// Deadline is u's local validity deadline; ok is false when u is not held
+// or the deadline has passed.
+func (m *Manager) Deadline(u rgwlog.Unit) (time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, ok := m.held[u]
+	return d, ok && time.Now().Before(d)
+}
+
 // Held lists the units held, with their local deadlines.
 func (m *Manager) Held() map[rgwlog.Unit]time.Time {
 	m.mu.Lock()
