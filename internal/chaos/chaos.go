@@ -17,6 +17,8 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +27,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/rgwsync/rgwsync/internal/labtest"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
@@ -230,6 +233,25 @@ func Run(t labtest.TB, cfg Config) *Report {
 	prefix := fmt.Sprintf("chaos%d-%s", cfg.Seed%100000, labtest.RandomName("")[:4])
 	e.Only(prefix)
 	r := &run{cfg: cfg, t: t, e: e, rep: rep, apps: map[string]*synctest.Proc{}, extra: "data:\n  enabled: true\n"}
+	// On failure keep the env's directory (process logs, audit log,
+	// bounds.db, the exporter's status at give-up) before t's TempDir goes:
+	// registered after NewEnv's TempDir and before the processes, it runs
+	// after they are killed and before the directory is removed.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		keep := os.Getenv("CHAOS_KEEP")
+		if keep == "" {
+			keep = filepath.Join(labtest.Root(), ".tmp", fmt.Sprintf("chaos-seed%d", cfg.Seed))
+		}
+		_ = os.RemoveAll(keep)
+		if err := os.CopyFS(keep, os.DirFS(e.Dir)); err != nil {
+			t.Logf("keep %s: %v", keep, err)
+			return
+		}
+		t.Logf("logs, audit log, bounds and status kept in %s", keep)
+	})
 
 	var setupErr error
 	func() {
@@ -396,6 +418,15 @@ func (r *run) converge(w *workload.Workload) {
 	r.mu.Lock()
 	rep.Converge = time.Since(r.lastFault)
 	r.mu.Unlock()
+	if len(last) > 0 || !complete {
+		// What the exporter thinks at give-up, for the post-mortem.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if st, err := synctest.StatusOf(ctx, e.ExporterAddr, e.Dest, e.DialOption(e.ExporterAddr)); err == nil {
+			b, _ := protojson.MarshalOptions{Multiline: true}.Marshal(st)
+			_ = os.WriteFile(filepath.Join(e.Dir, "exporter-status.json"), b, 0o644)
+		}
+		cancel()
+	}
 	if !complete {
 		last = []verify.Diff{{Section: "verify", Key: "-", What: fmt.Sprintf("no complete comparison: %v", lastErr)}}
 	}
