@@ -190,6 +190,10 @@ chaos: deps ## full fault-injection run (>= 100 kills, >= 20 link faults, < 20 m
 	  CHAOS_REPORT=$(CURDIR)/$(TMP)/chaos-report.txt \
 	  deploy/ceph-lab/with-lab.sh go test -tags integration -count=1 -run '^TestChaos$$' -v -timeout 30m ./internal/chaos/
 
+chaos-short: deps ## the short seeded fault run (~3 min; known failing, see RELIABILITY.md), on a lab of its own
+	LAB=$(CHAOS_LAB) MON_PORT=$(CHAOS_MON_PORT) RGW_A_PORT=$(CHAOS_RGW_A_PORT) RGW_B_PORT=$(CHAOS_RGW_B_PORT) CHAOS_SHORT=1 \
+	  deploy/ceph-lab/with-lab.sh go test -tags integration -count=1 -run '^TestChaosShort$$' -v -timeout 20m ./internal/chaos/
+
 # ---- benchmark ----
 
 # `make bench` boots two labs of its own, one after the other (rgwsync +

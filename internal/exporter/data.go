@@ -609,7 +609,7 @@ func (dw *dataWorker) sendFullPage(ctx context.Context, key string) error {
 		} else {
 			nb.Marker = next
 		}
-		nb.Retries = addRetries(nb.Retries, f, dw.e)
+		nb.Retries = addRechecks(addRetries(nb.Retries, f, dw.e), ops, f, dw.e.cfg.RecheckDelay)
 		dw.bounds[key] = &nb
 		return []checkpoint.Entry{{Key: k, Bound: nb}}
 	})
@@ -645,7 +645,7 @@ func (dw *dataWorker) sendBILog(ctx context.Context, key string) (sent, more boo
 	err = dw.sendBatch(ctx, ops, failed, len(entries), entries[0].Timestamp, func(f []*v1.RetryItem) []checkpoint.Entry {
 		nb := *dw.bounds[key]
 		nb.TrimSafe, nb.Marker, nb.UpdatedAt = nb.Marker, last, time.Now().UTC()
-		nb.Retries = addRetries(nb.Retries, f, dw.e)
+		nb.Retries = addRechecks(addRetries(nb.Retries, f, dw.e), ops, f, dw.e.cfg.RecheckDelay)
 		dw.bounds[key] = &nb
 		return []checkpoint.Entry{{Key: k, Bound: nb}}
 	})
@@ -985,8 +985,11 @@ func (dw *dataWorker) publishData() {
 	}
 	retries := 0
 	for _, bd := range dw.bounds {
-		retries += len(bd.Retries)
 		for _, r := range bd.Retries {
+			if r.Error == recheckMark {
+				continue // a scheduled re-check, not a failure
+			}
+			retries++
 			if oldest.IsZero() || r.Timestamp.Before(oldest) {
 				oldest = r.Timestamp
 			}
@@ -1015,6 +1018,44 @@ func addRetries(rs []checkpoint.Retry, failed []*v1.RetryItem, e *Exporter) []ch
 			rs = append(rs, checkpoint.Retry{Section: "object", Name: f.GetKey(), VersionID: f.GetVersionId(),
 				Error: f.GetError(), Attempts: 1, Timestamp: f.GetTimestamp().AsTime(), NextAttempt: now.Add(e.backoff(1))})
 		}
+	}
+	return rs
+}
+
+// recheckMark is the Error of a scheduled re-check (not a failure).
+const recheckMark = "recheck"
+
+// addRechecks schedules, for every delete of ops that was applied, one
+// re-check of the key after delay: the key is reconciled with the source
+// again (and deleted again if still gone). A write from an earlier holder
+// of the shard that reached the destination late — held in a network
+// buffer, or sent by a process frozen past its lease — would otherwise
+// leave a deleted object there for good.
+func addRechecks(rs []checkpoint.Retry, ops []*v1.ObjectOp, failed []*v1.RetryItem, delay time.Duration) []checkpoint.Retry {
+	if delay <= 0 {
+		return rs
+	}
+	bad := map[string]bool{}
+	for _, f := range failed {
+		bad[f.GetKey()+"\x00"+f.GetVersionId()] = true
+	}
+	have := map[string]bool{}
+	for _, r := range rs {
+		have[r.Name+"\x00"+r.VersionID] = true
+	}
+	now := time.Now().UTC()
+	for _, op := range ops {
+		k := op.GetKind()
+		if k != v1.ObjectOpKind_OBJECT_OP_KIND_DELETE && k != v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION {
+			continue
+		}
+		id := op.GetKey() + "\x00" + op.GetVersionId()
+		if bad[id] || have[id] {
+			continue
+		}
+		have[id] = true
+		rs = append(rs, checkpoint.Retry{Section: "object", Name: op.GetKey(), VersionID: op.GetVersionId(),
+			Error: recheckMark, Timestamp: op.GetTimestamp().AsTime(), NextAttempt: now.Add(delay)})
 	}
 	return rs
 }

@@ -80,6 +80,9 @@ type Config struct {
 	// 1 MiB); larger ones follow in ChunkSize chunks (default 1 MiB).
 	InlineMax int64
 	ChunkSize int
+	// RecheckDelay: a deleted object is reconciled once more this long
+	// after its delete was applied (default 30s; negative: never).
+	RecheckDelay time.Duration
 	// Filter selects the buckets replicated (nil: all).
 	Filter *filter.Buckets
 	// BandwidthBytesPerSecond caps the payload streamed on each stream (0:
@@ -109,6 +112,7 @@ func (c *Config) setDefaults() {
 	setDefault(&c.TrimInterval, 10*time.Minute)
 	setDefault(&c.DrainTimeout, 10*time.Second)
 	setDefault(&c.InlineMax, 1<<20)
+	setDefault(&c.RecheckDelay, 30*time.Second)
 	setDefault(&c.ChunkSize, 1<<20)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
