@@ -41,7 +41,7 @@ SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
 TMP := .tmp
 
 .PHONY: help tools generate verify-generate lint build certs deps lab-up lab-down \
-        test test-unit test-integration chaos bench demo clean
+        test test-unit test-integration chaos chaos-short bench demo clean
 
 help: ## list the targets (the default)
 	@echo "usage: make TARGET [VAR=value ...]"
