@@ -321,7 +321,9 @@ func (dw *dataWorker) step(ctx context.Context) (bool, error) {
 		if !ok {
 			// A bucket shard the full sync did not know (created later):
 			// record where its bilog is now, then list it.
-			if err := dw.startBucketShard(ctx, key); err != nil {
+			if err := dw.startBucketShard(ctx, key); errors.Is(err, errDropped) {
+				continue
+			} else if err != nil {
 				return false, err
 			}
 			return true, dw.sendFullPage(ctx, key)
@@ -336,6 +338,14 @@ func (dw *dataWorker) step(ctx context.Context) (bool, error) {
 		}
 		sent, more, err := dw.sendBILog(ctx, key)
 		if err != nil {
+			if gone, gerr := dw.e.bucketGone(ctx, key); gerr == nil && gone {
+				// A removed bucket has no bilog any more: its shard is done
+				// (the objects went with the bucket, by metadata sync).
+				// Without this one removed bucket would block every other
+				// bucket shard of this datalog shard for good.
+				dw.dropBucketShard(key)
+				continue
+			}
 			return false, err
 		}
 		if !more {
@@ -514,6 +524,10 @@ func (e *Exporter) dataStartPosition(ctx context.Context, shard int) (string, er
 func (dw *dataWorker) startBucketShard(ctx context.Context, key string) error {
 	info, err := dw.e.cfg.Data.BILogInfo(ctx, key)
 	if err != nil {
+		if gone, gerr := dw.e.bucketGone(ctx, key); gerr == nil && gone {
+			dw.dropBucketShard(key)
+			return errDropped
+		}
 		return fmt.Errorf("bilog info of %s: %w", key, err)
 	}
 	bd := &checkpoint.Bound{Phase: phaseBucketFull, FullStart: info.MaxMarker, UpdatedAt: time.Now().UTC()}
@@ -524,6 +538,54 @@ func (dw *dataWorker) startBucketShard(ctx context.Context, key string) error {
 	dw.bounds[key] = bd
 	dw.readPos[key] = ""
 	return nil
+}
+
+var errDropped = errors.New("bucket shard dropped: the bucket was removed")
+
+// bucketGone says whether the bucket of a bucket shard no longer exists at
+// the source (its entry point is gone, or points at another instance: the
+// bucket was removed, maybe created again).
+func (e *Exporter) bucketGone(ctx context.Context, key string) (bool, error) {
+	bs, err := parseBucketShard(key)
+	if err != nil {
+		return false, err
+	}
+	ep, err := e.cfg.Source.GetMetadata(ctx, rgwlog.SectionBucket, bs.bucket)
+	if errors.Is(err, rgwadmin.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	var entry struct {
+		Data struct {
+			Bucket struct {
+				BucketID string `json:"bucket_id"`
+			} `json:"bucket"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(ep, &entry); err != nil {
+		return false, err
+	}
+	return entry.Data.Bucket.BucketID != bs.instance, nil
+}
+
+// dropBucketShard forgets a bucket shard of a removed bucket: off the queue,
+// out of memory and out of the store.
+func (dw *dataWorker) dropBucketShard(key string) {
+	dw.log.Info("bucket removed at the source: its index shard is done", "bucket_shard", key)
+	for i, k := range dw.queue {
+		if k == key {
+			dw.queue = append(dw.queue[:i:i], dw.queue[i+1:]...)
+			break
+		}
+	}
+	delete(dw.bounds, key)
+	delete(dw.readPos, key)
+	k := checkpoint.Key{Destination: dw.d.name, Log: checkpoint.LogBucketIndex, Shard: uint32(dw.shard), Instance: key}
+	if err := dw.e.cfg.Store.Delete(k); err != nil {
+		dw.log.Warn("forget bucket shard", "bucket_shard", key, "err", err)
+	}
 }
 
 // nextFull is a bucket shard still in full sync with listing left.
@@ -552,6 +614,10 @@ func (dw *dataWorker) sendFullPage(ctx context.Context, key string) error {
 	if bd.FullStart == "" && bd.Marker == "" && dw.readPos[key] == "" {
 		info, err := dw.e.cfg.Data.BILogInfo(ctx, key)
 		if err != nil {
+			if gone, gerr := dw.e.bucketGone(ctx, key); gerr == nil && gone {
+				dw.dropBucketShard(key)
+				return nil
+			}
 			return fmt.Errorf("bilog info of %s: %w", key, err)
 		}
 		bd.FullStart = info.MaxMarker
@@ -598,7 +664,11 @@ func (dw *dataWorker) sendFullPage(ctx context.Context, key string) error {
 	ops, failed := dw.buildOps(ctx, refs, "full:"+key)
 	k := checkpoint.Key{Destination: dw.d.name, Log: checkpoint.LogBucketIndex, Shard: uint32(dw.shard), Instance: key}
 	return dw.sendBatch(ctx, ops, failed, len(page.Entries), time.Now().UTC(), func(f []*v1.RetryItem) []checkpoint.Entry {
-		nb := *dw.bounds[key]
+		cur, ok := dw.bounds[key]
+		if !ok {
+			return nil // dropped meanwhile (its bucket was removed)
+		}
+		nb := *cur
 		nb.UpdatedAt = time.Now().UTC()
 		if next == fullDoneMark {
 			nb.Phase, nb.Marker = phaseBucketInc, nb.FullStart
@@ -643,7 +713,11 @@ func (dw *dataWorker) sendBILog(ctx context.Context, key string) (sent, more boo
 	ops, failed := dw.buildOps(ctx, refs, key)
 	k := checkpoint.Key{Destination: dw.d.name, Log: checkpoint.LogBucketIndex, Shard: uint32(dw.shard), Instance: key}
 	err = dw.sendBatch(ctx, ops, failed, len(entries), entries[0].Timestamp, func(f []*v1.RetryItem) []checkpoint.Entry {
-		nb := *dw.bounds[key]
+		cur, ok := dw.bounds[key]
+		if !ok {
+			return nil // dropped meanwhile (its bucket was removed)
+		}
+		nb := *cur
 		nb.TrimSafe, nb.Marker, nb.UpdatedAt = nb.Marker, last, time.Now().UTC()
 		nb.Retries = addRechecks(addRetries(nb.Retries, f, dw.e), ops, f, dw.e.cfg.RecheckDelay)
 		dw.bounds[key] = &nb
@@ -1101,7 +1175,11 @@ func (dw *dataWorker) sendRetries(ctx context.Context, key string) error {
 	ops, failed := dw.buildOps(ctx, refs, "retry:"+key)
 	k := checkpoint.Key{Destination: dw.d.name, Log: checkpoint.LogBucketIndex, Shard: uint32(dw.shard), Instance: key}
 	return dw.sendBatch(ctx, ops, failed, len(refs), time.Time{}, func(f []*v1.RetryItem) []checkpoint.Entry {
-		nb := *dw.bounds[key]
+		cur, ok := dw.bounds[key]
+		if !ok {
+			return nil // dropped meanwhile (its bucket was removed)
+		}
+		nb := *cur
 		sent := map[string]bool{}
 		for _, id := range resent {
 			sent[id] = true

@@ -251,14 +251,19 @@ func TestGracefulStopDrains(t *testing.T) {
 	c := e.User(p+"-owner", "Owner")
 	exp := e.StartExporter("")
 	a1 := e.StartApplier("a1")
+	units := e.Units()
+	// a1 must hold the shards when it stops, or nothing is proven.
+	require.Eventually(t, func() bool { return len(heldBy(t, a1.Addr)) == units }, 45*time.Second, 200*time.Millisecond,
+		"a1 holds every shard")
 	w := e.writeBuckets(c, p, 80)
 	w.waitFor(t, 30)
 	require.NoError(t, a1.Stop())
 	require.Contains(t, a1.Log(), "drained: in-flight batches applied and acked")
+	stopped := time.Now()
 	a2 := e.StartApplier("a2")
-	units := e.Units()
-	require.Eventually(t, func() bool { return len(heldBy(t, a2.Addr)) == units }, 30*time.Second, 200*time.Millisecond,
-		"a2 takes every shard well before a1's 60 s leases would expire")
+	require.Eventually(t, func() bool { return len(heldBy(t, a2.Addr)) == units }, 50*time.Second, 200*time.Millisecond,
+		"a2 takes every shard before a1's 60 s leases would expire")
+	require.Less(t, time.Since(stopped), 60*time.Second, "taken over before a1's leases could have expired")
 	w.waitFor(t, 60)
 	require.NoError(t, exp.Stop())
 	require.Contains(t, exp.Log(), "stream drained")
