@@ -155,21 +155,14 @@ func (e *Exporter) allBucketShards(ctx context.Context) ([]bucketShard, error) {
 
 // shardsOf reads a bucket's current instance and its number of index shards.
 func (e *Exporter) shardsOf(ctx context.Context, bucket string) ([]bucketShard, error) {
-	ep, err := e.cfg.Source.GetMetadata(ctx, rgwlog.SectionBucket, bucket)
+	id, err := e.currentInstance(ctx, bucket)
 	if err != nil {
 		return nil, err
 	}
-	var entry struct {
-		Data struct {
-			Bucket struct {
-				BucketID string `json:"bucket_id"`
-			} `json:"bucket"`
-		} `json:"data"`
+	if id == "" {
+		return nil, fmt.Errorf("bucket %s: entry point without bucket_id", bucket)
 	}
-	if err := json.Unmarshal(ep, &entry); err != nil || entry.Data.Bucket.BucketID == "" {
-		return nil, fmt.Errorf("bucket %s: entry point without bucket_id: %v", bucket, err)
-	}
-	inst := bucket + ":" + entry.Data.Bucket.BucketID
+	inst := bucket + ":" + id
 	ib, err := e.cfg.Source.GetMetadata(ctx, rgwlog.SectionBucketInstance, inst)
 	if err != nil {
 		return nil, err
@@ -186,11 +179,11 @@ func (e *Exporter) shardsOf(ctx context.Context, bucket string) ([]bucketShard, 
 	}
 	n := info.Data.BucketInfo.NumShards
 	if n <= 0 {
-		return []bucketShard{{key: inst, bucket: bucket, instance: entry.Data.Bucket.BucketID, shard: -1}}, nil
+		return []bucketShard{{key: inst, bucket: bucket, instance: id, shard: -1}}, nil
 	}
 	out := make([]bucketShard, n)
 	for i := range n {
-		out[i] = bucketShard{key: fmt.Sprintf("%s:%d", inst, i), bucket: bucket, instance: entry.Data.Bucket.BucketID, shard: i}
+		out[i] = bucketShard{key: fmt.Sprintf("%s:%d", inst, i), bucket: bucket, instance: id, shard: i}
 	}
 	return out, nil
 }
@@ -550,12 +543,22 @@ func (e *Exporter) bucketGone(ctx context.Context, key string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	ep, err := e.cfg.Source.GetMetadata(ctx, rgwlog.SectionBucket, bs.bucket)
+	id, err := e.currentInstance(ctx, bs.bucket)
 	if errors.Is(err, rgwadmin.ErrNotFound) {
 		return true, nil
 	}
 	if err != nil {
 		return false, err
+	}
+	return id != bs.instance, nil
+}
+
+// currentInstance is the bucket_id a bucket's entry point names (its
+// current instance); ErrNotFound when the bucket does not exist.
+func (e *Exporter) currentInstance(ctx context.Context, bucket string) (string, error) {
+	ep, err := e.cfg.Source.GetMetadata(ctx, rgwlog.SectionBucket, bucket)
+	if err != nil {
+		return "", err
 	}
 	var entry struct {
 		Data struct {
@@ -565,9 +568,9 @@ func (e *Exporter) bucketGone(ctx context.Context, key string) (bool, error) {
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(ep, &entry); err != nil {
-		return false, err
+		return "", fmt.Errorf("bucket %s: entry point: %w", bucket, err)
 	}
-	return entry.Data.Bucket.BucketID != bs.instance, nil
+	return entry.Data.Bucket.BucketID, nil
 }
 
 // dropBucketShard forgets a bucket shard of a removed bucket: off the queue,
