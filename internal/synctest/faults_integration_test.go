@@ -120,6 +120,20 @@ func TestTwoAppliersShareAndFailOver(t *testing.T) {
 	}, 60*time.Second, 200*time.Millisecond, "both appliers should hold a share of the %d units", units)
 
 	w.waitFor(t, 60)
+	// Kill a1 only once it has applied something, or the takeover proves
+	// nothing (on a loaded machine the rebalance can take a while).
+	require.Eventually(t, func() bool {
+		recs, err := ReadAudit(e.AuditPath())
+		if err != nil {
+			return false
+		}
+		for _, r := range recs {
+			if r.Applier == "a1" {
+				return true
+			}
+		}
+		return false
+	}, 60*time.Second, 100*time.Millisecond, "a1 applies a batch")
 	a1.Kill()
 	t.Log("a1 killed")
 	// a2 takes everything once a1's leases expire.
