@@ -263,10 +263,19 @@ func (e *Env) Units() int {
 	defer cancel()
 	// An applier connects only after the exporter initialised the
 	// destination (metadata and data bounds): count from then on.
+	// The count must also hold still over two readings: on a loaded machine
+	// a reading was seen without the data shards.
+	last := -1
 	for ctx.Err() == nil {
 		st, err := StatusOf(ctx, e.ExporterAddr, e.Dest, e.DialOption(e.ExporterAddr))
 		if err == nil && len(st.GetDestinations()) > 0 && len(st.GetDestinations()[0].GetAppliers()) > 0 {
-			return len(st.GetDestinations()[0].GetShards())
+			n := len(st.GetDestinations()[0].GetShards())
+			if n == last {
+				return n
+			}
+			last = n
+			time.Sleep(500 * time.Millisecond)
+			continue
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
