@@ -233,6 +233,11 @@ func Run(t labtest.TB, cfg Config) *Report {
 	prefix := fmt.Sprintf("chaos%d-%s", cfg.Seed%100000, labtest.RandomName("")[:4])
 	e.Only(prefix)
 	r := &run{cfg: cfg, t: t, e: e, rep: rep, apps: map[string]*synctest.Proc{}, extra: "data:\n  enabled: true\n"}
+	if lvl := os.Getenv("CHAOS_LOG_LEVEL"); lvl != "" {
+		// The exporter's log level (debug logs every object op it builds:
+		// what a lost key's history is traced with).
+		r.extra += "log_level: " + lvl + "\n"
+	}
 	// On failure keep the env's directory (process logs, audit log,
 	// bounds.db, the exporter's status at give-up) before t's TempDir goes:
 	// registered after NewEnv's TempDir and before the processes, it runs

@@ -757,7 +757,7 @@ func opsFromBILog(bs bucketShard, entries []rgwadmin.BILogEntry) []objRef {
 		if en.State != "" && en.State != "complete" {
 			continue
 		}
-		r := objRef{bs: bs, key: en.Object, version: en.Instance, epoch: en.Ver.Epoch, ts: en.Timestamp, marker: en.OpID}
+		r := objRef{bs: bs, key: en.Object, version: en.Instance, ts: en.Timestamp, marker: en.OpID}
 		olhOp := en.Op == "link_olh" || en.Op == "link_olh_del" || en.Op == "unlink_instance"
 		switch {
 		case r.version == "null" && !en.Versioned && !olhOp:
@@ -769,6 +769,16 @@ func opsFromBILog(bs bucketShard, entries []rgwadmin.BILogEntry) []objRef {
 			r.version = "null"
 		}
 		versioned := en.Versioned || r.version != ""
+		if versioned {
+			// The entry's ver.epoch is the version's OLH epoch only in a
+			// versioned (or suspended) bucket. In an unversioned one it is
+			// the head object's RADOS version: sent as rgwx-versioned-epoch
+			// it would make the destination write an OLH with a null
+			// instance, which no DELETE removes (measured on 16.2.15,
+			// TestNullVersionWithEpochIsNotDeletable) — deletes of such
+			// objects were lost.
+			r.epoch = en.Ver.Epoch
+		}
 		switch en.Op {
 		case "write", "del":
 			if versioned && en.Op == "write" {
@@ -851,7 +861,13 @@ func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string
 // buildOp turns a reference into an op, reading the object's current state
 // (and its body, when small).
 func (e *Exporter) buildOp(ctx context.Context, r objRef, inlineBudget *atomic.Int64) (*v1.ObjectOp, error) {
-	op := &v1.ObjectOp{Bucket: r.bs.s3Bucket(), Key: r.key, VersionId: r.version, VersionedEpoch: r.epoch, Marker: r.marker}
+	op := &v1.ObjectOp{Bucket: r.bs.s3Bucket(), Key: r.key, VersionId: r.version, Marker: r.marker}
+	if r.version != "" {
+		// Only a named version has an order to keep; an unversioned
+		// object written with an epoch becomes an undeletable OLH on the
+		// destination (see opsFromBILog).
+		op.VersionedEpoch = r.epoch
+	}
 	switch r.kind {
 	case v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION:
 		op.Kind = r.kind

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -585,4 +586,40 @@ func TestDataLogShard(t *testing.T) {
 		data, _ := json.MarshalIndent(map[string]any{"num_shards": info.NumShards, "entries": rec}, "", "  ")
 		require.NoError(t, os.WriteFile("testdata/datalog-shards.json", append(data, '\n'), 0o644))
 	}
+}
+
+// TestNullVersionWithEpochIsNotDeletable pins the gateway fact behind the
+// exporter's rule "an unversioned object is written without an epoch"
+// (16.2.15): on an unversioned bucket a system PUT with rgwx-version-id=null
+// and no epoch is a plain object that a DELETE removes, but with
+// rgwx-versioned-epoch it becomes an OLH with a null instance that neither
+// a plain DELETE nor a DELETE of version "null" removes. Should a later Ceph
+// change the second half, this test says so.
+func TestNullVersionWithEpochIsNotDeletable(t *testing.T) {
+	e := newEnv(t)
+	bucket := labtest.RandomName("plain")
+	e.bucket(bucket, false)
+	put := func(key string, epoch uint64) {
+		_, err := e.b.Put(e.ctx, ObjectInfo{Bucket: bucket, Key: key, Owner: e.uid, VersionID: "null", Size: 3},
+			bytes.NewReader([]byte("abc")), epoch)
+		require.NoError(t, err)
+	}
+	exists := func(key string) bool {
+		_, err := e.b.Head(e.ctx, bucket, key, "")
+		if errors.Is(err, ErrNotFound) {
+			return false
+		}
+		require.NoError(t, err)
+		return true
+	}
+
+	put("no-epoch", 0)
+	require.NoError(t, e.b.Delete(e.ctx, bucket, "no-epoch", e.uid, ""))
+	require.False(t, exists("no-epoch"), "a null-version write without epoch is a plain object: DELETE removes it")
+
+	put("epoch", 7)
+	require.NoError(t, e.b.Delete(e.ctx, bucket, "epoch", e.uid, ""))
+	require.True(t, exists("epoch"), "expected the gateway to keep an OLH'd null version after a plain DELETE")
+	require.NoError(t, e.b.Delete(e.ctx, bucket, "epoch", e.uid, "null"))
+	require.True(t, exists("epoch"), "expected the gateway to keep an OLH'd null version after DELETE ?versionId=null")
 }

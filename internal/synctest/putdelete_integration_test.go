@@ -4,7 +4,9 @@ package synctest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,4 +41,58 @@ func TestPutThenDeleteNoFaults(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	e.WaitObjectsEqual(2*time.Minute, uid, b)
+}
+
+// Objects of an unversioned bucket that reached the destination through the
+// bucket-index log (not the full sync, not in the same page as their
+// delete), then deleted: every delete must remove them, and the destination
+// index must hold plain entries only. Until session 2 the exporter sent the
+// bilog entry's ver.epoch (the head object's RADOS version) as
+// rgwx-versioned-epoch with version "null": zone-b then made each object an
+// OLH with a null instance, which no DELETE removes — the "resurrected
+// deletes" of the fault suite.
+func TestDeleteAfterSyncedPut(t *testing.T) {
+	e := NewEnv(t)
+	p := labtest.RandomName("dp")
+	e.Only(p)
+	uid := p + "-owner"
+	c := e.User(uid, "Owner")
+	b := p + "-b"
+	e.Bucket(c, b)
+	e.StartExporter(dataOn)
+	e.StartApplier("a1")
+	e.WaitMetadataEqual(60*time.Second, Prefix(p))
+	ctx := context.Background()
+	const n = 40
+	// Round 1 may come by the bucket's full sync (it waits for the
+	// metadata full sync); once it is on zone-b every index shard follows
+	// its bilog, so round 2 (overwrites) comes by the bilog.
+	for round := range 2 {
+		for i := range n {
+			PutObject(t, c, b, fmt.Sprintf("k%03d", i), RandomBytes(100+i+round), nil)
+		}
+		e.WaitObjectsEqual(2*time.Minute, uid, b)
+	}
+
+	var index []struct {
+		Type string `json:"type"`
+		Idx  string `json:"idx"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(e.Lab.Admin(t, "zone-b", "bi", "list", "--bucket="+b)), &index))
+	var versioned []string
+	for _, en := range index {
+		if en.Type != "plain" {
+			versioned = append(versioned, en.Type+" "+strings.ToValidUTF8(en.Idx, "?"))
+		}
+	}
+	require.Empty(t, versioned, "zone-b's index of an unversioned bucket has OLH/instance entries (objects written as versioned)")
+
+	for i := range n {
+		_, err := c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b), Key: aws.String(fmt.Sprintf("k%03d", i))})
+		require.NoError(t, err)
+	}
+	e.WaitObjectsEqual(2*time.Minute, uid, b)
+	lst, err := UserOn(e.Lab.ZoneB, uid).ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(b)})
+	require.NoError(t, err)
+	require.Empty(t, lst.Contents, "zone-b still lists deleted objects")
 }
