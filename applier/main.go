@@ -85,14 +85,20 @@ func run(args []string) error {
 	// A signed read proves the endpoint and the keys before anything starts,
 	// and names the destination zone (the leases' tag).
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	// A gateway answering 5xx or garbage for a while delays the start
+	// (logged); wrong keys or an unknown endpoint stop it at once.
 	zoneID, zoneName := cfg.Destination.ZoneID, cfg.Destination.Name
-	if zoneID != "" {
-		_, err = dst.ListMetadataKeys(startCtx, "user", "", 1)
-	} else {
-		zoneID, zoneName, err = dst.ZoneID(startCtx, cfg.Destination.Endpoint)
-		if err != nil && !errors.As(err, new(*rgwadmin.GatewayError)) && startCtx.Err() == nil {
-			err = fmt.Errorf("%w (behind a load balancer or proxy? set destination.zone_id)", err)
+	err = rgwadmin.RetryTransient(startCtx, log, "read the destination", func(ctx context.Context) error {
+		if cfg.Destination.ZoneID != "" {
+			_, err := dst.ListMetadataKeys(ctx, "user", "", 1)
+			return err
 		}
+		var err error
+		zoneID, zoneName, err = dst.ZoneID(ctx, cfg.Destination.Endpoint)
+		return err
+	})
+	if errors.Is(err, rgwadmin.ErrUnknownEndpoint) {
+		err = fmt.Errorf("%w (behind a load balancer or proxy? set destination.zone_id)", err)
 	}
 	cancel()
 	if err != nil {

@@ -99,15 +99,22 @@ func run(args []string) error {
 		}
 		data, objects = src, oc
 	}
-	exp, err := exporter.New(startCtx, exporter.Config{
-		ID: cfg.ID, Source: src, SourceEndpoint: cfg.Source.Endpoint, Store: store,
-		Sections: cfg.Sync.Sections, BatchEntries: cfg.Sync.BatchEntries, FetchConcurrency: cfg.Sync.FetchConcurrency,
-		PollMin: cfg.Sync.PollMin, PollMax: cfg.Sync.PollMax, RetryMin: cfg.Sync.RetryMin, RetryMax: cfg.Sync.RetryMax,
-		MaxInflightBatches: cfg.Sync.MaxInflightBatches, MaxInflightBytes: cfg.Sync.MaxInflightBytes,
-		Filter: bucketFilter, BandwidthBytesPerSecond: cfg.Sync.BandwidthBytesPerSecond,
-		Data: data, Objects: objects, InlineMax: cfg.Data.InlineMax, ChunkSize: cfg.Data.ChunkSize,
-		Trim: cfg.Trim.Enabled, TrimInterval: cfg.Trim.Interval,
-		Logger: log, Metrics: exporter.NewMetrics(reg),
+	// A source answering 5xx or garbage for a while delays the start
+	// (logged); wrong keys or a source that is not a master stop it at once.
+	expMetrics := exporter.NewMetrics(reg)
+	var exp *exporter.Exporter
+	err = rgwadmin.RetryTransient(startCtx, log, "read the source", func(ctx context.Context) (err error) {
+		exp, err = exporter.New(ctx, exporter.Config{
+			ID: cfg.ID, Source: src, SourceEndpoint: cfg.Source.Endpoint, Store: store,
+			Sections: cfg.Sync.Sections, BatchEntries: cfg.Sync.BatchEntries, FetchConcurrency: cfg.Sync.FetchConcurrency,
+			PollMin: cfg.Sync.PollMin, PollMax: cfg.Sync.PollMax, RetryMin: cfg.Sync.RetryMin, RetryMax: cfg.Sync.RetryMax,
+			MaxInflightBatches: cfg.Sync.MaxInflightBatches, MaxInflightBytes: cfg.Sync.MaxInflightBytes,
+			Filter: bucketFilter, BandwidthBytesPerSecond: cfg.Sync.BandwidthBytesPerSecond,
+			Data: data, Objects: objects, InlineMax: cfg.Data.InlineMax, ChunkSize: cfg.Data.ChunkSize,
+			Trim: cfg.Trim.Enabled, TrimInterval: cfg.Trim.Interval,
+			Logger: log, Metrics: expMetrics,
+		})
+		return err
 	})
 	cancel()
 	if err != nil {

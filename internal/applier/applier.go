@@ -84,7 +84,8 @@ type AuditRecord struct {
 	Applier       string    `json:"applier"`
 	Shard         string    `json:"shard"`
 	Seq           uint64    `json:"seq"`
-	Entries       int       `json:"entries"`
+	Entries       int       `json:"entries"`           // metadata entries
+	Objects       int       `json:"objects,omitempty"` // object ops
 	Start         time.Time `json:"start"`
 	End           time.Time `json:"end"`
 	LeaseDeadline time.Time `json:"lease_deadline"`
@@ -665,7 +666,7 @@ func (a *Applier) audit(u rgwlog.Unit, b *v1.Batch, start time.Time) {
 		return
 	}
 	line, _ := json.Marshal(AuditRecord{Applier: a.cfg.ID, Shard: u.String(), Seq: b.GetSeq(), Entries: len(b.GetEntries()),
-		Start: start, End: time.Now(), LeaseDeadline: a.leases.Held()[u]})
+		Objects: len(b.GetObjects()), Start: start, End: time.Now(), LeaseDeadline: a.leases.Held()[u]})
 	a.auditMu.Lock()
 	defer a.auditMu.Unlock()
 	_, _ = a.cfg.Audit.Write(append(line, '\n'))

@@ -38,6 +38,7 @@ type ObjectSource interface {
 	Stat(ctx context.Context, bucket, key, versionID string) (rgwobj.ObjectInfo, error)
 	Get(ctx context.Context, bucket, key, versionID string, offset, length int64) (io.ReadCloser, error)
 	ListShard(ctx context.Context, bucketShard, keyMarker, versionMarker string, max int) (rgwobj.ListPage, error)
+	FindVersion(ctx context.Context, bucketShard, key, versionID string) (rgwobj.ListEntry, bool, error)
 }
 
 // Phases of a bucket index shard's bound.
@@ -861,6 +862,25 @@ func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string
 // buildOp turns a reference into an op, reading the object's current state
 // (and its body, when small).
 func (e *Exporter) buildOp(ctx context.Context, r objRef, inlineBudget *atomic.Int64) (*v1.ObjectOp, error) {
+	if r.kind == v1.ObjectOpKind_OBJECT_OP_KIND_UNSPECIFIED && r.version != "" {
+		// A retry or re-check of one version: what it must be on the
+		// destination is what the source's index says now — a version
+		// with its epoch (written without it, the destination would give
+		// it a new one and could make it current over a later version), a
+		// delete marker (Stat cannot see those), or nothing.
+		le, found, err := e.cfg.Objects.FindVersion(ctx, r.bs.key, r.key, r.version)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case !found:
+			r.kind = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION
+		case le.DeleteMarker:
+			r.kind, r.epoch = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, le.VersionedEpoch
+		default:
+			r.kind, r.epoch = v1.ObjectOpKind_OBJECT_OP_KIND_PUT, le.VersionedEpoch
+		}
+	}
 	op := &v1.ObjectOp{Bucket: r.bs.s3Bucket(), Key: r.key, VersionId: r.version, Marker: r.marker}
 	if r.version != "" {
 		// Only a named version has an order to keep; an unversioned

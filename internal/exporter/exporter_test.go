@@ -3,11 +3,13 @@ package exporter
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/rgwsync/rgwsync/internal/checkpoint"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/rgwobj"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -633,4 +636,76 @@ func TestParseBucketShard(t *testing.T) {
 	_, err := parseBucketShard("nocolon")
 	require.Error(t, err)
 	require.Equal(t, "acme:logs", bucketShard{bucket: "acme/logs"}.s3Bucket())
+}
+
+// fakeObjects is a source's S3 side for buildOp: versions by key/id; Stat
+// cannot see delete markers, as on the real gateway.
+type fakeObjects struct {
+	versions map[string]rgwobj.ListEntry // key+"\x00"+version id
+}
+
+func (f *fakeObjects) Stat(_ context.Context, bucket, key, versionID string) (rgwobj.ObjectInfo, error) {
+	if versionID == "" {
+		versionID = "null"
+	}
+	le, ok := f.versions[key+"\x00"+versionID]
+	if !ok || le.DeleteMarker {
+		return rgwobj.ObjectInfo{}, rgwobj.ErrNotFound
+	}
+	return rgwobj.ObjectInfo{Bucket: bucket, Key: key, VersionID: le.VersionID, Owner: le.Owner}, nil
+}
+
+func (f *fakeObjects) Get(context.Context, string, string, string, int64, int64) (io.ReadCloser, error) {
+	panic("not used: the objects are empty")
+}
+
+func (f *fakeObjects) ListShard(context.Context, string, string, string, int) (rgwobj.ListPage, error) {
+	panic("not used")
+}
+
+func (f *fakeObjects) FindVersion(_ context.Context, _, key, versionID string) (rgwobj.ListEntry, bool, error) {
+	le, ok := f.versions[key+"\x00"+versionID]
+	return le, ok, nil
+}
+
+// A retry names only a key and a version: the op it becomes is what the
+// source's index says now, with the version's own epoch (chaos found a
+// retried version written without one: the destination gave it a newer
+// epoch than a later version and made it current).
+func TestBuildOpRetryOfAVersion(t *testing.T) {
+	src := newFakeSource()
+	src.blobs["bucket.instance:vb:inst"] = `{"data":{"bucket_info":{"owner":"alice","bucket":{"tenant":""}}}}`
+	objs := &fakeObjects{versions: map[string]rgwobj.ListEntry{
+		"k\x00V1":   {Key: "k", VersionID: "V1", VersionedEpoch: 2, Owner: "alice"},
+		"k\x00M1":   {Key: "k", VersionID: "M1", VersionedEpoch: 3, DeleteMarker: true},
+		"n\x00null": {Key: "n", VersionID: "null", VersionedEpoch: 5, Owner: "alice"},
+	}}
+	e := &Exporter{cfg: Config{Source: src, Objects: objs, InlineMax: 1 << 20}}
+	bs := bucketShard{key: "vb:inst:3", bucket: "vb", instance: "inst", shard: 3}
+	var budget atomic.Int64
+	budget.Store(1 << 20)
+	build := func(key, version string) *v1.ObjectOp {
+		op, err := e.buildOp(context.Background(), objRef{bs: bs, key: key, version: version}, &budget)
+		require.NoError(t, err)
+		return op
+	}
+	op := build("k", "V1")
+	require.Equal(t, v1.ObjectOpKind_OBJECT_OP_KIND_PUT, op.GetKind())
+	require.EqualValues(t, 2, op.GetVersionedEpoch())
+	op = build("k", "M1")
+	require.Equal(t, v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, op.GetKind(), "a delete marker stays one (Stat cannot see it)")
+	require.EqualValues(t, 3, op.GetVersionedEpoch())
+	require.Equal(t, "alice", op.GetOwner())
+	op = build("k", "V0")
+	require.Equal(t, v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION, op.GetKind(), "a version gone from the source")
+	op = build("n", "null")
+	require.Equal(t, v1.ObjectOpKind_OBJECT_OP_KIND_PUT, op.GetKind())
+	require.EqualValues(t, 5, op.GetVersionedEpoch(), "the null version of a suspended bucket keeps its epoch")
+
+	// An unversioned object named without a version: no epoch, ever.
+	objs.versions["p\x00null"] = rgwobj.ListEntry{Key: "p", VersionID: "null", Owner: "alice"}
+	op, err := e.buildOp(context.Background(), objRef{bs: bs, key: "p", epoch: 77}, &budget)
+	require.NoError(t, err)
+	require.Equal(t, "null", op.GetVersionId())
+	require.Zero(t, op.GetVersionedEpoch())
 }

@@ -2,6 +2,7 @@ package rgwadmin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -39,8 +40,11 @@ func (c *Client) ZoneID(ctx context.Context, endpoint string) (id, name string, 
 			}
 		}
 	}
-	return "", "", fmt.Errorf("%s: no zone of period %s has this endpoint (zones: %s)", op, p.ID, strings.Join(seen, ", "))
+	return "", "", fmt.Errorf("%s: %w: no zone of period %s has it (zones: %s)", op, ErrUnknownEndpoint, p.ID, strings.Join(seen, ", "))
 }
+
+// ErrUnknownEndpoint: no zone of the current period lists the endpoint.
+var ErrUnknownEndpoint = errors.New("the endpoint is not a zone endpoint of the period")
 
 func normEndpoint(s string) string {
 	return strings.ToLower(strings.TrimRight(strings.TrimSpace(s), "/"))

@@ -623,3 +623,47 @@ func TestNullVersionWithEpochIsNotDeletable(t *testing.T) {
 	require.NoError(t, e.b.Delete(e.ctx, bucket, "epoch", e.uid, "null"))
 	require.True(t, exists("epoch"), "expected the gateway to keep an OLH'd null version after DELETE ?versionId=null")
 }
+
+// TestFindVersion: a version's listing entry, delete markers included, and
+// no false hit on a key the wanted one prefixes.
+func TestFindVersion(t *testing.T) {
+	e := newEnv(t)
+	bucket := labtest.RandomName("fv")
+	inst := e.bucket(bucket, true)
+	v1 := e.put(bucket, "k", []byte("one"))
+	v2 := e.put(bucket, "k", []byte("two"))
+	del, err := e.user.DeleteObject(e.ctx, &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String("k")})
+	require.NoError(t, err)
+	marker := aws.ToString(del.VersionId)
+	other := e.put(bucket, "k2", []byte("other key")) // in the listing with prefix=k (if in the same shard)
+	plain := labtest.RandomName("fvp")
+	plainInst := e.bucket(plain, false)
+	e.put(plain, "p", []byte("plain"))
+
+	const shards = 11
+	shardOf := func(inst, key string) string { return fmt.Sprintf("%s:%d", inst, IndexShard(key, shards)) }
+	for _, c := range []struct {
+		key, version string
+		found, dm    bool
+		epoch        uint64
+	}{
+		{"k", v1, true, false, 2}, {"k", v2, true, false, 3}, {"k", marker, true, true, 4},
+		{"k", "nosuchversion0000000000000000000", false, false, 0},
+		{"k", other, false, false, 0}, // k2's version is not a version of k
+	} {
+		en, found, err := e.a.FindVersion(e.ctx, shardOf(inst, c.key), c.key, c.version)
+		require.NoError(t, err)
+		require.Equal(t, c.found, found, "version %s of %s", c.version, c.key)
+		if found {
+			require.Equal(t, c.dm, en.DeleteMarker, "delete marker %s", c.version)
+			require.Equal(t, c.epoch, en.VersionedEpoch, "epoch of %s", c.version)
+		}
+	}
+	en, found, err := e.a.FindVersion(e.ctx, shardOf(plainInst, "p"), "p", "null")
+	require.NoError(t, err)
+	require.True(t, found)
+	require.Zero(t, en.VersionedEpoch)
+	_, found, err = e.a.FindVersion(e.ctx, shardOf(plainInst, "p"), "p", "other")
+	require.NoError(t, err)
+	require.False(t, found)
+}

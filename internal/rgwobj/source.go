@@ -285,7 +285,39 @@ const DefaultListMax = 1000
 // &format=json&objs-container=true. bucketShard is "bucket:instance:shard",
 // or "bucket:instance" for a bucket with one unsharded index.
 func (c *Client) ListShard(ctx context.Context, bucketShard, keyMarker, versionMarker string, max int) (ListPage, error) {
-	op := "list bucket shard " + bucketShard
+	return c.listShard(ctx, "list bucket shard "+bucketShard, bucketShard, "", keyMarker, versionMarker, max)
+}
+
+// FindVersion reads the listing entry of one version of key — delete
+// markers included, which Stat cannot see — from the key's bucket index
+// shard, by listing the shard's versions with prefix=key. found is false
+// when the source has no such version (any more). versionID "null" is the
+// null version (or, in an unversioned bucket, the object).
+func (c *Client) FindVersion(ctx context.Context, bucketShard, key, versionID string) (en ListEntry, found bool, err error) {
+	op := fmt.Sprintf("find version %q of %q in %s", versionID, key, bucketShard)
+	km, vm := "", ""
+	for {
+		page, err := c.listShard(ctx, op, bucketShard, key, km, vm, 100)
+		if err != nil {
+			return ListEntry{}, false, err
+		}
+		for _, en := range page.Entries {
+			if en.Key != key {
+				// The versions of key come first; then keys it prefixes.
+				return ListEntry{}, false, nil
+			}
+			if en.VersionID == versionID {
+				return en, true, nil
+			}
+		}
+		if !page.Truncated || page.NextKeyMarker == "" {
+			return ListEntry{}, false, nil
+		}
+		km, vm = page.NextKeyMarker, page.NextVersionMarker
+	}
+}
+
+func (c *Client) listShard(ctx context.Context, op, bucketShard, prefix, keyMarker, versionMarker string, max int) (ListPage, error) {
 	bucket, _, ok := strings.Cut(bucketShard, ":")
 	if !ok || bucket == "" {
 		return ListPage{}, fmt.Errorf("%s: want bucket:instance[:shard]", op)
@@ -301,6 +333,9 @@ func (c *Client) ListShard(ctx context.Context, bucketShard, keyMarker, versionM
 		"max-keys":             {strconv.Itoa(max)},
 		"key-marker":           {keyMarker},
 		"version-id-marker":    {versionMarker},
+	}
+	if prefix != "" {
+		q.Set("prefix", prefix)
 	}
 	_, data, err := c.send(ctx, call{op: op, method: http.MethodGet, bucket: bucket, query: q})
 	if err != nil {

@@ -352,6 +352,7 @@ type AuditRecord struct {
 	Shard         string    `json:"shard"`
 	Seq           uint64    `json:"seq"`
 	Entries       int       `json:"entries"`
+	Objects       int       `json:"objects"`
 	Start         time.Time `json:"start"`
 	End           time.Time `json:"end"`
 	LeaseDeadline time.Time `json:"lease_deadline"`
