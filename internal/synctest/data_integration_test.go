@@ -145,6 +145,14 @@ func TestDataSyncVersioned(t *testing.T) {
 	require.NoError(t, err)
 	PutObject(t, c, b, "doc", []byte("null version"), nil)
 	PutObject(t, c, b, "fresh", []byte("null only"), nil)
+	PutObject(t, c, b, "dm", []byte("null, then a null delete marker"), nil)
+	e.WaitObjectsEqual(2*time.Minute, uid, b)
+	// A delete while suspended lays a delete marker with the id "null"
+	// (replacing the null version).
+	for _, k := range []string{"dm", "fresh"} {
+		_, err = c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b), Key: aws.String(k)})
+		require.NoError(t, err)
+	}
 	e.WaitObjectsEqual(2*time.Minute, uid, b)
 }
 
