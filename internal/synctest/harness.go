@@ -448,6 +448,7 @@ func (e *Env) Start(name, bin string, args ...string) *Proc {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = childAttrs()
 	if err := cmd.Start(); err != nil {
 		e.T.Fatal(err)
 	}
