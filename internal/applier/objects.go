@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"sync"
 	"time"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
@@ -19,25 +21,48 @@ type ObjectDest interface {
 	PutMultipart(ctx context.Context, info rgwobj.ObjectInfo, part func(n int, offset, size int64) (io.ReadCloser, error), versionedEpoch uint64) (string, error)
 	Delete(ctx context.Context, bucket, key, owner, versionID string) error
 	PutDeleteMarker(ctx context.Context, bucket, key, owner, markerVersionID string, epoch uint64) error
-	Head(ctx context.Context, bucket, key, versionID string) (rgwobj.ObjectInfo, error)
+	// Stat reads what the destination has, every attribute (tags and
+	// whether the ACL is the default one included), in one request.
+	Stat(ctx context.Context, bucket, key, versionID string) (rgwobj.ObjectInfo, error)
 }
 
 // chunkReader reads one chunked op's body from the batch's chunk channel.
 // Chunks arrive in op-index order; a chunk with Offset -1 says the
 // exporter could not read the source.
+//
+// The HTTP transport may go on reading a request body in its own goroutine
+// after the request has returned (an early answer, a reset connection), so
+// every read is serialised, and drain first detaches the transport: its
+// later reads get an error instead of stealing chunks (a chaos run crashed
+// an applier on this race).
 type chunkReader struct {
-	ctx    context.Context
-	ch     <-chan *v1.ObjectChunk
-	index  uint32
-	buf    []byte
-	off    int64
-	done   bool
-	failed bool
+	ctx   context.Context
+	ch    <-chan *v1.ObjectChunk
+	index uint32
+
+	mu       sync.Mutex
+	buf      []byte
+	off      int64
+	done     bool
+	failed   bool
+	detached bool
 }
 
-var errSourceBody = errors.New("the exporter could not read the object's body from the source")
+var (
+	errSourceBody = errors.New("the exporter could not read the object's body from the source")
+	errDetached   = errors.New("body no longer available to this request")
+)
 
 func (r *chunkReader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.detached {
+		return 0, errDetached
+	}
+	return r.read(p)
+}
+
+func (r *chunkReader) read(p []byte) (int, error) {
 	for len(r.buf) == 0 {
 		if r.done {
 			return 0, io.EOF
@@ -69,10 +94,26 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// drain consumes the rest of the op's chunks (after a failure or a skip),
-// so the next op's chunks line up.
+// sourceFailed says the exporter reported that it could not read the body.
+func (r *chunkReader) sourceFailed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.failed
+}
+
+// drain detaches the request (see chunkReader) and consumes the rest of
+// the op's chunks (after a failure or a skip), so the next op's chunks
+// line up.
 func (r *chunkReader) drain() {
-	_, _ = io.Copy(io.Discard, r)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.detached = true
+	buf := make([]byte, 32<<10)
+	for {
+		if _, err := r.read(buf); err != nil {
+			return
+		}
+	}
 }
 
 func infoOf(op *v1.ObjectOp) rgwobj.ObjectInfo {
@@ -190,9 +231,9 @@ func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body *chunkR
 		return fmt.Errorf("unknown object op %v", op.GetKind())
 	}
 	info := infoOf(op)
-	// Already there (same ETag and size, and version)? Then only the body
-	// transfer is wasted, not a write: the destination keeps its copy.
-	if have, err := dst.Head(ctx, info.Bucket, info.Key, info.VersionID); err == nil && sameCopy(have, info) {
+	// Already there, as the op describes it? Then only the body transfer is
+	// wasted, not a write: the destination keeps its copy.
+	if have, err := dst.Stat(ctx, info.Bucket, info.Key, info.VersionID); err == nil && sameCopy(have, info) {
 		a.cfg.Metrics.objects.WithLabelValues("skipped").Inc()
 		return nil
 	}
@@ -212,7 +253,7 @@ func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body *chunkR
 		etag, err = dst.Put(ctx, info, r, op.GetVersionedEpoch())
 	}
 	if err != nil {
-		if body != nil && body.failed {
+		if body != nil && body.sourceFailed() {
 			return errSourceBody
 		}
 		return err
@@ -225,22 +266,18 @@ func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body *chunkR
 	return nil
 }
 
-// sameCopy: the destination already has this object as the op describes it.
-// Tags and a non-default ACL are not visible in a HEAD, so an op carrying
-// them is always written (a tag or ACL change keeps the ETag).
+// sameCopy: the destination already has this object as the op describes
+// it: body (ETag and size), owner, content headers, metadata, tags and ACL.
+// (A HEAD shows neither tags nor the ACL: a chaos run found an overwrite
+// that dropped the tags skipped, the destination keeping the old tags.)
 func sameCopy(have, want rgwobj.ObjectInfo) bool {
-	if have.ETag != want.ETag || have.Size != want.Size || len(want.Tags) > 0 || want.ACL != nil {
+	if have.ETag != want.ETag || have.Size != want.Size || have.Owner != want.Owner {
 		return false
 	}
 	if have.ContentType != want.ContentType || have.CacheControl != want.CacheControl ||
 		have.ContentDisposition != want.ContentDisposition || have.ContentEncoding != want.ContentEncoding ||
-		have.ContentLanguage != want.ContentLanguage || have.Expires != want.Expires || len(have.UserMeta) != len(want.UserMeta) {
+		have.ContentLanguage != want.ContentLanguage || have.Expires != want.Expires {
 		return false
 	}
-	for k, v := range want.UserMeta {
-		if have.UserMeta[k] != v {
-			return false
-		}
-	}
-	return true
+	return maps.Equal(have.UserMeta, want.UserMeta) && maps.Equal(have.Tags, want.Tags) && bytes.Equal(have.ACL, want.ACL)
 }
