@@ -20,6 +20,7 @@ type ObjectDest interface {
 	Put(ctx context.Context, info rgwobj.ObjectInfo, body io.Reader, versionedEpoch uint64) (string, error)
 	PutMultipart(ctx context.Context, info rgwobj.ObjectInfo, part func(n int, offset, size int64) (io.ReadCloser, error), versionedEpoch uint64) (string, error)
 	Delete(ctx context.Context, bucket, key, owner, versionID string) error
+	DeleteVersion(ctx context.Context, bucket, key, owner, versionID string, epoch uint64) error
 	PutDeleteMarker(ctx context.Context, bucket, key, owner, markerVersionID string, epoch uint64) error
 	// Stat reads what the destination has, every attribute (tags and
 	// whether the ACL is the default one included), in one request.
@@ -215,7 +216,7 @@ func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body *chunkR
 		a.cfg.Metrics.objects.WithLabelValues("delete").Inc()
 		return nil
 	case v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION:
-		if err := dst.Delete(ctx, op.GetBucket(), op.GetKey(), op.GetOwner(), op.GetVersionId()); err != nil && !errors.Is(err, rgwobj.ErrNotFound) {
+		if err := dst.DeleteVersion(ctx, op.GetBucket(), op.GetKey(), op.GetOwner(), op.GetVersionId(), op.GetVersionedEpoch()); err != nil && !errors.Is(err, rgwobj.ErrNotFound) {
 			return err
 		}
 		a.cfg.Metrics.objects.WithLabelValues("delete_version").Inc()

@@ -770,14 +770,15 @@ func opsFromBILog(bs bucketShard, entries []rgwadmin.BILogEntry) []objRef {
 			r.version = "null"
 		}
 		versioned := en.Versioned || r.version != ""
-		if versioned {
-			// The entry's ver.epoch is the version's OLH epoch only in a
-			// versioned (or suspended) bucket. In an unversioned one it is
-			// the head object's RADOS version: sent as rgwx-versioned-epoch
-			// it would make the destination write an OLH with a null
-			// instance, which no DELETE removes (measured on 16.2.15,
-			// TestNullVersionWithEpochIsNotDeletable) — deletes of such
-			// objects were lost.
+		if olhOp {
+			// Only an OLH op's ver.epoch is the version's OLH epoch. A
+			// "write" or "del" entry's is the head object's RADOS version
+			// (measured: unlink_instance epoch 4 then del epoch 536). Sent
+			// as rgwx-versioned-epoch it does harm: an unversioned object
+			// becomes an OLH with a null instance that no DELETE removes
+			// (TestNullVersionWithEpochIsNotDeletable: the "resurrected
+			// deletes"), a version delete pushes the destination's OLH
+			// epoch past the source's.
 			r.epoch = en.Ver.Epoch
 		}
 		switch en.Op {
@@ -799,6 +800,11 @@ func opsFromBILog(bs bucketShard, entries []rgwadmin.BILogEntry) []objRef {
 		}
 		kk := k{r.key, r.version}
 		if i, ok := last[kk]; ok {
+			if r.epoch == 0 && r.kind == refs[i].kind {
+				// The "del" after an unlink_instance: keep the unlink's
+				// epoch.
+				r.epoch = refs[i].epoch
+			}
 			refs[i] = r // the later entry wins
 			continue
 		}

@@ -596,6 +596,14 @@ func TestOpsFromBILog(t *testing.T) {
 		ent("link_olh", "doc", "", 3, true),
 		ent("link_olh_del", "gone", "M1", 4, true),
 		ent("unlink_instance", "doc", "V1", 5, true),
+		// A version delete as the gateway logs it: unlink_instance with the
+		// OLH epoch, then del with the head object's RADOS version.
+		ent("write", "old", "V7", 535, true),
+		ent("link_olh", "old", "V7", 2, true),
+		ent("unlink_instance", "old", "V7", 4, true),
+		ent("del", "old", "V7", 536, true),
+		// A del of a version whose unlink was in an earlier page: no epoch.
+		ent("del", "prev", "V8", 540, true),
 		{Op: "write", Object: "pending", State: "pending"},
 	})
 	type r struct {
@@ -615,6 +623,8 @@ func TestOpsFromBILog(t *testing.T) {
 		{"doc", "V1", v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION, 5},
 		{"doc", "null", v1.ObjectOpKind_OBJECT_OP_KIND_PUT, 3},
 		{"gone", "M1", v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, 4},
+		{"old", "V7", v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION, 4},
+		{"prev", "V8", v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION, 0},
 	}, got)
 }
 

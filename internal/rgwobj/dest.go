@@ -238,6 +238,28 @@ func (c *Client) Delete(ctx context.Context, bucket, key, owner, versionID strin
 	return err
 }
 
+// DeleteVersion removes one version (or delete marker) with the source's
+// OLH epoch of that removal (epoch 0: unknown, none sent). Without the epoch
+// the destination gives the removal its own next epoch, which can pass the
+// source's numbering: a later version or delete marker written with the
+// source's epoch then fails to become current (measured on 16.2.15,
+// TestVersionDeleteKeepsSourceEpoch). An absent version counts as deleted.
+func (c *Client) DeleteVersion(ctx context.Context, bucket, key, owner, versionID string, epoch uint64) error {
+	if versionID == "" {
+		return fmt.Errorf("delete version of %s/%s: no version id", bucket, key)
+	}
+	q := url.Values{"rgwx-uid": {owner}, "versionId": {versionID}}
+	if epoch > 0 {
+		q.Set("rgwx-versioned-epoch", strconv.FormatUint(epoch, 10))
+	}
+	_, _, err := c.send(ctx, call{op: fmt.Sprintf("delete %s/%s?versionId=%s", bucket, key, versionID),
+		method: http.MethodDelete, bucket: bucket, key: key, query: q})
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
 // PutDeleteMarker creates a delete marker with the source's id and epoch
 // (a system DELETE with rgwx-version-id and rgwx-versioned-epoch); it
 // works on a key the destination does not have yet.

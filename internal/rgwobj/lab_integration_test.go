@@ -667,3 +667,41 @@ func TestFindVersion(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, found)
 }
+
+// TestVersionDeleteKeepsSourceEpoch pins why version deletes carry the
+// source's OLH epoch (16.2.15). The source did: V1 (epoch 2), V2 (3),
+// delete of V1 (4), V3 (5). The destination gets V2 and V3 first and the
+// delete of V1 late: without an epoch the delete takes the destination's
+// next epoch (6), and a later version written with the source's epoch 6
+// does not become current; with the source's epoch 4 it does.
+func TestVersionDeleteKeepsSourceEpoch(t *testing.T) {
+	e := newEnv(t)
+	for _, withEpoch := range []bool{false, true} {
+		bucket := labtest.RandomName("ve")
+		e.bucket(bucket, true)
+		put := func(v string, epoch uint64) {
+			_, err := e.b.Put(e.ctx, ObjectInfo{Bucket: bucket, Key: "k", Owner: e.uid, VersionID: v, Size: 1},
+				bytes.NewReader([]byte("x")), epoch)
+			require.NoError(t, err)
+		}
+		const v1, v2, v3, v4 = "V1xxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "V2xxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+			"V3xxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "V4xxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		put(v1, 2)
+		put(v2, 3)
+		put(v3, 5)
+		var epoch uint64
+		if withEpoch {
+			epoch = 4
+		}
+		require.NoError(t, e.b.DeleteVersion(e.ctx, bucket, "k", e.uid, v1, epoch))
+		require.NoError(t, e.b.DeleteVersion(e.ctx, bucket, "k", e.uid, v1, epoch), "absent version")
+		put(v4, 6) // the source's next version
+		h, err := e.b.Head(e.ctx, bucket, "k", "")
+		require.NoError(t, err)
+		if withEpoch {
+			require.Equal(t, v4, h.VersionID, "with the source's epoch the next version is current")
+		} else {
+			require.Equal(t, v3, h.VersionID, "expected the gateway to number an epoch-less delete itself (then V4 is not current)")
+		}
+	}
+}
