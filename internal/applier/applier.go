@@ -260,6 +260,8 @@ type session struct {
 	wg      sync.WaitGroup
 	// draining is closed at shutdown: workers take no new batch.
 	draining chan struct{}
+	// pull: the exporter sends a chunked body only when asked (BodyRequest).
+	pull bool
 }
 
 type shardWorker struct {
@@ -295,6 +297,7 @@ func (a *Applier) runSession(ctx context.Context) error {
 	}
 	if err := stream.Send(&v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Hello{Hello: &v1.Hello{
 		Destination: a.cfg.Destination, ApplierId: a.cfg.ID, MaxInflightBatches: a.cfg.MaxInflightBatches,
+		BodiesOnRequest: true,
 	}}}); err != nil {
 		return fmt.Errorf("send Hello: %w", err)
 	}
@@ -321,7 +324,7 @@ func (a *Applier) runSession(ctx context.Context) error {
 	a.mu.Unlock()
 
 	s := &session{a: a, out: make(chan *v1.ReplicateRequest, 256), workers: map[rgwlog.Unit]*shardWorker{}, ctx: sctx,
-		draining: make(chan struct{})}
+		draining: make(chan struct{}), pull: w.GetBodiesOnRequest()}
 	defer s.stopAll()
 
 	sendErr := make(chan error, 1)
@@ -519,7 +522,14 @@ func (a *Applier) work(ctx context.Context, s *session, wk *shardWorker) {
 		failed, err := a.applyBatch(ctx, wk.unit, b)
 		if err == nil && len(b.GetObjects()) > 0 {
 			var ofailed []*v1.RetryItem
-			ofailed, err = a.applyObjects(ctx, wk.unit, b, wk.chunks)
+			var ask func(index uint32, skip bool)
+			if s.pull {
+				ask = func(index uint32, skip bool) {
+					s.send(ctx, &v1.ReplicateRequest{Msg: &v1.ReplicateRequest_BodyRequest{BodyRequest: &v1.BodyRequest{
+						Shard: wk.unit.Ref(), Generation: wk.gen, Seq: b.GetSeq(), Index: index, Skip: skip}}})
+				}
+			}
+			ofailed, err = a.applyObjects(ctx, wk.unit, b, wk.chunks, ask)
 			failed = append(failed, ofailed...)
 		}
 		if err != nil {

@@ -40,6 +40,11 @@ type chunkReader struct {
 	ctx   context.Context
 	ch    <-chan *v1.ObjectChunk
 	index uint32
+	// ask, when the exporter sends bodies on request, asks for the body
+	// (skip false) or says it is not needed (skip true); once per op.
+	ask   func(index uint32, skip bool)
+	asked bool
+	skip  bool
 
 	mu       sync.Mutex
 	buf      []byte
@@ -63,7 +68,34 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 	return r.read(p)
 }
 
+// want asks the exporter for the body (when it sends bodies on request).
+func (r *chunkReader) want() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.answer(false)
+}
+
+// notWanted tells the exporter the body is not needed: no chunk of it
+// will come.
+func (r *chunkReader) notWanted() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.answer(true)
+}
+
+func (r *chunkReader) answer(skip bool) {
+	if r.ask == nil || r.asked {
+		return
+	}
+	r.asked, r.skip = true, skip
+	r.ask(r.index, skip)
+}
+
 func (r *chunkReader) read(p []byte) (int, error) {
+	r.answer(false) // a read before any answer asks for the body
+	if r.skip {
+		return 0, io.EOF
+	}
 	for len(r.buf) == 0 {
 		if r.done {
 			return 0, io.EOF
@@ -109,6 +141,10 @@ func (r *chunkReader) drain() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.detached = true
+	if r.ask != nil && !r.asked {
+		r.answer(true) // never asked for (the op failed before): nothing to drain
+		return
+	}
 	buf := make([]byte, 32<<10)
 	for {
 		if _, err := r.read(buf); err != nil {
@@ -152,7 +188,8 @@ func (a *Applier) whileLeased(ctx context.Context, u rgwlog.Unit) (context.Conte
 // applyObjects applies a batch's object ops in order. Chunked bodies are
 // read from chunks as they arrive (the gateway write streams them; nothing
 // holds a whole large object in memory).
-func (a *Applier) applyObjects(ctx context.Context, u rgwlog.Unit, b *v1.Batch, chunks <-chan *v1.ObjectChunk) ([]*v1.RetryItem, error) {
+func (a *Applier) applyObjects(ctx context.Context, u rgwlog.Unit, b *v1.Batch, chunks <-chan *v1.ObjectChunk,
+	ask func(index uint32, skip bool)) ([]*v1.RetryItem, error) {
 	if a.cfg.Objects == nil && len(b.GetObjects()) > 0 {
 		return nil, errors.New("batch with object operations but no object destination configured")
 	}
@@ -166,7 +203,7 @@ func (a *Applier) applyObjects(ctx context.Context, u rgwlog.Unit, b *v1.Batch, 
 		}
 		var body *chunkReader
 		if op.GetChunked() {
-			body = &chunkReader{ctx: ctx, ch: chunks, index: op.GetIndex()}
+			body = &chunkReader{ctx: ctx, ch: chunks, index: op.GetIndex(), ask: ask}
 		}
 		start := time.Now()
 		var err error
@@ -235,8 +272,14 @@ func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body *chunkR
 	// Already there, as the op describes it? Then only the body transfer is
 	// wasted, not a write: the destination keeps its copy.
 	if have, err := dst.Stat(ctx, info.Bucket, info.Key, info.VersionID); err == nil && sameCopy(have, info) {
+		if body != nil {
+			body.notWanted() // the exporter does not even read it from the source
+		}
 		a.cfg.Metrics.objects.WithLabelValues("skipped").Inc()
 		return nil
+	}
+	if body != nil {
+		body.want()
 	}
 	var r io.Reader = bytes.NewReader(op.GetBody())
 	if body != nil {

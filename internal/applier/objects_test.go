@@ -75,3 +75,34 @@ func TestSameCopy(t *testing.T) {
 	base.Tags = nil
 	require.True(t, sameCopy(base, noTags), "no tags and an empty tag set are the same")
 }
+
+// Bodies on request: one answer per chunked op; a skipped body is never
+// waited for, an op that failed before asking answers skip at drain.
+func TestChunkReaderAsk(t *testing.T) {
+	type answer struct {
+		index uint32
+		skip  bool
+	}
+	var got []answer
+	ask := func(i uint32, skip bool) { got = append(got, answer{i, skip}) }
+	ch := make(chan *v1.ObjectChunk, 4)
+
+	r := &chunkReader{ctx: context.Background(), ch: ch, index: 0, ask: ask}
+	r.notWanted()
+	r.want() // too late: answered once
+	r.drain()
+	require.Equal(t, []answer{{0, true}}, got)
+
+	r = &chunkReader{ctx: context.Background(), ch: ch, index: 1, ask: ask}
+	r.want()
+	ch <- &v1.ObjectChunk{Index: 1, Offset: 0, Data: []byte("abc"), Last: true}
+	b, err := io.ReadAll(r)
+	require.NoError(t, err)
+	require.Equal(t, "abc", string(b))
+	r.drain()
+
+	r = &chunkReader{ctx: context.Background(), ch: ch, index: 2, ask: ask}
+	r.drain() // failed before it asked: nothing comes, nothing blocks
+	require.Equal(t, []answer{{0, true}, {1, false}, {2, true}}, got)
+	require.Len(t, ch, 0)
+}

@@ -1021,6 +1021,16 @@ func (dw *dataWorker) sendBatch(ctx context.Context, ops []*v1.ObjectOp, srcFail
 	dw.e.cfg.Metrics.batchesSent.WithLabelValues(dw.d.name, logLabel(dw.sub.unit.Log)).Inc()
 	for _, op := range ops {
 		if op.GetChunked() {
+			if dw.sub.st.pull {
+				skip, err := dw.bodyWanted(ctx, batch.Seq, op.GetIndex())
+				if err != nil {
+					return err
+				}
+				if skip {
+					dw.e.cfg.Metrics.objectBytesSkipped.WithLabelValues(dw.d.name).Add(float64(op.GetAttrs().GetSize()))
+					continue
+				}
+			}
 			if err := dw.streamBody(ctx, batch.Seq, op); err != nil {
 				// The applier cannot finish this batch; it will fail the
 				// op and ack; at worst the stream ends and all is resent.
@@ -1030,6 +1040,26 @@ func (dw *dataWorker) sendBatch(ctx context.Context, ops []*v1.ObjectOp, srcFail
 	}
 	dw.publishData()
 	return nil
+}
+
+// bodyWanted waits for the applier's answer to chunked op index of batch
+// seq: skip means the destination has the object already.
+func (dw *dataWorker) bodyWanted(ctx context.Context, seq uint64, index uint32) (skip bool, err error) {
+	for {
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case r := <-dw.sub.bodies:
+			if r.GetSeq() == seq && r.GetIndex() == index {
+				return r.GetSkip(), nil
+			}
+			if r.GetSeq() > seq || (r.GetSeq() == seq && r.GetIndex() > index) {
+				return false, fmt.Errorf("protocol: body request for op %d of batch %d while op %d of batch %d waits",
+					r.GetIndex(), r.GetSeq(), index, seq)
+			}
+			// An earlier one (answered already): ignore.
+		}
+	}
 }
 
 // streamBody sends a chunked op's body from the source, chunk by chunk.

@@ -16,6 +16,7 @@ type Metrics struct {
 	shardLag           *prometheus.GaugeVec
 	shardBehind        *prometheus.GaugeVec
 	objectBytesRead    prometheus.Counter
+	objectBytesSkipped *prometheus.CounterVec
 	objectsApplied     *prometheus.CounterVec
 	objectBytesApplied *prometheus.CounterVec
 	trims              *prometheus.CounterVec
@@ -50,6 +51,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "shard_entries_behind", Help: "Log entries of one shard read but not yet acked."}, []string{"destination", "log", "shard"}),
 		objectBytesRead: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "rgwsync", Subsystem: "exporter",
 			Name: "object_bytes_read_total", Help: "Object body bytes read from the source."}),
+		objectBytesSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "rgwsync", Subsystem: "exporter",
+			Name: "object_bytes_not_sent_total", Help: "Bytes of large objects not read nor sent because the applier found them on the destination already."}, []string{"destination"}),
 		objectsApplied: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "rgwsync", Subsystem: "exporter",
 			Name: "objects_applied_total", Help: "Object operations acked as applied."}, []string{"destination"}),
 		objectBytesApplied: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "rgwsync", Subsystem: "exporter",
@@ -61,7 +64,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.streams, m.batchesSent, m.entriesApplied, m.retriesFailed, m.errors, m.bytesRead,
-			m.lagSeconds, m.entriesBehind, m.shardsBehind, m.shardLag, m.shardBehind, m.objectBytesRead, m.objectsApplied, m.objectBytesApplied, m.trims, m.resyncs)
+			m.lagSeconds, m.entriesBehind, m.shardsBehind, m.shardLag, m.shardBehind, m.objectBytesRead, m.objectBytesSkipped, m.objectsApplied, m.objectBytesApplied, m.trims, m.resyncs)
 	}
 	return m
 }

@@ -26,6 +26,8 @@ type stream struct {
 	maxB    int64
 	limiter *rate.Limiter   // nil: unlimited
 	done    <-chan struct{} // closed when the stream ends
+	// pull: chunked bodies go out only when the applier asks (BodyRequest).
+	pull bool
 
 	mu   sync.Mutex
 	subs map[rgwlog.Unit]*subscription
@@ -74,6 +76,7 @@ type subscription struct {
 	gen    uint64 // Subscribe.generation
 	st     *stream
 	acks   chan *v1.Ack
+	bodies chan *v1.BodyRequest // pull streams: the applier's answers to chunked ops
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -117,6 +120,7 @@ func (e *Exporter) Replicate(ss v1.ReplicationService_ReplicateServer) error {
 		maxB:    maxB,
 		limiter: newLimiter(e.cfg.BandwidthBytesPerSecond),
 		done:    ctx.Done(),
+		pull:    hello.GetBodiesOnRequest(),
 		subs:    map[rgwlog.Unit]*subscription{},
 	}
 	d.mu.Lock()
@@ -143,6 +147,7 @@ func (e *Exporter) Replicate(ss v1.ReplicationService_ReplicateServer) error {
 		DataShards:         uint32(e.dataShards),
 		MaxInflightBatches: uint32(window),
 		MaxInflightBytes:   uint64(maxB),
+		BodiesOnRequest:    st.pull,
 	}}}); err != nil {
 		return err
 	}
@@ -226,6 +231,18 @@ func (e *Exporter) Replicate(ss v1.ReplicationService_ReplicateServer) error {
 			case <-sub.done:
 			case <-ctx.Done():
 			}
+		case *v1.ReplicateRequest_BodyRequest:
+			st.mu.Lock()
+			sub := st.subs[rgwlog.UnitOf(m.BodyRequest.GetShard())]
+			st.mu.Unlock()
+			if sub == nil || m.BodyRequest.GetGeneration() != sub.gen {
+				continue // an earlier subscription's: its batch is sent again to the holder
+			}
+			select {
+			case sub.bodies <- m.BodyRequest:
+			case <-sub.done:
+			case <-ctx.Done():
+			}
 		default:
 			return status.Error(codes.InvalidArgument, "unexpected message on Replicate")
 		}
@@ -290,7 +307,7 @@ func (e *Exporter) subscribe(ctx context.Context, st *stream, req *v1.Subscribe)
 		e.stopSub(old, "subscribed by "+st.applier)
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	sub := &subscription{unit: u, gen: req.GetGeneration(), st: st, acks: make(chan *v1.Ack, st.window+1), cancel: cancel, done: make(chan struct{})}
+	sub := &subscription{unit: u, gen: req.GetGeneration(), st: st, acks: make(chan *v1.Ack, st.window+1), bodies: make(chan *v1.BodyRequest, 16), cancel: cancel, done: make(chan struct{})}
 	d.mu.Lock()
 	d.subs[u] = sub
 	d.mu.Unlock()

@@ -244,3 +244,38 @@ func TestDataLogTrimmedIsResynced(t *testing.T) {
 	e.WaitObjectsEqual(2*time.Minute, uid, old, fresh)
 	require.Contains(t, exp.Log(), "source datalog trimmed past the bound")
 }
+
+// Large objects the destination has already (here: a second destination
+// set up on the same zone-b, as after bounds were lost) are neither read
+// from the source nor sent over the link: the applier answers their
+// BodyRequest with skip.
+func TestLargeObjectAlreadyThereIsNotResent(t *testing.T) {
+	e := NewEnv(t)
+	p := labtest.RandomName("nr")
+	e.Only(p)
+	uid := p + "-owner"
+	c := e.User(uid, "Owner")
+	b := p + "-b"
+	e.Bucket(c, b)
+	PutObject(t, c, b, "big-3m", RandomBytes(3<<20), nil)
+	Multipart(t, c, b, "mp-10m", 5<<20, 5<<20)
+	PutObject(t, c, b, "small", RandomBytes(100), nil)
+	exp := e.StartExporter(dataOn)
+	app := e.StartApplier("a1")
+	e.WaitObjectsEqual(2*time.Minute, uid, b)
+	app.Kill()
+	exp.Kill()
+
+	e2 := NewEnv(t)
+	e2.Only(p)
+	metrics := FreeAddr(t)
+	e2.StartExporter(dataOn + "metrics_listen: " + metrics + "\n")
+	e2.StartApplier("b1")
+	const large = 3<<20 + 10<<20
+	require.Eventually(t, func() bool {
+		return metricValue(t, metrics, "rgwsync_exporter_object_bytes_not_sent_total") >= large
+	}, 2*time.Minute, 100*time.Millisecond, "the large objects were not answered with skip")
+	require.Less(t, metricValue(t, metrics, "rgwsync_exporter_object_bytes_read_total"), float64(1<<20),
+		"large bodies were read from the source although zone-b had them")
+	e2.WaitObjectsEqual(time.Minute, uid, b)
+}

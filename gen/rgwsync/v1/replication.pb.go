@@ -329,6 +329,7 @@ type ReplicateRequest struct {
 	//	*ReplicateRequest_Subscribe
 	//	*ReplicateRequest_Unsubscribe
 	//	*ReplicateRequest_Ack
+	//	*ReplicateRequest_BodyRequest
 	Msg           isReplicateRequest_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -407,6 +408,15 @@ func (x *ReplicateRequest) GetAck() *Ack {
 	return nil
 }
 
+func (x *ReplicateRequest) GetBodyRequest() *BodyRequest {
+	if x != nil {
+		if x, ok := x.Msg.(*ReplicateRequest_BodyRequest); ok {
+			return x.BodyRequest
+		}
+	}
+	return nil
+}
+
 type isReplicateRequest_Msg interface {
 	isReplicateRequest_Msg()
 }
@@ -427,6 +437,10 @@ type ReplicateRequest_Ack struct {
 	Ack *Ack `protobuf:"bytes,4,opt,name=ack,proto3,oneof"`
 }
 
+type ReplicateRequest_BodyRequest struct {
+	BodyRequest *BodyRequest `protobuf:"bytes,5,opt,name=body_request,json=bodyRequest,proto3,oneof"`
+}
+
 func (*ReplicateRequest_Hello) isReplicateRequest_Msg() {}
 
 func (*ReplicateRequest_Subscribe) isReplicateRequest_Msg() {}
@@ -434,6 +448,8 @@ func (*ReplicateRequest_Subscribe) isReplicateRequest_Msg() {}
 func (*ReplicateRequest_Unsubscribe) isReplicateRequest_Msg() {}
 
 func (*ReplicateRequest_Ack) isReplicateRequest_Msg() {}
+
+func (*ReplicateRequest_BodyRequest) isReplicateRequest_Msg() {}
 
 // Hello is the first message on a stream.
 type Hello struct {
@@ -449,8 +465,13 @@ type Hello struct {
 	// Flow control: the most payload bytes in flight on this stream. 0 means
 	// the exporter's default.
 	MaxInflightBytes uint64 `protobuf:"varint,4,opt,name=max_inflight_bytes,json=maxInflightBytes,proto3" json:"max_inflight_bytes,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The applier asks for each chunked op's body with a BodyRequest (or says
+	// it has the object already); the exporter then streams only the bodies
+	// asked for. Without it the exporter streams every chunked body right
+	// after its batch.
+	BodiesOnRequest bool `protobuf:"varint,5,opt,name=bodies_on_request,json=bodiesOnRequest,proto3" json:"bodies_on_request,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Hello) Reset() {
@@ -509,6 +530,13 @@ func (x *Hello) GetMaxInflightBytes() uint64 {
 		return x.MaxInflightBytes
 	}
 	return 0
+}
+
+func (x *Hello) GetBodiesOnRequest() bool {
+	if x != nil {
+		return x.BodiesOnRequest
+	}
+	return false
 }
 
 // Subscribe asks for the batches of one shard. The applier sends it only
@@ -711,6 +739,86 @@ func (x *Ack) GetGeneration() uint64 {
 	return 0
 }
 
+// BodyRequest answers a chunked op of a batch (when bodies are sent on
+// request): send its body, or (skip) do not, the destination has the object
+// as the op describes it. One per chunked op, in op-index order.
+type BodyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Shard *ShardRef              `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	// Subscribe.generation of the subscription the batch came on.
+	Generation    uint64 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	Seq           uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	Index         uint32 `protobuf:"varint,4,opt,name=index,proto3" json:"index,omitempty"`
+	Skip          bool   `protobuf:"varint,5,opt,name=skip,proto3" json:"skip,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BodyRequest) Reset() {
+	*x = BodyRequest{}
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BodyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BodyRequest) ProtoMessage() {}
+
+func (x *BodyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BodyRequest.ProtoReflect.Descriptor instead.
+func (*BodyRequest) Descriptor() ([]byte, []int) {
+	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *BodyRequest) GetShard() *ShardRef {
+	if x != nil {
+		return x.Shard
+	}
+	return nil
+}
+
+func (x *BodyRequest) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *BodyRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *BodyRequest) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *BodyRequest) GetSkip() bool {
+	if x != nil {
+		return x.Skip
+	}
+	return false
+}
+
 // RetryItem is a key that could not be applied; it is sent again, with
 // backoff, in later batches until it succeeds.
 type RetryItem struct {
@@ -737,7 +845,7 @@ type RetryItem struct {
 
 func (x *RetryItem) Reset() {
 	*x = RetryItem{}
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[6]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -749,7 +857,7 @@ func (x *RetryItem) String() string {
 func (*RetryItem) ProtoMessage() {}
 
 func (x *RetryItem) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[6]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -762,7 +870,7 @@ func (x *RetryItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryItem.ProtoReflect.Descriptor instead.
 func (*RetryItem) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{6}
+	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RetryItem) GetSection() string {
@@ -851,7 +959,7 @@ type ReplicateResponse struct {
 
 func (x *ReplicateResponse) Reset() {
 	*x = ReplicateResponse{}
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[7]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +971,7 @@ func (x *ReplicateResponse) String() string {
 func (*ReplicateResponse) ProtoMessage() {}
 
 func (x *ReplicateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[7]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +984,7 @@ func (x *ReplicateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateResponse.ProtoReflect.Descriptor instead.
 func (*ReplicateResponse) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{7}
+	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReplicateResponse) GetMsg() isReplicateResponse_Msg {
@@ -977,13 +1085,15 @@ type Welcome struct {
 	// Flow control actually in force on this stream.
 	MaxInflightBatches uint32 `protobuf:"varint,5,opt,name=max_inflight_batches,json=maxInflightBatches,proto3" json:"max_inflight_batches,omitempty"`
 	MaxInflightBytes   uint64 `protobuf:"varint,6,opt,name=max_inflight_bytes,json=maxInflightBytes,proto3" json:"max_inflight_bytes,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Hello.bodies_on_request accepted: chunked bodies are sent on request.
+	BodiesOnRequest bool `protobuf:"varint,7,opt,name=bodies_on_request,json=bodiesOnRequest,proto3" json:"bodies_on_request,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[8]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1105,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[8]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1118,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{8}
+	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Welcome) GetExporterId() string {
@@ -1053,6 +1163,13 @@ func (x *Welcome) GetMaxInflightBytes() uint64 {
 	return 0
 }
 
+func (x *Welcome) GetBodiesOnRequest() bool {
+	if x != nil {
+		return x.BodiesOnRequest
+	}
+	return false
+}
+
 // Batch carries the entries of one shard after its bound, in log order, with
 // the metadata blobs they need.
 type Batch struct {
@@ -1083,7 +1200,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[9]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1212,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[9]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1225,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{9}
+	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Batch) GetShard() *ShardRef {
@@ -1203,7 +1320,7 @@ type ObjectOp struct {
 
 func (x *ObjectOp) Reset() {
 	*x = ObjectOp{}
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[10]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1215,7 +1332,7 @@ func (x *ObjectOp) String() string {
 func (*ObjectOp) ProtoMessage() {}
 
 func (x *ObjectOp) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[10]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1228,7 +1345,7 @@ func (x *ObjectOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectOp.ProtoReflect.Descriptor instead.
 func (*ObjectOp) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{10}
+	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ObjectOp) GetIndex() uint32 {
@@ -1340,7 +1457,7 @@ type ObjectAttrs struct {
 
 func (x *ObjectAttrs) Reset() {
 	*x = ObjectAttrs{}
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[11]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1352,7 +1469,7 @@ func (x *ObjectAttrs) String() string {
 func (*ObjectAttrs) ProtoMessage() {}
 
 func (x *ObjectAttrs) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[11]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1365,7 +1482,7 @@ func (x *ObjectAttrs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectAttrs.ProtoReflect.Descriptor instead.
 func (*ObjectAttrs) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{11}
+	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ObjectAttrs) GetSize() int64 {
@@ -1477,7 +1594,7 @@ type ObjectChunk struct {
 
 func (x *ObjectChunk) Reset() {
 	*x = ObjectChunk{}
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[12]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1606,7 @@ func (x *ObjectChunk) String() string {
 func (*ObjectChunk) ProtoMessage() {}
 
 func (x *ObjectChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[12]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1619,7 @@ func (x *ObjectChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectChunk.ProtoReflect.Descriptor instead.
 func (*ObjectChunk) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{12}
+	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ObjectChunk) GetShard() *ShardRef {
@@ -1574,7 +1691,7 @@ type MetadataEntry struct {
 
 func (x *MetadataEntry) Reset() {
 	*x = MetadataEntry{}
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[13]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +1703,7 @@ func (x *MetadataEntry) String() string {
 func (*MetadataEntry) ProtoMessage() {}
 
 func (x *MetadataEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[13]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +1716,7 @@ func (x *MetadataEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataEntry.ProtoReflect.Descriptor instead.
 func (*MetadataEntry) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{13}
+	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MetadataEntry) GetMarker() string {
@@ -1664,7 +1781,7 @@ type ShardState struct {
 
 func (x *ShardState) Reset() {
 	*x = ShardState{}
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[14]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1676,7 +1793,7 @@ func (x *ShardState) String() string {
 func (*ShardState) ProtoMessage() {}
 
 func (x *ShardState) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[14]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1689,7 +1806,7 @@ func (x *ShardState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardState.ProtoReflect.Descriptor instead.
 func (*ShardState) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{14}
+	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ShardState) GetShard() *ShardRef {
@@ -1726,7 +1843,7 @@ type Revoke struct {
 
 func (x *Revoke) Reset() {
 	*x = Revoke{}
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[15]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1738,7 +1855,7 @@ func (x *Revoke) String() string {
 func (*Revoke) ProtoMessage() {}
 
 func (x *Revoke) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_replication_proto_msgTypes[15]
+	mi := &file_rgwsync_v1_replication_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1751,7 +1868,7 @@ func (x *Revoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoke.ProtoReflect.Descriptor instead.
 func (*Revoke) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{15}
+	return file_rgwsync_v1_replication_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Revoke) GetShard() *ShardRef {
@@ -1777,19 +1894,21 @@ const file_rgwsync_v1_replication_proto_rawDesc = "" +
 	"\bShardRef\x12.\n" +
 	"\blog_type\x18\x01 \x01(\x0e2\x13.rgwsync.v1.LogTypeR\alogType\x12\x14\n" +
 	"\x05shard\x18\x02 \x01(\rR\x05shard\x12'\n" +
-	"\x0fbucket_instance\x18\x03 \x01(\tR\x0ebucketInstance\"\xdd\x01\n" +
+	"\x0fbucket_instance\x18\x03 \x01(\tR\x0ebucketInstance\"\x9b\x02\n" +
 	"\x10ReplicateRequest\x12)\n" +
 	"\x05hello\x18\x01 \x01(\v2\x11.rgwsync.v1.HelloH\x00R\x05hello\x125\n" +
 	"\tsubscribe\x18\x02 \x01(\v2\x15.rgwsync.v1.SubscribeH\x00R\tsubscribe\x12;\n" +
 	"\vunsubscribe\x18\x03 \x01(\v2\x17.rgwsync.v1.UnsubscribeH\x00R\vunsubscribe\x12#\n" +
-	"\x03ack\x18\x04 \x01(\v2\x0f.rgwsync.v1.AckH\x00R\x03ackB\x05\n" +
-	"\x03msg\"\xa8\x01\n" +
+	"\x03ack\x18\x04 \x01(\v2\x0f.rgwsync.v1.AckH\x00R\x03ack\x12<\n" +
+	"\fbody_request\x18\x05 \x01(\v2\x17.rgwsync.v1.BodyRequestH\x00R\vbodyRequestB\x05\n" +
+	"\x03msg\"\xd4\x01\n" +
 	"\x05Hello\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x1d\n" +
 	"\n" +
 	"applier_id\x18\x02 \x01(\tR\tapplierId\x120\n" +
 	"\x14max_inflight_batches\x18\x03 \x01(\rR\x12maxInflightBatches\x12,\n" +
-	"\x12max_inflight_bytes\x18\x04 \x01(\x04R\x10maxInflightBytes\"\x98\x01\n" +
+	"\x12max_inflight_bytes\x18\x04 \x01(\x04R\x10maxInflightBytes\x12*\n" +
+	"\x11bodies_on_request\x18\x05 \x01(\bR\x0fbodiesOnRequest\"\x98\x01\n" +
 	"\tSubscribe\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.rgwsync.v1.ShardRefR\x05shard\x12?\n" +
 	"\rlease_expires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fleaseExpires\x12\x1e\n" +
@@ -1806,7 +1925,15 @@ const file_rgwsync_v1_replication_proto_rawDesc = "" +
 	"\x06failed\x18\x04 \x03(\v2\x15.rgwsync.v1.RetryItemR\x06failed\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x05 \x01(\x04R\n" +
-	"generation\"\xd0\x02\n" +
+	"generation\"\x95\x01\n" +
+	"\vBodyRequest\x12*\n" +
+	"\x05shard\x18\x01 \x01(\v2\x14.rgwsync.v1.ShardRefR\x05shard\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x04R\n" +
+	"generation\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05index\x18\x04 \x01(\rR\x05index\x12\x12\n" +
+	"\x04skip\x18\x05 \x01(\bR\x04skip\"\xd0\x02\n" +
 	"\tRetryItem\x12\x18\n" +
 	"\asection\x18\x01 \x01(\tR\asection\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -1827,7 +1954,7 @@ const file_rgwsync_v1_replication_proto_rawDesc = "" +
 	"shardState\x12,\n" +
 	"\x06revoke\x18\x04 \x01(\v2\x12.rgwsync.v1.RevokeH\x00R\x06revoke\x12/\n" +
 	"\x05chunk\x18\x05 \x01(\v2\x17.rgwsync.v1.ObjectChunkH\x00R\x05chunkB\x05\n" +
-	"\x03msg\"\xec\x01\n" +
+	"\x03msg\"\x98\x02\n" +
 	"\aWelcome\x12\x1f\n" +
 	"\vexporter_id\x18\x01 \x01(\tR\n" +
 	"exporterId\x12\x16\n" +
@@ -1836,7 +1963,8 @@ const file_rgwsync_v1_replication_proto_rawDesc = "" +
 	"\vdata_shards\x18\x04 \x01(\rR\n" +
 	"dataShards\x120\n" +
 	"\x14max_inflight_batches\x18\x05 \x01(\rR\x12maxInflightBatches\x12,\n" +
-	"\x12max_inflight_bytes\x18\x06 \x01(\x04R\x10maxInflightBytes\"\xd8\x02\n" +
+	"\x12max_inflight_bytes\x18\x06 \x01(\x04R\x10maxInflightBytes\x12*\n" +
+	"\x11bodies_on_request\x18\a \x01(\bR\x0fbodiesOnRequest\"\xd8\x02\n" +
 	"\x05Batch\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.rgwsync.v1.ShardRefR\x05shard\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x123\n" +
@@ -1953,7 +2081,7 @@ func file_rgwsync_v1_replication_proto_rawDescGZIP() []byte {
 }
 
 var file_rgwsync_v1_replication_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_rgwsync_v1_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_rgwsync_v1_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_rgwsync_v1_replication_proto_goTypes = []any{
 	(LogType)(0),                  // 0: rgwsync.v1.LogType
 	(ObjectOpKind)(0),             // 1: rgwsync.v1.ObjectOpKind
@@ -1965,19 +2093,20 @@ var file_rgwsync_v1_replication_proto_goTypes = []any{
 	(*Subscribe)(nil),             // 7: rgwsync.v1.Subscribe
 	(*Unsubscribe)(nil),           // 8: rgwsync.v1.Unsubscribe
 	(*Ack)(nil),                   // 9: rgwsync.v1.Ack
-	(*RetryItem)(nil),             // 10: rgwsync.v1.RetryItem
-	(*ReplicateResponse)(nil),     // 11: rgwsync.v1.ReplicateResponse
-	(*Welcome)(nil),               // 12: rgwsync.v1.Welcome
-	(*Batch)(nil),                 // 13: rgwsync.v1.Batch
-	(*ObjectOp)(nil),              // 14: rgwsync.v1.ObjectOp
-	(*ObjectAttrs)(nil),           // 15: rgwsync.v1.ObjectAttrs
-	(*ObjectChunk)(nil),           // 16: rgwsync.v1.ObjectChunk
-	(*MetadataEntry)(nil),         // 17: rgwsync.v1.MetadataEntry
-	(*ShardState)(nil),            // 18: rgwsync.v1.ShardState
-	(*Revoke)(nil),                // 19: rgwsync.v1.Revoke
-	nil,                           // 20: rgwsync.v1.ObjectAttrs.UserMetaEntry
-	nil,                           // 21: rgwsync.v1.ObjectAttrs.TagsEntry
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*BodyRequest)(nil),           // 10: rgwsync.v1.BodyRequest
+	(*RetryItem)(nil),             // 11: rgwsync.v1.RetryItem
+	(*ReplicateResponse)(nil),     // 12: rgwsync.v1.ReplicateResponse
+	(*Welcome)(nil),               // 13: rgwsync.v1.Welcome
+	(*Batch)(nil),                 // 14: rgwsync.v1.Batch
+	(*ObjectOp)(nil),              // 15: rgwsync.v1.ObjectOp
+	(*ObjectAttrs)(nil),           // 16: rgwsync.v1.ObjectAttrs
+	(*ObjectChunk)(nil),           // 17: rgwsync.v1.ObjectChunk
+	(*MetadataEntry)(nil),         // 18: rgwsync.v1.MetadataEntry
+	(*ShardState)(nil),            // 19: rgwsync.v1.ShardState
+	(*Revoke)(nil),                // 20: rgwsync.v1.Revoke
+	nil,                           // 21: rgwsync.v1.ObjectAttrs.UserMetaEntry
+	nil,                           // 22: rgwsync.v1.ObjectAttrs.TagsEntry
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
 }
 var file_rgwsync_v1_replication_proto_depIdxs = []int32{
 	0,  // 0: rgwsync.v1.ShardRef.log_type:type_name -> rgwsync.v1.LogType
@@ -1985,40 +2114,42 @@ var file_rgwsync_v1_replication_proto_depIdxs = []int32{
 	7,  // 2: rgwsync.v1.ReplicateRequest.subscribe:type_name -> rgwsync.v1.Subscribe
 	8,  // 3: rgwsync.v1.ReplicateRequest.unsubscribe:type_name -> rgwsync.v1.Unsubscribe
 	9,  // 4: rgwsync.v1.ReplicateRequest.ack:type_name -> rgwsync.v1.Ack
-	4,  // 5: rgwsync.v1.Subscribe.shard:type_name -> rgwsync.v1.ShardRef
-	22, // 6: rgwsync.v1.Subscribe.lease_expires:type_name -> google.protobuf.Timestamp
-	4,  // 7: rgwsync.v1.Unsubscribe.shard:type_name -> rgwsync.v1.ShardRef
-	4,  // 8: rgwsync.v1.Ack.shard:type_name -> rgwsync.v1.ShardRef
-	10, // 9: rgwsync.v1.Ack.failed:type_name -> rgwsync.v1.RetryItem
-	22, // 10: rgwsync.v1.RetryItem.timestamp:type_name -> google.protobuf.Timestamp
-	22, // 11: rgwsync.v1.RetryItem.next_attempt:type_name -> google.protobuf.Timestamp
-	12, // 12: rgwsync.v1.ReplicateResponse.welcome:type_name -> rgwsync.v1.Welcome
-	13, // 13: rgwsync.v1.ReplicateResponse.batch:type_name -> rgwsync.v1.Batch
-	18, // 14: rgwsync.v1.ReplicateResponse.shard_state:type_name -> rgwsync.v1.ShardState
-	19, // 15: rgwsync.v1.ReplicateResponse.revoke:type_name -> rgwsync.v1.Revoke
-	16, // 16: rgwsync.v1.ReplicateResponse.chunk:type_name -> rgwsync.v1.ObjectChunk
-	4,  // 17: rgwsync.v1.Batch.shard:type_name -> rgwsync.v1.ShardRef
-	17, // 18: rgwsync.v1.Batch.entries:type_name -> rgwsync.v1.MetadataEntry
-	14, // 19: rgwsync.v1.Batch.objects:type_name -> rgwsync.v1.ObjectOp
-	1,  // 20: rgwsync.v1.ObjectOp.kind:type_name -> rgwsync.v1.ObjectOpKind
-	15, // 21: rgwsync.v1.ObjectOp.attrs:type_name -> rgwsync.v1.ObjectAttrs
-	22, // 22: rgwsync.v1.ObjectOp.timestamp:type_name -> google.protobuf.Timestamp
-	20, // 23: rgwsync.v1.ObjectAttrs.user_meta:type_name -> rgwsync.v1.ObjectAttrs.UserMetaEntry
-	21, // 24: rgwsync.v1.ObjectAttrs.tags:type_name -> rgwsync.v1.ObjectAttrs.TagsEntry
-	22, // 25: rgwsync.v1.ObjectAttrs.source_mtime:type_name -> google.protobuf.Timestamp
-	4,  // 26: rgwsync.v1.ObjectChunk.shard:type_name -> rgwsync.v1.ShardRef
-	22, // 27: rgwsync.v1.MetadataEntry.timestamp:type_name -> google.protobuf.Timestamp
-	2,  // 28: rgwsync.v1.MetadataEntry.op:type_name -> rgwsync.v1.MetadataOp
-	4,  // 29: rgwsync.v1.ShardState.shard:type_name -> rgwsync.v1.ShardRef
-	3,  // 30: rgwsync.v1.ShardState.phase:type_name -> rgwsync.v1.ShardPhase
-	4,  // 31: rgwsync.v1.Revoke.shard:type_name -> rgwsync.v1.ShardRef
-	5,  // 32: rgwsync.v1.ReplicationService.Replicate:input_type -> rgwsync.v1.ReplicateRequest
-	11, // 33: rgwsync.v1.ReplicationService.Replicate:output_type -> rgwsync.v1.ReplicateResponse
-	33, // [33:34] is the sub-list for method output_type
-	32, // [32:33] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	10, // 5: rgwsync.v1.ReplicateRequest.body_request:type_name -> rgwsync.v1.BodyRequest
+	4,  // 6: rgwsync.v1.Subscribe.shard:type_name -> rgwsync.v1.ShardRef
+	23, // 7: rgwsync.v1.Subscribe.lease_expires:type_name -> google.protobuf.Timestamp
+	4,  // 8: rgwsync.v1.Unsubscribe.shard:type_name -> rgwsync.v1.ShardRef
+	4,  // 9: rgwsync.v1.Ack.shard:type_name -> rgwsync.v1.ShardRef
+	11, // 10: rgwsync.v1.Ack.failed:type_name -> rgwsync.v1.RetryItem
+	4,  // 11: rgwsync.v1.BodyRequest.shard:type_name -> rgwsync.v1.ShardRef
+	23, // 12: rgwsync.v1.RetryItem.timestamp:type_name -> google.protobuf.Timestamp
+	23, // 13: rgwsync.v1.RetryItem.next_attempt:type_name -> google.protobuf.Timestamp
+	13, // 14: rgwsync.v1.ReplicateResponse.welcome:type_name -> rgwsync.v1.Welcome
+	14, // 15: rgwsync.v1.ReplicateResponse.batch:type_name -> rgwsync.v1.Batch
+	19, // 16: rgwsync.v1.ReplicateResponse.shard_state:type_name -> rgwsync.v1.ShardState
+	20, // 17: rgwsync.v1.ReplicateResponse.revoke:type_name -> rgwsync.v1.Revoke
+	17, // 18: rgwsync.v1.ReplicateResponse.chunk:type_name -> rgwsync.v1.ObjectChunk
+	4,  // 19: rgwsync.v1.Batch.shard:type_name -> rgwsync.v1.ShardRef
+	18, // 20: rgwsync.v1.Batch.entries:type_name -> rgwsync.v1.MetadataEntry
+	15, // 21: rgwsync.v1.Batch.objects:type_name -> rgwsync.v1.ObjectOp
+	1,  // 22: rgwsync.v1.ObjectOp.kind:type_name -> rgwsync.v1.ObjectOpKind
+	16, // 23: rgwsync.v1.ObjectOp.attrs:type_name -> rgwsync.v1.ObjectAttrs
+	23, // 24: rgwsync.v1.ObjectOp.timestamp:type_name -> google.protobuf.Timestamp
+	21, // 25: rgwsync.v1.ObjectAttrs.user_meta:type_name -> rgwsync.v1.ObjectAttrs.UserMetaEntry
+	22, // 26: rgwsync.v1.ObjectAttrs.tags:type_name -> rgwsync.v1.ObjectAttrs.TagsEntry
+	23, // 27: rgwsync.v1.ObjectAttrs.source_mtime:type_name -> google.protobuf.Timestamp
+	4,  // 28: rgwsync.v1.ObjectChunk.shard:type_name -> rgwsync.v1.ShardRef
+	23, // 29: rgwsync.v1.MetadataEntry.timestamp:type_name -> google.protobuf.Timestamp
+	2,  // 30: rgwsync.v1.MetadataEntry.op:type_name -> rgwsync.v1.MetadataOp
+	4,  // 31: rgwsync.v1.ShardState.shard:type_name -> rgwsync.v1.ShardRef
+	3,  // 32: rgwsync.v1.ShardState.phase:type_name -> rgwsync.v1.ShardPhase
+	4,  // 33: rgwsync.v1.Revoke.shard:type_name -> rgwsync.v1.ShardRef
+	5,  // 34: rgwsync.v1.ReplicationService.Replicate:input_type -> rgwsync.v1.ReplicateRequest
+	12, // 35: rgwsync.v1.ReplicationService.Replicate:output_type -> rgwsync.v1.ReplicateResponse
+	35, // [35:36] is the sub-list for method output_type
+	34, // [34:35] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_rgwsync_v1_replication_proto_init() }
@@ -2031,8 +2162,9 @@ func file_rgwsync_v1_replication_proto_init() {
 		(*ReplicateRequest_Subscribe)(nil),
 		(*ReplicateRequest_Unsubscribe)(nil),
 		(*ReplicateRequest_Ack)(nil),
+		(*ReplicateRequest_BodyRequest)(nil),
 	}
-	file_rgwsync_v1_replication_proto_msgTypes[7].OneofWrappers = []any{
+	file_rgwsync_v1_replication_proto_msgTypes[8].OneofWrappers = []any{
 		(*ReplicateResponse_Welcome)(nil),
 		(*ReplicateResponse_Batch)(nil),
 		(*ReplicateResponse_ShardState)(nil),
@@ -2045,7 +2177,7 @@ func file_rgwsync_v1_replication_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rgwsync_v1_replication_proto_rawDesc), len(file_rgwsync_v1_replication_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
