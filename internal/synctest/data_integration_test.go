@@ -24,11 +24,7 @@ const dataOn = "data:\n  enabled: true\n"
 // overwrites and deletes; a bucket filled before the services started
 // arrives by full sync.
 func TestDataSyncObjects(t *testing.T) {
-	e := NewEnv(t)
-	p := labtest.RandomName("d")
-	e.Only(p)
-	uid := p + "-owner"
-	c := e.User(uid, "Owner")
+	e, p, uid, c := newOwnedEnv(t, "d")
 	pre := p + "-pre"
 	e.Bucket(c, pre)
 	for i := range 20 {
@@ -95,11 +91,7 @@ func etagOf(t *testing.T, c *s3.Client, bucket, key string) string {
 // A versioned bucket keeps its version ids, their order, delete markers and
 // deleted versions; suspended versioning writes the null version.
 func TestDataSyncVersioned(t *testing.T) {
-	e := NewEnv(t)
-	p := labtest.RandomName("v")
-	e.Only(p)
-	uid := p + "-owner"
-	c := e.User(uid, "Owner")
+	e, p, uid, c := newOwnedEnv(t, "v")
 	exp := e.StartExporter(dataOn + "log_level: debug\n")
 	e.StartApplier("a1")
 	defer func() {
@@ -159,11 +151,7 @@ func TestDataSyncVersioned(t *testing.T) {
 // kill -9 of the applier, then of the exporter, while large objects
 // stream: after restarts the destination is identical.
 func TestDataSyncKill9DuringLargeObject(t *testing.T) {
-	e := NewEnv(t)
-	p := labtest.RandomName("l")
-	e.Only(p)
-	uid := p + "-owner"
-	c := e.User(uid, "Owner")
+	e, p, uid, c := newOwnedEnv(t, "l")
 	b := p + "-big"
 	e.Bucket(c, b)
 	metrics := FreeAddr(t)
@@ -195,11 +183,7 @@ func TestDataSyncKill9DuringLargeObject(t *testing.T) {
 // exporter notices, re-checks every bucket shard of the trimmed shards,
 // and nothing is missing.
 func TestDataLogTrimmedIsResynced(t *testing.T) {
-	e := NewEnv(t)
-	p := labtest.RandomName("y")
-	e.Only(p)
-	uid := p + "-owner"
-	c := e.User(uid, "Owner")
+	e, p, uid, c := newOwnedEnv(t, "y")
 	old := p + "-old"
 	e.Bucket(c, old)
 	exp := e.StartExporter(dataOn)
@@ -250,11 +234,7 @@ func TestDataLogTrimmedIsResynced(t *testing.T) {
 // from the source nor sent over the link: the applier answers their
 // BodyRequest with skip.
 func TestLargeObjectAlreadyThereIsNotResent(t *testing.T) {
-	e := NewEnv(t)
-	p := labtest.RandomName("nr")
-	e.Only(p)
-	uid := p + "-owner"
-	c := e.User(uid, "Owner")
+	e, p, uid, c := newOwnedEnv(t, "nr")
 	b := p + "-b"
 	e.Bucket(c, b)
 	PutObject(t, c, b, "big-3m", RandomBytes(3<<20), nil)
@@ -278,4 +258,15 @@ func TestLargeObjectAlreadyThereIsNotResent(t *testing.T) {
 	require.Less(t, metricValue(t, metrics, "rgwsync_exporter_object_bytes_read_total"), float64(1<<20),
 		"large bodies were read from the source although zone-b had them")
 	e2.WaitObjectsEqual(time.Minute, uid, b)
+}
+
+// newOwnedEnv is an env limited to buckets named prefix* (a random
+// prefix p), with a user p-owner on zone-a and its S3 client.
+func newOwnedEnv(t *testing.T, prefix string) (e *Env, p, uid string, c *s3.Client) {
+	t.Helper()
+	e = NewEnv(t)
+	p = labtest.RandomName(prefix)
+	e.Only(p)
+	uid = p + "-owner"
+	return e, p, uid, e.User(uid, "Owner")
 }

@@ -13,18 +13,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
-
-	"github.com/rgwsync/rgwsync/internal/labtest"
 )
 
 // Objects written and deleted right away, while the replicator follows:
 // every delete reaches the destination (no fault involved).
 func TestPutThenDeleteNoFaults(t *testing.T) {
-	e := NewEnv(t)
-	p := labtest.RandomName("pd")
-	e.Only(p)
-	uid := p + "-owner"
-	c := e.User(uid, "Owner")
+	e, p, uid, c := newOwnedEnv(t, "pd")
 	b := p + "-b"
 	e.Bucket(c, b)
 	e.StartExporter(dataOn)
@@ -52,11 +46,7 @@ func TestPutThenDeleteNoFaults(t *testing.T) {
 // OLH with a null instance, which no DELETE removes — the "resurrected
 // deletes" of the fault suite.
 func TestDeleteAfterSyncedPut(t *testing.T) {
-	e := NewEnv(t)
-	p := labtest.RandomName("dp")
-	e.Only(p)
-	uid := p + "-owner"
-	c := e.User(uid, "Owner")
+	e, p, uid, c := newOwnedEnv(t, "dp")
 	b := p + "-b"
 	e.Bucket(c, b)
 	e.StartExporter(dataOn)
