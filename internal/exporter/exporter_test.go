@@ -426,14 +426,7 @@ func TestStatusAndGetBounds(t *testing.T) {
 	src.put(0, "user", "alice")
 	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"))
 	a := r.dial(t, "a1")
-	a.subscribe(fullUnit)
-	for b := a.next(); ; b = a.next() {
-		a.ack(b)
-		if !b.GetMore() {
-			break
-		}
-	}
-	waitBound(t, r.store, fullUnit, func(b checkpoint.Bound) bool { return b.Phase == phaseDone })
+	a.fullSync(t, r)
 	cl := v1.NewStatusServiceClient(r.conn)
 	ctx := context.Background()
 	st, err := cl.Status(ctx, &v1.StatusRequest{Destination: "zone-b"})
@@ -456,14 +449,7 @@ func TestTrimmedLogTriggersFullResync(t *testing.T) {
 	src.put(2, "user", "old")
 	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"))
 	a := r.dial(t, "a1")
-	a.subscribe(fullUnit)
-	for b := a.next(); ; b = a.next() {
-		a.ack(b)
-		if !b.GetMore() {
-			break
-		}
-	}
-	waitBound(t, r.store, fullUnit, func(b checkpoint.Bound) bool { return b.Phase == phaseDone })
+	a.fullSync(t, r)
 	a.subscribe(mdUnit(2))
 	src.put(2, "user", "u1")
 	b := a.next()
@@ -548,14 +534,7 @@ func TestDrainTakesAcksThenEndsTheStream(t *testing.T) {
 	src := newFakeSource()
 	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"))
 	a := r.dial(t, "a1")
-	a.subscribe(fullUnit)
-	for b := a.next(); ; b = a.next() {
-		a.ack(b)
-		if !b.GetMore() {
-			break
-		}
-	}
-	waitBound(t, r.store, fullUnit, func(b checkpoint.Bound) bool { return b.Phase == phaseDone })
+	a.fullSync(t, r)
 	for _, u := range []string{"u1", "u2", "u3", "u4", "u5", "u6", "u7"} {
 		src.put(1, "user", u)
 	}
@@ -718,4 +697,18 @@ func TestBuildOpRetryOfAVersion(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "null", op.GetVersionId())
 	require.Zero(t, op.GetVersionedEpoch())
+}
+
+// fullSync subscribes the metadata full sync, acks every batch of it and
+// waits until its bound says done.
+func (a *applierStream) fullSync(t *testing.T, r *rig) {
+	t.Helper()
+	a.subscribe(fullUnit)
+	for b := a.next(); ; b = a.next() {
+		a.ack(b)
+		if !b.GetMore() {
+			break
+		}
+	}
+	waitBound(t, r.store, fullUnit, func(b checkpoint.Bound) bool { return b.Phase == phaseDone })
 }
