@@ -434,7 +434,7 @@ func (s *session) subscribe(u rgwlog.Unit, expires time.Time) {
 	}
 	wctx, cancel := context.WithCancel(s.ctx)
 	s.gen++
-	wk := &shardWorker{unit: u, gen: s.gen, in: make(chan *v1.Batch, 64), chunks: make(chan *v1.ObjectChunk, 8), cancel: cancel, done: make(chan struct{})}
+	wk := &shardWorker{unit: u, gen: s.gen, in: make(chan *v1.Batch, 64), chunks: make(chan *v1.ObjectChunk, 4), cancel: cancel, done: make(chan struct{})}
 	s.workers[u] = wk
 	s.wg.Add(1)
 	go func() {

@@ -203,6 +203,62 @@ type dataWorker struct {
 	inflight   []*dataBatch
 	checked    time.Time // last trim check
 	resyncSeen uint64    // destination's data re-sync epoch this worker has done
+	// hot: bucket shards changed lately, until when they are polled. The
+	// gateway writes one datalog entry per bucket shard per
+	// rgw_data_log_window (30 s): later changes in the window show up only
+	// when its renewal re-adds the entry, up to ~30 s later (the benchmark's
+	// lag p50 was 9 s). Ceph's own sync learns them from the source's
+	// notifications; here the bilogs of hot shards are read again whenever
+	// the datalog has nothing new, at the worker's idle cadence.
+	hot       map[string]time.Time
+	polledHot bool // within one step: the hot shards were queued already
+}
+
+// hotFor is how long a bucket shard stays hot after the datalog named it
+// or its bilog had news: past the gateway's 30 s datalog window.
+const hotFor = 40 * time.Second
+
+// maxHot bounds the bucket shards one datalog shard polls (the ones most
+// lately active stay).
+const maxHot = 32
+
+func (dw *dataWorker) markHot(key string) {
+	if dw.hot == nil {
+		dw.hot = map[string]time.Time{}
+	}
+	dw.hot[key] = time.Now().Add(hotFor)
+	if len(dw.hot) > maxHot {
+		oldest, first := "", time.Time{}
+		for k, t := range dw.hot {
+			if first.IsZero() || t.Before(first) {
+				oldest, first = k, t
+			}
+		}
+		delete(dw.hot, oldest)
+	}
+}
+
+// requeueHot queues the hot bucket shards (not queued already) for a bilog
+// read; expired ones are dropped. It says whether it queued any.
+func (dw *dataWorker) requeueHot() bool {
+	now := time.Now()
+	queued := map[string]bool{}
+	for _, k := range dw.queue {
+		queued[k] = true
+	}
+	var keys []string
+	for k, until := range dw.hot {
+		if now.After(until) {
+			delete(dw.hot, k)
+			continue
+		}
+		if bd, ok := dw.bounds[k]; ok && bd.Phase == phaseBucketInc && !queued[k] {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	dw.queue = append(dw.queue, keys...)
+	return len(keys) > 0
 }
 
 type dataBatch struct {
@@ -387,6 +443,13 @@ func (dw *dataWorker) step(ctx context.Context) (bool, error) {
 		return true, dw.resyncData(ctx)
 	}
 	if len(page.Entries) == 0 {
+		if !dw.polledHot && dw.requeueHot() {
+			// Once per idle step: the hot shards' bilogs, then back here
+			// (with polledHot set, so an empty round ends the step).
+			dw.polledHot = true
+			defer func() { dw.polledHot = false }()
+			return dw.step(ctx)
+		}
 		return false, nil
 	}
 	seen := map[string]bool{}
@@ -404,6 +467,7 @@ func (dw *dataWorker) step(ctx context.Context) (bool, error) {
 			continue
 		}
 		dw.queue = append(dw.queue, en.Key)
+		dw.markHot(en.Key)
 	}
 	last := page.Entries[len(page.Entries)-1]
 	dw.dlNext = last.LogID
@@ -708,6 +772,7 @@ func (dw *dataWorker) sendBILog(ctx context.Context, key string) (sent, more boo
 	if len(entries) == 0 {
 		return false, false, nil
 	}
+	dw.markHot(key)
 	refs := opsFromBILog(bs, entries)
 	last := entries[len(entries)-1].OpID
 	if _, m, ok := strings.Cut(last, "#"); ok {
