@@ -152,7 +152,7 @@ lab-down: ## stop the lab in LAB (its recorded PIDs only) and wipe it
 
 # ---- tests ----
 
-test: test-unit test-integration ## unit tests, then integration tests against a dedicated lab
+test: test-unit test-integration ## unit tests, then integration tests (the short fault-injection run included) against a dedicated lab
 
 test-unit: ## go test -race ./...
 	go test -race -count=1 ./...
