@@ -52,9 +52,12 @@ func (k Key) String() string {
 
 // Retry is an item that failed to apply and is sent again later.
 type Retry struct {
-	Section     string    `json:"section"`
-	Name        string    `json:"name"`
-	VersionID   string    `json:"version_id,omitempty"` // objects
+	Section   string `json:"section"`
+	Name      string `json:"name"`
+	VersionID string `json:"version_id,omitempty"` // objects
+	// Epoch: for an object version, the source's OLH epoch of the op that
+	// failed (a version delete's epoch cannot be read back from the source).
+	Epoch       uint64    `json:"epoch,omitempty"`
 	Error       string    `json:"error,omitempty"`
 	Attempts    uint32    `json:"attempts"`
 	Timestamp   time.Time `json:"timestamp"`

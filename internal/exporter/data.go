@@ -747,7 +747,7 @@ func (dw *dataWorker) sendFullPage(ctx context.Context, key string) error {
 		} else {
 			nb.Marker = next
 		}
-		nb.Retries = addRechecks(addRetries(nb.Retries, f, dw.e), ops, f, dw.e.cfg.RecheckDelay)
+		nb.Retries = addRechecks(addRetries(nb.Retries, f, dw.e, epochsOf(refs)), ops, f, dw.e.cfg.RecheckDelay)
 		dw.bounds[key] = &nb
 		return []checkpoint.Entry{{Key: k, Bound: nb}}
 	})
@@ -788,7 +788,7 @@ func (dw *dataWorker) sendBILog(ctx context.Context, key string) (sent, more boo
 		}
 		nb := *cur
 		nb.TrimSafe, nb.Marker, nb.UpdatedAt = nb.Marker, last, time.Now().UTC()
-		nb.Retries = addRechecks(addRetries(nb.Retries, f, dw.e), ops, f, dw.e.cfg.RecheckDelay)
+		nb.Retries = addRechecks(addRetries(nb.Retries, f, dw.e, epochsOf(refs)), ops, f, dw.e.cfg.RecheckDelay)
 		dw.bounds[key] = &nb
 		return []checkpoint.Entry{{Key: k, Bound: nb}}
 	})
@@ -852,6 +852,17 @@ func opsFromBILog(bs bucketShard, entries []rgwadmin.BILogEntry) []objRef {
 				continue
 			}
 			if versioned {
+				if _, ok := last[k{r.key, r.version}]; !ok && r.version != "" {
+					// A version delete logs unlink_instance (with the
+					// OLH epoch) and then del (measured): the unlink, in
+					// this page or an earlier one, carries the delete. A
+					// del alone would have no epoch, and an epoch-less
+					// delete of a version zone-b still has (its unlink
+					// kept for retry) pushes zone-b's OLH epoch past the
+					// source's (a delete marker then not current: chaos
+					// seed 2).
+					continue
+				}
 				r.kind = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION
 			}
 		case "link_olh":
@@ -1216,7 +1227,7 @@ func (dw *dataWorker) publishData() {
 }
 
 // addRetries adds failed object items to a bucket shard's retries.
-func addRetries(rs []checkpoint.Retry, failed []*v1.RetryItem, e *Exporter) []checkpoint.Retry {
+func addRetries(rs []checkpoint.Retry, failed []*v1.RetryItem, e *Exporter, epochs map[string]uint64) []checkpoint.Retry {
 	now := time.Now().UTC()
 	for _, f := range failed {
 		found := false
@@ -1225,15 +1236,30 @@ func addRetries(rs []checkpoint.Retry, failed []*v1.RetryItem, e *Exporter) []ch
 				rs[i].Attempts++
 				rs[i].Error = f.GetError()
 				rs[i].NextAttempt = now.Add(e.backoff(rs[i].Attempts))
+				if ep := epochs[f.GetKey()+"\x00"+f.GetVersionId()]; ep > 0 {
+					rs[i].Epoch = ep
+				}
 				found = true
 			}
 		}
 		if !found {
 			rs = append(rs, checkpoint.Retry{Section: "object", Name: f.GetKey(), VersionID: f.GetVersionId(),
+				Epoch: epochs[f.GetKey()+"\x00"+f.GetVersionId()],
 				Error: f.GetError(), Attempts: 1, Timestamp: f.GetTimestamp().AsTime(), NextAttempt: now.Add(e.backoff(1))})
 		}
 	}
 	return rs
+}
+
+// epochsOf maps key+"\x00"+version to the epoch each ref carries.
+func epochsOf(refs []objRef) map[string]uint64 {
+	m := map[string]uint64{}
+	for _, r := range refs {
+		if r.epoch > 0 {
+			m[r.key+"\x00"+r.version] = r.epoch
+		}
+	}
+	return m
 }
 
 // recheckMark is the Error of a scheduled re-check (not a failure).
@@ -1269,7 +1295,7 @@ func addRechecks(rs []checkpoint.Retry, ops []*v1.ObjectOp, failed []*v1.RetryIt
 		}
 		have[id] = true
 		rs = append(rs, checkpoint.Retry{Section: "object", Name: op.GetKey(), VersionID: op.GetVersionId(),
-			Error: recheckMark, Timestamp: op.GetTimestamp().AsTime(), NextAttempt: now.Add(delay)})
+			Epoch: op.GetVersionedEpoch(), Error: recheckMark, Timestamp: op.GetTimestamp().AsTime(), NextAttempt: now.Add(delay)})
 	}
 	return rs
 }
@@ -1308,7 +1334,7 @@ func (dw *dataWorker) sendRetries(ctx context.Context, key string) error {
 		if r.NextAttempt.After(now) || dw.sending[id] {
 			continue
 		}
-		refs = append(refs, objRef{bs: bs, key: r.Name, version: r.VersionID, ts: r.Timestamp, attempt: r.Attempts})
+		refs = append(refs, objRef{bs: bs, key: r.Name, version: r.VersionID, epoch: r.Epoch, ts: r.Timestamp, attempt: r.Attempts})
 		resent = append(resent, id)
 		dw.sending[id] = true
 	}
@@ -1337,7 +1363,7 @@ func (dw *dataWorker) sendRetries(ctx context.Context, key string) error {
 			}
 			kept = append(kept, r)
 		}
-		nb.Retries = addRetries(kept, f, dw.e)
+		nb.Retries = addRetries(kept, f, dw.e, epochsOf(refs))
 		nb.UpdatedAt = time.Now().UTC()
 		dw.bounds[key] = &nb
 		return []checkpoint.Entry{{Key: k, Bound: nb}}
