@@ -71,6 +71,9 @@ type Manager struct {
 	members int
 	rank    int
 	drop    map[rgwlog.Unit]bool // asked to release (revoked)
+	// lockedBefore: membership slots found locked by the previous probe
+	// (the manager's goroutine only).
+	lockedBefore map[int]bool
 }
 
 // New returns a manager; Run does the work.
@@ -103,6 +106,8 @@ func New(cfg Config) (*Manager, error) {
 		held:   map[rgwlog.Unit]time.Time{},
 		slot:   -1,
 		drop:   map[rgwlog.Unit]bool{},
+
+		lockedBefore: map[int]bool{},
 	}, nil
 }
 
@@ -353,8 +358,17 @@ func (m *Manager) countMembers(ctx context.Context) (members, rank int) {
 				m.log.Warn("unlock probed slot", "slot", i, "err", err)
 			}
 		case errors.Is(err, rgwadmin.ErrLocked):
-			live = append(live, i)
+			// Counted only when seen locked twice in a row: two appliers
+			// probing the same free slot at the same moment each see it
+			// locked by the other's probe. Such phantom members made the
+			// shares flap under load (CI: members=6 with two appliers).
+			if m.lockedBefore[i] {
+				live = append(live, i)
+			}
+			m.lockedBefore[i] = true
+			continue
 		}
+		delete(m.lockedBefore, i)
 	}
 	sort.Ints(live)
 	for r, s := range live {

@@ -89,6 +89,9 @@ func TestTLSGrpcurl(t *testing.T) {
 	for _, s := range []string{"rgwsync.v1.ReplicationService", "rgwsync.v1.StatusService", "grpc.health.v1.Health"} {
 		require.Contains(t, out, s)
 	}
+	// Equal metadata can be seen a moment before the full sync's last ack
+	// moves its phase to done.
+	e.WaitFullSyncDone(30 * time.Second)
 	out = run(t, grpcurl, append(op, "-d", fmt.Sprintf(`{"destination":%q}`, e.Dest), e.ExporterAddr, "rgwsync.v1.StatusService/Status")...)
 	require.Contains(t, out, `"role": "exporter"`)
 	require.Contains(t, out, `"SHARD_PHASE_DONE"`)
