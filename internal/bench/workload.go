@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
 )
 
 var httpClient = rgwadmin.NewHTTPClient()
@@ -346,17 +346,11 @@ func copyBucketMetadata(ctx context.Context, src, dst *rgwadmin.Client, bucket s
 	if err != nil {
 		return err
 	}
-	var entry struct {
-		Data struct {
-			Bucket struct {
-				BucketID string `json:"bucket_id"`
-			} `json:"bucket"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal(blob, &entry); err != nil || entry.Data.Bucket.BucketID == "" {
+	id, err := rgwlog.BucketID(blob)
+	if err != nil || id == "" {
 		return fmt.Errorf("bucket %s: no bucket_id in its metadata (%v)", bucket, err)
 	}
-	inst := bucket + ":" + entry.Data.Bucket.BucketID
+	inst := bucket + ":" + id
 	ib, err := src.GetMetadata(ctx, "bucket.instance", inst)
 	if err != nil {
 		return err

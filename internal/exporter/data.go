@@ -625,17 +625,11 @@ func (e *Exporter) currentInstance(ctx context.Context, bucket string) (string, 
 	if err != nil {
 		return "", err
 	}
-	var entry struct {
-		Data struct {
-			Bucket struct {
-				BucketID string `json:"bucket_id"`
-			} `json:"bucket"`
-		} `json:"data"`
+	id, err := rgwlog.BucketID(ep)
+	if err != nil {
+		return "", fmt.Errorf("bucket %s: %w", bucket, err)
 	}
-	if err := json.Unmarshal(ep, &entry); err != nil {
-		return "", fmt.Errorf("bucket %s: entry point: %w", bucket, err)
-	}
-	return entry.Data.Bucket.BucketID, nil
+	return id, nil
 }
 
 // dropBucketShard forgets a bucket shard of a removed bucket: off the queue,

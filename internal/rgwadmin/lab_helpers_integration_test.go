@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rgwsync/rgwsync/internal/labtest"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
 )
 
 func TestMain(m *testing.M) {
@@ -102,17 +103,11 @@ func bucketInstanceKey(t *testing.T, c *Client, bucketKey string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m struct {
-		Data struct {
-			Bucket struct {
-				BucketID string `json:"bucket_id"`
-			} `json:"bucket"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal(blob, &m); err != nil || m.Data.Bucket.BucketID == "" {
+	id, err := rgwlog.BucketID(blob)
+	if err != nil || id == "" {
 		t.Fatalf("bucket %s: no bucket_id in %s (%v)", bucketKey, blob, err)
 	}
-	return bucketKey + ":" + m.Data.Bucket.BucketID
+	return bucketKey + ":" + id
 }
 
 // zoneIDByAdmin is the zone id as radosgw-admin reports it.

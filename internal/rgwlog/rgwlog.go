@@ -5,6 +5,7 @@
 package rgwlog
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -107,6 +108,23 @@ const (
 	SectionBucketInstance = "bucket.instance"
 	SectionBucket         = "bucket"
 )
+
+// BucketID is the bucket_id a bucket entry point blob (GET
+// /admin/metadata/bucket?key=…) names: the bucket's current instance ("" if
+// the blob has none).
+func BucketID(entryPoint []byte) (string, error) {
+	var ep struct {
+		Data struct {
+			Bucket struct {
+				BucketID string `json:"bucket_id"`
+			} `json:"bucket"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(entryPoint, &ep); err != nil {
+		return "", fmt.Errorf("bucket entry point: %w", err)
+	}
+	return ep.Data.Bucket.BucketID, nil
+}
 
 // DefaultSections are the metadata sections replicated by default.
 var DefaultSections = []string{SectionUser, SectionBucketInstance, SectionBucket}

@@ -53,3 +53,19 @@ func TestApplyRankOrder(t *testing.T) {
 	require.Less(t, ApplyRank(SectionBucket, true), ApplyRank(SectionBucketInstance, true))
 	require.Less(t, ApplyRank(SectionBucketInstance, true), ApplyRank(SectionUser, true))
 }
+
+func TestBucketID(t *testing.T) {
+	// The entry point as the lab's gateway answers it (rgwadmin testdata
+	// metadata-put-bucket.json), trimmed to the fields around bucket_id.
+	blob := []byte(`{"key":"bucket:b8b64f331","ver":{"tag":"_x","ver":1},"mtime":"2026-11-25 19:54:54Z",` +
+		`"data":{"bucket":{"name":"b8b64f331","marker":"3622eef8-56e2-4c1c-9bbe-28a946b2cc0d.4177.2",` +
+		`"bucket_id":"3622eef8-56e2-4c1c-9bbe-28a946b2cc0d.4177.2","tenant":""},"owner":"u","creation_time":"2026-11-25 19:54:54Z","linked":"true","has_bucket_info":"false"}}`)
+	id, err := BucketID(blob)
+	require.NoError(t, err)
+	require.Equal(t, "3622eef8-56e2-4c1c-9bbe-28a946b2cc0d.4177.2", id)
+	id, err = BucketID([]byte(`{"data":{}}`))
+	require.NoError(t, err)
+	require.Empty(t, id)
+	_, err = BucketID([]byte(`<html>`))
+	require.ErrorContains(t, err, "bucket entry point")
+}

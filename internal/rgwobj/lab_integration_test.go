@@ -25,6 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rgwsync/rgwsync/internal/labtest"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
 	"github.com/rgwsync/rgwsync/internal/synctest"
 )
@@ -156,17 +157,11 @@ func (e *env) bucket(name string, versioned bool) string {
 			VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}})
 		require.NoError(e.t, err)
 	}
-	var ep struct {
-		Data struct {
-			Bucket struct {
-				BucketID string `json:"bucket_id"`
-			} `json:"bucket"`
-		} `json:"data"`
-	}
 	blob, err := e.adA.GetMetadata(e.ctx, "bucket", name)
 	require.NoError(e.t, err)
-	require.NoError(e.t, json.Unmarshal(blob, &ep))
-	inst := name + ":" + ep.Data.Bucket.BucketID
+	id, err := rgwlog.BucketID(blob)
+	require.NoError(e.t, err)
+	inst := name + ":" + id
 	e.copyMeta("bucket.instance", inst)
 	e.copyMeta("bucket", name)
 	return inst
