@@ -210,8 +210,7 @@ type dataWorker struct {
 	// lag p50 was 9 s). Ceph's own sync learns them from the source's
 	// notifications; here the bilogs of hot shards are read again whenever
 	// the datalog has nothing new, at the worker's idle cadence.
-	hot       map[string]time.Time
-	polledHot bool // within one step: the hot shards were queued already
+	hot map[string]time.Time
 }
 
 // hotFor is how long a bucket shard stays hot after the datalog named it
@@ -365,45 +364,8 @@ func (dw *dataWorker) step(ctx context.Context) (bool, error) {
 	if key, ok := dw.nextFull(); ok {
 		return true, dw.sendFullPage(ctx, key)
 	}
-	for len(dw.queue) > 0 {
-		key := dw.queue[0]
-		bd, ok := dw.bounds[key]
-		if !ok {
-			// A bucket shard the full sync did not know (created later):
-			// record where its bilog is now, then list it.
-			if err := dw.startBucketShard(ctx, key); errors.Is(err, errDropped) {
-				continue
-			} else if err != nil {
-				return false, err
-			}
-			return true, dw.sendFullPage(ctx, key)
-		}
-		if bd.Phase == phaseBucketFull {
-			if dw.readPos[key] == fullDoneMark {
-				// Listed and sent; its bilog is read once the last page is
-				// acked (the bound then turns incremental at FullStart).
-				return false, nil
-			}
-			return true, dw.sendFullPage(ctx, key)
-		}
-		sent, more, err := dw.sendBILog(ctx, key)
-		if err != nil {
-			if gone, gerr := dw.e.bucketGone(ctx, key); gerr == nil && gone {
-				// A removed bucket has no bilog any more: its shard is done
-				// (the objects went with the bucket, by metadata sync).
-				// Without this one removed bucket would block every other
-				// bucket shard of this datalog shard for good.
-				dw.dropBucketShard(key)
-				continue
-			}
-			return false, err
-		}
-		if !more {
-			dw.queue = dw.queue[1:]
-		}
-		if sent {
-			return true, nil
-		}
+	if sent, handled, err := dw.workQueue(ctx); handled {
+		return sent, err
 	}
 	if dw.dlNext != "" {
 		// Every shard of the page is read (and sent): move the datalog bound.
@@ -443,12 +405,10 @@ func (dw *dataWorker) step(ctx context.Context) (bool, error) {
 		return true, dw.resyncData(ctx)
 	}
 	if len(page.Entries) == 0 {
-		if !dw.polledHot && dw.requeueHot() {
-			// Once per idle step: the hot shards' bilogs, then back here
-			// (with polledHot set, so an empty round ends the step).
-			dw.polledHot = true
-			defer func() { dw.polledHot = false }()
-			return dw.step(ctx)
+		if dw.requeueHot() {
+			// Nothing new in the datalog: the hot shards' bilogs.
+			sent, _, err := dw.workQueue(ctx)
+			return sent, err
 		}
 		return false, nil
 	}
@@ -475,6 +435,60 @@ func (dw *dataWorker) step(ctx context.Context) (bool, error) {
 		dw.dlNext = page.Marker
 	}
 	return dw.step(ctx)
+}
+
+// boundKey is the store key of a bucket shard's bound (kept under this
+// datalog shard).
+func (dw *dataWorker) boundKey(key string) checkpoint.Key {
+	return checkpoint.Key{Destination: dw.d.name, Log: checkpoint.LogBucketIndex, Shard: uint32(dw.shard), Instance: key}
+}
+
+// workQueue works the queue of bucket shards the datalog (or the hot set)
+// named: the first one with something to do is read and sent. handled says
+// the step ends here (sent, waiting for a full sync's last ack, or failed);
+// not handled, the queue is empty.
+func (dw *dataWorker) workQueue(ctx context.Context) (sent, handled bool, err error) {
+	for len(dw.queue) > 0 {
+		key := dw.queue[0]
+		bd, ok := dw.bounds[key]
+		if !ok {
+			// A bucket shard the full sync did not know (created later):
+			// record where its bilog is now, then list it.
+			if err := dw.startBucketShard(ctx, key); errors.Is(err, errDropped) {
+				continue
+			} else if err != nil {
+				return false, true, err
+			}
+			return true, true, dw.sendFullPage(ctx, key)
+		}
+		if bd.Phase == phaseBucketFull {
+			if dw.readPos[key] == fullDoneMark {
+				// Listed and sent; its bilog is read once the last page is
+				// acked (the bound then turns incremental at FullStart).
+				return false, true, nil
+			}
+			return true, true, dw.sendFullPage(ctx, key)
+		}
+		sent, more, err := dw.sendBILog(ctx, key)
+		if err != nil {
+			if gone, gerr := dw.e.bucketGone(ctx, key); gerr == nil && gone {
+				// A removed bucket has no bilog any more: its shard is done
+				// (the objects went with the bucket, by metadata sync).
+				// Without this one removed bucket would block every other
+				// bucket shard of this datalog shard for good.
+				dw.dropBucketShard(key)
+				continue
+			}
+			return false, true, err
+		}
+		if !more {
+			dw.queue = dw.queue[1:]
+		}
+		if sent {
+			return true, true, nil
+		}
+	}
+	return false, false, nil
 }
 
 // dataTrimmed: the datalog shard no longer holds the entry at the read
@@ -589,7 +603,7 @@ func (dw *dataWorker) startBucketShard(ctx context.Context, key string) error {
 		return fmt.Errorf("bilog info of %s: %w", key, err)
 	}
 	bd := &checkpoint.Bound{Phase: phaseBucketFull, FullStart: info.MaxMarker, UpdatedAt: time.Now().UTC()}
-	k := checkpoint.Key{Destination: dw.d.name, Log: checkpoint.LogBucketIndex, Shard: uint32(dw.shard), Instance: key}
+	k := dw.boundKey(key)
 	if err := dw.e.cfg.Store.Put(checkpoint.Entry{Key: k, Bound: *bd}); err != nil {
 		return err
 	}
@@ -644,7 +658,7 @@ func (dw *dataWorker) dropBucketShard(key string) {
 	}
 	delete(dw.bounds, key)
 	delete(dw.readPos, key)
-	k := checkpoint.Key{Destination: dw.d.name, Log: checkpoint.LogBucketIndex, Shard: uint32(dw.shard), Instance: key}
+	k := dw.boundKey(key)
 	if err := dw.e.cfg.Store.Delete(k); err != nil {
 		dw.log.Warn("forget bucket shard", "bucket_shard", key, "err", err)
 	}
@@ -686,7 +700,7 @@ func (dw *dataWorker) sendFullPage(ctx context.Context, key string) error {
 		if bd.FullStart == "" {
 			bd.FullStart = emptyBILog
 		}
-		k := checkpoint.Key{Destination: dw.d.name, Log: checkpoint.LogBucketIndex, Shard: uint32(dw.shard), Instance: key}
+		k := dw.boundKey(key)
 		if err := dw.e.cfg.Store.Put(checkpoint.Entry{Key: k, Bound: *bd}); err != nil {
 			return err
 		}
@@ -724,7 +738,7 @@ func (dw *dataWorker) sendFullPage(ctx context.Context, key string) error {
 	}
 	dw.readPos[key] = next
 	ops, failed := dw.buildOps(ctx, refs, "full:"+key)
-	k := checkpoint.Key{Destination: dw.d.name, Log: checkpoint.LogBucketIndex, Shard: uint32(dw.shard), Instance: key}
+	k := dw.boundKey(key)
 	return dw.sendBatch(ctx, ops, failed, len(page.Entries), time.Now().UTC(), func(f []*v1.RetryItem) []checkpoint.Entry {
 		cur, ok := dw.bounds[key]
 		if !ok {
@@ -774,7 +788,7 @@ func (dw *dataWorker) sendBILog(ctx context.Context, key string) (sent, more boo
 	}
 	dw.readPos[key] = last
 	ops, failed := dw.buildOps(ctx, refs, key)
-	k := checkpoint.Key{Destination: dw.d.name, Log: checkpoint.LogBucketIndex, Shard: uint32(dw.shard), Instance: key}
+	k := dw.boundKey(key)
 	err = dw.sendBatch(ctx, ops, failed, len(entries), entries[0].Timestamp, func(f []*v1.RetryItem) []checkpoint.Entry {
 		cur, ok := dw.bounds[key]
 		if !ok {
@@ -1132,6 +1146,13 @@ func (dw *dataWorker) bodyWanted(ctx context.Context, seq uint64, index uint32) 
 	}
 }
 
+// sendChunk sends part of op index's body of batch seq; offset -1 with
+// last says the source could not give the body.
+func (dw *dataWorker) sendChunk(ctx context.Context, seq uint64, index uint32, offset int64, data []byte, last bool) error {
+	return dw.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Chunk{Chunk: &v1.ObjectChunk{
+		Shard: dw.sub.unit.Ref(), Generation: dw.sub.gen, Seq: seq, Index: index, Offset: offset, Data: data, Last: last}}})
+}
+
 // streamBody sends a chunked op's body from the source, chunk by chunk.
 // gRPC flow control holds the reader back when the applier is slower.
 func (dw *dataWorker) streamBody(ctx context.Context, seq uint64, op *v1.ObjectOp) error {
@@ -1140,8 +1161,7 @@ func (dw *dataWorker) streamBody(ctx context.Context, seq uint64, op *v1.ObjectO
 	if err != nil {
 		// Tell the applier: an empty last chunk at offset 0 for a
 		// non-empty object is read as "source failed".
-		_ = dw.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Chunk{Chunk: &v1.ObjectChunk{
-			Shard: dw.sub.unit.Ref(), Generation: dw.sub.gen, Seq: seq, Index: op.GetIndex(), Offset: -1, Last: true}}})
+		_ = dw.sendChunk(ctx, seq, op.GetIndex(), -1, nil, true)
 		return nil
 	}
 	defer rc.Close()
@@ -1152,8 +1172,7 @@ func (dw *dataWorker) streamBody(ctx context.Context, seq uint64, op *v1.ObjectO
 		if n > 0 {
 			data := append([]byte(nil), buf[:n]...)
 			last := off+int64(n) >= size
-			if err := dw.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Chunk{Chunk: &v1.ObjectChunk{
-				Shard: dw.sub.unit.Ref(), Generation: dw.sub.gen, Seq: seq, Index: op.GetIndex(), Offset: off, Data: data, Last: last}}}); err != nil {
+			if err := dw.sendChunk(ctx, seq, op.GetIndex(), off, data, last); err != nil {
 				return err
 			}
 			off += int64(n)
@@ -1161,8 +1180,7 @@ func (dw *dataWorker) streamBody(ctx context.Context, seq uint64, op *v1.ObjectO
 		}
 		if rerr != nil && off < size {
 			// Source body shorter than stat said: abort this op's body.
-			_ = dw.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Chunk{Chunk: &v1.ObjectChunk{
-				Shard: dw.sub.unit.Ref(), Generation: dw.sub.gen, Seq: seq, Index: op.GetIndex(), Offset: -1, Last: true}}})
+			_ = dw.sendChunk(ctx, seq, op.GetIndex(), -1, nil, true)
 			return nil
 		}
 	}
@@ -1333,7 +1351,7 @@ func (dw *dataWorker) sendRetries(ctx context.Context, key string) error {
 		dw.sending[id] = true
 	}
 	ops, failed := dw.buildOps(ctx, refs, "retry:"+key)
-	k := checkpoint.Key{Destination: dw.d.name, Log: checkpoint.LogBucketIndex, Shard: uint32(dw.shard), Instance: key}
+	k := dw.boundKey(key)
 	return dw.sendBatch(ctx, ops, failed, len(refs), time.Time{}, func(f []*v1.RetryItem) []checkpoint.Entry {
 		cur, ok := dw.bounds[key]
 		if !ok {
