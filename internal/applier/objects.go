@@ -141,10 +141,7 @@ func (r *chunkReader) drain() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.detached = true
-	if r.ask != nil && !r.asked {
-		r.answer(true) // never asked for (the op failed before): nothing to drain
-		return
-	}
+	r.answer(true) // never asked for (the op failed before): none will come
 	buf := make([]byte, 32<<10)
 	for {
 		if _, err := r.read(buf); err != nil {
