@@ -67,6 +67,13 @@ func (s *stream) send(ctx context.Context, m *v1.ReplicateResponse) error {
 
 var errStreamClosed = errors.New("stream closed")
 
+// sub is the subscription of u on this stream, or nil.
+func (s *stream) sub(u rgwlog.Unit) *subscription {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.subs[u]
+}
+
 func newLimiter(bps int64) *rate.Limiter {
 	if bps <= 0 {
 		return nil
@@ -239,9 +246,7 @@ func (e *Exporter) Replicate(ss v1.ReplicationService_ReplicateServer) error {
 		case *v1.ReplicateRequest_Unsubscribe:
 			e.unsubscribe(st, rgwlog.UnitOf(m.Unsubscribe.GetShard()), m.Unsubscribe.GetReason())
 		case *v1.ReplicateRequest_Ack:
-			st.mu.Lock()
-			sub := st.subs[rgwlog.UnitOf(m.Ack.GetShard())]
-			st.mu.Unlock()
+			sub := st.sub(rgwlog.UnitOf(m.Ack.GetShard()))
 			if sub != nil && m.Ack.GetGeneration() != sub.gen {
 				log.Debug("ack of an earlier subscription of the shard, ignored", "shard", rgwlog.UnitOf(m.Ack.GetShard()).String(), "seq", m.Ack.GetSeq())
 				continue
@@ -257,9 +262,7 @@ func (e *Exporter) Replicate(ss v1.ReplicationService_ReplicateServer) error {
 			case <-ctx.Done():
 			}
 		case *v1.ReplicateRequest_BodyRequest:
-			st.mu.Lock()
-			sub := st.subs[rgwlog.UnitOf(m.BodyRequest.GetShard())]
-			st.mu.Unlock()
+			sub := st.sub(rgwlog.UnitOf(m.BodyRequest.GetShard()))
 			if sub == nil || m.BodyRequest.GetGeneration() != sub.gen {
 				continue // an earlier subscription's: its batch is sent again to the holder
 			}
@@ -388,9 +391,7 @@ func (e *Exporter) detach(sub *subscription) {
 }
 
 func (e *Exporter) unsubscribe(st *stream, u rgwlog.Unit, reason string) {
-	st.mu.Lock()
-	sub := st.subs[u]
-	st.mu.Unlock()
+	sub := st.sub(u)
 	if sub == nil {
 		return
 	}
