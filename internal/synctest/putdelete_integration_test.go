@@ -18,12 +18,7 @@ import (
 // Objects written and deleted right away, while the replicator follows:
 // every delete reaches the destination (no fault involved).
 func TestPutThenDeleteNoFaults(t *testing.T) {
-	e, p, uid, c := newOwnedEnv(t, "pd")
-	b := p + "-b"
-	e.Bucket(c, b)
-	e.StartExporter(dataOn)
-	e.StartApplier("a1")
-	e.WaitMetadataEqual(60*time.Second, Prefix(p))
+	e, uid, c, b := syncingBucket(t, "pd")
 	ctx := context.Background()
 	for i := range 150 {
 		k := fmt.Sprintf("k%03d", i)
@@ -46,12 +41,7 @@ func TestPutThenDeleteNoFaults(t *testing.T) {
 // OLH with a null instance, which no DELETE removes — the "resurrected
 // deletes" of the fault suite.
 func TestDeleteAfterSyncedPut(t *testing.T) {
-	e, p, uid, c := newOwnedEnv(t, "dp")
-	b := p + "-b"
-	e.Bucket(c, b)
-	e.StartExporter(dataOn)
-	e.StartApplier("a1")
-	e.WaitMetadataEqual(60*time.Second, Prefix(p))
+	e, uid, c, b := syncingBucket(t, "dp")
 	ctx := context.Background()
 	const n = 40
 	// Round 1 may come by the bucket's full sync (it waits for the
@@ -85,4 +75,17 @@ func TestDeleteAfterSyncedPut(t *testing.T) {
 	lst, err := UserOn(e.Lab.ZoneB, uid).ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(b)})
 	require.NoError(t, err)
 	require.Empty(t, lst.Contents, "zone-b still lists deleted objects")
+}
+
+// syncingBucket is an owned env with one empty bucket (prefix-b), both
+// services running and the metadata on zone-b.
+func syncingBucket(t *testing.T, prefix string) (e *Env, uid string, c *s3.Client, b string) {
+	t.Helper()
+	e, p, uid, c := newOwnedEnv(t, prefix)
+	b = p + "-b"
+	e.Bucket(c, b)
+	e.StartExporter(dataOn)
+	e.StartApplier("a1")
+	e.WaitMetadataEqual(60*time.Second, Prefix(p))
+	return e, uid, c, b
 }
