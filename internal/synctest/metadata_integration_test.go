@@ -156,6 +156,10 @@ func TestGetBoundsAdvances(t *testing.T) {
 		}
 		return n
 	}
-	require.Eventually(t, func() bool { return moved() > 0 }, 10*time.Second, 100*time.Millisecond,
-		"some mdlog bound acked by applier a1")
+	// Polled here, not in require.Eventually: moved asserts with require,
+	// which must run on the test's goroutine.
+	for deadline := time.Now().Add(10 * time.Second); moved() == 0 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	require.Greater(t, moved(), 0, "some mdlog bound acked by applier a1")
 }
