@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
 	"github.com/rgwsync/rgwsync/internal/rgwobj"
 )
 
@@ -105,4 +109,131 @@ func TestChunkReaderAsk(t *testing.T) {
 	r.drain() // failed before it asked: nothing comes, nothing blocks
 	require.Equal(t, []answer{{0, true}, {1, false}, {2, true}}, got)
 	require.Len(t, ch, 0)
+}
+
+// fakeDest is an ObjectDest that records the writes it gets; stat answers
+// Stat, listed answers FindVersionInBucket, failPut fails Put per key.
+type fakeDest struct {
+	stat    map[string]rgwobj.ObjectInfo // key+"\x00"+version
+	statErr error
+	listed  map[string]rgwobj.ListEntry
+	failPut map[string]bool
+	calls   []string
+}
+
+func (f *fakeDest) Put(_ context.Context, info rgwobj.ObjectInfo, body io.Reader, epoch uint64) (string, error) {
+	f.calls = append(f.calls, "put "+info.Key+" "+info.VersionID)
+	if f.failPut[info.Key+"\x00"+info.VersionID] {
+		return "", errors.New("503 from the fake")
+	}
+	_, _ = io.Copy(io.Discard, body)
+	return info.ETag, nil
+}
+
+func (f *fakeDest) PutMultipart(context.Context, rgwobj.ObjectInfo, func(int, int64, int64) (io.ReadCloser, error), uint64) (string, error) {
+	return "", errors.New("not in this test")
+}
+
+func (f *fakeDest) Delete(_ context.Context, _, key, _, version string) error {
+	f.calls = append(f.calls, "delete "+key+" "+version)
+	return nil
+}
+
+func (f *fakeDest) DeleteVersion(_ context.Context, _, key, _, version string, _ uint64) error {
+	f.calls = append(f.calls, "delete-version "+key+" "+version)
+	return nil
+}
+
+func (f *fakeDest) PutDeleteMarker(_ context.Context, _, key, _, version string, _ uint64) error {
+	f.calls = append(f.calls, "delete-marker "+key+" "+version)
+	return nil
+}
+
+func (f *fakeDest) Stat(_ context.Context, _, key, version string) (rgwobj.ObjectInfo, error) {
+	if f.statErr != nil {
+		return rgwobj.ObjectInfo{}, f.statErr
+	}
+	if in, ok := f.stat[key+"\x00"+version]; ok {
+		return in, nil
+	}
+	return rgwobj.ObjectInfo{}, rgwobj.ErrNotFound
+}
+
+func (f *fakeDest) FindVersionInBucket(_ context.Context, _, key, version string) (rgwobj.ListEntry, bool, error) {
+	en, ok := f.listed[key+"\x00"+version]
+	return en, ok, nil
+}
+
+func (f *fakeDest) PutACL(_ context.Context, _, key, version, _ string, _ []byte) error {
+	f.calls = append(f.calls, "acl "+key+" "+version)
+	return nil
+}
+
+type allLeases struct{}
+
+func (allLeases) Valid(rgwlog.Unit) bool                 { return true }
+func (allLeases) Deadline(rgwlog.Unit) (time.Time, bool) { return time.Now().Add(time.Minute), true }
+func (allLeases) Held() map[rgwlog.Unit]time.Time        { return nil }
+func (allLeases) Release(rgwlog.Unit)                    {}
+
+func applyWith(t *testing.T, dst *fakeDest, ops ...*v1.ObjectOp) []*v1.RetryItem {
+	t.Helper()
+	a := &Applier{cfg: Config{Objects: dst, Metrics: NewMetrics(nil)}, leases: allLeases{}, log: slog.New(slog.DiscardHandler)}
+	for i, op := range ops {
+		op.Index = uint32(i)
+		if op.Kind == v1.ObjectOpKind_OBJECT_OP_KIND_PUT && op.Attrs == nil {
+			op.Owner, op.Attrs, op.Body = "u", &v1.ObjectAttrs{Size: 1, Etag: "e"}, []byte("x")
+		}
+	}
+	failed, err := a.applyObjects(context.Background(), rgwlog.Unit{}, &v1.Batch{Objects: ops}, nil, nil)
+	require.NoError(t, err)
+	return failed
+}
+
+// A delete marker or version the destination has already is not written
+// again (a re-sent batch): written with its older epoch the gateway stops
+// listing it as current (TestReplayedLinkWithOlderEpochIsNotCurrent).
+func TestReplayedVersionsAreNotWrittenAgain(t *testing.T) {
+	dst := &fakeDest{
+		listed: map[string]rgwobj.ListEntry{"k\x00DM": {Key: "k", VersionID: "DM", DeleteMarker: true}},
+		stat:   map[string]rgwobj.ObjectInfo{"j\x00V3": {Key: "j", VersionID: "V3", Owner: "u", Size: 1, ETag: "e"}},
+	}
+	failed := applyWith(t, dst,
+		&v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, Key: "k", VersionId: "DM", VersionedEpoch: 4},
+		&v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: "j", VersionId: "V3", VersionedEpoch: 4},
+		&v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, Key: "k2", VersionId: "DM2", VersionedEpoch: 7})
+	require.Empty(t, failed)
+	require.Equal(t, []string{"delete-marker k2 DM2"}, dst.calls, "only the delete marker the destination lacks is written")
+
+	// A version there but for its ACL gets its ACL, not a second write.
+	dst = &fakeDest{stat: map[string]rgwobj.ObjectInfo{"j\x00V3": {Key: "j", VersionID: "V3", Owner: "u", Size: 1, ETag: "e"}}}
+	failed = applyWith(t, dst, &v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: "j", VersionId: "V3", VersionedEpoch: 4,
+		Owner: "u", Attrs: &v1.ObjectAttrs{Size: 1, Etag: "e", Acl: []byte("<acl/>")}, Body: []byte("x")})
+	require.Empty(t, failed)
+	require.Equal(t, []string{"acl j V3"}, dst.calls)
+
+	// Whether it is there unknown (the destination answers garbage): not
+	// written blind, retried.
+	dst = &fakeDest{statErr: errors.New("decode: garbage")}
+	failed = applyWith(t, dst,
+		&v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: "j", VersionId: "V3", VersionedEpoch: 4},
+		&v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: "plain"})
+	require.Len(t, failed, 1)
+	require.Equal(t, "j", failed[0].GetKey())
+	require.Equal(t, []string{"put plain "}, dst.calls, "an unversioned object is written whatever the destination has")
+}
+
+// After an op of a versioned key failed, the later ops of that key in the
+// batch are not tried (failed as held, retried behind it); other keys go on.
+func TestFailedVersionHoldsItsKey(t *testing.T) {
+	dst := &fakeDest{failPut: map[string]bool{"k\x00V2": true}}
+	failed := applyWith(t, dst,
+		&v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: "k", VersionId: "V2", VersionedEpoch: 3},
+		&v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: "other", VersionId: "O1", VersionedEpoch: 2},
+		&v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION, Key: "k", VersionId: "V1", VersionedEpoch: 4})
+	require.Equal(t, []string{"put k V2", "put other O1"}, dst.calls)
+	require.Len(t, failed, 2)
+	require.Equal(t, "V2", failed[0].GetVersionId())
+	require.Equal(t, "V1", failed[1].GetVersionId())
+	require.True(t, strings.HasPrefix(failed[1].GetError(), heldMark), failed[1].GetError())
 }

@@ -827,6 +827,7 @@ func opsFromBILog(bs bucketShard, entries []rgwadmin.BILogEntry) []objRef {
 	type k struct{ key, version string }
 	last := map[k]int{}
 	var refs []objRef
+	var dead []bool
 	for _, en := range entries {
 		if en.State != "" && en.State != "complete" {
 			continue
@@ -889,13 +890,23 @@ func opsFromBILog(bs bucketShard, entries []rgwadmin.BILogEntry) []objRef {
 				// epoch.
 				r.epoch = refs[i].epoch
 			}
-			refs[i] = r // the later entry wins
-			continue
+			// The later entry wins, in its own place: the ops of one key
+			// go in the log's (the epochs') order. (V1, V2, removal of V1
+			// at the place of V1 would write V2 after an epoch above its
+			// own: not current on the destination.)
+			dead[i] = true
 		}
 		last[kk] = len(refs)
 		refs = append(refs, r)
+		dead = append(dead, false)
 	}
-	return refs
+	out := refs[:0]
+	for i, r := range refs {
+		if !dead[i] {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // buildOps stats every object (in parallel) and builds its op; an object

@@ -584,6 +584,11 @@ func TestOpsFromBILog(t *testing.T) {
 		// A del of a version whose unlink was in an earlier page: nothing
 		// (the unlink carried the delete, with its epoch).
 		ent("del", "prev", "V8", 540, true),
+		// V1, V2, removal of V1: the removal goes after V2 (in its own
+		// place, not V1's), or V2 would be written below the key's epoch.
+		ent("link_olh", "ord", "V1", 2, true),
+		ent("link_olh", "ord", "V2", 3, true),
+		ent("unlink_instance", "ord", "V1", 4, true),
 		{Op: "write", Object: "pending", State: "pending"},
 	})
 	type r struct {
@@ -600,10 +605,12 @@ func TestOpsFromBILog(t *testing.T) {
 		// unversioned bucket ver.epoch is the head object's RADOS version,
 		// and an epoch on the destination write makes an undeletable OLH.
 		{"plain", "", v1.ObjectOpKind_OBJECT_OP_KIND_UNSPECIFIED, 0},
-		{"doc", "V1", v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION, 5},
 		{"doc", "null", v1.ObjectOpKind_OBJECT_OP_KIND_PUT, 3},
 		{"gone", "M1", v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, 4},
+		{"doc", "V1", v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION, 5},
 		{"old", "V7", v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION, 4},
+		{"ord", "V2", v1.ObjectOpKind_OBJECT_OP_KIND_PUT, 3},
+		{"ord", "V1", v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION, 4},
 	}, got)
 }
 

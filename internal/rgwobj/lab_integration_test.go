@@ -700,3 +700,49 @@ func TestVersionDeleteKeepsSourceEpoch(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayedLinkWithOlderEpochIsNotCurrent pins why a version or delete
+// marker the destination already has must not be written again (16.2.15).
+// The source did V1 (epoch 2), V2 (3), a delete marker (4), then removed V1
+// (5); the destination applied all four. When the delete marker is applied
+// once more (a batch re-sent after a kill between apply and ack), the
+// gateway rewrites its index entry as not current — its epoch 4 is below
+// the OLH's 5 — and nothing is current any more: the listing no longer
+// matches the source's (chaos seed 2, `v/k01454`). A version written again
+// the same way loses its "latest" flag too.
+func TestReplayedLinkWithOlderEpochIsNotCurrent(t *testing.T) {
+	e := newEnv(t)
+	bucket := labtest.RandomName("rl")
+	inst := e.bucket(bucket, true)
+	const v1, v2, v3, dm = "V1xxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "V2xxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+		"V3xxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "DMxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	put := func(key, v string, epoch uint64) {
+		_, err := e.b.Put(e.ctx, ObjectInfo{Bucket: bucket, Key: key, Owner: e.uid, VersionID: v, Size: 1},
+			bytes.NewReader([]byte("x")), epoch)
+		require.NoError(t, err)
+	}
+	latest := func(key, v string) bool {
+		t.Helper()
+		en, found, err := e.b.FindVersion(e.ctx, fmt.Sprintf("%s:%d", inst, IndexShard(key, 11)), key, v)
+		require.NoError(t, err)
+		require.True(t, found, "%s of %s is listed", v, key)
+		return en.IsLatest
+	}
+
+	put("k", v1, 2)
+	put("k", v2, 3)
+	require.NoError(t, e.b.PutDeleteMarker(e.ctx, bucket, "k", e.uid, dm, 4))
+	require.NoError(t, e.b.DeleteVersion(e.ctx, bucket, "k", e.uid, v1, 5))
+	require.True(t, latest("k", dm), "the delete marker is current after the removal of an older version")
+	require.NoError(t, e.b.PutDeleteMarker(e.ctx, bucket, "k", e.uid, dm, 4)) // the replay
+	require.False(t, latest("k", dm), "expected the gateway to list a replayed delete marker with an older epoch as not current")
+	require.False(t, latest("k", v2), "nothing else became current")
+
+	put("j", v1, 2)
+	put("j", v2, 3)
+	put("j", v3, 4)
+	require.NoError(t, e.b.DeleteVersion(e.ctx, bucket, "j", e.uid, v1, 5))
+	require.True(t, latest("j", v3))
+	put("j", v3, 4) // the replay
+	require.False(t, latest("j", v3), "expected the gateway to list a replayed version with an older epoch as not current")
+}

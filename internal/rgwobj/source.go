@@ -285,7 +285,12 @@ const DefaultListMax = 1000
 // &format=json&objs-container=true. bucketShard is "bucket:instance:shard",
 // or "bucket:instance" for a bucket with one unsharded index.
 func (c *Client) ListShard(ctx context.Context, bucketShard, keyMarker, versionMarker string, max int) (ListPage, error) {
-	return c.listShard(ctx, "list bucket shard "+bucketShard, bucketShard, "", keyMarker, versionMarker, max)
+	op := "list bucket shard " + bucketShard
+	bucket, _, ok := strings.Cut(bucketShard, ":")
+	if !ok || bucket == "" {
+		return ListPage{}, fmt.Errorf("%s: want bucket:instance[:shard]", op)
+	}
+	return c.listShard(ctx, op, bucket, bucketShard, "", keyMarker, versionMarker, max)
 }
 
 // FindVersion reads the listing entry of one version of key — delete
@@ -294,10 +299,29 @@ func (c *Client) ListShard(ctx context.Context, bucketShard, keyMarker, versionM
 // when the source has no such version (any more). versionID "null" is the
 // null version (or, in an unversioned bucket, the object).
 func (c *Client) FindVersion(ctx context.Context, bucketShard, key, versionID string) (en ListEntry, found bool, err error) {
-	op := fmt.Sprintf("find version %q of %q in %s", versionID, key, bucketShard)
+	bucket, _, ok := strings.Cut(bucketShard, ":")
+	if !ok || bucket == "" {
+		return ListEntry{}, false, fmt.Errorf("find version %q of %q in %s: want bucket:instance[:shard]", versionID, key, bucketShard)
+	}
+	return c.findVersion(ctx, fmt.Sprintf("find version %q of %q in %s", versionID, key, bucketShard), bucket, bucketShard, key, versionID)
+}
+
+// FindVersionInBucket is FindVersion by the bucket's S3 name ("name" or
+// "tenant:name"), for a caller that does not know the index shard (the
+// applier, asking the destination whether it has a delete marker already):
+// a plain versioned listing with prefix=key, which the gateway merges from
+// every index shard.
+func (c *Client) FindVersionInBucket(ctx context.Context, bucket, key, versionID string) (en ListEntry, found bool, err error) {
+	if bucket == "" {
+		return ListEntry{}, false, fmt.Errorf("find version %q of %q: no bucket", versionID, key)
+	}
+	return c.findVersion(ctx, fmt.Sprintf("find version %q of %s/%s", versionID, bucket, key), bucket, "", key, versionID)
+}
+
+func (c *Client) findVersion(ctx context.Context, op, bucket, bucketShard, key, versionID string) (en ListEntry, found bool, err error) {
 	km, vm := "", ""
 	for {
-		page, err := c.listShard(ctx, op, bucketShard, key, km, vm, 100)
+		page, err := c.listShard(ctx, op, bucket, bucketShard, key, km, vm, 100)
 		if err != nil {
 			return ListEntry{}, false, err
 		}
@@ -317,22 +341,23 @@ func (c *Client) FindVersion(ctx context.Context, bucketShard, key, versionID st
 	}
 }
 
-func (c *Client) listShard(ctx context.Context, op, bucketShard, prefix, keyMarker, versionMarker string, max int) (ListPage, error) {
-	bucket, _, ok := strings.Cut(bucketShard, ":")
-	if !ok || bucket == "" {
-		return ListPage{}, fmt.Errorf("%s: want bucket:instance[:shard]", op)
-	}
+// listShard lists the versions of bucket after (keyMarker,
+// versionMarker): of one index shard when bucketShard is set, else of the
+// whole bucket.
+func (c *Client) listShard(ctx context.Context, op, bucket, bucketShard, prefix, keyMarker, versionMarker string, max int) (ListPage, error) {
 	if max <= 0 {
 		max = DefaultListMax
 	}
 	q := url.Values{
-		"versions":             {""},
-		"format":               {"json"},
-		"objs-container":       {"true"},
-		"rgwx-bucket-instance": {bucketShard},
-		"max-keys":             {strconv.Itoa(max)},
-		"key-marker":           {keyMarker},
-		"version-id-marker":    {versionMarker},
+		"versions":          {""},
+		"format":            {"json"},
+		"objs-container":    {"true"},
+		"max-keys":          {strconv.Itoa(max)},
+		"key-marker":        {keyMarker},
+		"version-id-marker": {versionMarker},
+	}
+	if bucketShard != "" {
+		q.Set("rgwx-bucket-instance", bucketShard)
 	}
 	if prefix != "" {
 		q.Set("prefix", prefix)
