@@ -266,6 +266,10 @@ type dataBatch struct {
 	objBytes int64 // object bytes the batch writes (inline and chunked)
 	ops      int
 	first    time.Time
+	// bs and keys: the bucket shard and the keys of its versioned ops; a
+	// later op of one of these keys waits for this batch's ack.
+	bs   string
+	keys map[string]bool
 	// commit returns the bounds this batch moves, given the failed items.
 	commit func(failed []*v1.RetryItem) []checkpoint.Entry
 }
@@ -372,7 +376,7 @@ func (dw *dataWorker) step(ctx context.Context) (bool, error) {
 		next := dw.dlNext
 		dw.dlNext = ""
 		dw.dlPos = next
-		return true, dw.sendBatch(ctx, nil, nil, 0, time.Time{}, func([]*v1.RetryItem) []checkpoint.Entry {
+		return true, dw.sendBatch(ctx, "", nil, nil, 0, time.Time{}, func([]*v1.RetryItem) []checkpoint.Entry {
 			nb := dw.bound
 			nb.TrimSafe, nb.Marker, nb.UpdatedAt, nb.Applier = nb.Marker, next, time.Now().UTC(), dw.sub.st.applier
 			dw.bound = nb
@@ -737,9 +741,9 @@ func (dw *dataWorker) sendFullPage(ctx context.Context, key string) error {
 		next = page.NextKeyMarker + "\x00" + page.NextVersionMarker
 	}
 	dw.readPos[key] = next
-	ops, failed := dw.buildOps(ctx, refs, "full:"+key)
+	ops, failed := dw.buildOps(ctx, dw.holdBusy(key, refs), "full:"+key)
 	k := dw.boundKey(key)
-	return dw.sendBatch(ctx, ops, failed, len(page.Entries), time.Now().UTC(), func(f []*v1.RetryItem) []checkpoint.Entry {
+	return dw.sendBatch(ctx, key, ops, failed, len(page.Entries), time.Now().UTC(), func(f []*v1.RetryItem) []checkpoint.Entry {
 		cur, ok := dw.bounds[key]
 		if !ok {
 			return nil // dropped meanwhile (its bucket was removed)
@@ -787,9 +791,9 @@ func (dw *dataWorker) sendBILog(ctx context.Context, key string) (sent, more boo
 		last = m // listing markers are without the "N#" shard prefix
 	}
 	dw.readPos[key] = last
-	ops, failed := dw.buildOps(ctx, refs, key)
+	ops, failed := dw.buildOps(ctx, dw.holdBusy(key, refs), key)
 	k := dw.boundKey(key)
-	err = dw.sendBatch(ctx, ops, failed, len(entries), entries[0].Timestamp, func(f []*v1.RetryItem) []checkpoint.Entry {
+	err = dw.sendBatch(ctx, key, ops, failed, len(entries), entries[0].Timestamp, func(f []*v1.RetryItem) []checkpoint.Entry {
 		cur, ok := dw.bounds[key]
 		if !ok {
 			return nil // dropped meanwhile (its bucket was removed)
@@ -813,6 +817,9 @@ type objRef struct {
 	ts      time.Time
 	marker  string
 	attempt uint32
+	// held: not sent now, kept for retry behind an earlier op of its key
+	// (the reason).
+	held string
 }
 
 // opsFromBILog turns bilog entries into object work. An unversioned key is
@@ -921,6 +928,9 @@ func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string
 	budget.Store(dw.e.cfg.InlineMax * 4)
 	var wg sync.WaitGroup
 	for i, r := range refs {
+		if r.held != "" {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -935,14 +945,29 @@ func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string
 	wg.Wait()
 	var out []*v1.ObjectOp
 	var failed []*v1.RetryItem
+	failedKeys := map[string]bool{}
 	for i, op := range ops {
 		r := refs[i]
+		if r.held == "" && r.version != "" && failedKeys[r.key] {
+			r.held = "an earlier op of this key could not be read from the source"
+		}
+		if r.held != "" {
+			failed = append(failed, &v1.RetryItem{Section: "object", Name: r.key, Bucket: r.bs.s3Bucket(), Key: r.key,
+				VersionId: r.version, BucketShard: r.bs.key, Error: heldMark + r.held, Timestamp: timestamppb.New(r.ts)})
+			continue
+		}
 		if errs[i] != nil {
 			if ctx.Err() == nil {
 				dw.log.Warn("read object from source failed", "bucket", r.bs.bucket, "object", r.key, "version", r.version, "err", errs[i])
 			}
 			failed = append(failed, &v1.RetryItem{Section: "object", Name: r.key, Bucket: r.bs.s3Bucket(), Key: r.key,
 				VersionId: r.version, BucketShard: r.bs.key, Error: "source: " + errs[i].Error(), Timestamp: timestamppb.New(r.ts)})
+			if r.version != "" {
+				// The key's later versions wait for this one: applied
+				// before it, they would leave it not current (see
+				// opsFromBILog).
+				failedKeys[r.key] = true
+			}
 			continue
 		}
 		if op == nil {
@@ -1085,7 +1110,7 @@ func (e *Exporter) bucketOwner(ctx context.Context, bs bucketShard) (string, err
 }
 
 // sendBatch sends ops (and the chunks of chunked ones) as one batch.
-func (dw *dataWorker) sendBatch(ctx context.Context, ops []*v1.ObjectOp, srcFailed []*v1.RetryItem, raw int, first time.Time,
+func (dw *dataWorker) sendBatch(ctx context.Context, bs string, ops []*v1.ObjectOp, srcFailed []*v1.RetryItem, raw int, first time.Time,
 	commit func([]*v1.RetryItem) []checkpoint.Entry) error {
 	dw.seq++
 	var payload int64
@@ -1110,8 +1135,13 @@ func (dw *dataWorker) sendBatch(ctx context.Context, ops []*v1.ObjectOp, srcFail
 	for _, op := range ops {
 		objBytes += op.GetAttrs().GetSize()
 	}
-	db := &dataBatch{seq: dw.seq, payload: need, objBytes: objBytes, ops: len(ops), first: first,
+	db := &dataBatch{seq: dw.seq, payload: need, objBytes: objBytes, ops: len(ops), first: first, bs: bs, keys: map[string]bool{},
 		commit: func(f []*v1.RetryItem) []checkpoint.Entry { return commit(append(f, srcFailed...)) }}
+	for _, op := range ops {
+		if op.GetVersionId() != "" {
+			db.keys[op.GetKey()] = true
+		}
+	}
 	dw.inflight = append(dw.inflight, db)
 	dw.e.cfg.Metrics.batchesSent.WithLabelValues(dw.d.name, logLabel(dw.sub.unit.Log)).Inc()
 	for _, op := range ops {
@@ -1215,7 +1245,11 @@ func (dw *dataWorker) handleAck(ack *v1.Ack) error {
 	dw.stats.update(func(s *shardStats) { s.applied += uint64(applied); s.bytes += uint64(db.objBytes) })
 	dw.e.cfg.Metrics.objectBytesApplied.WithLabelValues(dw.d.name).Add(float64(db.objBytes))
 	for _, f := range ack.GetFailed() {
-		dw.log.Warn("object failed on the destination; kept for retry", "bucket", f.GetBucket(), "object", f.GetKey(),
+		lvl := slog.LevelWarn
+		if strings.HasPrefix(f.GetError(), heldMark) {
+			lvl = slog.LevelDebug // behind a failure logged already
+		}
+		dw.log.Log(context.Background(), lvl, "object failed on the destination; kept for retry", "bucket", f.GetBucket(), "object", f.GetKey(),
 			"version", f.GetVersionId(), "err", f.GetError())
 	}
 	dw.publishData()
@@ -1323,16 +1357,13 @@ func addRechecks(rs []checkpoint.Retry, ops []*v1.ObjectOp, failed []*v1.RetryIt
 	return rs
 }
 
-// dueRetry is a bucket shard with a retry that is due and not in flight.
+// dueRetry is a bucket shard with retries to send now (readyRetries).
 func (dw *dataWorker) dueRetry() (string, bool) {
 	now := time.Now()
 	keys := make([]string, 0)
-	for k, bd := range dw.bounds {
-		for _, r := range bd.Retries {
-			if !r.NextAttempt.After(now) && !dw.sending[k+"\x00"+r.Name+"\x00"+r.VersionID] {
-				keys = append(keys, k)
-				break
-			}
+	for k := range dw.bounds {
+		if len(dw.readyRetries(k, now)) > 0 {
+			keys = append(keys, k)
 		}
 	}
 	if len(keys) == 0 {
@@ -1342,28 +1373,118 @@ func (dw *dataWorker) dueRetry() (string, bool) {
 	return keys[0], true
 }
 
-// sendRetries resends a bucket shard's due retries: each object is
+// heldMark starts the error of an item not sent (or, from the applier, not
+// tried) because an earlier op of its key has not gone through yet.
+const heldMark = "held: "
+
+// keyBusy says whether a new op of versioned key of bucket shard bs must
+// wait: an earlier op of the key is in a batch not acked yet, or kept for
+// retry. The versions of a key must reach the destination in the source's
+// order: one written after an op with a higher epoch is not made current
+// there (TestReplayedLinkWithOlderEpochIsNotCurrent).
+func (dw *dataWorker) keyBusy(bs, key string) bool {
+	if dw.keyBusyInFlight(bs, key) {
+		return true
+	}
+	if bd, ok := dw.bounds[bs]; ok {
+		for _, r := range bd.Retries {
+			if r.Name == key && r.VersionID != "" && r.Error != recheckMark {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// holdBusy marks the versioned refs whose key is busy as held: they become
+// retries, sent once the key's earlier ops are through.
+func (dw *dataWorker) holdBusy(bs string, refs []objRef) []objRef {
+	for i, r := range refs {
+		if r.version != "" && dw.keyBusy(bs, r.key) {
+			refs[i].held = "an earlier op of this key is not through yet"
+		}
+	}
+	return refs
+}
+
+// readyRetries are the retries of bucket shard key to send now, in the
+// order to apply them. Those of a versioned key go together, in epoch
+// order, once every failed one of them is due and no op of the key is in
+// flight (a key's ops are applied in the source's order); a re-check alone,
+// or an unversioned object's retry, goes when due.
+func (dw *dataWorker) readyRetries(key string, now time.Time) []checkpoint.Retry {
+	bd, ok := dw.bounds[key]
+	if !ok {
+		return nil
+	}
+	wait := map[string]bool{} // versioned key -> its retries wait
+	for _, r := range bd.Retries {
+		if r.VersionID == "" {
+			continue
+		}
+		wait[r.Name] = wait[r.Name] || dw.sending[key+"\x00"+r.Name+"\x00"+r.VersionID] ||
+			(r.Error != recheckMark && r.NextAttempt.After(now))
+	}
+	for name, w := range wait {
+		if !w && dw.keyBusyInFlight(key, name) {
+			wait[name] = true
+		}
+	}
+	var out []checkpoint.Retry
+	for _, r := range bd.Retries {
+		if r.VersionID == "" {
+			if !r.NextAttempt.After(now) && !dw.sending[key+"\x00"+r.Name+"\x00"] {
+				out = append(out, r)
+			}
+			continue
+		}
+		if wait[r.Name] {
+			continue
+		}
+		// A failed one is due (or its group would wait); a re-check goes
+		// no earlier than its time.
+		if r.Error != recheckMark || !r.NextAttempt.After(now) {
+			out = append(out, r)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].Epoch < out[j].Epoch
+	})
+	return out
+}
+
+// keyBusyInFlight: an op of key of bucket shard bs is in a batch not acked
+// yet.
+func (dw *dataWorker) keyBusyInFlight(bs, key string) bool {
+	for _, b := range dw.inflight {
+		if b.bs == bs && b.keys[key] {
+			return true
+		}
+	}
+	return false
+}
+
+// sendRetries resends a bucket shard's ready retries: each object is
 // reconciled with the source's current state.
 func (dw *dataWorker) sendRetries(ctx context.Context, key string) error {
 	bs, err := parseBucketShard(key)
 	if err != nil {
 		return err
 	}
-	now := time.Now()
 	var refs []objRef
 	var resent []string
-	for _, r := range dw.bounds[key].Retries {
+	for _, r := range dw.readyRetries(key, time.Now()) {
 		id := key + "\x00" + r.Name + "\x00" + r.VersionID
-		if r.NextAttempt.After(now) || dw.sending[id] {
-			continue
-		}
 		refs = append(refs, objRef{bs: bs, key: r.Name, version: r.VersionID, epoch: r.Epoch, ts: r.Timestamp, attempt: r.Attempts})
 		resent = append(resent, id)
 		dw.sending[id] = true
 	}
 	ops, failed := dw.buildOps(ctx, refs, "retry:"+key)
 	k := dw.boundKey(key)
-	return dw.sendBatch(ctx, ops, failed, len(refs), time.Time{}, func(f []*v1.RetryItem) []checkpoint.Entry {
+	return dw.sendBatch(ctx, key, ops, failed, len(refs), time.Time{}, func(f []*v1.RetryItem) []checkpoint.Entry {
 		cur, ok := dw.bounds[key]
 		if !ok {
 			return nil // dropped meanwhile (its bucket was removed)

@@ -725,3 +725,45 @@ func (a *applierStream) fullSync(t *testing.T, r *rig) {
 	}
 	waitBound(t, r.store, fullUnit, func(b checkpoint.Bound) bool { return b.Phase == phaseDone })
 }
+
+// The ops of one versioned key reach the destination in the source's
+// order: a new op of a key with an op in an unacked batch or kept for retry
+// is held; a key's retries go together, in epoch order, once every failed
+// one is due and none of its ops is in flight; re-checks go when due.
+func TestVersionedKeyOrderAcrossRetries(t *testing.T) {
+	const bs = "b:inst:0"
+	now := time.Now()
+	past, later := now.Add(-time.Second), now.Add(time.Hour)
+	dw := &dataWorker{worker: &worker{sending: map[string]bool{}}, bounds: map[string]*checkpoint.Bound{bs: {Retries: []checkpoint.Retry{
+		{Name: "k", VersionID: "V1", Epoch: 4, Error: heldMark + "x", NextAttempt: past},
+		{Name: "k", VersionID: "V2", Epoch: 3, Error: "503", NextAttempt: past},
+		{Name: "slow", VersionID: "S2", Epoch: 5, Error: heldMark + "x", NextAttempt: past},
+		{Name: "slow", VersionID: "S1", Epoch: 4, Error: "503", NextAttempt: later}, // backing off: S2 waits
+		{Name: "gone", VersionID: "G1", Epoch: 9, Error: recheckMark, NextAttempt: later},
+		{Name: "done", VersionID: "D1", Epoch: 2, Error: recheckMark, NextAttempt: past},
+		{Name: "flying", VersionID: "F1", Epoch: 2, Error: "503", NextAttempt: past},
+		{Name: "plain", Error: "503", NextAttempt: past},
+	}}}}
+	dw.inflight = []*dataBatch{{bs: bs, keys: map[string]bool{"flying": true, "busy": true}}}
+
+	var got []string
+	for _, r := range dw.readyRetries(bs, now) {
+		got = append(got, r.Name+"/"+r.VersionID)
+	}
+	require.Equal(t, []string{"done/D1", "k/V2", "k/V1", "plain/"}, got)
+
+	refs := dw.holdBusy(bs, []objRef{
+		{key: "k", version: "V3"},     // k has retries kept
+		{key: "busy", version: "B2"},  // in a batch not acked
+		{key: "gone", version: "G2"},  // only a re-check: not held
+		{key: "fresh", version: "N1"}, // nothing before it
+		{key: "busy"},                 // unversioned: reconciled, never held
+	})
+	var held []string
+	for _, r := range refs {
+		if r.held != "" {
+			held = append(held, r.key+"/"+r.version)
+		}
+	}
+	require.Equal(t, []string{"k/V3", "busy/B2"}, held)
+}
