@@ -1290,7 +1290,9 @@ func addRetries(rs []checkpoint.Retry, failed []*v1.RetryItem, e *Exporter, epoc
 		found := false
 		for i := range rs {
 			if rs[i].Name == f.GetKey() && rs[i].VersionID == f.GetVersionId() {
-				rs[i].Attempts++
+				if !strings.HasPrefix(f.GetError(), heldMark) {
+					rs[i].Attempts++ // held again is not a failure of its own: no longer backoff
+				}
 				rs[i].Error = f.GetError()
 				rs[i].NextAttempt = now.Add(e.backoff(rs[i].Attempts))
 				if ep := epochs[f.GetKey()+"\x00"+f.GetVersionId()]; ep > 0 {
@@ -1410,8 +1412,8 @@ func (dw *dataWorker) holdBusy(bs string, refs []objRef) []objRef {
 // readyRetries are the retries of bucket shard key to send now, in the
 // order to apply them. Those of a versioned key go together, in epoch
 // order, once every failed one of them is due and no op of the key is in
-// flight (a key's ops are applied in the source's order); a re-check alone,
-// or an unversioned object's retry, goes when due.
+// flight (a key's ops are applied in the source's order); the held ones go
+// with them; a re-check, or an unversioned object's retry, goes when due.
 func (dw *dataWorker) readyRetries(key string, now time.Time) []checkpoint.Retry {
 	bd, ok := dw.bounds[key]
 	if !ok {
@@ -1422,8 +1424,11 @@ func (dw *dataWorker) readyRetries(key string, now time.Time) []checkpoint.Retry
 		if r.VersionID == "" {
 			continue
 		}
+		// A held one's own time does not count: it goes with the failure
+		// it waits for (or, that one through, at once).
+		failure := r.Error != recheckMark && !strings.HasPrefix(r.Error, heldMark)
 		wait[r.Name] = wait[r.Name] || dw.sending[key+"\x00"+r.Name+"\x00"+r.VersionID] ||
-			(r.Error != recheckMark && r.NextAttempt.After(now))
+			(failure && r.NextAttempt.After(now))
 	}
 	for name, w := range wait {
 		if !w && dw.keyBusyInFlight(key, name) {
@@ -1441,8 +1446,8 @@ func (dw *dataWorker) readyRetries(key string, now time.Time) []checkpoint.Retry
 		if wait[r.Name] {
 			continue
 		}
-		// A failed one is due (or its group would wait); a re-check goes
-		// no earlier than its time.
+		// A failed one is due (or its group would wait), a held one goes
+		// with it; a re-check goes no earlier than its time.
 		if r.Error != recheckMark || !r.NextAttempt.After(now) {
 			out = append(out, r)
 		}
