@@ -3,6 +3,7 @@ package applier
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -118,11 +119,42 @@ type fakeDest struct {
 	statErr error
 	listed  map[string]rgwobj.ListEntry
 	failPut map[string]bool
-	calls   []string
+	delay   time.Duration // of each Put
+
+	mu           sync.Mutex
+	calls        []string
+	active, peak int // Puts running at once
+}
+
+func (f *fakeDest) record(c string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, c)
+}
+
+// callsOf are the calls whose text starts with prefix, in order.
+func (f *fakeDest) callsOf(prefix string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, c := range f.calls {
+		if strings.HasPrefix(c, prefix) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (f *fakeDest) Put(_ context.Context, info rgwobj.ObjectInfo, body io.Reader, epoch uint64) (string, error) {
-	f.calls = append(f.calls, "put "+info.Key+" "+info.VersionID)
+	f.mu.Lock()
+	f.active++
+	f.peak = max(f.peak, f.active)
+	f.mu.Unlock()
+	time.Sleep(f.delay)
+	f.mu.Lock()
+	f.active--
+	f.mu.Unlock()
+	f.record("put " + info.Key + " " + info.VersionID)
 	if f.failPut[info.Key+"\x00"+info.VersionID] {
 		return "", errors.New("503 from the fake")
 	}
@@ -135,17 +167,17 @@ func (f *fakeDest) PutMultipart(context.Context, rgwobj.ObjectInfo, func(int, in
 }
 
 func (f *fakeDest) Delete(_ context.Context, _, key, _, version string) error {
-	f.calls = append(f.calls, "delete "+key+" "+version)
+	f.record("delete " + key + " " + version)
 	return nil
 }
 
 func (f *fakeDest) DeleteVersion(_ context.Context, _, key, _, version string, _ uint64) error {
-	f.calls = append(f.calls, "delete-version "+key+" "+version)
+	f.record("delete-version " + key + " " + version)
 	return nil
 }
 
 func (f *fakeDest) PutDeleteMarker(_ context.Context, _, key, _, version string, _ uint64) error {
-	f.calls = append(f.calls, "delete-marker "+key+" "+version)
+	f.record("delete-marker " + key + " " + version)
 	return nil
 }
 
@@ -165,7 +197,7 @@ func (f *fakeDest) FindVersionInBucket(_ context.Context, _, key, version string
 }
 
 func (f *fakeDest) PutACL(_ context.Context, _, key, version, _ string, _ []byte) error {
-	f.calls = append(f.calls, "acl "+key+" "+version)
+	f.record("acl " + key + " " + version)
 	return nil
 }
 
@@ -178,7 +210,7 @@ func (allLeases) Release(rgwlog.Unit)                    {}
 
 func applyWith(t *testing.T, dst *fakeDest, ops ...*v1.ObjectOp) []*v1.RetryItem {
 	t.Helper()
-	a := &Applier{cfg: Config{Objects: dst, Metrics: NewMetrics(nil)}, leases: allLeases{}, log: slog.New(slog.DiscardHandler)}
+	a := &Applier{cfg: Config{Objects: dst, Metrics: NewMetrics(nil), ApplyConcurrency: 4}, leases: allLeases{}, log: slog.New(slog.DiscardHandler)}
 	for i, op := range ops {
 		op.Index = uint32(i)
 		if op.Kind == v1.ObjectOpKind_OBJECT_OP_KIND_PUT && op.Attrs == nil {
@@ -231,9 +263,28 @@ func TestFailedVersionHoldsItsKey(t *testing.T) {
 		&v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: "k", VersionId: "V2", VersionedEpoch: 3},
 		&v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: "other", VersionId: "O1", VersionedEpoch: 2},
 		&v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION, Key: "k", VersionId: "V1", VersionedEpoch: 4})
-	require.Equal(t, []string{"put k V2", "put other O1"}, dst.calls)
+	require.ElementsMatch(t, []string{"put k V2", "put other O1"}, dst.calls)
 	require.Len(t, failed, 2)
 	require.Equal(t, "V2", failed[0].GetVersionId())
 	require.Equal(t, "V1", failed[1].GetVersionId())
 	require.True(t, strings.HasPrefix(failed[1].GetError(), heldMark), failed[1].GetError())
+}
+
+// Different keys are applied side by side (up to ApplyConcurrency); the
+// ops of one key keep the batch's order.
+func TestObjectsOfDifferentKeysInParallel(t *testing.T) {
+	dst := &fakeDest{delay: 20 * time.Millisecond}
+	var ops []*v1.ObjectOp
+	for v := range 3 {
+		for k := range 8 {
+			ops = append(ops, &v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: fmt.Sprintf("k%d", k),
+				VersionId: fmt.Sprintf("V%d", v), VersionedEpoch: uint64(2 + v)})
+		}
+	}
+	require.Empty(t, applyWith(t, dst, ops...))
+	require.Equal(t, 4, dst.peak, "four keys at a time")
+	for k := range 8 {
+		p := fmt.Sprintf("put k%d ", k)
+		require.Equal(t, []string{p + "V0", p + "V1", p + "V2"}, dst.callsOf(p), "the versions of k%d in order", k)
+	}
 }
