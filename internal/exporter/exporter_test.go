@@ -148,12 +148,16 @@ type rig struct {
 	conn  *grpc.ClientConn
 }
 
-func newRig(t *testing.T, src *fakeSource, storePath string) *rig {
+func newRig(t *testing.T, src *fakeSource, storePath string, opts ...func(*Config)) *rig {
 	store, err := checkpoint.Open(storePath)
 	require.NoError(t, err)
-	exp, err := New(context.Background(), Config{ID: "exp", Source: src, Store: store, BatchEntries: 3,
+	cfg := Config{ID: "exp", Source: src, Store: store, BatchEntries: 3,
 		PollMin: 5 * time.Millisecond, PollMax: 20 * time.Millisecond, RetryMin: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond,
-		HeadPollInterval: 20 * time.Millisecond, MaxInflightBatches: 2})
+		HeadPollInterval: 20 * time.Millisecond, MaxInflightBatches: 2}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	exp, err := New(context.Background(), cfg)
 	require.NoError(t, err)
 	exp.Start()
 	lis := bufconn.Listen(1 << 20)
@@ -312,6 +316,37 @@ func TestFullSyncThenIncrementalWithRetry(t *testing.T) {
 	require.Equal(t, []string{"user:frank:put", "user:bob:del"}, names(b))
 	a.ack(b)
 	waitBound(t, r.store, mdUnit(1), func(b checkpoint.Bound) bool { return b.Marker == src.shards[1][7].ID })
+}
+
+// A metadata delete is sent once more after RecheckDelay (the gateway can
+// still serve a deleted bucket entrypoint when writes were in flight):
+// fetched again from the source, still gone, deleted again; the re-check
+// is not a failure (not in GetBounds, not counted) and is not re-scheduled.
+func TestMetadataDeleteIsRechecked(t *testing.T) {
+	src := newFakeSource()
+	src.put(1, "bucket", "b1")
+	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"), func(c *Config) { c.RecheckDelay = 300 * time.Millisecond })
+	a := r.dial(t, "a1")
+	a.fullSync(t, r)
+	a.subscribe(mdUnit(1))
+	src.del(1, "bucket", "b1")
+	b := a.next()
+	require.Equal(t, []string{"bucket:b1:del"}, names(b))
+	a.ack(b)
+	bound := waitBound(t, r.store, mdUnit(1), func(b checkpoint.Bound) bool { return len(b.Retries) == 1 })
+	require.Equal(t, recheckMark, bound.Retries[0].Error)
+	require.Zero(t, failures(bound.Retries))
+	gb, err := r.exp.GetBounds(context.Background(), &v1.GetBoundsRequest{Destination: "zone-b", LogType: v1.LogType_LOG_TYPE_METADATA, Shard: 1})
+	require.NoError(t, err)
+	require.Empty(t, gb.GetMarkers()[0].GetItemsInProgress(), "a re-check is not work in progress")
+
+	start := time.Now()
+	b = a.next()
+	require.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond, "not before its delay")
+	require.Equal(t, []string{"bucket:b1:del"}, names(b), "still gone at the source: deleted again")
+	require.Equal(t, bound.Marker, b.GetThroughMarker())
+	a.ack(b)
+	waitBound(t, r.store, mdUnit(1), func(b checkpoint.Bound) bool { return len(b.Retries) == 0 })
 }
 
 func TestSourceFetchFailureBecomesRetry(t *testing.T) {

@@ -119,7 +119,7 @@ func (e *Exporter) shardStatus(d *destination, u rgwlog.Unit, b checkpoint.Bound
 	ss := &v1.ShardStatus{
 		Shard:       u.Ref(),
 		BoundMarker: b.Marker,
-		Retries:     uint32(len(b.Retries)),
+		Retries:     uint32(failures(b.Retries)),
 		Resyncs:     b.Resyncs,
 	}
 	if u.Log == v1.LogType_LOG_TYPE_METADATA {
@@ -135,7 +135,7 @@ func (e *Exporter) shardStatus(d *destination, u rgwlog.Unit, b checkpoint.Bound
 		ss.Phase = v1.ShardPhase_SHARD_PHASE_FULL_SYNC
 	case !d.isFullDone():
 		ss.Phase = v1.ShardPhase_SHARD_PHASE_WAITING_FULL_SYNC
-	case ss.SourceHeadMarker != "" && ss.SourceHeadMarker == b.Marker && len(b.Retries) == 0:
+	case ss.SourceHeadMarker != "" && ss.SourceHeadMarker == b.Marker && failures(b.Retries) == 0:
 		ss.Phase = v1.ShardPhase_SHARD_PHASE_CAUGHT_UP
 	default:
 		ss.Phase = v1.ShardPhase_SHARD_PHASE_INCREMENTAL
@@ -189,6 +189,9 @@ func (e *Exporter) GetBounds(ctx context.Context, req *v1.GetBoundsRequest) (*v1
 	}
 	pm := &v1.PositionMarker{Entity: b.Applier, PositionMarker: b.Marker, PositionTime: timestamppb.New(b.UpdatedAt)}
 	for _, r := range b.Retries {
+		if r.Error == recheckMark {
+			continue // applied; a scheduled second look is not work in progress
+		}
 		pm.ItemsInProgress = append(pm.ItemsInProgress, &v1.ItemMarker{
 			Name: r.Section + ":" + r.Name, Timestamp: timestamppb.New(r.Timestamp), Attempts: r.Attempts, Error: r.Error})
 	}
