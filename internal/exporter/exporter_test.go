@@ -675,6 +675,11 @@ type fakeObjects struct {
 	versions map[string]rgwobj.ListEntry // key+"\x00"+version id
 }
 
+func (f *fakeObjects) StatRead(ctx context.Context, bucket, key, versionID string, _ int64) (rgwobj.ObjectInfo, []byte, error) {
+	info, err := f.Stat(ctx, bucket, key, versionID)
+	return info, nil, err // the objects are empty
+}
+
 func (f *fakeObjects) Stat(_ context.Context, bucket, key, versionID string) (rgwobj.ObjectInfo, error) {
 	if versionID == "" {
 		versionID = "null"

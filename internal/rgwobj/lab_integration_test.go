@@ -746,3 +746,32 @@ func TestReplayedLinkWithOlderEpochIsNotCurrent(t *testing.T) {
 	put("j", v3, 4) // the replay
 	require.False(t, latest("j", v3), "expected the gateway to list a replayed version with an older epoch as not current")
 }
+
+// TestStatRead: the attributes and the first n bytes of the body in one
+// request — the whole body of an object up to n bytes (empty included),
+// the first n bytes of a larger or multipart one — the same attributes
+// as Stat.
+func TestStatRead(t *testing.T) {
+	e := newEnv(t)
+	bucket := labtest.RandomName("sr")
+	e.bucket(bucket, false)
+	small, mid := randomBytes(10, 1), randomBytes(100<<10, 2)
+	e.put(bucket, "small", small)
+	e.put(bucket, "mid", mid)
+	e.put(bucket, "empty", nil)
+	mp := e.multipart(bucket, "mp", 5<<20, 1<<20)
+	for _, c := range []struct {
+		key  string
+		want []byte
+	}{{"small", small}, {"mid", mid[:64<<10]}, {"empty", nil}, {"mp", mp[:64<<10]}} {
+		info, body, err := e.a.StatRead(e.ctx, bucket, c.key, "", 64<<10)
+		require.NoError(t, err, c.key)
+		require.Equal(t, len(c.want), len(body), c.key)
+		require.True(t, bytes.Equal(c.want, body), "body of %s", c.key)
+		st, err := e.a.Stat(e.ctx, bucket, c.key, "")
+		require.NoError(t, err)
+		require.Equal(t, st, info, "attributes of %s", c.key)
+	}
+	_, _, err := e.a.StatRead(e.ctx, bucket, "small", "", 0)
+	require.Error(t, err)
+}

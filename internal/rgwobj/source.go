@@ -60,13 +60,25 @@ func versionQuery(q url.Values, versionID string) url.Values {
 // x-amz-meta-*, content-*) before a one-byte body. A second request,
 // GET ?acl, is made only when the ACL is not the default one.
 func (c *Client) Stat(ctx context.Context, bucket, key, versionID string) (ObjectInfo, error) {
+	info, _, err := c.StatRead(ctx, bucket, key, versionID, 1)
+	return info, err
+}
+
+// StatRead is Stat that also reads up to n bytes of the body (n >= 1) in
+// the same request: the prepend-metadata GET with Range 0-(n-1). For an
+// object of up to n bytes, body is all of it (len(body) == info.Size) —
+// one request where Stat and Get take two (the exporter's small objects).
+func (c *Client) StatRead(ctx context.Context, bucket, key, versionID string, n int64) (info ObjectInfo, body []byte, err error) {
 	op := fmt.Sprintf("stat %s/%s", bucket, key)
 	if versionID != "" {
 		op += "?versionId=" + versionID
 	}
+	if n < 1 || n > maxSmallBody/2 {
+		return ObjectInfo{}, nil, fmt.Errorf("%s: read %d bytes with the attributes: want 1 to %d", op, n, maxSmallBody/2)
+	}
 	r := call{op: op, method: http.MethodGet, bucket: bucket, key: key,
 		query:  versionQuery(url.Values{"rgwx-prepend-metadata": {"true"}}, versionID),
-		header: http.Header{"Range": {"bytes=0-0"}}}
+		header: http.Header{"Range": {fmt.Sprintf("bytes=0-%d", n-1)}}}
 	resp, data, err := c.send(ctx, r)
 	var gerr *GatewayError
 	if errors.As(err, &gerr) && gerr.Status == http.StatusRequestedRangeNotSatisfiable {
@@ -75,11 +87,16 @@ func (c *Client) Stat(ctx context.Context, bucket, key, versionID string) (Objec
 		resp, data, err = c.send(ctx, r)
 	}
 	if err != nil {
-		return ObjectInfo{}, err
+		return ObjectInfo{}, nil, err
 	}
 	info, aclDefault, err := decodeStat(bucket, key, resp.Header, data)
 	if err != nil {
-		return ObjectInfo{}, fmt.Errorf("%s: %w", op, err)
+		return ObjectInfo{}, nil, fmt.Errorf("%s: %w", op, err)
+	}
+	m, _ := strconv.Atoi(resp.Header.Get("Rgwx-Embedded-Metadata-Len")) // checked by decodeStat
+	body = data[m:]
+	if want := min(info.Size, n); int64(len(body)) != want {
+		return ObjectInfo{}, nil, fmt.Errorf("%s: %d bytes after the attributes, want %d (changed meanwhile?)", op, len(body), want)
 	}
 	if versionID != "" && info.VersionID == "" {
 		info.VersionID = versionID
@@ -88,7 +105,7 @@ func (c *Client) Stat(ctx context.Context, bucket, key, versionID string) (Objec
 		_, acl, err := c.send(ctx, call{op: op + ": get acl", method: http.MethodGet, bucket: bucket, key: key,
 			query: versionQuery(url.Values{"acl": {""}}, info.VersionID)})
 		if err != nil {
-			return ObjectInfo{}, err
+			return ObjectInfo{}, nil, err
 		}
 		info.ACL = acl
 		if info.Owner == "" {
@@ -96,12 +113,12 @@ func (c *Client) Stat(ctx context.Context, bucket, key, versionID string) (Objec
 				Owner string `xml:"Owner>ID"`
 			}
 			if err := xml.Unmarshal(acl, &p); err != nil {
-				return ObjectInfo{}, fmt.Errorf("%s: acl: %w", op, err)
+				return ObjectInfo{}, nil, fmt.Errorf("%s: acl: %w", op, err)
 			}
 			info.Owner = p.Owner
 		}
 	}
-	return info, nil
+	return info, body, nil
 }
 
 // prependedMeta is the JSON rgwx-prepend-metadata puts before the data.
