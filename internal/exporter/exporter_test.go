@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -521,6 +522,50 @@ func TestTrimmedLogTriggersFullResync(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, uint32(1), rb.Resyncs)
 	require.Equal(t, src.shards[2][len(src.shards[2])-1].ID, rb.Marker, "bound moved to the head")
+}
+
+// Every mdlog shard trimmed past its bound at once: the shards detect it
+// side by side, each stopping the others' subscriptions; none may wait for
+// another (they did: a deadlock), and the full sync runs again.
+func TestManyShardsTrimmedAtOnce(t *testing.T) {
+	src := newFakeSource()
+	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"))
+	a := r.dial(t, "a1")
+	a.fullSync(t, r)
+	for n := range uint32(4) {
+		a.subscribe(mdUnit(n))
+	}
+	for n := range 4 {
+		src.put(n, "user", fmt.Sprintf("u%d", n))
+	}
+	for acked := 0; acked < 4; {
+		b := a.next()
+		a.ack(b)
+		acked += len(b.GetEntries())
+	}
+	for n := range 4 {
+		waitBound(t, r.store, mdUnit(uint32(n)), func(b checkpoint.Bound) bool { return b.Marker == src.shards[n][0].ID })
+		src.put(n, "user", fmt.Sprintf("lost%d", n))
+		src.put(n, "user", fmt.Sprintf("after%d", n))
+		require.NoError(t, src.TrimMDLog(context.Background(), "", n, src.shards[n][1].ID))
+	}
+	// Act as an applier: ack everything, subscribe again what is revoked.
+	var full []string
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Contains(full, "user:lost3:put") || !slices.Contains(full, "user:lost0:put") {
+		require.True(t, time.Now().Before(deadline), "no full re-sync within 10 s (full sync so far: %v)", full)
+		m, err := a.s.Recv()
+		require.NoError(t, err)
+		if rv := m.GetRevoke(); rv != nil {
+			a.s.Send(&v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Subscribe{Subscribe: &v1.Subscribe{Shard: rv.GetShard()}}})
+		}
+		if bt := m.GetBatch(); bt != nil {
+			if bt.GetShard().GetLogType() == v1.LogType_LOG_TYPE_METADATA_FULL {
+				full = append(full, names(bt)...)
+			}
+			a.ack(bt)
+		}
+	}
 }
 
 func TestTrimPointsIsTheLowestOverDestinations(t *testing.T) {

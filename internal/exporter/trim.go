@@ -148,7 +148,12 @@ func (e *Exporter) resync(ctx context.Context, w *worker, te *trimmedError) erro
 	}
 	d.mu.Unlock()
 	for _, s := range others {
-		e.stopSub(s, "metadata re-sync after a trimmed log")
+		// Not waiting here for the other workers to end: one of them may
+		// be in its own re-sync, stopping this one (several shards trimmed
+		// at once: each waited for the other, a deadlock a CI run hit).
+		e.detach(s)
+		s.cancel()
+		go e.stopSub(s, "metadata re-sync after a trimmed log")
 	}
 	return fmt.Errorf("%v: re-sync started", te)
 }
