@@ -55,6 +55,7 @@ func run(d *demoTB) {
 	}
 	step("building rgwsync-exporter and rgwsync-applier")
 	expBin, _ := synctest.Binaries(d)
+	defer synctest.RemoveBinaries()
 	e := synctest.NewEnv(d)
 	e.Dest = "zone-b"
 	e.LeaseLength = 15 * time.Second

@@ -20,6 +20,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/rgwsync/rgwsync/internal/synctest"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -100,6 +101,7 @@ func main() {
 }
 
 func run(ctx context.Context, o options) (code int) {
+	defer synctest.RemoveBinaries()
 	start := time.Now()
 	r := &results{v: map[string][]float64{}}
 	tb := &benchTB{dir: mustTemp()}

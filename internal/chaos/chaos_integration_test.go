@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/rgwsync/rgwsync/internal/labtest"
+	"github.com/rgwsync/rgwsync/internal/synctest"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	labtest.Stop()
+	synctest.RemoveBinaries()
 	os.Exit(code)
 }
 

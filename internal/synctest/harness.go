@@ -67,6 +67,14 @@ func Binaries(t labtest.TB) (exporterBin, applierBin string) {
 	return filepath.Join(binDir, "rgwsync-exporter"), filepath.Join(binDir, "rgwsync-applier")
 }
 
+// RemoveBinaries removes what Binaries built (a TestMain or a main calls
+// it at the end; each process built its own copy under $TMPDIR).
+func RemoveBinaries() {
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+}
+
 // Env is one exporter/appliers deployment against the lab, with its own
 // destination name (so its bounds start empty) and lock id base (so leases
 // left by an earlier test cannot interfere).
