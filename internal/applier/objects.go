@@ -300,7 +300,7 @@ func (a *Applier) applyOne(ctx context.Context, u rgwlog.Unit, op *v1.ObjectOp, 
 		if body != nil {
 			body.drain()
 		}
-		return item(heldMark + "an earlier op of this key failed"), nil
+		return item(rgwlog.HeldPrefix + "an earlier op of this key failed"), nil
 	}
 	start := time.Now()
 	var err error
@@ -446,10 +446,6 @@ func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body *chunkR
 	a.cfg.Metrics.bytes.Add(float64(info.Size))
 	return nil
 }
-
-// heldMark starts the error of an op not tried because an earlier op of
-// its key failed.
-const heldMark = "held: "
 
 func withACL(info rgwobj.ObjectInfo, acl []byte) rgwobj.ObjectInfo {
 	info.ACL = acl

@@ -267,7 +267,7 @@ func TestFailedVersionHoldsItsKey(t *testing.T) {
 	require.Len(t, failed, 2)
 	require.Equal(t, "V2", failed[0].GetVersionId())
 	require.Equal(t, "V1", failed[1].GetVersionId())
-	require.True(t, strings.HasPrefix(failed[1].GetError(), heldMark), failed[1].GetError())
+	require.True(t, rgwlog.Held(failed[1].GetError()), failed[1].GetError())
 }
 
 // Different keys are applied side by side (up to ApplyConcurrency); the

@@ -955,7 +955,7 @@ func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string
 		}
 		if r.held != "" {
 			failed = append(failed, &v1.RetryItem{Section: "object", Name: r.key, Bucket: r.bs.s3Bucket(), Key: r.key,
-				VersionId: r.version, BucketShard: r.bs.key, Error: heldMark + r.held, Timestamp: timestamppb.New(r.ts)})
+				VersionId: r.version, BucketShard: r.bs.key, Error: rgwlog.HeldPrefix + r.held, Timestamp: timestamppb.New(r.ts)})
 			continue
 		}
 		if errs[i] != nil {
@@ -1263,7 +1263,7 @@ func (dw *dataWorker) handleAck(ack *v1.Ack) error {
 	dw.e.cfg.Metrics.objectBytesApplied.WithLabelValues(dw.d.name).Add(float64(db.objBytes))
 	for _, f := range ack.GetFailed() {
 		lvl := slog.LevelWarn
-		if strings.HasPrefix(f.GetError(), heldMark) {
+		if rgwlog.Held(f.GetError()) {
 			lvl = slog.LevelDebug // behind a failure logged already
 		}
 		dw.log.Log(context.Background(), lvl, "object failed on the destination; kept for retry", "bucket", f.GetBucket(), "object", f.GetKey(),
@@ -1307,7 +1307,7 @@ func addRetries(rs []checkpoint.Retry, failed []*v1.RetryItem, e *Exporter, epoc
 		found := false
 		for i := range rs {
 			if rs[i].Name == f.GetKey() && rs[i].VersionID == f.GetVersionId() {
-				if !strings.HasPrefix(f.GetError(), heldMark) {
+				if !rgwlog.Held(f.GetError()) {
 					rs[i].Attempts++ // held again is not a failure of its own: no longer backoff
 				}
 				rs[i].Error = f.GetError()
@@ -1392,10 +1392,6 @@ func (dw *dataWorker) dueRetry() (string, bool) {
 	return keys[0], true
 }
 
-// heldMark starts the error of an item not sent (or, from the applier, not
-// tried) because an earlier op of its key has not gone through yet.
-const heldMark = "held: "
-
 // keyBusy says whether a new op of versioned key of bucket shard bs must
 // wait: an earlier op of the key is in a batch not acked yet, or kept for
 // retry. The versions of a key must reach the destination in the source's
@@ -1443,7 +1439,7 @@ func (dw *dataWorker) readyRetries(key string, now time.Time) []checkpoint.Retry
 		}
 		// A held one's own time does not count: it goes with the failure
 		// it waits for (or, that one through, at once).
-		failure := r.Error != recheckMark && !strings.HasPrefix(r.Error, heldMark)
+		failure := r.Error != recheckMark && !rgwlog.Held(r.Error)
 		wait[r.Name] = wait[r.Name] || dw.sending[key+"\x00"+r.Name+"\x00"+r.VersionID] ||
 			(failure && r.NextAttempt.After(now))
 	}

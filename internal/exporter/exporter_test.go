@@ -820,9 +820,9 @@ func TestVersionedKeyOrderAcrossRetries(t *testing.T) {
 	now := time.Now()
 	past, later := now.Add(-time.Second), now.Add(time.Hour)
 	dw := &dataWorker{worker: &worker{sending: map[string]bool{}}, bounds: map[string]*checkpoint.Bound{bs: {Retries: []checkpoint.Retry{
-		{Name: "k", VersionID: "V1", Epoch: 4, Error: heldMark + "x", NextAttempt: later}, // held: goes with V2
+		{Name: "k", VersionID: "V1", Epoch: 4, Error: rgwlog.HeldPrefix + "x", NextAttempt: later}, // held: goes with V2
 		{Name: "k", VersionID: "V2", Epoch: 3, Error: "503", NextAttempt: past},
-		{Name: "slow", VersionID: "S2", Epoch: 5, Error: heldMark + "x", NextAttempt: past},
+		{Name: "slow", VersionID: "S2", Epoch: 5, Error: rgwlog.HeldPrefix + "x", NextAttempt: past},
 		{Name: "slow", VersionID: "S1", Epoch: 4, Error: "503", NextAttempt: later}, // backing off: S2 waits
 		{Name: "gone", VersionID: "G1", Epoch: 9, Error: recheckMark, NextAttempt: later},
 		{Name: "done", VersionID: "D1", Epoch: 2, Error: recheckMark, NextAttempt: past},

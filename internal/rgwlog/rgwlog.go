@@ -209,3 +209,13 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
+
+// HeldPrefix starts the error of an object op's retry item that was not
+// sent (exporter) or not tried (applier) because an earlier op of its key
+// has not gone through: the versions of a key must reach the destination
+// in the source's order. Both sides read it (Held); it is not a failure
+// of its own.
+const HeldPrefix = "held: "
+
+// Held says whether a retry item's error is a hold (HeldPrefix).
+func Held(errText string) bool { return strings.HasPrefix(errText, HeldPrefix) }
