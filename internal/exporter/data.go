@@ -953,17 +953,19 @@ func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string
 		if r.held == "" && r.version != "" && failedKeys[r.key] {
 			r.held = "an earlier op of this key could not be read from the source"
 		}
+		item := func(msg string) *v1.RetryItem {
+			return &v1.RetryItem{Section: "object", Name: r.key, Bucket: r.bs.s3Bucket(), Key: r.key,
+				VersionId: r.version, BucketShard: r.bs.key, Error: msg, Timestamp: timestamppb.New(r.ts)}
+		}
 		if r.held != "" {
-			failed = append(failed, &v1.RetryItem{Section: "object", Name: r.key, Bucket: r.bs.s3Bucket(), Key: r.key,
-				VersionId: r.version, BucketShard: r.bs.key, Error: rgwlog.HeldPrefix + r.held, Timestamp: timestamppb.New(r.ts)})
+			failed = append(failed, item(rgwlog.HeldPrefix+r.held))
 			continue
 		}
 		if errs[i] != nil {
 			if ctx.Err() == nil {
 				dw.log.Warn("read object from source failed", "bucket", r.bs.bucket, "object", r.key, "version", r.version, "err", errs[i])
 			}
-			failed = append(failed, &v1.RetryItem{Section: "object", Name: r.key, Bucket: r.bs.s3Bucket(), Key: r.key,
-				VersionId: r.version, BucketShard: r.bs.key, Error: "source: " + errs[i].Error(), Timestamp: timestamppb.New(r.ts)})
+			failed = append(failed, item("source: "+errs[i].Error()))
 			if r.version != "" {
 				// The key's later versions wait for this one: applied
 				// before it, they would leave it not current (see
@@ -1440,7 +1442,7 @@ func (dw *dataWorker) readyRetries(key string, now time.Time) []checkpoint.Retry
 		// A held one's own time does not count: it goes with the failure
 		// it waits for (or, that one through, at once).
 		failure := r.Error != recheckMark && !rgwlog.Held(r.Error)
-		wait[r.Name] = wait[r.Name] || dw.sending[key+"\x00"+r.Name+"\x00"+r.VersionID] ||
+		wait[r.Name] = wait[r.Name] || dw.sending[sendingID(key, r.Name, r.VersionID)] ||
 			(failure && r.NextAttempt.After(now))
 	}
 	for name, w := range wait {
@@ -1451,7 +1453,7 @@ func (dw *dataWorker) readyRetries(key string, now time.Time) []checkpoint.Retry
 	var out []checkpoint.Retry
 	for _, r := range bd.Retries {
 		if r.VersionID == "" {
-			if !r.NextAttempt.After(now) && !dw.sending[key+"\x00"+r.Name+"\x00"] {
+			if !r.NextAttempt.After(now) && !dw.sending[sendingID(key, r.Name, "")] {
 				out = append(out, r)
 			}
 			continue
@@ -1474,6 +1476,9 @@ func (dw *dataWorker) readyRetries(key string, now time.Time) []checkpoint.Retry
 	return out
 }
 
+// sendingID is the dw.sending key of a retry of bucket shard bs.
+func sendingID(bs, name, version string) string { return bs + "\x00" + name + "\x00" + version }
+
 // keyBusyInFlight: an op of key of bucket shard bs is in a batch not acked
 // yet.
 func (dw *dataWorker) keyBusyInFlight(bs, key string) bool {
@@ -1495,7 +1500,7 @@ func (dw *dataWorker) sendRetries(ctx context.Context, key string) error {
 	var refs []objRef
 	var resent []string
 	for _, r := range dw.readyRetries(key, time.Now()) {
-		id := key + "\x00" + r.Name + "\x00" + r.VersionID
+		id := sendingID(key, r.Name, r.VersionID)
 		refs = append(refs, objRef{bs: bs, key: r.Name, version: r.VersionID, epoch: r.Epoch, ts: r.Timestamp, attempt: r.Attempts})
 		resent = append(resent, id)
 		dw.sending[id] = true
@@ -1515,11 +1520,11 @@ func (dw *dataWorker) sendRetries(ctx context.Context, key string) error {
 		}
 		failedNow := map[string]bool{}
 		for _, it := range f {
-			failedNow[key+"\x00"+it.GetKey()+"\x00"+it.GetVersionId()] = true
+			failedNow[sendingID(key, it.GetKey(), it.GetVersionId())] = true
 		}
 		var kept []checkpoint.Retry
 		for _, r := range nb.Retries {
-			id := key + "\x00" + r.Name + "\x00" + r.VersionID
+			id := sendingID(key, r.Name, r.VersionID)
 			if sent[id] && !failedNow[id] {
 				continue // applied
 			}
