@@ -303,11 +303,20 @@ const DefaultListMax = 1000
 // or "bucket:instance" for a bucket with one unsharded index.
 func (c *Client) ListShard(ctx context.Context, bucketShard, keyMarker, versionMarker string, max int) (ListPage, error) {
 	op := "list bucket shard " + bucketShard
-	bucket, _, ok := strings.Cut(bucketShard, ":")
-	if !ok || bucket == "" {
-		return ListPage{}, fmt.Errorf("%s: want bucket:instance[:shard]", op)
+	bucket, err := shardBucket(op, bucketShard)
+	if err != nil {
+		return ListPage{}, err
 	}
 	return c.listShard(ctx, op, bucket, bucketShard, "", keyMarker, versionMarker, max)
+}
+
+// shardBucket is the bucket of a "bucket:instance[:shard]" key.
+func shardBucket(op, bucketShard string) (string, error) {
+	bucket, _, ok := strings.Cut(bucketShard, ":")
+	if !ok || bucket == "" {
+		return "", fmt.Errorf("%s: want bucket:instance[:shard]", op)
+	}
+	return bucket, nil
 }
 
 // FindVersion reads the listing entry of one version of key — delete
@@ -316,11 +325,12 @@ func (c *Client) ListShard(ctx context.Context, bucketShard, keyMarker, versionM
 // when the source has no such version (any more). versionID "null" is the
 // null version (or, in an unversioned bucket, the object).
 func (c *Client) FindVersion(ctx context.Context, bucketShard, key, versionID string) (en ListEntry, found bool, err error) {
-	bucket, _, ok := strings.Cut(bucketShard, ":")
-	if !ok || bucket == "" {
-		return ListEntry{}, false, fmt.Errorf("find version %q of %q in %s: want bucket:instance[:shard]", versionID, key, bucketShard)
+	op := fmt.Sprintf("find version %q of %q in %s", versionID, key, bucketShard)
+	bucket, err := shardBucket(op, bucketShard)
+	if err != nil {
+		return ListEntry{}, false, err
 	}
-	return c.findVersion(ctx, fmt.Sprintf("find version %q of %q in %s", versionID, key, bucketShard), bucket, bucketShard, key, versionID)
+	return c.findVersion(ctx, op, bucket, bucketShard, key, versionID)
 }
 
 // FindVersionInBucket is FindVersion by the bucket's S3 name ("name" or
