@@ -108,6 +108,7 @@ func run(args []string) error {
 			ID: cfg.ID, Source: src, SourceEndpoint: cfg.Source.Endpoint, Store: store,
 			Sections: cfg.Sync.Sections, BatchEntries: cfg.Sync.BatchEntries, FetchConcurrency: cfg.Sync.FetchConcurrency,
 			PollMin: cfg.Sync.PollMin, PollMax: cfg.Sync.PollMax, RetryMin: cfg.Sync.RetryMin, RetryMax: cfg.Sync.RetryMax,
+			StallAfter:         cfg.Sync.StallAfter,
 			MaxInflightBatches: cfg.Sync.MaxInflightBatches, MaxInflightBytes: cfg.Sync.MaxInflightBytes,
 			Filter: bucketFilter, BandwidthBytesPerSecond: cfg.Sync.BandwidthBytesPerSecond,
 			Data: data, Objects: objects, InlineMax: cfg.Data.InlineMax, ChunkSize: cfg.Data.ChunkSize,

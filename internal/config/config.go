@@ -74,6 +74,9 @@ type Exporter struct {
 		RetryMax           time.Duration `yaml:"retry_max"`
 		MaxInflightBatches int           `yaml:"max_inflight_batches"`
 		MaxInflightBytes   int64         `yaml:"max_inflight_bytes"`
+		// StallAfter: a shard with work pending and no batch sent nor ack
+		// taken for this long is stalled (logged, counted, shown).
+		StallAfter time.Duration `yaml:"stall_after"`
 		// BandwidthBytesPerSecond caps the payload streamed to each applier
 		// (a token bucket per stream); 0 = unlimited.
 		BandwidthBytesPerSecond int64 `yaml:"bandwidth_bytes_per_second"`
@@ -202,7 +205,7 @@ func (c *Exporter) Validate() error {
 	s := c.Sync
 	errs = append(errs, nonNeg("sync.batch_entries", s.BatchEntries), nonNeg("sync.fetch_concurrency", s.FetchConcurrency),
 		nonNeg("sync.max_inflight_batches", s.MaxInflightBatches), nonNeg("sync.max_inflight_bytes", int(s.MaxInflightBytes)),
-		nonNegDur("sync.poll_min", s.PollMin), nonNegDur("sync.poll_max", s.PollMax),
+		nonNegDur("sync.poll_min", s.PollMin), nonNegDur("sync.poll_max", s.PollMax), nonNegDur("sync.stall_after", s.StallAfter),
 		nonNegDur("sync.retry_min", s.RetryMin), nonNegDur("sync.retry_max", s.RetryMax))
 	if s.PollMin > 0 && s.PollMax > 0 && s.PollMin > s.PollMax {
 		errs = append(errs, fmt.Errorf("sync.poll_min %s is above sync.poll_max %s", s.PollMin, s.PollMax))

@@ -319,15 +319,24 @@ func (dw *dataWorker) loop(ctx context.Context) error {
 			return nil
 		}
 		var wait <-chan time.Time
-		if !dw.e.isDraining() && len(dw.inflight) < dw.sub.st.window {
+		if dw.e.isDraining() {
+			dw.stats.wait(waitAcks(len(dw.inflight), "draining"))
+		} else if len(dw.inflight) >= dw.sub.st.window {
+			dw.stats.wait(waitAcks(len(dw.inflight), "the shard's window of batches is full"))
+		} else {
 			sent, err := dw.step(ctx)
 			switch {
 			case ctx.Err() != nil:
 				return nil
+			case errors.Is(err, errNoCredit):
+				// Only this shard's acks free what it holds: wait for one
+				// (no timer: one is in flight, see credit).
+				dw.stats.wait(waitAcks(len(dw.inflight), "the stream's byte window is full"))
 			case err != nil:
 				backoff = min(max(2*backoff, dw.e.cfg.PollMin), 30*time.Second)
 				dw.log.Warn("data sync step failed; will retry", "err", err, "backoff", backoff)
 				dw.stats.update(func(s *shardStats) { s.lastErr = err.Error() })
+				dw.stats.wait("the source: " + err.Error())
 				dw.e.cfg.Metrics.errors.WithLabelValues("source").Inc()
 				wait = time.After(jitter(backoff))
 			case sent:
@@ -343,6 +352,9 @@ func (dw *dataWorker) loop(ctx context.Context) error {
 			default:
 				if len(dw.inflight) == 0 {
 					dw.setPhase(ctx, v1.ShardPhase_SHARD_PHASE_CAUGHT_UP, "")
+					dw.stats.wait("")
+				} else {
+					dw.stats.wait(waitAcks(len(dw.inflight), ""))
 				}
 				wait = time.After(idle)
 				idle = min(2*idle, dw.e.cfg.PollMax)
@@ -378,7 +390,7 @@ func (dw *dataWorker) step(ctx context.Context) (bool, error) {
 		next := dw.dlNext
 		dw.dlNext = ""
 		dw.dlPos = next
-		return true, dw.sendBatch(ctx, "", nil, nil, 0, time.Time{}, func([]*v1.RetryItem) []checkpoint.Entry {
+		return true, dw.sendBatch(ctx, "", nil, nil, 0, time.Time{}, 0, func([]*v1.RetryItem) []checkpoint.Entry {
 			nb := dw.bound
 			nb.TrimSafe, nb.Marker, nb.UpdatedAt, nb.Applier = nb.Marker, next, time.Now().UTC(), dw.sub.st.applier
 			dw.bound = nb
@@ -476,6 +488,9 @@ func (dw *dataWorker) workQueue(ctx context.Context) (sent, handled bool, err er
 			return true, true, dw.sendFullPage(ctx, key)
 		}
 		sent, more, err := dw.sendBILog(ctx, key)
+		if errors.Is(err, errNoCredit) {
+			return false, true, err
+		}
 		if err != nil {
 			if gone, gerr := dw.e.bucketGone(ctx, key); gerr == nil && gone {
 				// A removed bucket has no bilog any more: its shard is done
@@ -742,10 +757,15 @@ func (dw *dataWorker) sendFullPage(ctx context.Context, key string) error {
 	if page.Truncated {
 		next = page.NextKeyMarker + "\x00" + page.NextVersionMarker
 	}
+	refs = dw.holdBusy(key, refs)
+	res, err := dw.reserve(ctx, refs)
+	if err != nil {
+		return err // the page is listed again once there is room
+	}
 	dw.readPos[key] = next
-	ops, failed := dw.buildOps(ctx, dw.holdBusy(key, refs), "full:"+key)
+	ops, failed := dw.buildOps(ctx, refs, "full:"+key, res)
 	k := dw.boundKey(key)
-	return dw.sendBatch(ctx, key, ops, failed, len(page.Entries), time.Now().UTC(), func(f []*v1.RetryItem) []checkpoint.Entry {
+	return dw.sendBatch(ctx, key, ops, failed, len(page.Entries), time.Now().UTC(), res, func(f []*v1.RetryItem) []checkpoint.Entry {
 		cur, ok := dw.bounds[key]
 		if !ok {
 			return nil // dropped meanwhile (its bucket was removed)
@@ -787,15 +807,19 @@ func (dw *dataWorker) sendBILog(ctx context.Context, key string) (sent, more boo
 		return false, false, nil
 	}
 	dw.markHot(key)
-	refs := opsFromBILog(bs, entries)
+	refs := dw.holdBusy(key, opsFromBILog(bs, entries))
 	last := entries[len(entries)-1].OpID
 	if _, m, ok := strings.Cut(last, "#"); ok {
 		last = m // listing markers are without the "N#" shard prefix
 	}
+	res, err := dw.reserve(ctx, refs)
+	if err != nil {
+		return false, false, err // the page is read again once there is room
+	}
 	dw.readPos[key] = last
-	ops, failed := dw.buildOps(ctx, dw.holdBusy(key, refs), key)
+	ops, failed := dw.buildOps(ctx, refs, key, res)
 	k := dw.boundKey(key)
-	err = dw.sendBatch(ctx, key, ops, failed, len(entries), entries[0].Timestamp, func(f []*v1.RetryItem) []checkpoint.Entry {
+	err = dw.sendBatch(ctx, key, ops, failed, len(entries), entries[0].Timestamp, res, func(f []*v1.RetryItem) []checkpoint.Entry {
 		cur, ok := dw.bounds[key]
 		if !ok {
 			return nil // dropped meanwhile (its bucket was removed)
@@ -920,14 +944,15 @@ func opsFromBILog(bs bucketShard, entries []rgwadmin.BILogEntry) []objRef {
 
 // buildOps stats every object (in parallel) and builds its op; an object
 // the source cannot give is a failed item (kept for retry), not a stall.
-func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string) ([]*v1.ObjectOp, []*v1.RetryItem) {
+func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string, reserved int64) ([]*v1.ObjectOp, []*v1.RetryItem) {
 	ops := make([]*v1.ObjectOp, len(refs))
 	errs := make([]error, len(refs))
-	// Inline bodies of one batch are capped (the rest stream as chunks),
-	// and source reads are capped exporter-wide, so memory does not grow
-	// with the number of busy shards.
+	// Inline bodies fill what the batch reserved of the stream's window
+	// beyond its ops' own overhead (the rest stream as chunks), and source
+	// reads are capped exporter-wide: memory does not grow with the number
+	// of busy shards, and nothing is read that the window has no room for.
 	var budget atomic.Int64
-	budget.Store(dw.e.cfg.InlineMax * 4)
+	budget.Store(reserved - opsOverhead(refs))
 	var wg sync.WaitGroup
 	for i, r := range refs {
 		if r.held != "" {
@@ -1129,27 +1154,28 @@ func (e *Exporter) bucketOwner(ctx context.Context, bs bucketShard) (string, err
 }
 
 // sendBatch sends ops (and the chunks of chunked ones) as one batch.
+// reserved is what the caller took of the stream's window for it
+// (reserve); what the batch does not need of it goes back at once.
 func (dw *dataWorker) sendBatch(ctx context.Context, bs string, ops []*v1.ObjectOp, srcFailed []*v1.RetryItem, raw int, first time.Time,
-	commit func([]*v1.RetryItem) []checkpoint.Entry) error {
+	reserved int64, commit func([]*v1.RetryItem) []checkpoint.Entry) error {
 	dw.seq++
 	var payload int64
 	for _, op := range ops {
-		payload += int64(len(op.GetBody())) + int64(len(op.GetKey())) + 128
+		payload += opOverhead(op.GetKey()) + int64(len(op.GetBody()))
 	}
 	batch := &v1.Batch{Shard: dw.sub.unit.Ref(), Generation: dw.sub.gen, Seq: dw.seq, Objects: ops, PayloadBytes: uint64(payload),
 		ThroughMarker: strconv.FormatUint(dw.seq, 10)}
-	need := min(payload, dw.sub.st.maxB)
-	if err := dw.sub.st.bytes.Acquire(ctx, need); err != nil {
-		return err
-	}
+	need := min(payload, reserved)
+	dw.credit.give(reserved - need)
 	if err := dw.sub.st.throttle(ctx, payload); err != nil {
-		dw.sub.st.bytes.Release(need)
+		dw.credit.give(need)
 		return err
 	}
 	if err := dw.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Batch{Batch: batch}}); err != nil {
-		dw.sub.st.bytes.Release(need)
+		dw.credit.give(need)
 		return err
 	}
+	dw.stats.progressed()
 	var objBytes int64
 	for _, op := range ops {
 		objBytes += op.GetAttrs().GetSize()
@@ -1184,6 +1210,36 @@ func (dw *dataWorker) sendBatch(ctx context.Context, bs string, ops []*v1.Object
 	}
 	dw.publishData()
 	return nil
+}
+
+// opOverhead is what an op costs in its batch beside its inline body.
+func opOverhead(key string) int64 { return int64(len(key)) + 128 }
+
+// opsOverhead is the most the refs' ops cost beside their inline bodies.
+func opsOverhead(refs []objRef) int64 {
+	var n int64
+	for _, r := range refs {
+		if r.held == "" {
+			n += opOverhead(r.key)
+		}
+	}
+	return n
+}
+
+// reserve takes, before anything is read from the source, the bytes of the
+// stream's window the batch of refs may fill: their ops' overhead and room
+// for inline bodies (a quarter of the window at most, so that several
+// shards read at once). errNoCredit: the window is full and this shard
+// holds some of it (see credit).
+func (dw *dataWorker) reserve(ctx context.Context, refs []objRef) (int64, error) {
+	n := opsOverhead(refs)
+	for _, r := range refs {
+		if r.held == "" && r.kind != v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER && r.kind != v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION {
+			n += min(4*dw.e.cfg.InlineMax, dw.sub.st.maxB/4) // a body may be read
+			break
+		}
+	}
+	return dw.credit.take(ctx, n)
 }
 
 // bodyWanted waits for the applier's answer to chunked op index of batch
@@ -1257,7 +1313,8 @@ func (dw *dataWorker) handleAck(ack *v1.Ack) error {
 		return fmt.Errorf("store data bounds: %w", err)
 	}
 	dw.inflight = dw.inflight[1:]
-	dw.sub.st.bytes.Release(db.payload)
+	dw.credit.give(db.payload)
+	dw.stats.progressed()
 	applied := max(db.ops-len(ack.GetFailed()), 0)
 	dw.e.cfg.Metrics.entriesApplied.WithLabelValues(dw.d.name, logLabel(dw.sub.unit.Log)).Add(float64(applied))
 	dw.e.cfg.Metrics.objectsApplied.WithLabelValues(dw.d.name).Add(float64(applied))
@@ -1500,14 +1557,19 @@ func (dw *dataWorker) sendRetries(ctx context.Context, key string) error {
 	var refs []objRef
 	var resent []string
 	for _, r := range dw.readyRetries(key, time.Now()) {
-		id := sendingID(key, r.Name, r.VersionID)
 		refs = append(refs, objRef{bs: bs, key: r.Name, version: r.VersionID, epoch: r.Epoch, ts: r.Timestamp, attempt: r.Attempts})
-		resent = append(resent, id)
+		resent = append(resent, sendingID(key, r.Name, r.VersionID))
+	}
+	res, err := dw.reserve(ctx, refs)
+	if err != nil {
+		return err
+	}
+	for _, id := range resent {
 		dw.sending[id] = true
 	}
-	ops, failed := dw.buildOps(ctx, refs, "retry:"+key)
+	ops, failed := dw.buildOps(ctx, refs, "retry:"+key, res)
 	k := dw.boundKey(key)
-	return dw.sendBatch(ctx, key, ops, failed, len(refs), time.Time{}, func(f []*v1.RetryItem) []checkpoint.Entry {
+	return dw.sendBatch(ctx, key, ops, failed, len(refs), time.Time{}, res, func(f []*v1.RetryItem) []checkpoint.Entry {
 		cur, ok := dw.bounds[key]
 		if !ok {
 			return nil // dropped meanwhile (its bucket was removed)

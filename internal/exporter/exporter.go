@@ -83,6 +83,9 @@ type Config struct {
 	// RecheckDelay: a deleted object is reconciled once more this long
 	// after its delete was applied (default 30s; negative: never).
 	RecheckDelay time.Duration
+	// StallAfter: a shard with work pending and no batch sent nor ack taken
+	// for this long is stalled: logged, counted, shown (default 2m).
+	StallAfter time.Duration
 	// Filter selects the buckets replicated (nil: all).
 	Filter *filter.Buckets
 	// BandwidthBytesPerSecond caps the payload streamed on each stream (0:
@@ -114,6 +117,7 @@ func (c *Config) setDefaults() {
 	setDefault(&c.InlineMax, 1<<20)
 	setDefault(&c.RecheckDelay, 30*time.Second)
 	setDefault(&c.ChunkSize, 1<<20)
+	setDefault(&c.StallAfter, 2*time.Minute)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -502,6 +506,40 @@ type shardStats struct {
 	inflight     int
 	lastErr      string
 	bound        string
+	// waiting: what the worker waits for while it has work pending (empty:
+	// nothing pending); progress: its last batch sent or ack taken, or the
+	// moment it began to wait. Together they tell a stall (see stalled).
+	waiting    string
+	progress   time.Time
+	stallShown bool // the stall was logged (once per stall)
+}
+
+// wait records what the worker waits for now ("" when it has nothing
+// pending). A wait that starts after an idle spell starts the stall clock.
+func (s *shardStats) wait(reason string) {
+	s.update(func(s *shardStats) {
+		if reason != "" && s.waiting == "" {
+			s.progress = time.Now()
+		}
+		s.waiting = reason
+		if reason == "" {
+			s.stallShown = false
+		}
+	})
+}
+
+// progressed records a batch sent or an ack taken.
+func (s *shardStats) progressed() {
+	s.update(func(s *shardStats) { s.progress, s.stallShown = time.Now(), false })
+}
+
+// stalledSince is when a stall began: the worker waits with work pending
+// and has made no progress for at least after; zero when not stalled.
+func (s *shardStats) stalledSince(now time.Time, after time.Duration) time.Time {
+	if s.waiting == "" || s.holder == "" || s.progress.IsZero() || now.Sub(s.progress) < after {
+		return time.Time{}
+	}
+	return s.progress
 }
 
 func (s *shardStats) update(f func(s *shardStats)) {
@@ -517,5 +555,6 @@ func (s *shardStats) snapshot() shardStats {
 		phase: s.phase, behind: s.behind, behindMore: s.behindMore, oldest: s.oldest,
 		retries: s.retries, holder: s.holder, leaseExpires: s.leaseExpires, applied: s.applied, bytes: s.bytes,
 		inflight: s.inflight, lastErr: s.lastErr, bound: s.bound,
+		waiting: s.waiting, progress: s.progress, stallShown: s.stallShown,
 	}
 }

@@ -13,6 +13,7 @@ type Metrics struct {
 	lagSeconds         *prometheus.GaugeVec
 	entriesBehind      *prometheus.GaugeVec
 	shardsBehind       *prometheus.GaugeVec
+	shardsStalled      *prometheus.GaugeVec
 	shardLag           *prometheus.GaugeVec
 	shardBehind        *prometheus.GaugeVec
 	objectBytesRead    prometheus.Counter
@@ -45,6 +46,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "entries_behind", Help: "Log entries read but not yet acked, per destination and log."}, []string{"destination", "log"}),
 		shardsBehind: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "rgwsync", Subsystem: "exporter",
 			Name: "shards_behind", Help: "Shards with changes or retries pending."}, []string{"destination"}),
+		shardsStalled: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "rgwsync", Subsystem: "exporter",
+			Name: "shards_stalled", Help: "Shards with work pending and no batch sent nor ack taken for sync.stall_after."}, []string{"destination"}),
 		shardLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "rgwsync", Subsystem: "exporter",
 			Name: "shard_lag_seconds", Help: "Age of the oldest unapplied change of one shard (0 when caught up)."}, []string{"destination", "log", "shard"}),
 		shardBehind: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "rgwsync", Subsystem: "exporter",
@@ -64,7 +67,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.streams, m.batchesSent, m.entriesApplied, m.retriesFailed, m.errors, m.bytesRead,
-			m.lagSeconds, m.entriesBehind, m.shardsBehind, m.shardLag, m.shardBehind, m.objectBytesRead, m.objectBytesSkipped, m.objectsApplied, m.objectBytesApplied, m.trims, m.resyncs)
+			m.lagSeconds, m.entriesBehind, m.shardsBehind, m.shardsStalled, m.shardLag, m.shardBehind, m.objectBytesRead, m.objectBytesSkipped, m.objectsApplied, m.objectBytesApplied, m.trims, m.resyncs)
 	}
 	return m
 }

@@ -35,6 +35,7 @@ type worker struct {
 	seq      uint64
 	inflight []*sentBatch
 	sending  map[string]bool // retry items in flight, by section/name
+	credit   *credit         // this shard's part of the stream's byte window
 }
 
 type sentBatch struct {
@@ -74,6 +75,13 @@ func (w *worker) run(ctx context.Context) error {
 	u := w.sub.unit
 	w.key = u.Key(w.d.name)
 	w.sending = map[string]bool{}
+	w.credit = newCredit(w.sub.st.bytes, w.sub.st.maxB)
+	w.credit.onWait = func() {
+		w.stats.wait("a share of the stream's byte window (other shards' batches in flight hold it)")
+	}
+	// The batches in flight are sent again to the shard's next holder:
+	// what they held of the window goes back to the stream now.
+	defer w.credit.giveAll()
 
 	var src batchSource
 	switch u.Log {
@@ -139,12 +147,17 @@ func (w *worker) run(ctx context.Context) error {
 			switch {
 			case ctx.Err() != nil:
 				return nil
+			case errors.Is(err, errNoCredit):
+				// Only this shard's acks free what it holds: wait for one
+				// (no timer: one is in flight, see credit).
+				w.stats.wait(waitAcks(len(w.inflight), "the stream's byte window is full"))
 			case errors.As(err, &trimmed):
 				return w.e.resync(ctx, w, trimmed)
 			case err != nil:
 				srcBackoff = min(max(2*srcBackoff, w.e.cfg.PollMin), 30*time.Second)
 				w.log.Warn("read from source failed; will retry", "err", err, "backoff", srcBackoff)
 				w.stats.update(func(s *shardStats) { s.lastErr = err.Error() })
+				w.stats.wait("the source: " + err.Error())
 				w.e.cfg.Metrics.errors.WithLabelValues("source").Inc()
 				wait = time.After(jitter(srcBackoff))
 			case sent:
@@ -162,10 +175,15 @@ func (w *worker) run(ctx context.Context) error {
 			default:
 				if len(w.inflight) == 0 {
 					w.caughtUp(ctx, src)
+					w.stats.wait("")
+				} else {
+					w.stats.wait(waitAcks(len(w.inflight), ""))
 				}
 				wait = time.After(w.untilNextWork(idle))
 				idle = min(2*idle, w.e.cfg.PollMax)
 			}
+		} else {
+			w.stats.wait(waitAcks(len(w.inflight), "the shard's window of batches is full"))
 		}
 		select {
 		case <-ctx.Done():
@@ -177,6 +195,15 @@ func (w *worker) run(ctx context.Context) error {
 		case <-wait:
 		}
 	}
+}
+
+// waitAcks says a worker waits for the acks of n batches in flight.
+func waitAcks(n int, why string) string {
+	s := fmt.Sprintf("acks of %d batches in flight", n)
+	if why != "" {
+		s += " (" + why + ")"
+	}
+	return s
 }
 
 // untilNextWork is the idle wait, shortened when a retry comes due sooner.
@@ -264,12 +291,14 @@ func (w *worker) sendNext(ctx context.Context, src batchSource) (bool, error) {
 		PayloadBytes:     uint64(payload),
 	}
 	// Stream-wide byte window: memory stays bounded whatever the backlog.
-	need := min(payload, w.sub.st.maxB)
-	if err := w.sub.st.bytes.Acquire(ctx, need); err != nil {
+	// (Metadata blobs are small: they are read before their bytes are
+	// taken, and dropped, to be read again, when the window is full.)
+	need, err := w.credit.take(ctx, payload)
+	if err != nil {
 		return false, err
 	}
 	if err := w.sub.st.throttle(ctx, payload); err != nil {
-		w.sub.st.bytes.Release(need)
+		w.credit.give(need)
 		return false, err
 	}
 	sb := &sentBatch{seq: w.seq, through: rb.through, entries: rb.raw, first: rb.first, retried: due,
@@ -280,9 +309,10 @@ func (w *worker) sendNext(ctx context.Context, src batchSource) (bool, error) {
 		}
 	}
 	if err := w.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Batch{Batch: batch}}); err != nil {
-		w.sub.st.bytes.Release(need)
+		w.credit.give(need)
 		return false, err
 	}
+	w.stats.progressed()
 	for _, r := range due {
 		w.sending[retryKey(r.Section, r.Name)] = true
 	}
@@ -375,7 +405,8 @@ func (w *worker) handleAck(ack *v1.Ack, src batchSource) error {
 	for k := range resent {
 		delete(w.sending, k)
 	}
-	w.sub.st.bytes.Release(sb.payload)
+	w.credit.give(sb.payload)
+	w.stats.progressed()
 	applied := max(sb.applied-len(ack.GetFailed()), 0)
 	w.e.cfg.Metrics.entriesApplied.WithLabelValues(w.d.name, logLabel(w.sub.unit.Log)).Add(float64(applied))
 	w.e.cfg.Metrics.retriesFailed.WithLabelValues(w.d.name, logLabel(w.sub.unit.Log)).Add(float64(len(failed)))

@@ -75,6 +75,9 @@ func (e *Exporter) destinationStatus(name string, only v1.LogType) (*v1.Destinat
 		pending := ss.GetRetries() > 0 || ss.GetEntriesBehind() > 0 || ss.GetEntriesBehindMore() ||
 			(t == v1.LogType_LOG_TYPE_METADATA && ss.GetSourceHeadMarker() != "" && ss.GetSourceHeadMarker() != ss.GetBoundMarker()) ||
 			(t == v1.LogType_LOG_TYPE_METADATA_FULL && ss.GetPhase() != v1.ShardPhase_SHARD_PHASE_DONE)
+		if ss.GetStalledSince() != nil {
+			ds.ShardsStalled++
+		}
 		if pending {
 			ds.ShardsBehind++
 		} else {
@@ -112,6 +115,7 @@ func (e *Exporter) destinationStatus(name string, only v1.LogType) (*v1.Destinat
 		e.cfg.Metrics.lagSeconds.WithLabelValues(name, l).Set(lag)
 	}
 	e.cfg.Metrics.shardsBehind.WithLabelValues(name).Set(float64(ds.ShardsBehind))
+	e.cfg.Metrics.shardsStalled.WithLabelValues(name).Set(float64(ds.ShardsStalled))
 	return ds, nil
 }
 
@@ -156,6 +160,11 @@ func (e *Exporter) shardStatus(d *destination, u rgwlog.Unit, b checkpoint.Bound
 		ss.EntriesApplied = s.applied
 		ss.InflightBatches = uint32(s.inflight)
 		ss.LastError = s.lastErr
+		ss.WaitingFor = s.waiting
+		if since := s.stalledSince(time.Now(), e.cfg.StallAfter); !since.IsZero() {
+			ss.StalledSince = timestamppb.New(since)
+			e.showStall(st, d.name, u, &s, since)
+		}
 		if !s.oldest.IsZero() && s.holder != "" {
 			ss.OldestUnapplied = timestamppb.New(s.oldest)
 		}
@@ -165,6 +174,17 @@ func (e *Exporter) shardStatus(d *destination, u rgwlog.Unit, b checkpoint.Bound
 		ss.OldestUnapplied = timestamppb.New(b.UpdatedAt)
 	}
 	return ss
+}
+
+// showStall logs a stall at WARN, once per stall.
+func (e *Exporter) showStall(st *shardStats, dest string, u rgwlog.Unit, s *shardStats, since time.Time) {
+	first := false
+	st.update(func(st *shardStats) { first, st.stallShown = !st.stallShown, true })
+	if first {
+		e.log.Warn("shard stalled: work pending and no batch sent nor ack taken", "destination", dest, "shard", u.String(),
+			"applier", s.holder, "waiting_for", s.waiting, "since", since.UTC().Format(time.RFC3339), "inflight", s.inflight,
+			"last_error", s.lastErr)
+	}
 }
 
 // GetBounds implements StatusService.GetBounds in the replica_log shape.

@@ -54,6 +54,7 @@ type LogReport struct {
 	Shards          int           `json:"shards"`
 	CaughtUp        int           `json:"caught_up"`
 	Behind          int           `json:"behind"`
+	Stalled         int           `json:"stalled"`
 	Phase           string        `json:"phase,omitempty"` // full sync: its phase
 	OldestUnapplied *time.Time    `json:"oldest_unapplied,omitempty"`
 	LagSeconds      float64       `json:"lag_seconds"`
@@ -71,6 +72,10 @@ type ShardReport struct {
 	Retries       uint32 `json:"retries"`
 	Holder        string `json:"holder,omitempty"`
 	LastError     string `json:"last_error,omitempty"`
+	// WaitingFor: what the shard's worker waits for; StalledSince: set
+	// when it has made no progress for the exporter's sync.stall_after.
+	WaitingFor   string     `json:"waiting_for,omitempty"`
+	StalledSince *time.Time `json:"stalled_since,omitempty"`
 }
 
 // Collect calls Status twice, interval apart (0: once, no rates).
@@ -125,13 +130,19 @@ func build(first, second *v1.StatusResponse) *Report {
 			}
 			caught := s.GetRetries() == 0 && s.GetEntriesBehind() == 0 && !s.GetEntriesBehindMore() &&
 				(s.GetPhase() == v1.ShardPhase_SHARD_PHASE_CAUGHT_UP || s.GetPhase() == v1.ShardPhase_SHARD_PHASE_DONE)
-			if caught {
+			var stalled *time.Time
+			if ss := s.GetStalledSince(); ss != nil {
+				t := ss.AsTime()
+				stalled = &t
+				lr.Stalled++
+			}
+			if caught && stalled == nil {
 				lr.CaughtUp++
 			} else {
 				lr.Behind++
 				lr.BehindShards = append(lr.BehindShards, ShardReport{Shard: s.GetShard().GetShard(), Phase: phase,
 					EntriesBehind: s.GetEntriesBehind(), More: s.GetEntriesBehindMore(), Retries: s.GetRetries(),
-					Holder: s.GetLeaseHolder(), LastError: s.GetLastError()})
+					Holder: s.GetLeaseHolder(), LastError: s.GetLastError(), WaitingFor: s.GetWaitingFor(), StalledSince: stalled})
 			}
 			if o := s.GetOldestUnapplied(); o != nil {
 				t := o.AsTime()
@@ -168,6 +179,9 @@ func Print(w io.Writer, r *Report, asJSON bool) error {
 			d.EntriesApplied, human(float64(d.BytesApplied)), d.EntriesPerSec, human(d.BytesPerSec))
 		for _, l := range d.Logs {
 			state := fmt.Sprintf("%d/%d shards caught up, %d behind", l.CaughtUp, l.Shards, l.Behind)
+			if l.Stalled > 0 {
+				state += fmt.Sprintf(", %d STALLED", l.Stalled)
+			}
 			if l.Phase != "" {
 				state = "full sync " + strings.ToLower(l.Phase)
 			}
@@ -190,6 +204,12 @@ func Print(w io.Writer, r *Report, asJSON bool) error {
 					more = "+"
 				}
 				fmt.Fprintf(w, "      shard %-3d %-20s behind %d%s entries, %d retries, holder %q", s.Shard, s.Phase, s.EntriesBehind, more, s.Retries, s.Holder)
+				if s.StalledSince != nil {
+					fmt.Fprintf(w, ", STALLED for %s", r.Time.Sub(*s.StalledSince).Round(time.Second))
+				}
+				if s.WaitingFor != "" {
+					fmt.Fprintf(w, ", waiting for %s", s.WaitingFor)
+				}
 				if s.LastError != "" {
 					fmt.Fprintf(w, ", last error: %s", s.LastError)
 				}

@@ -170,7 +170,10 @@ type DestinationStatus struct {
 	Appliers []string `protobuf:"bytes,8,rep,name=appliers,proto3" json:"appliers,omitempty"`
 	// Payload bytes acked by appliers since the exporter started (a rate is
 	// the difference of two readings).
-	BytesApplied  uint64 `protobuf:"varint,9,opt,name=bytes_applied,json=bytesApplied,proto3" json:"bytes_applied,omitempty"`
+	BytesApplied uint64 `protobuf:"varint,9,opt,name=bytes_applied,json=bytesApplied,proto3" json:"bytes_applied,omitempty"`
+	// Shards stalled: work pending and no batch sent nor ack taken for
+	// sync.stall_after (default 2 minutes).
+	ShardsStalled uint32 `protobuf:"varint,10,opt,name=shards_stalled,json=shardsStalled,proto3" json:"shards_stalled,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -268,6 +271,13 @@ func (x *DestinationStatus) GetBytesApplied() uint64 {
 	return 0
 }
 
+func (x *DestinationStatus) GetShardsStalled() uint32 {
+	if x != nil {
+		return x.ShardsStalled
+	}
+	return 0
+}
+
 type ShardStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Shard *ShardRef              `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
@@ -291,7 +301,12 @@ type ShardStatus struct {
 	LastError       string `protobuf:"bytes,13,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	// Full re-syncs this shard needed because the source log was trimmed
 	// past its bound.
-	Resyncs       uint32 `protobuf:"varint,14,opt,name=resyncs,proto3" json:"resyncs,omitempty"`
+	Resyncs uint32 `protobuf:"varint,14,opt,name=resyncs,proto3" json:"resyncs,omitempty"`
+	// What the shard's worker waits for now (empty: nothing pending).
+	WaitingFor string `protobuf:"bytes,15,opt,name=waiting_for,json=waitingFor,proto3" json:"waiting_for,omitempty"`
+	// Set when the shard is stalled: work pending and no progress (no batch
+	// sent, no ack taken) since then, for longer than sync.stall_after.
+	StalledSince  *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=stalled_since,json=stalledSince,proto3" json:"stalled_since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -422,6 +437,20 @@ func (x *ShardStatus) GetResyncs() uint32 {
 		return x.Resyncs
 	}
 	return 0
+}
+
+func (x *ShardStatus) GetWaitingFor() string {
+	if x != nil {
+		return x.WaitingFor
+	}
+	return ""
+}
+
+func (x *ShardStatus) GetStalledSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StalledSince
+	}
+	return nil
 }
 
 type GetBoundsRequest struct {
@@ -695,7 +724,7 @@ const file_rgwsync_v1_status_proto_rawDesc = "" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x18\n" +
 	"\agateway\x18\x03 \x01(\tR\agateway\x12A\n" +
 	"\fdestinations\x18\x04 \x03(\v2\x1d.rgwsync.v1.DestinationStatusR\fdestinations\x12,\n" +
-	"\x03now\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"\x80\x03\n" +
+	"\x03now\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"\xa7\x03\n" +
 	"\x11DestinationStatus\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12/\n" +
 	"\x06shards\x18\x02 \x03(\v2\x17.rgwsync.v1.ShardStatusR\x06shards\x12(\n" +
@@ -705,7 +734,9 @@ const file_rgwsync_v1_status_proto_rawDesc = "" +
 	"\x0fentries_applied\x18\x06 \x01(\x04R\x0eentriesApplied\x12\x18\n" +
 	"\aretries\x18\a \x01(\rR\aretries\x12\x1a\n" +
 	"\bappliers\x18\b \x03(\tR\bappliers\x12#\n" +
-	"\rbytes_applied\x18\t \x01(\x04R\fbytesApplied\"\xe1\x04\n" +
+	"\rbytes_applied\x18\t \x01(\x04R\fbytesApplied\x12%\n" +
+	"\x0eshards_stalled\x18\n" +
+	" \x01(\rR\rshardsStalled\"\xc3\x05\n" +
 	"\vShardStatus\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.rgwsync.v1.ShardRefR\x05shard\x12,\n" +
 	"\x05phase\x18\x02 \x01(\x0e2\x16.rgwsync.v1.ShardPhaseR\x05phase\x12!\n" +
@@ -722,7 +753,10 @@ const file_rgwsync_v1_status_proto_rawDesc = "" +
 	"\x10inflight_batches\x18\f \x01(\rR\x0finflightBatches\x12\x1d\n" +
 	"\n" +
 	"last_error\x18\r \x01(\tR\tlastError\x12\x18\n" +
-	"\aresyncs\x18\x0e \x01(\rR\aresyncs\"z\n" +
+	"\aresyncs\x18\x0e \x01(\rR\aresyncs\x12\x1f\n" +
+	"\vwaiting_for\x18\x0f \x01(\tR\n" +
+	"waitingFor\x12?\n" +
+	"\rstalled_since\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\fstalledSince\"z\n" +
 	"\x10GetBoundsRequest\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12.\n" +
 	"\blog_type\x18\x02 \x01(\x0e2\x13.rgwsync.v1.LogTypeR\alogType\x12\x14\n" +
@@ -783,21 +817,22 @@ var file_rgwsync_v1_status_proto_depIdxs = []int32{
 	11, // 6: rgwsync.v1.ShardStatus.phase:type_name -> rgwsync.v1.ShardPhase
 	9,  // 7: rgwsync.v1.ShardStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
 	9,  // 8: rgwsync.v1.ShardStatus.lease_expires:type_name -> google.protobuf.Timestamp
-	8,  // 9: rgwsync.v1.GetBoundsRequest.log_type:type_name -> rgwsync.v1.LogType
-	9,  // 10: rgwsync.v1.GetBoundsResponse.oldest_time:type_name -> google.protobuf.Timestamp
-	6,  // 11: rgwsync.v1.GetBoundsResponse.markers:type_name -> rgwsync.v1.PositionMarker
-	9,  // 12: rgwsync.v1.PositionMarker.position_time:type_name -> google.protobuf.Timestamp
-	7,  // 13: rgwsync.v1.PositionMarker.items_in_progress:type_name -> rgwsync.v1.ItemMarker
-	9,  // 14: rgwsync.v1.ItemMarker.timestamp:type_name -> google.protobuf.Timestamp
-	0,  // 15: rgwsync.v1.StatusService.Status:input_type -> rgwsync.v1.StatusRequest
-	4,  // 16: rgwsync.v1.StatusService.GetBounds:input_type -> rgwsync.v1.GetBoundsRequest
-	1,  // 17: rgwsync.v1.StatusService.Status:output_type -> rgwsync.v1.StatusResponse
-	5,  // 18: rgwsync.v1.StatusService.GetBounds:output_type -> rgwsync.v1.GetBoundsResponse
-	17, // [17:19] is the sub-list for method output_type
-	15, // [15:17] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	9,  // 9: rgwsync.v1.ShardStatus.stalled_since:type_name -> google.protobuf.Timestamp
+	8,  // 10: rgwsync.v1.GetBoundsRequest.log_type:type_name -> rgwsync.v1.LogType
+	9,  // 11: rgwsync.v1.GetBoundsResponse.oldest_time:type_name -> google.protobuf.Timestamp
+	6,  // 12: rgwsync.v1.GetBoundsResponse.markers:type_name -> rgwsync.v1.PositionMarker
+	9,  // 13: rgwsync.v1.PositionMarker.position_time:type_name -> google.protobuf.Timestamp
+	7,  // 14: rgwsync.v1.PositionMarker.items_in_progress:type_name -> rgwsync.v1.ItemMarker
+	9,  // 15: rgwsync.v1.ItemMarker.timestamp:type_name -> google.protobuf.Timestamp
+	0,  // 16: rgwsync.v1.StatusService.Status:input_type -> rgwsync.v1.StatusRequest
+	4,  // 17: rgwsync.v1.StatusService.GetBounds:input_type -> rgwsync.v1.GetBoundsRequest
+	1,  // 18: rgwsync.v1.StatusService.Status:output_type -> rgwsync.v1.StatusResponse
+	5,  // 19: rgwsync.v1.StatusService.GetBounds:output_type -> rgwsync.v1.GetBoundsResponse
+	18, // [18:20] is the sub-list for method output_type
+	16, // [16:18] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_rgwsync_v1_status_proto_init() }
