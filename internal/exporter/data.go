@@ -203,6 +203,7 @@ type dataWorker struct {
 	dlPos      string                       // datalog read position
 	dlNext     string                       // marker to advance to once the queue is done
 	inflight   []*dataBatch
+	order      keyOrder  // the per-key order of versioned ops (keyorder.go)
 	checked    time.Time // last trim check
 	resyncSeen uint64    // destination's data re-sync epoch this worker has done
 	// hot: bucket shards changed lately, until when they are polled. The
@@ -268,10 +269,6 @@ type dataBatch struct {
 	objBytes int64 // object bytes the batch writes (inline and chunked)
 	ops      int
 	first    time.Time
-	// bs and keys: the bucket shard and the keys of its versioned ops; a
-	// later op of one of these keys waits for this batch's ack.
-	bs   string
-	keys map[string]bool
 	// commit returns the bounds this batch moves, given the failed items.
 	commit func(failed []*v1.RetryItem) []checkpoint.Entry
 }
@@ -390,7 +387,7 @@ func (dw *dataWorker) step(ctx context.Context) (bool, error) {
 		next := dw.dlNext
 		dw.dlNext = ""
 		dw.dlPos = next
-		return true, dw.sendBatch(ctx, "", nil, nil, 0, time.Time{}, 0, func([]*v1.RetryItem) []checkpoint.Entry {
+		return true, dw.sendBatch(ctx, "", nil, nil, nil, time.Time{}, 0, func([]*v1.RetryItem) []checkpoint.Entry {
 			nb := dw.bound
 			nb.TrimSafe, nb.Marker, nb.UpdatedAt, nb.Applier = nb.Marker, next, time.Now().UTC(), dw.sub.st.applier
 			dw.bound = nb
@@ -757,7 +754,7 @@ func (dw *dataWorker) sendFullPage(ctx context.Context, key string) error {
 	if page.Truncated {
 		next = page.NextKeyMarker + "\x00" + page.NextVersionMarker
 	}
-	refs = dw.holdBusy(key, refs)
+	refs = dw.order.hold(key, refs, dw.bounds[key].Retries)
 	res, err := dw.reserve(ctx, refs)
 	if err != nil {
 		return err // the page is listed again once there is room
@@ -765,7 +762,7 @@ func (dw *dataWorker) sendFullPage(ctx context.Context, key string) error {
 	dw.readPos[key] = next
 	ops, failed := dw.buildOps(ctx, refs, "full:"+key, res)
 	k := dw.boundKey(key)
-	return dw.sendBatch(ctx, key, ops, failed, len(page.Entries), time.Now().UTC(), res, func(f []*v1.RetryItem) []checkpoint.Entry {
+	return dw.sendBatch(ctx, key, ops, failed, nil, time.Now().UTC(), res, func(f []*v1.RetryItem) []checkpoint.Entry {
 		cur, ok := dw.bounds[key]
 		if !ok {
 			return nil // dropped meanwhile (its bucket was removed)
@@ -807,7 +804,7 @@ func (dw *dataWorker) sendBILog(ctx context.Context, key string) (sent, more boo
 		return false, false, nil
 	}
 	dw.markHot(key)
-	refs := dw.holdBusy(key, opsFromBILog(bs, entries))
+	refs := dw.order.hold(key, opsFromBILog(bs, entries), dw.bounds[key].Retries)
 	last := entries[len(entries)-1].OpID
 	if _, m, ok := strings.Cut(last, "#"); ok {
 		last = m // listing markers are without the "N#" shard prefix
@@ -819,7 +816,7 @@ func (dw *dataWorker) sendBILog(ctx context.Context, key string) (sent, more boo
 	dw.readPos[key] = last
 	ops, failed := dw.buildOps(ctx, refs, key, res)
 	k := dw.boundKey(key)
-	err = dw.sendBatch(ctx, key, ops, failed, len(entries), entries[0].Timestamp, res, func(f []*v1.RetryItem) []checkpoint.Entry {
+	err = dw.sendBatch(ctx, key, ops, failed, nil, entries[0].Timestamp, res, func(f []*v1.RetryItem) []checkpoint.Entry {
 		cur, ok := dw.bounds[key]
 		if !ok {
 			return nil // dropped meanwhile (its bucket was removed)
@@ -970,14 +967,15 @@ func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string
 		}()
 	}
 	wg.Wait()
+	srcFailed := make([]bool, len(refs))
+	for i := range refs {
+		srcFailed[i] = errs[i] != nil
+	}
+	holdBehindFailures(refs, srcFailed)
 	var out []*v1.ObjectOp
 	var failed []*v1.RetryItem
-	failedKeys := map[string]bool{}
 	for i, op := range ops {
 		r := refs[i]
-		if r.held == "" && r.version != "" && failedKeys[r.key] {
-			r.held = "an earlier op of this key could not be read from the source"
-		}
 		item := func(msg string) *v1.RetryItem {
 			return &v1.RetryItem{Section: "object", Name: r.key, Bucket: r.bs.s3Bucket(), Key: r.key,
 				VersionId: r.version, BucketShard: r.bs.key, Error: msg, Timestamp: timestamppb.New(r.ts)}
@@ -991,12 +989,6 @@ func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string
 				dw.log.Warn("read object from source failed", "bucket", r.bs.bucket, "object", r.key, "version", r.version, "err", errs[i])
 			}
 			failed = append(failed, item("source: "+errs[i].Error()))
-			if r.version != "" {
-				// The key's later versions wait for this one: applied
-				// before it, they would leave it not current (see
-				// opsFromBILog).
-				failedKeys[r.key] = true
-			}
 			continue
 		}
 		if op == nil {
@@ -1156,7 +1148,8 @@ func (e *Exporter) bucketOwner(ctx context.Context, bs bucketShard) (string, err
 // sendBatch sends ops (and the chunks of chunked ones) as one batch.
 // reserved is what the caller took of the stream's window for it
 // (reserve); what the batch does not need of it goes back at once.
-func (dw *dataWorker) sendBatch(ctx context.Context, bs string, ops []*v1.ObjectOp, srcFailed []*v1.RetryItem, raw int, first time.Time,
+// resent are the retries the batch sends again (keyOrder).
+func (dw *dataWorker) sendBatch(ctx context.Context, bs string, ops []*v1.ObjectOp, srcFailed []*v1.RetryItem, resent []checkpoint.Retry, first time.Time,
 	reserved int64, commit func([]*v1.RetryItem) []checkpoint.Entry) error {
 	dw.seq++
 	var payload int64
@@ -1180,14 +1173,10 @@ func (dw *dataWorker) sendBatch(ctx context.Context, bs string, ops []*v1.Object
 	for _, op := range ops {
 		objBytes += op.GetAttrs().GetSize()
 	}
-	db := &dataBatch{seq: dw.seq, payload: need, objBytes: objBytes, ops: len(ops), first: first, bs: bs, keys: map[string]bool{},
+	db := &dataBatch{seq: dw.seq, payload: need, objBytes: objBytes, ops: len(ops), first: first,
 		commit: func(f []*v1.RetryItem) []checkpoint.Entry { return commit(append(f, srcFailed...)) }}
-	for _, op := range ops {
-		if op.GetVersionId() != "" {
-			db.keys[op.GetKey()] = true
-		}
-	}
 	dw.inflight = append(dw.inflight, db)
+	dw.order.sent(db.seq, bs, ops, srcFailed, resent)
 	dw.e.cfg.Metrics.batchesSent.WithLabelValues(dw.d.name, logLabel(dw.sub.unit.Log)).Inc()
 	for _, op := range ops {
 		if op.GetChunked() {
@@ -1313,6 +1302,7 @@ func (dw *dataWorker) handleAck(ack *v1.Ack) error {
 		return fmt.Errorf("store data bounds: %w", err)
 	}
 	dw.inflight = dw.inflight[1:]
+	dw.order.acked(db.seq)
 	dw.credit.give(db.payload)
 	dw.stats.progressed()
 	applied := max(db.ops-len(ack.GetFailed()), 0)
@@ -1440,7 +1430,7 @@ func (dw *dataWorker) dueRetry() (string, bool) {
 	now := time.Now()
 	keys := make([]string, 0)
 	for k := range dw.bounds {
-		if len(dw.readyRetries(k, now)) > 0 {
+		if len(dw.order.ready(k, dw.bounds[k].Retries, now)) > 0 {
 			keys = append(keys, k)
 		}
 	}
@@ -1451,102 +1441,6 @@ func (dw *dataWorker) dueRetry() (string, bool) {
 	return keys[0], true
 }
 
-// keyBusy says whether a new op of versioned key of bucket shard bs must
-// wait: an earlier op of the key is in a batch not acked yet, or kept for
-// retry. The versions of a key must reach the destination in the source's
-// order: one written after an op with a higher epoch is not made current
-// there (TestReplayedLinkWithOlderEpochIsNotCurrent).
-func (dw *dataWorker) keyBusy(bs, key string) bool {
-	if dw.keyBusyInFlight(bs, key) {
-		return true
-	}
-	if bd, ok := dw.bounds[bs]; ok {
-		for _, r := range bd.Retries {
-			if r.Name == key && r.VersionID != "" && r.Error != recheckMark {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// holdBusy marks the versioned refs whose key is busy as held: they become
-// retries, sent once the key's earlier ops are through.
-func (dw *dataWorker) holdBusy(bs string, refs []objRef) []objRef {
-	for i, r := range refs {
-		if r.version != "" && dw.keyBusy(bs, r.key) {
-			refs[i].held = "an earlier op of this key is not through yet"
-		}
-	}
-	return refs
-}
-
-// readyRetries are the retries of bucket shard key to send now, in the
-// order to apply them. Those of a versioned key go together, in epoch
-// order, once every failed one of them is due and no op of the key is in
-// flight (a key's ops are applied in the source's order); the held ones go
-// with them; a re-check, or an unversioned object's retry, goes when due.
-func (dw *dataWorker) readyRetries(key string, now time.Time) []checkpoint.Retry {
-	bd, ok := dw.bounds[key]
-	if !ok {
-		return nil
-	}
-	wait := map[string]bool{} // versioned key -> its retries wait
-	for _, r := range bd.Retries {
-		if r.VersionID == "" {
-			continue
-		}
-		// A held one's own time does not count: it goes with the failure
-		// it waits for (or, that one through, at once).
-		failure := r.Error != recheckMark && !rgwlog.Held(r.Error)
-		wait[r.Name] = wait[r.Name] || dw.sending[sendingID(key, r.Name, r.VersionID)] ||
-			(failure && r.NextAttempt.After(now))
-	}
-	for name, w := range wait {
-		if !w && dw.keyBusyInFlight(key, name) {
-			wait[name] = true
-		}
-	}
-	var out []checkpoint.Retry
-	for _, r := range bd.Retries {
-		if r.VersionID == "" {
-			if !r.NextAttempt.After(now) && !dw.sending[sendingID(key, r.Name, "")] {
-				out = append(out, r)
-			}
-			continue
-		}
-		if wait[r.Name] {
-			continue
-		}
-		// A failed one is due (or its group would wait), a held one goes
-		// with it; a re-check goes no earlier than its time.
-		if r.Error != recheckMark || !r.NextAttempt.After(now) {
-			out = append(out, r)
-		}
-	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if out[i].Name != out[j].Name {
-			return out[i].Name < out[j].Name
-		}
-		return out[i].Epoch < out[j].Epoch
-	})
-	return out
-}
-
-// sendingID is the dw.sending key of a retry of bucket shard bs.
-func sendingID(bs, name, version string) string { return bs + "\x00" + name + "\x00" + version }
-
-// keyBusyInFlight: an op of key of bucket shard bs is in a batch not acked
-// yet.
-func (dw *dataWorker) keyBusyInFlight(bs, key string) bool {
-	for _, b := range dw.inflight {
-		if b.bs == bs && b.keys[key] {
-			return true
-		}
-	}
-	return false
-}
-
 // sendRetries resends a bucket shard's ready retries: each object is
 // reconciled with the source's current state.
 func (dw *dataWorker) sendRetries(ctx context.Context, key string) error {
@@ -1554,39 +1448,34 @@ func (dw *dataWorker) sendRetries(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
+	resent := dw.order.ready(key, dw.bounds[key].Retries, time.Now())
 	var refs []objRef
-	var resent []string
-	for _, r := range dw.readyRetries(key, time.Now()) {
+	for _, r := range resent {
 		refs = append(refs, objRef{bs: bs, key: r.Name, version: r.VersionID, epoch: r.Epoch, ts: r.Timestamp, attempt: r.Attempts})
-		resent = append(resent, sendingID(key, r.Name, r.VersionID))
 	}
 	res, err := dw.reserve(ctx, refs)
 	if err != nil {
 		return err
 	}
-	for _, id := range resent {
-		dw.sending[id] = true
-	}
 	ops, failed := dw.buildOps(ctx, refs, "retry:"+key, res)
 	k := dw.boundKey(key)
-	return dw.sendBatch(ctx, key, ops, failed, len(refs), time.Time{}, res, func(f []*v1.RetryItem) []checkpoint.Entry {
+	return dw.sendBatch(ctx, key, ops, failed, resent, time.Time{}, res, func(f []*v1.RetryItem) []checkpoint.Entry {
 		cur, ok := dw.bounds[key]
 		if !ok {
 			return nil // dropped meanwhile (its bucket was removed)
 		}
 		nb := *cur
 		sent := map[string]bool{}
-		for _, id := range resent {
-			sent[id] = true
-			delete(dw.sending, id)
+		for _, r := range resent {
+			sent[itemID(key, r.Name, r.VersionID)] = true
 		}
 		failedNow := map[string]bool{}
 		for _, it := range f {
-			failedNow[sendingID(key, it.GetKey(), it.GetVersionId())] = true
+			failedNow[itemID(key, it.GetKey(), it.GetVersionId())] = true
 		}
 		var kept []checkpoint.Retry
 		for _, r := range nb.Retries {
-			id := sendingID(key, r.Name, r.VersionID)
+			id := itemID(key, r.Name, r.VersionID)
 			if sent[id] && !failedNow[id] {
 				continue // applied
 			}
