@@ -206,6 +206,10 @@ type dataWorker struct {
 	order      keyOrder  // the per-key order of versioned ops (keyorder.go)
 	checked    time.Time // last trim check
 	resyncSeen uint64    // destination's data re-sync epoch this worker has done
+	// resyncing: the queue holds a re-check of every bucket shard of this
+	// datalog shard; the bound stays phaseResync (durably) until the
+	// re-check is sent and acked (resyncDone).
+	resyncing bool
 	// hot: bucket shards changed lately, until when they are polled. The
 	// gateway writes one datalog entry per bucket shard per
 	// rgw_data_log_window (30 s): later changes in the window show up only
@@ -382,6 +386,9 @@ func (dw *dataWorker) step(ctx context.Context) (bool, error) {
 	if sent, handled, err := dw.workQueue(ctx); handled {
 		return sent, err
 	}
+	if dw.resyncing && dw.dlNext == "" {
+		return true, dw.resyncDone(ctx)
+	}
 	if dw.dlNext != "" {
 		// Every shard of the page is read (and sent): move the datalog bound.
 		next := dw.dlNext
@@ -415,7 +422,7 @@ func (dw *dataWorker) step(ctx context.Context) (bool, error) {
 			}
 		}
 	}
-	if dw.resyncSeen != dw.d.dataResync.Load() || dw.bound.Phase == phaseResync {
+	if dw.resyncSeen != dw.d.dataResync.Load() || (dw.bound.Phase == phaseResync && !dw.resyncing) {
 		dw.resyncSeen = dw.d.dataResync.Load()
 		return true, dw.resyncData(ctx)
 	}
@@ -555,8 +562,12 @@ func (dw *dataWorker) resyncData(ctx context.Context) error {
 		}
 		keys = append(keys, bs.key)
 	}
+	// The bound moves to the head but stays phaseResync until every bucket
+	// shard queued here is read and acked (resyncDone): a restart or a
+	// lease move before that queues them all again. (Stored as
+	// incremental here, the queue, only in memory, was lost.)
 	nb := dw.bound
-	nb.Marker, nb.TrimSafe, nb.UpdatedAt, nb.Phase = head, "", now, phaseIncremental
+	nb.Marker, nb.TrimSafe, nb.UpdatedAt, nb.Phase = head, "", now, phaseResync
 	nb.Resyncs++
 	entries = append(entries, checkpoint.Entry{Key: dw.key, Bound: nb})
 	if err := dw.e.cfg.Store.Put(entries...); err != nil {
@@ -565,7 +576,25 @@ func (dw *dataWorker) resyncData(ctx context.Context) error {
 	dw.bound = nb
 	dw.dlPos, dw.dlNext = head, ""
 	dw.queue = append(dw.queue[:0], keys...)
+	dw.resyncing = true
 	return nil
+}
+
+// resyncDone ends a re-check whose queue is worked: a batch without ops
+// whose ack (after every batch before it, acks come in order) stores the
+// datalog bound as incremental.
+func (dw *dataWorker) resyncDone(ctx context.Context) error {
+	dw.resyncing = false
+	dw.log.Info("re-check of the bucket shards of this datalog shard sent; done once acked")
+	return dw.sendBatch(ctx, "", nil, nil, nil, time.Time{}, 0, func([]*v1.RetryItem) []checkpoint.Entry {
+		nb := dw.bound
+		if nb.Phase != phaseResync || dw.resyncing {
+			return nil // a newer re-check began meanwhile
+		}
+		nb.Phase, nb.UpdatedAt, nb.Applier = phaseIncremental, time.Now().UTC(), dw.sub.st.applier
+		dw.bound = nb
+		return []checkpoint.Entry{{Key: dw.key, Bound: nb}}
+	})
 }
 
 // phaseResync marks a datalog bound whose shard must re-check its bucket
