@@ -98,7 +98,14 @@ type Applier struct {
 	cfg Config
 	log *slog.Logger
 
-	events chan lease.Event
+	// leaseNote wakes the session to reconcile its subscriptions with the
+	// leases held (coalesced: the session reads the state, not events).
+	leaseNote chan struct{}
+	// acquired counts each unit's acquisitions; lostWhy is why a unit was
+	// last lost (under mu). A worker started under an older acquisition
+	// is restarted: the lease lapsed in between.
+	acquired map[rgwlog.Unit]uint64
+	lostWhy  map[rgwlog.Unit]string
 
 	leases     Leases
 	leasesDone chan struct{}
@@ -147,10 +154,12 @@ func New(cfg Config) (*Applier, error) {
 		cfg.Metrics = NewMetrics(nil)
 	}
 	return &Applier{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		events: make(chan lease.Event, 1024),
-		shards: map[rgwlog.Unit]*shardState{},
+		cfg:       cfg,
+		log:       cfg.Logger,
+		shards:    map[rgwlog.Unit]*shardState{},
+		leaseNote: make(chan struct{}, 1),
+		acquired:  map[rgwlog.Unit]uint64{},
+		lostWhy:   map[rgwlog.Unit]string{},
 	}, nil
 }
 
@@ -162,14 +171,27 @@ func (a *Applier) LeaseChanged(ev lease.Event) {
 	} else {
 		a.cfg.Metrics.leasesHeld.Dec()
 	}
+	a.mu.Lock()
+	if ev.Held {
+		a.acquired[ev.Unit]++
+	} else {
+		a.lostWhy[ev.Unit] = ev.Reason
+	}
+	a.mu.Unlock()
+	// The session reconciles with Held() (and every reconcileEvery): an
+	// event is a hint, never lost work. Before, events were queued (1024)
+	// and one found the lease invalid for a moment or the queue full, and
+	// the shard stayed held and never subscribed (CI: a full sync stopped
+	// at 12162 of 12320 objects after leases expired under load).
 	select {
-	case a.events <- ev:
+	case a.leaseNote <- struct{}{}:
 	default:
-		// The session re-reads Held() when it starts; a dropped event only
-		// delays a subscription to the next reconnect.
-		a.log.Warn("lease event queue full", "shard", ev.Unit.String())
 	}
 }
+
+// reconcileEvery is how often a session re-checks its subscriptions
+// against the leases held, besides each lease change.
+const reconcileEvery = time.Second
 
 // Run keeps a Replicate stream open (reconnecting with backoff) until ctx
 // ends, then releases the leases.
@@ -255,6 +277,9 @@ type session struct {
 	a       *Applier
 	out     chan *v1.ReplicateRequest
 	workers map[rgwlog.Unit]*shardWorker
+	// revoked: units the exporter revoked, with the acquisition then; not
+	// subscribed again until the lease is released or taken anew.
+	revoked map[rgwlog.Unit]uint64
 	gen     uint64 // last Subscribe.generation used on this stream
 	ctx     context.Context
 	wg      sync.WaitGroup
@@ -267,6 +292,7 @@ type session struct {
 type shardWorker struct {
 	unit   rgwlog.Unit
 	gen    uint64
+	acq    uint64 // the lease's acquisition it runs under (Applier.acquired)
 	in     chan *v1.Batch
 	chunks chan *v1.ObjectChunk
 	cancel context.CancelFunc
@@ -323,7 +349,7 @@ func (a *Applier) runSession(ctx context.Context) error {
 	a.lastErr = ""
 	a.mu.Unlock()
 
-	s := &session{a: a, out: make(chan *v1.ReplicateRequest, 256), workers: map[rgwlog.Unit]*shardWorker{}, ctx: sctx,
+	s := &session{a: a, out: make(chan *v1.ReplicateRequest, 256), workers: map[rgwlog.Unit]*shardWorker{}, revoked: map[rgwlog.Unit]uint64{}, ctx: sctx,
 		draining: make(chan struct{}), pull: w.GetBodiesOnRequest()}
 	defer s.stopAll()
 
@@ -361,10 +387,10 @@ func (a *Applier) runSession(ctx context.Context) error {
 		}
 	}()
 
-	// Subscribe to what is held now; events cover later changes.
-	for u, exp := range a.leases.Held() {
-		s.subscribe(u, exp)
-	}
+	// Subscribe to what is held now, and keep up with the leases.
+	s.reconcile()
+	tick := time.NewTicker(reconcileEvery)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -374,12 +400,10 @@ func (a *Applier) runSession(ctx context.Context) error {
 			return err
 		case err := <-recvErr:
 			return err
-		case ev := <-a.events:
-			if ev.Held {
-				s.subscribe(ev.Unit, ev.Expires)
-			} else {
-				s.unsubscribe(ev.Unit, "lease lost: "+ev.Reason)
-			}
+		case <-a.leaseNote:
+			s.reconcile()
+		case <-tick.C:
+			s.reconcile()
 		case m := <-recv:
 			switch m := m.GetMsg().(type) {
 			case *v1.ReplicateResponse_Batch:
@@ -409,6 +433,9 @@ func (a *Applier) runSession(ctx context.Context) error {
 				u := rgwlog.UnitOf(m.Revoke.GetShard())
 				a.log.Warn("exporter revoked shard", "shard", u.String(), "reason", m.Revoke.GetReason())
 				s.stopWorker(u)
+				a.mu.Lock()
+				s.revoked[u] = a.acquired[u]
+				a.mu.Unlock()
 				a.leases.Release(u)
 			case *v1.ReplicateResponse_ShardState:
 				u := rgwlog.UnitOf(m.ShardState.GetShard())
@@ -425,16 +452,88 @@ func (s *session) send(ctx context.Context, m *v1.ReplicateRequest) {
 	}
 }
 
-func (s *session) subscribe(u rgwlog.Unit, expires time.Time) {
-	if !s.a.leases.Valid(u) {
+// reconcile makes the subscriptions match the leases: a unit held and
+// valid has a live worker started under its current acquisition; any other
+// worker is stopped and unsubscribed. A worker that stopped by itself (its
+// lease turned invalid mid-batch, or a batch was abandoned) is restarted
+// when the lease is held again: the exporter then sends from the bound.
+func (s *session) reconcile() {
+	select {
+	case <-s.draining:
 		return
+	default:
 	}
+	held := s.a.leases.Held()
+	s.a.mu.Lock()
+	acq := make(map[rgwlog.Unit]uint64, len(held))
+	for u := range held {
+		acq[u] = s.a.acquired[u]
+	}
+	why := make(map[rgwlog.Unit]string, len(s.workers))
+	for u := range s.workers {
+		why[u] = s.a.lostWhy[u]
+	}
+	s.a.mu.Unlock()
+
+	for _, u := range sortedUnits(s.workers) {
+		wk := s.workers[u]
+		_, ok := held[u]
+		switch {
+		case !ok:
+			reason := why[u]
+			if reason == "" {
+				reason = "not valid"
+			}
+			s.unsubscribe(u, "lease lost: "+reason)
+		case wk.acq != acq[u]:
+			s.unsubscribe(u, "lease lapsed and was taken again")
+		case wk.stopped():
+			s.unsubscribe(u, "shard worker stopped")
+		}
+	}
+	for u, n := range s.revoked {
+		if _, ok := held[u]; !ok || acq[u] != n {
+			delete(s.revoked, u) // released, or taken again since
+		}
+	}
+	for _, u := range sortedUnits(held) {
+		if _, ok := s.revoked[u]; ok || s.workers[u] != nil {
+			continue
+		}
+		s.subscribe(u, held[u], acq[u])
+	}
+}
+
+func sortedUnits[V any](m map[rgwlog.Unit]V) []rgwlog.Unit {
+	out := make([]rgwlog.Unit, 0, len(m))
+	for u := range m {
+		out = append(out, u)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Log != out[j].Log {
+			return out[i].Log < out[j].Log
+		}
+		return out[i].Shard < out[j].Shard
+	})
+	return out
+}
+
+func (wk *shardWorker) stopped() bool {
+	select {
+	case <-wk.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *session) subscribe(u rgwlog.Unit, expires time.Time, acq uint64) {
 	if s.workers[u] != nil {
 		return
 	}
 	wctx, cancel := context.WithCancel(s.ctx)
 	s.gen++
-	wk := &shardWorker{unit: u, gen: s.gen, in: make(chan *v1.Batch, 64), chunks: make(chan *v1.ObjectChunk, 4), cancel: cancel, done: make(chan struct{})}
+	wk := &shardWorker{unit: u, gen: s.gen, acq: acq, in: make(chan *v1.Batch, 64), chunks: make(chan *v1.ObjectChunk, 4), cancel: cancel, done: make(chan struct{})}
 	s.workers[u] = wk
 	s.wg.Add(1)
 	go func() {

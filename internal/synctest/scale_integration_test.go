@@ -6,7 +6,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +27,12 @@ import (
 // after ~40 batches, silently (issue #15). 7 buckets × 11 index shards = 77
 // bucket shards of ~160 small objects each, written before the services
 // start.
+//
+// A third of the way through, the destination refuses the applier's lease
+// renewals for twice the lease length while everything else goes on, as a
+// loaded CI machine once made them late: every lease expires while the
+// applier is busy applying, and the sync must pick up where it was (CI saw
+// it stop for good at 12162 of 12320 objects after such a mass expiry).
 func TestFullSyncManyFilledBucketShards(t *testing.T) {
 	const buckets, perBucket, size = 7, 11 * 160, 4 << 10
 	e, p, uid, c := newOwnedEnv(t, "fs")
@@ -32,9 +44,21 @@ func TestFullSyncManyFilledBucketShards(t *testing.T) {
 	}
 	putMany(t, c, names, perBucket, size)
 
+	var refuseLocks atomic.Bool
+	target, _ := url.Parse(e.Lab.ZoneB)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if refuseLocks.Load() && r.URL.Path == "/admin/log" && r.URL.Query().Has("lock") {
+			time.Sleep(60 * time.Millisecond)
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	e.DestEndpoint = proxy.URL
+
 	metrics := FreeAddr(t)
 	e.StartExporter(dataOn + "metrics_listen: " + metrics + "\n")
-	e.StartApplier("a1")
+	a1 := e.StartApplier("a1")
 
 	// Progress, or a stall: the object count must keep moving until the
 	// zones are equal (a deadlock fails here in a minute, not at a timeout).
@@ -61,6 +85,14 @@ func TestFullSyncManyFilledBucketShards(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		for ctx.Err() == nil && metricValue(t, metrics, "rgwsync_exporter_objects_applied_total") < total/3 {
+			time.Sleep(200 * time.Millisecond)
+		}
+		refuseLocks.Store(true)
+		t.Logf("lease renewals slowed down for %s from %.0f objects", 5*e.LeaseLength,
+			metricValue(t, metrics, "rgwsync_exporter_objects_applied_total"))
+		time.Sleep(5 * e.LeaseLength)
+		refuseLocks.Store(false)
 		for ctx.Err() == nil && metricValue(t, metrics, "rgwsync_exporter_objects_applied_total") < total {
 			time.Sleep(time.Second)
 		}
@@ -75,6 +107,10 @@ func TestFullSyncManyFilledBucketShards(t *testing.T) {
 	}
 	t.Logf("full sync of %.0f objects in %d bucket shards: %s (%.0f obj/s)", total, buckets*11,
 		time.Since(start).Round(time.Second), total/time.Since(start).Seconds())
+	// The fault did its part: leases expired while the applier was busy.
+	expired := strings.Count(a1.Log(), `reason="expired before renewal"`)
+	t.Logf("leases expired before renewal: %d", expired)
+	require.Positive(t, expired, "the slowed renewals expired no lease: the test did not exercise the mass expiry")
 	// Every key with its size and ETag (the full verifier's per-object
 	// tag and ACL reads take minutes at this size; TestDataSyncObjects
 	// checks those).
