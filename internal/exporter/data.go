@@ -759,8 +759,18 @@ func (dw *dataWorker) sendFullPage(ctx context.Context, key string) error {
 	km, vm, _ := strings.Cut(dw.readPos[key], "\x00")
 	page, err := dw.e.cfg.Objects.ListShard(ctx, key, km, vm, dw.e.cfg.BatchEntries)
 	if errors.Is(err, rgwobj.ErrNotFound) {
-		// The bucket is gone: nothing to list; its deletions come by
-		// metadata sync.
+		// Only the source's metadata says the bucket is gone (then there
+		// is nothing to list; its deletions come by metadata sync). Any
+		// other 404 is an error, retried and shown: taken as "gone", a
+		// wrong address once lost every object of tenants' buckets
+		// written before the full sync (issue #11, hole 1).
+		gone, gerr := dw.e.bucketGone(ctx, key)
+		switch {
+		case gerr != nil:
+			return fmt.Errorf("list %s after %q: %w (checking whether the bucket still exists: %v)", key, km, err, gerr)
+		case !gone:
+			return fmt.Errorf("list %s after %q: the source answered not found, but its metadata still has this bucket instance: %w", key, km, err)
+		}
 		page = rgwobj.ListPage{}
 	} else if err != nil {
 		return fmt.Errorf("list %s after %q: %w", key, km, err)
@@ -1080,7 +1090,20 @@ func (e *Exporter) buildOp(ctx context.Context, r objRef, inlineBudget *atomic.I
 	info, head, err := e.cfg.Objects.StatRead(ctx, op.Bucket, r.key, r.version, min(e.cfg.InlineMax, statReadAhead))
 	if errors.Is(err, rgwobj.ErrNotFound) {
 		if r.kind == v1.ObjectOpKind_OBJECT_OP_KIND_PUT {
-			// The version is gone already: a later entry removes it.
+			// The version is gone already (a later entry removes it) if
+			// the source's bucket index agrees; a 404 alone is no proof
+			// (a wrong address answers it too).
+			v := r.version
+			if v == "" {
+				v = "null"
+			}
+			_, found, ferr := e.cfg.Objects.FindVersion(ctx, r.bs.key, r.key, v)
+			switch {
+			case ferr != nil:
+				return nil, fmt.Errorf("read %s/%s: %w (checking the source's bucket index: %v)", op.Bucket, r.key, err, ferr)
+			case found:
+				return nil, fmt.Errorf("read %s/%s: the source answered not found, but its bucket index lists the object: %w", op.Bucket, r.key, err)
+			}
 			return nil, nil
 		}
 		op.Kind = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,4 +179,74 @@ func TestDataResyncSurvivesARestart(t *testing.T) {
 		t.Fatalf("after the restart obj was never sent again: the re-check was lost (datalog bound %+v)", bd)
 	}
 	a2.cancel()
+}
+
+// flakyListing answers the full-sync listing 404 while notFound is set
+// (as the gateway did for a tenant's bucket addressed the wrong way), then
+// lists the objects it has.
+type flakyListing struct {
+	*fakeObjects
+	notFound atomic.Bool
+	listed   atomic.Int32
+}
+
+func (f *flakyListing) ListShard(context.Context, string, string, string, int) (rgwobj.ListPage, error) {
+	f.listed.Add(1)
+	if f.notFound.Load() {
+		return rgwobj.ListPage{}, fmt.Errorf("list: %w", rgwobj.ErrNotFound)
+	}
+	var p rgwobj.ListPage
+	for _, le := range f.versions {
+		p.Entries = append(p.Entries, le)
+	}
+	return p, nil
+}
+
+// A full-sync listing that answers 404 while the source's metadata still
+// has the bucket instance is an error, retried: the shard is not marked
+// listed and empty (issue #11, hole 1: every object of tenants' buckets
+// written before the full sync was lost that way).
+func TestFullListingNotFoundIsNotGone(t *testing.T) {
+	src := newFakeSource()
+	src.blobs["bucket:b1"] = `{"data":{"bucket":{"bucket_id":"inst1"}}}`
+	src.blobs["bucket.instance:b1:inst1"] = `{"data":{"bucket_info":{"num_shards":0,"owner":"alice","bucket":{"tenant":""}}}}`
+	data := &fakeData{bilogs: map[string][]rgwadmin.BILogEntry{},
+		datalog: []rgwadmin.DataLogEntry{{EntityType: "bucket", Key: "b1:inst1", LogID: "1_0001"}}}
+	objs := &flakyListing{fakeObjects: &fakeObjects{versions: map[string]rgwobj.ListEntry{
+		"obj\x00null": {Key: "obj", VersionID: "null", Owner: "alice"}}}}
+	objs.notFound.Store(true)
+	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"), func(c *Config) {
+		c.Data, c.Objects = data, objs
+	})
+	a := r.dial(t, "a1")
+	a.fullSync(t, r)
+	a.subscribe(rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA})
+	got := make(chan string, 1)
+	go func() {
+		for {
+			m, err := a.s.Recv()
+			if err != nil {
+				return
+			}
+			if b := m.GetBatch(); b != nil {
+				for _, op := range b.GetObjects() {
+					got <- op.GetKey()
+					return
+				}
+				_ = a.s.Send(&v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Ack{Ack: &v1.Ack{
+					Shard: b.GetShard(), Seq: b.GetSeq(), ThroughMarker: b.GetThroughMarker(), Generation: b.GetGeneration()}}})
+			}
+		}
+	}()
+	require.Eventually(t, func() bool { return objs.listed.Load() >= 2 }, 10*time.Second, 10*time.Millisecond,
+		"the listing that failed was not tried again")
+	objs.notFound.Store(false)
+	select {
+	case k := <-got:
+		require.Equal(t, "obj", k)
+	case <-time.After(10 * time.Second):
+		bd, _, _ := r.store.Get(checkpoint.Key{Destination: "zone-b", Log: checkpoint.LogBucketIndex, Instance: "b1:inst1"})
+		t.Fatalf("obj never sent: the 404 listing was taken as an empty bucket (bucket shard bound %+v)", bd)
+	}
+	a.cancel()
 }

@@ -341,3 +341,23 @@ func TestDecodersRefuseGarbage(t *testing.T) {
 		require.Error(t, err)
 	}
 }
+
+// A tenant's bucket shard is listed at /tenant:name with
+// rgwx-bucket-instance=name:instance:shard: the gateway answers 404
+// NoSuchBucket when the tenant is in the parameter (issue #11, hole 1).
+func TestShardBucketOfTenant(t *testing.T) {
+	for _, c := range []struct{ in, bucket, inst string }{
+		{"b:inst.1:3", "b", "b:inst.1:3"},
+		{"b:inst.1", "b", "b:inst.1"},
+		{"acme/b:inst.1:3", "acme/b", "b:inst.1:3"},
+	} {
+		b, inst, err := shardBucket("list", c.in)
+		require.NoError(t, err)
+		require.Equal(t, c.bucket, b, c.in)
+		require.Equal(t, c.inst, inst, c.in)
+	}
+	for _, bad := range []string{"", "b", ":inst", "acme/:inst"} {
+		_, _, err := shardBucket("list", bad)
+		require.Error(t, err, bad)
+	}
+}

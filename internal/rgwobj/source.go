@@ -303,20 +303,28 @@ const DefaultListMax = 1000
 // or "bucket:instance" for a bucket with one unsharded index.
 func (c *Client) ListShard(ctx context.Context, bucketShard, keyMarker, versionMarker string, max int) (ListPage, error) {
 	op := "list bucket shard " + bucketShard
-	bucket, err := shardBucket(op, bucketShard)
+	bucket, inst, err := shardBucket(op, bucketShard)
 	if err != nil {
 		return ListPage{}, err
 	}
-	return c.listShard(ctx, op, bucket, bucketShard, "", keyMarker, versionMarker, max)
+	return c.listShard(ctx, op, bucket, inst, "", keyMarker, versionMarker, max)
 }
 
-// shardBucket is the bucket of a "bucket:instance[:shard]" key.
-func shardBucket(op, bucketShard string) (string, error) {
+// shardBucket splits a "[tenant/]bucket:instance[:shard]" key into the
+// bucket ("tenant/name": the path says /tenant:name) and the value of
+// rgwx-bucket-instance, which names the shard without the tenant: the
+// gateway answers 404 NoSuchBucket to "tenant/name:instance:shard"
+// (FACTS.md).
+func shardBucket(op, bucketShard string) (bucket, instance string, err error) {
 	bucket, _, ok := strings.Cut(bucketShard, ":")
-	if !ok || bucket == "" {
-		return "", fmt.Errorf("%s: want bucket:instance[:shard]", op)
+	if !ok || bucket == "" || strings.HasSuffix(bucket, "/") {
+		return "", "", fmt.Errorf("%s: want [tenant/]bucket:instance[:shard]", op)
 	}
-	return bucket, nil
+	instance = bucketShard
+	if tenant, _, ok := strings.Cut(bucket, "/"); ok {
+		instance = bucketShard[len(tenant)+1:]
+	}
+	return bucket, instance, nil
 }
 
 // FindVersion reads the listing entry of one version of key — delete
@@ -326,11 +334,11 @@ func shardBucket(op, bucketShard string) (string, error) {
 // null version (or, in an unversioned bucket, the object).
 func (c *Client) FindVersion(ctx context.Context, bucketShard, key, versionID string) (en ListEntry, found bool, err error) {
 	op := fmt.Sprintf("find version %q of %q in %s", versionID, key, bucketShard)
-	bucket, err := shardBucket(op, bucketShard)
+	bucket, inst, err := shardBucket(op, bucketShard)
 	if err != nil {
 		return ListEntry{}, false, err
 	}
-	return c.findVersion(ctx, op, bucket, bucketShard, key, versionID)
+	return c.findVersion(ctx, op, bucket, inst, key, versionID)
 }
 
 // FindVersionInBucket is FindVersion by the bucket's S3 name ("name" or

@@ -28,11 +28,12 @@ import (
 // bucket shards of ~160 small objects each, written before the services
 // start.
 //
-// A third of the way through, the destination refuses the applier's lease
-// renewals for twice the lease length while everything else goes on, as a
-// loaded CI machine once made them late: every lease expires while the
-// applier is busy applying, and the sync must pick up where it was (CI saw
-// it stop for good at 12162 of 12320 objects after such a mass expiry).
+// A third of the way through, the destination answers the applier's lease
+// renewals too late for five lease lengths while everything else goes on,
+// as a loaded CI machine once did: leases expire while the applier is busy
+// applying and are taken again, and the sync must pick up where it was
+// (CI saw it stop for good at 12162 of 12320 objects after such a mass
+// expiry).
 func TestFullSyncManyFilledBucketShards(t *testing.T) {
 	const buckets, perBucket, size = 7, 11 * 160, 4 << 10
 	e, p, uid, c := newOwnedEnv(t, "fs")
@@ -44,12 +45,12 @@ func TestFullSyncManyFilledBucketShards(t *testing.T) {
 	}
 	putMany(t, c, names, perBucket, size)
 
-	var refuseLocks atomic.Bool
+	var lateLocks atomic.Bool
 	target, _ := url.Parse(e.Lab.ZoneB)
 	rp := httputil.NewSingleHostReverseProxy(target)
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if refuseLocks.Load() && r.URL.Path == "/admin/log" && r.URL.Query().Has("lock") {
-			time.Sleep(60 * time.Millisecond)
+		if lateLocks.Load() && r.URL.Path == "/admin/log" && r.URL.Query().Has("lock") {
+			time.Sleep(1500 * time.Millisecond) // past the lock request's timeout
 		}
 		rp.ServeHTTP(w, r)
 	}))
@@ -88,11 +89,11 @@ func TestFullSyncManyFilledBucketShards(t *testing.T) {
 		for ctx.Err() == nil && metricValue(t, metrics, "rgwsync_exporter_objects_applied_total") < total/3 {
 			time.Sleep(200 * time.Millisecond)
 		}
-		refuseLocks.Store(true)
-		t.Logf("lease renewals slowed down for %s from %.0f objects", 5*e.LeaseLength,
+		lateLocks.Store(true)
+		t.Logf("lease renewals answered late for %s from %.0f objects", 5*e.LeaseLength,
 			metricValue(t, metrics, "rgwsync_exporter_objects_applied_total"))
 		time.Sleep(5 * e.LeaseLength)
-		refuseLocks.Store(false)
+		lateLocks.Store(false)
 		for ctx.Err() == nil && metricValue(t, metrics, "rgwsync_exporter_objects_applied_total") < total {
 			time.Sleep(time.Second)
 		}
