@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -171,6 +172,11 @@ func (a *Applier) LeaseChanged(ev lease.Event) {
 	} else {
 		a.cfg.Metrics.leasesHeld.Dec()
 	}
+	if !ev.Held {
+		if r := moveReason(ev.Reason); r != "" {
+			a.cfg.Metrics.leaseMoves.WithLabelValues(r).Inc()
+		}
+	}
 	a.mu.Lock()
 	if ev.Held {
 		a.acquired[ev.Unit]++
@@ -187,6 +193,24 @@ func (a *Applier) LeaseChanged(ev lease.Event) {
 	case a.leaseNote <- struct{}{}:
 	default:
 	}
+}
+
+// moveReason is the lease_moves_total label of a lost lease's reason (""
+// for a release at shutdown, which is no move).
+func moveReason(reason string) string {
+	switch {
+	case reason == "shutting down":
+		return ""
+	case reason == "rebalanced":
+		return "rebalanced"
+	case strings.HasPrefix(reason, "locked by"):
+		return "taken"
+	case strings.HasPrefix(reason, "expired"):
+		return "expired"
+	case strings.HasPrefix(reason, "revoked"):
+		return "revoked"
+	}
+	return "other"
 }
 
 // reconcileEvery is how often a session re-checks its subscriptions

@@ -9,6 +9,7 @@ type Metrics struct {
 	errors        *prometheus.CounterVec
 	reconnects    prometheus.Counter
 	leaseChanges  *prometheus.CounterVec
+	leaseMoves    *prometheus.CounterVec
 	leasesHeld    prometheus.Gauge
 	batchSeconds  prometheus.Histogram
 	objects       *prometheus.CounterVec
@@ -30,6 +31,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "stream_reconnects_total", Help: "Replicate streams that ended and were dialled again."}),
 		leaseChanges: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "rgwsync", Subsystem: "applier",
 			Name: "lease_changes_total", Help: "Leases acquired (held=true) and lost (held=false)."}, []string{"held"}),
+		leaseMoves: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "rgwsync", Subsystem: "applier",
+			Name: "lease_moves_total", Help: "Shard leases given up or lost while running (not at shutdown), by reason: rebalanced (another member owns it now), taken (locked by another applier), expired (not renewed in time), revoked (by the exporter)."},
+			[]string{"reason"}),
 		leasesHeld: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "rgwsync", Subsystem: "applier",
 			Name: "leases_held", Help: "Shard leases held now."}),
 		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "rgwsync", Subsystem: "applier",
@@ -40,7 +44,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "object_apply_seconds", Help: "Time to apply one object operation.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 18)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.applied, m.bytes, m.errors, m.reconnects, m.leaseChanges, m.leasesHeld, m.batchSeconds, m.objects, m.objectSeconds)
+		reg.MustRegister(m.applied, m.bytes, m.errors, m.reconnects, m.leaseChanges, m.leaseMoves, m.leasesHeld, m.batchSeconds, m.objects, m.objectSeconds)
 	}
 	return m
 }

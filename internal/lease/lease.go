@@ -4,8 +4,10 @@
 // cluster is the coordinator, nothing home-made.
 //
 // Each applier holds one membership slot lock, counts the live slots by
-// probing them, and takes the units i with i % members == rank; a unit it
-// holds but no longer wants is released so its new owner can take it. A
+// probing them, and takes the units whose owner among the live slots is
+// its own (rendezvous hashing, Owner): when a member joins or leaves, only
+// the units that change owner move, each once. A unit it holds but no
+// longer wants is released so its new owner can take it. A
 // lease is valid locally until the time its last lock request was *sent*
 // plus its length minus a safety margin: Valid (the fence checked before
 // every apply and ack) turns false on that clock even if this process was
@@ -16,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"sort"
 	"sync"
@@ -70,6 +73,7 @@ type Manager struct {
 	slotEnd time.Time
 	members int
 	rank    int
+	live    []int                // live membership slots (sorted), mine included
 	drop    map[rgwlog.Unit]bool // asked to release (revoked)
 	// lockedBefore: membership slots found locked by the previous probe
 	// (the manager's goroutine only).
@@ -80,6 +84,9 @@ type Manager struct {
 func New(cfg Config) (*Manager, error) {
 	if cfg.Locker == nil || cfg.Holder == "" || cfg.ZoneID == "" {
 		return nil, errors.New("lease: Locker, Holder and ZoneID are required")
+	}
+	if cfg.Holder == ProbeLocker {
+		return nil, fmt.Errorf("lease: holder id %q is reserved for membership probes", ProbeLocker)
 	}
 	if cfg.Length <= 0 {
 		cfg.Length = 30 * time.Second
@@ -177,10 +184,14 @@ func (m *Manager) lockID(u rgwlog.Unit) int { return u.LockID(m.cfg.Base) }
 func (m *Manager) slotID(i int) int { return m.cfg.Base + rgwlog.LockMemberSlot + i }
 
 func (m *Manager) lock(ctx context.Context, id int) (deadline time.Time, err error) {
+	return m.lockAs(ctx, id, m.cfg.Holder)
+}
+
+func (m *Manager) lockAs(ctx context.Context, id int, locker string) (deadline time.Time, err error) {
 	sent := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, m.margin)
 	defer cancel()
-	err = m.cfg.Locker.LockMDLogShard(rctx, m.cfg.Period, id, m.cfg.Length, m.cfg.ZoneID, m.cfg.Holder)
+	err = m.cfg.Locker.LockMDLogShard(rctx, m.cfg.Period, id, m.cfg.Length, m.cfg.ZoneID, locker)
 	return sent.Add(m.cfg.Length - m.margin), err
 }
 
@@ -189,9 +200,13 @@ func (m *Manager) unlock(id int) error {
 }
 
 func (m *Manager) unlockCtx(ctx context.Context, id int) error {
+	return m.unlockAs(ctx, id, m.cfg.Holder)
+}
+
+func (m *Manager) unlockAs(ctx context.Context, id int, locker string) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	err := m.cfg.Locker.UnlockMDLogShard(ctx, m.cfg.Period, id, m.cfg.ZoneID, m.cfg.Holder)
+	err := m.cfg.Locker.UnlockMDLogShard(ctx, m.cfg.Period, id, m.cfg.ZoneID, locker)
 	if errors.Is(err, rgwadmin.ErrNotFound) {
 		return nil // not ours any more: nothing to release
 	}
@@ -203,22 +218,27 @@ func (m *Manager) tick(ctx context.Context) {
 	if !m.keepSlot(ctx) {
 		return
 	}
-	members, rank := m.countMembers(ctx)
+	live, rank := m.countMembers(ctx)
+	members := len(live)
 	m.mu.Lock()
-	m.members, m.rank = members, rank
+	m.members, m.rank, m.live = members, rank, live
 	drop := m.drop
 	m.drop = map[rgwlog.Unit]bool{}
 	m.mu.Unlock()
 
 	var renew []rgwlog.Unit
-	for i, u := range m.cfg.Units {
-		want := i%members == rank && !drop[u]
+	for _, u := range m.cfg.Units {
+		want := Owner(u, live) == m.slotOf() && !drop[u]
 		m.mu.Lock()
 		_, have := m.held[u]
 		m.mu.Unlock()
 		switch {
 		case have && !want:
-			m.lost(u, "rebalanced")
+			reason := "rebalanced"
+			if drop[u] {
+				reason = "revoked by the exporter"
+			}
+			m.lost(u, reason)
 			if err := m.unlock(m.lockID(u)); err != nil {
 				m.log.Warn("release lease", "shard", u.String(), "err", err)
 			}
@@ -296,6 +316,34 @@ func (m *Manager) renew(ctx context.Context, u rgwlog.Unit, members, rank int) {
 			m.log.Warn("lease renew/acquire failed", "shard", u.String(), "err", err)
 		}
 	}
+}
+
+func (m *Manager) slotOf() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.slot
+}
+
+// Owner is the live membership slot that should hold u: the one with the
+// highest hash of (unit, slot) — rendezvous hashing. Every member computes
+// the same owner from the same live set, and a change of the set moves
+// only the units of the slots that came or went.
+func Owner(u rgwlog.Unit, live []int) int {
+	best, bestH := -1, uint64(0)
+	for _, s := range live {
+		h := fnv.New64a()
+		fmt.Fprintf(h, "%d/%d/%d", u.Log, u.Shard, s)
+		// FNV's low bits mix poorly for short inputs: finish with a
+		// multiply-xorshift so shares come out even.
+		x := h.Sum64()
+		x ^= x >> 33
+		x *= 0xff51afd7ed558ccd
+		x ^= x >> 33
+		if best < 0 || x > bestH {
+			best, bestH = s, x
+		}
+	}
+	return best
 }
 
 func (m *Manager) pastDeadline(u rgwlog.Unit) bool {
@@ -380,21 +428,29 @@ func (m *Manager) keepSlot(ctx context.Context) bool {
 	return false
 }
 
+// ProbeLocker is the locker id of membership probes, the same for every
+// applier: the gateway lets a locker lock again what it holds, so two
+// appliers probing the same free slot at once both succeed, and neither
+// counts the other's probe as a member (measured: lock by "rgwsync:probe"
+// twice → 200, 200; by "a1" then → 423).
+const ProbeLocker = "rgwsync:probe"
+
 // countMembers probes every other slot: a slot that locks is free (and is
-// unlocked at once), one that answers Locked is a live applier.
-func (m *Manager) countMembers(ctx context.Context) (members, rank int) {
+// unlocked at once), one that answers Locked is a live applier. It returns
+// the live slots (sorted, its own included) and its rank among them.
+func (m *Manager) countMembers(ctx context.Context) (live []int, rank int) {
 	m.mu.Lock()
 	mine := m.slot
 	m.mu.Unlock()
-	live := []int{mine}
+	live = []int{mine}
 	for i := range m.cfg.MaxMembers {
 		if i == mine {
 			continue
 		}
-		_, err := m.lock(ctx, m.slotID(i))
+		_, err := m.lockAs(ctx, m.slotID(i), ProbeLocker)
 		switch {
 		case err == nil:
-			if err := m.unlock(m.slotID(i)); err != nil {
+			if err := m.unlockAs(context.Background(), m.slotID(i), ProbeLocker); err != nil {
 				m.log.Warn("unlock probed slot", "slot", i, "err", err)
 			}
 		case errors.Is(err, rgwadmin.ErrLocked):
@@ -416,7 +472,7 @@ func (m *Manager) countMembers(ctx context.Context) (members, rank int) {
 			rank = r
 		}
 	}
-	return len(live), rank
+	return live, rank
 }
 
 // releaseAll unlocks everything held, so a restarted or surviving applier

@@ -3,6 +3,7 @@ package lease
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/rgwadmin"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
 )
 
@@ -103,4 +105,126 @@ func TestManyLeasesStayHeldWithASlowGateway(t *testing.T) {
 	require.Zero(t, lost.Load(), "leases expired before renewal")
 	require.Equal(t, 193, held)
 	require.LessOrEqual(t, lk.most.Load(), int32(renewConcurrency+1), "lock requests in flight at once")
+}
+
+// fakeGateway locks as the gateway's log locks do (cls_lock exclusive):
+// a lock held by another locker and not expired answers Locked; the same
+// locker may lock again (renew). Each call takes delay.
+type fakeGateway struct {
+	mu    sync.Mutex
+	delay time.Duration
+	locks map[int]fakeLock
+}
+
+type fakeLock struct {
+	locker string
+	until  time.Time
+}
+
+func (g *fakeGateway) LockMDLogShard(ctx context.Context, _ string, id int, length time.Duration, _, locker string) error {
+	time.Sleep(g.delay)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if l, ok := g.locks[id]; ok && l.locker != locker && time.Now().Before(l.until) {
+		return rgwadmin.ErrLocked
+	}
+	g.locks[id] = fakeLock{locker: locker, until: time.Now().Add(length)}
+	return nil
+}
+
+func (g *fakeGateway) UnlockMDLogShard(ctx context.Context, _ string, id int, _, locker string) error {
+	time.Sleep(g.delay)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if l, ok := g.locks[id]; !ok || l.locker != locker || !time.Now().Before(l.until) {
+		return rgwadmin.ErrNotFound
+	}
+	delete(g.locks, id)
+	return nil
+}
+
+// Rendezvous ownership: a member joining takes only units, each from one
+// other member, and the shares are even enough.
+func TestOwnerMovesOnlyWhatMust(t *testing.T) {
+	units := append(rgwlog.MetadataUnits(64), rgwlog.DataUnits(128)...)
+	for _, c := range []struct{ before, after []int }{
+		{[]int{0}, []int{0, 1}},
+		{[]int{0, 1}, []int{0, 1, 2}},
+		{[]int{0, 2, 5}, []int{0, 2, 5, 7}},
+	} {
+		share := map[int]int{}
+		for _, u := range units {
+			was, is := Owner(u, c.before), Owner(u, c.after)
+			share[is]++
+			if was != is {
+				require.Equal(t, c.after[len(c.after)-1], is, "unit %s moved between old members %d -> %d", u, was, is)
+			}
+		}
+		even := len(units) / len(c.after)
+		for s, n := range share {
+			require.InDelta(t, even, n, float64(even)*0.35, "share of slot %d with members %v: %v", s, c.after, share)
+		}
+	}
+	// Leaving: only the leaver's units move.
+	before, after := []int{0, 1, 2}, []int{0, 2}
+	for _, u := range units {
+		if was := Owner(u, before); was != 1 {
+			require.Equal(t, was, Owner(u, after), "unit %s moved though its owner stayed", u)
+		}
+	}
+}
+
+// Two appliers started together against one gateway (issue #15, item 5):
+// probing the same free slots in step, each saw the other's probe as a
+// member (members=3..6 in the lab) and the shards changed holder 4–6
+// times each. After both have joined, each shard moves at most once and
+// no phantom member is ever counted.
+func TestTwoAppliersSettle(t *testing.T) {
+	g := &fakeGateway{delay: 2 * time.Millisecond, locks: map[int]fakeLock{}}
+	units := append(rgwlog.MetadataUnits(16), rgwlog.DataUnits(32)...)
+	var mu sync.Mutex
+	moves := map[rgwlog.Unit]int{}
+	holders := map[rgwlog.Unit]string{}
+	mk := func(id string) *Manager {
+		m, err := New(Config{Locker: g, Holder: id, ZoneID: "z", Length: 3 * time.Second, MaxMembers: 8, Units: units,
+			Logger: slog.New(slog.DiscardHandler), OnChange: func(ev Event) {
+				mu.Lock()
+				defer mu.Unlock()
+				if ev.Held {
+					holders[ev.Unit] = id
+				} else if ev.Reason != "shutting down" {
+					moves[ev.Unit]++
+				}
+			}})
+		require.NoError(t, err)
+		return m
+	}
+	a, b := mk("a1"), mk("a2")
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, m := range []*Manager{a, b} {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = m.Run(ctx) }()
+	}
+	most := 0
+	deadline := time.Now().Add(8 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, m := range []*Manager{a, b} {
+			n, _, _ := m.Members()
+			most = max(most, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ha, hb := len(a.Held()), len(b.Held())
+	cancel()
+	wg.Wait()
+	require.Equal(t, 2, most, "members counted (a phantom member makes shares flap)")
+	mu.Lock()
+	defer mu.Unlock()
+	for u, n := range moves {
+		require.LessOrEqual(t, n, 1, "shard %s moved %d times", u, n)
+	}
+	require.Equal(t, len(units), ha+hb, "every shard held by exactly one")
+	require.NotZero(t, ha)
+	require.NotZero(t, hb)
 }
