@@ -3,10 +3,12 @@ package applier
 import (
 	"bytes"
 	"context"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +31,8 @@ type ObjectDest interface {
 	// markers included, which Stat cannot see).
 	FindVersionInBucket(ctx context.Context, bucket, key, versionID string) (rgwobj.ListEntry, bool, error)
 	PutACL(ctx context.Context, bucket, key, versionID, owner string, acl []byte) error
+	// PutTagging sets a version's tags in place (none: removes them).
+	PutTagging(ctx context.Context, bucket, key, versionID, owner string, tags map[string]string) error
 }
 
 // chunkReader reads one chunked op's body from the batch's chunk channel.
@@ -397,18 +401,33 @@ func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body *chunkR
 		}
 		a.cfg.Metrics.objects.WithLabelValues("skipped").Inc()
 		return nil
-	case err == nil && op.GetVersionedEpoch() > 0 && info.VersionID != "null" && info.ACL != nil && sameCopy(have, withACL(info, have.ACL)):
-		// A version the destination has but for its ACL (its write went
-		// through, the ACL request after it did not). Written again with
-		// its epoch it could stop being current (see the delete markers
-		// above); its ACL is set in place.
+	case err == nil && op.GetVersionedEpoch() > 0 && info.VersionID != "null" && sameCopy(withAttrs(have, info.Tags, info.ACL), info):
+		// A version the destination has but for its tags or ACL (they
+		// changed at the source since — a PUT ?tagging or ?acl with
+		// versionId logs a "write" of that instance — or the ACL request
+		// after its write failed). Written again with its epoch it could
+		// stop being current (see the delete markers above): its tags and
+		// ACL are set in place.
 		if body != nil {
 			body.notWanted()
 		}
-		if err := dst.PutACL(ctx, info.Bucket, info.Key, info.VersionID, info.Owner, info.ACL); err != nil {
-			return err
+		if !maps.Equal(have.Tags, info.Tags) {
+			if err := dst.PutTagging(ctx, info.Bucket, info.Key, info.VersionID, info.Owner, info.Tags); err != nil {
+				return err
+			}
+			a.cfg.Metrics.objects.WithLabelValues("tags").Inc()
 		}
-		a.cfg.Metrics.objects.WithLabelValues("acl").Inc()
+		if !bytes.Equal(have.ACL, info.ACL) {
+			if info.ACL == nil {
+				// The default ACL is the owner's full control: the
+				// source went back to it.
+				info.ACL = defaultACL(info.Owner)
+			}
+			if err := dst.PutACL(ctx, info.Bucket, info.Key, info.VersionID, info.Owner, info.ACL); err != nil {
+				return err
+			}
+			a.cfg.Metrics.objects.WithLabelValues("acl").Inc()
+		}
 		return nil
 	case err != nil && !errors.Is(err, rgwobj.ErrNotFound) && op.GetVersionedEpoch() > 0:
 		// Whether the destination has this version decides whether it may
@@ -447,8 +466,8 @@ func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body *chunkR
 	return nil
 }
 
-func withACL(info rgwobj.ObjectInfo, acl []byte) rgwobj.ObjectInfo {
-	info.ACL = acl
+func withAttrs(info rgwobj.ObjectInfo, tags map[string]string, acl []byte) rgwobj.ObjectInfo {
+	info.Tags, info.ACL = tags, acl
 	return info
 }
 
@@ -466,4 +485,16 @@ func sameCopy(have, want rgwobj.ObjectInfo) bool {
 		return false
 	}
 	return maps.Equal(have.UserMeta, want.UserMeta) && maps.Equal(have.Tags, want.Tags) && bytes.Equal(have.ACL, want.ACL)
+}
+
+// defaultACL is the ACL of an object whose source ACL is the default one:
+// the owner's full control, nothing else.
+func defaultACL(owner string) []byte {
+	var b strings.Builder
+	b.WriteString(`<AccessControlPolicy xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Owner><ID>`)
+	_ = xml.EscapeText(&b, []byte(owner))
+	b.WriteString(`</ID></Owner><AccessControlList><Grant><Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser"><ID>`)
+	_ = xml.EscapeText(&b, []byte(owner))
+	b.WriteString(`</ID></Grantee><Permission>FULL_CONTROL</Permission></Grant></AccessControlList></AccessControlPolicy>`)
+	return []byte(b.String())
 }

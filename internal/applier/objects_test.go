@@ -201,6 +201,11 @@ func (f *fakeDest) PutACL(_ context.Context, _, key, version, _ string, _ []byte
 	return nil
 }
 
+func (f *fakeDest) PutTagging(_ context.Context, _, key, version, _ string, tags map[string]string) error {
+	f.record(fmt.Sprintf("tagging %s %s %v", key, version, tags))
+	return nil
+}
+
 type allLeases struct{}
 
 func (allLeases) Valid(rgwlog.Unit) bool                 { return true }
@@ -243,6 +248,21 @@ func TestReplayedVersionsAreNotWrittenAgain(t *testing.T) {
 		Owner: "u", Attrs: &v1.ObjectAttrs{Size: 1, Etag: "e", Acl: []byte("<acl/>")}, Body: []byte("x")})
 	require.Empty(t, failed)
 	require.Equal(t, []string{"acl j V3"}, dst.calls)
+
+	// A version there whose tags changed at the source since (PUT
+	// ?tagging&versionId logs a "write" of the instance, FACTS.md): its
+	// tags are set in place, removed when the source has none, and its
+	// ACL put back to the owner's default; never a second write.
+	dst = &fakeDest{stat: map[string]rgwobj.ObjectInfo{
+		"j\x00V3": {Key: "j", VersionID: "V3", Owner: "u", Size: 1, ETag: "e", Tags: map[string]string{"t": "old"}},
+		"j\x00V4": {Key: "j", VersionID: "V4", Owner: "u", Size: 1, ETag: "e", Tags: map[string]string{"t": "x"}, ACL: []byte("<acl/>")}}}
+	failed = applyWith(t, dst,
+		&v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: "j", VersionId: "V3", VersionedEpoch: 4,
+			Owner: "u", Attrs: &v1.ObjectAttrs{Size: 1, Etag: "e", Tags: map[string]string{"t": "new"}}, Body: []byte("x")},
+		&v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: "j", VersionId: "V4", VersionedEpoch: 5,
+			Owner: "u", Attrs: &v1.ObjectAttrs{Size: 1, Etag: "e"}, Body: []byte("x")})
+	require.Empty(t, failed)
+	require.Equal(t, []string{"tagging j V3 map[t:new]", "tagging j V4 map[]", "acl j V4"}, dst.calls)
 
 	// Whether it is there unknown (the destination answers garbage): not
 	// written blind, retried.

@@ -927,7 +927,17 @@ func opsFromBILog(bs bucketShard, entries []rgwadmin.BILogEntry) []objRef {
 		switch en.Op {
 		case "write", "del":
 			if versioned && en.Op == "write" {
-				continue
+				if en.Versioned || r.version == "" {
+					// A new version: its link_olh follows with the epoch.
+					continue
+				}
+				// "versioned": false on a named instance: a change of that
+				// existing version's attributes (PUT/DELETE ?tagging, PUT
+				// ?acl, with or without versionId; measured, FACTS.md §7).
+				// Re-checked as the source has the version now (its epoch
+				// from the index): the applier then sets its tags and ACL
+				// in place.
+				break
 			}
 			if versioned {
 				if _, ok := last[k{r.key, r.version}]; !ok && r.version != "" {

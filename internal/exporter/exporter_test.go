@@ -694,6 +694,48 @@ func TestOpsFromBILog(t *testing.T) {
 	}, got)
 }
 
+// A tag or ACL change of an existing version (issue #11, hole 4), as the
+// lab's gateway logs it (FACTS.md §7): a "write" of the instance with
+// versioned false. It becomes a re-check of that version (what the
+// source's index says now, with its epoch), not skipped; a new version's
+// write (versioned true) still waits for its link_olh.
+func TestOpsFromBILogAttrChanges(t *testing.T) {
+	bs := bucketShard{key: "b:inst", bucket: "b", instance: "inst", shard: -1}
+	ent := func(op, inst string, epoch uint64, versioned bool) rgwadmin.BILogEntry {
+		e := rgwadmin.BILogEntry{Op: op, Object: "k", Instance: inst, State: "complete", Versioned: versioned}
+		e.Ver.Epoch = epoch
+		return e
+	}
+	refs := opsFromBILog(bs, []rgwadmin.BILogEntry{
+		ent("write", "V1", 7638, true),
+		ent("link_olh", "V1", 2, true),
+		ent("write", "V2", 7701, true),
+		ent("link_olh", "V2", 3, true),
+		ent("write", "V1", 7639, false), // PUT ?tagging&versionId=V1
+		ent("write", "V2", 7702, false), // PUT ?tagging (current)
+		ent("write", "V1", 7641, false), // PUT ?acl&versionId=V1
+	})
+	type r struct {
+		version string
+		kind    v1.ObjectOpKind
+		epoch   uint64
+	}
+	var got []r
+	for _, x := range refs {
+		got = append(got, r{x.version, x.kind, x.epoch})
+	}
+	require.Equal(t, []r{
+		{"V2", v1.ObjectOpKind_OBJECT_OP_KIND_UNSPECIFIED, 0},
+		{"V1", v1.ObjectOpKind_OBJECT_OP_KIND_UNSPECIFIED, 0},
+	}, got, "each version re-checked once, in the place of its last change; never with the write's RADOS epoch")
+
+	// Alone in a page (the versions' link_olh in earlier pages).
+	refs = opsFromBILog(bs, []rgwadmin.BILogEntry{ent("write", "V1", 7639, false)})
+	require.Len(t, refs, 1)
+	require.Equal(t, "V1", refs[0].version)
+	require.Equal(t, v1.ObjectOpKind_OBJECT_OP_KIND_UNSPECIFIED, refs[0].kind)
+}
+
 func TestParseBucketShard(t *testing.T) {
 	for _, tc := range []struct {
 		key, bucket, instance string

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -288,6 +289,37 @@ func (c *Client) PutACL(ctx context.Context, bucket, key, versionID, owner strin
 	}
 	q := versionQuery(url.Values{"acl": {""}, "rgwx-uid": {owner}}, destVersion(versionID))
 	_, _, err := c.send(ctx, call{op: op, method: http.MethodPut, bucket: bucket, key: key, query: q, body: acl,
+		header: http.Header{"Content-Type": {"application/xml"}}})
+	return err
+}
+
+// PutTagging sets an existing object's (version's) tags in place: PUT
+// ?tagging with the set, or DELETE ?tagging when tags is empty. Neither
+// writes the object again (a version written again with its epoch can
+// stop being current: FACTS.md).
+func (c *Client) PutTagging(ctx context.Context, bucket, key, versionID, owner string, tags map[string]string) error {
+	op := fmt.Sprintf("put tagging %s/%s", bucket, key)
+	q := versionQuery(url.Values{"tagging": {""}, "rgwx-uid": {owner}}, destVersion(versionID))
+	if len(tags) == 0 {
+		_, _, err := c.send(ctx, call{op: op, method: http.MethodDelete, bucket: bucket, key: key, query: q})
+		return err
+	}
+	var b strings.Builder
+	b.WriteString(`<Tagging xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><TagSet>`)
+	keys := make([]string, 0, len(tags))
+	for k := range tags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		b.WriteString("<Tag><Key>")
+		_ = xml.EscapeText(&b, []byte(k))
+		b.WriteString("</Key><Value>")
+		_ = xml.EscapeText(&b, []byte(tags[k]))
+		b.WriteString("</Value></Tag>")
+	}
+	b.WriteString("</TagSet></Tagging>")
+	_, _, err := c.send(ctx, call{op: op, method: http.MethodPut, bucket: bucket, key: key, query: q, body: []byte(b.String()),
 		header: http.Header{"Content-Type": {"application/xml"}}})
 	return err
 }

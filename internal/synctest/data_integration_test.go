@@ -297,3 +297,52 @@ func TestDataSyncTenantBucket(t *testing.T) {
 	}
 	e.WaitObjectsEqual(90*time.Second, uid, b)
 }
+
+// Tag and ACL changes of existing versions (issue #11, hole 4): the
+// gateway logs them as a "write" of the instance with versioned false,
+// which was skipped while waiting for a link_olh that never comes. Now
+// each is synced in place: zone-b gets the tags of an older version and of
+// the current one, and the older version's ACL, and the current version
+// stays current (no version written a second time).
+func TestDataSyncVersionAttrs(t *testing.T) {
+	e, p, uid, c := newOwnedEnv(t, "va")
+	e.StartExporter(dataOn)
+	e.StartApplier("a1")
+	b := p + "-vb"
+	e.Bucket(c, b)
+	ctx := context.Background()
+	_, err := c.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(b),
+		VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusEnabled}})
+	require.NoError(t, err)
+	e.WaitMetadataEqual(60*time.Second, Prefix(p))
+	put := func(body string) string {
+		o, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(b), Key: aws.String("k"), Body: strings.NewReader(body)})
+		require.NoError(t, err)
+		return aws.ToString(o.VersionId)
+	}
+	v1 := put("one")
+	put("two")
+	e.WaitObjectsEqual(2*time.Minute, uid, b)
+
+	tag := func(version *string, v string) {
+		_, err := c.PutObjectTagging(ctx, &s3.PutObjectTaggingInput{Bucket: aws.String(b), Key: aws.String("k"), VersionId: version,
+			Tagging: &types.Tagging{TagSet: []types.Tag{{Key: aws.String("t"), Value: aws.String(v)}}}})
+		require.NoError(t, err)
+	}
+	tag(aws.String(v1), "older")
+	tag(nil, "current")
+	_, err = c.PutObjectAcl(ctx, &s3.PutObjectAclInput{Bucket: aws.String(b), Key: aws.String("k"), VersionId: aws.String(v1),
+		ACL: types.ObjectCannedACLPublicRead})
+	require.NoError(t, err)
+	e.WaitObjectsEqual(2*time.Minute, uid, b) // compares every version's tags
+
+	grants := func(c *s3.Client) int {
+		out, err := c.GetObjectAcl(ctx, &s3.GetObjectAclInput{Bucket: aws.String(b), Key: aws.String("k"), VersionId: aws.String(v1)})
+		require.NoError(t, err)
+		return len(out.Grants)
+	}
+	src, dst := UserOn(e.Lab.ZoneA, uid), UserOn(e.Lab.ZoneB, uid)
+	require.Equal(t, 2, grants(src), "public-read on the source: owner and AllUsers")
+	require.Eventually(t, func() bool { return grants(dst) == 2 }, 30*time.Second, 500*time.Millisecond,
+		"the older version's ACL did not reach zone-b")
+}
