@@ -839,8 +839,42 @@ func (dw *dataWorker) sendBILog(ctx context.Context, key string) (sent, more boo
 	if err != nil {
 		return false, false, fmt.Errorf("list bilog %s after %q: %w", key, pos, err)
 	}
+	// The index_ver the read position stands for: an empty position is
+	// the start of a log that had no entry yet when the shard was listed
+	// (FullStart takes max_marker, which outlives trims).
+	n, numbered := bilogIndexVer(pos)
+	if pos == "" {
+		n, numbered = 0, true
+	}
 	if len(entries) == 0 {
-		return false, false, nil
+		// Nothing after the read position, but the shard's last entry
+		// (max_marker, kept when the whole log is trimmed: measured) may
+		// be past it: trimmed before it was read.
+		if numbered {
+			info, err := dw.e.cfg.Data.BILogInfo(ctx, key)
+			if err != nil {
+				return false, false, fmt.Errorf("bilog info of %s: %w", key, err)
+			}
+			if m, ok := bilogIndexVer(info.MaxMarker); ok && m > n {
+				// Or written since the listing: list again to tell.
+				entries, err = dw.e.cfg.Data.ListBILog(ctx, key, pos, dw.e.cfg.BatchEntries)
+				if err != nil {
+					return false, false, fmt.Errorf("list bilog %s after %q: %w", key, pos, err)
+				}
+				if len(entries) == 0 {
+					return false, true, dw.bilogTrimmed(key, n, rgwadmin.BILogEntry{OpID: info.MaxMarker, IndexVer: m})
+				}
+			}
+		}
+		if len(entries) == 0 {
+			return false, false, nil
+		}
+	}
+	// index_ver numbers a shard's bilog entries one by one (the number in
+	// the op id): a first entry past the read position's next one means
+	// entries not read were trimmed (issue #11, hole 7).
+	if numbered && entries[0].IndexVer > n+1 {
+		return false, true, dw.bilogTrimmed(key, n, entries[0])
 	}
 	dw.markHot(key)
 	refs := dw.order.hold(key, opsFromBILog(bs, entries), dw.bounds[key].Retries)
@@ -861,12 +895,52 @@ func (dw *dataWorker) sendBILog(ctx context.Context, key string) (sent, more boo
 			return nil // dropped meanwhile (its bucket was removed)
 		}
 		nb := *cur
-		nb.TrimSafe, nb.Marker, nb.UpdatedAt = nb.Marker, last, time.Now().UTC()
+		if nb.Phase == phaseBucketInc {
+			// (Back in full sync since, its log found trimmed: the
+			// listing decides where the bilog is read from.)
+			nb.TrimSafe, nb.Marker = nb.Marker, last
+		}
+		nb.UpdatedAt = time.Now().UTC()
 		nb.Retries = addRechecks(addRetries(nb.Retries, f, dw.e, epochsOf(refs)), ops, f, dw.e.cfg.RecheckDelay)
 		dw.bounds[key] = &nb
 		return []checkpoint.Entry{{Key: k, Bound: nb}}
 	})
 	return err == nil, len(entries) >= dw.e.cfg.BatchEntries, err
+}
+
+// bilogIndexVer is the index_ver in a bilog marker ("[N#]00000000008.14057.6"
+// → 8); ok is false for "" and the empty-log mark.
+func bilogIndexVer(marker string) (uint64, bool) {
+	if _, m, ok := strings.Cut(marker, "#"); ok {
+		marker = m
+	}
+	num, _, ok := strings.Cut(marker, ".")
+	if !ok || num == "" {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(num, 10, 64)
+	return n, err == nil && n > 0
+}
+
+// bilogTrimmed puts a bucket shard whose bilog was trimmed past its read
+// position back into full sync: its objects are listed and copied again
+// (the retries it holds stay), then its bilog is followed from the marker
+// recorded when the listing starts. Deletes logged only in the trimmed
+// range are not replayed: an object removed there stays on zone-b until
+// it is touched again (README, known problems).
+func (dw *dataWorker) bilogTrimmed(key string, at uint64, first rgwadmin.BILogEntry) error {
+	dw.log.Error("bucket index log trimmed past the bound: listing the bucket shard again (full sync)",
+		"bucket_shard", key, "bound_index_ver", at, "first_entry_index_ver", first.IndexVer, "first_entry", first.OpID)
+	dw.e.cfg.Metrics.resyncs.WithLabelValues(dw.d.name).Inc()
+	nb := *dw.bounds[key]
+	nb.Phase, nb.FullStart, nb.Marker, nb.TrimSafe, nb.UpdatedAt = phaseBucketFull, "", "", "", time.Now().UTC()
+	nb.Resyncs++
+	if err := dw.e.cfg.Store.Put(checkpoint.Entry{Key: dw.boundKey(key), Bound: nb}); err != nil {
+		return err
+	}
+	dw.bounds[key] = &nb
+	dw.readPos[key] = ""
+	return nil
 }
 
 // objRef is an object (version) a log named, with what it asks for.

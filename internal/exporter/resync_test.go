@@ -89,7 +89,7 @@ func (f *fakeData) ListBILog(_ context.Context, inst, marker string, max int) ([
 func (f *fakeData) write(inst, key string, n int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.bilogs[inst] = append(f.bilogs[inst], rgwadmin.BILogEntry{OpID: fmt.Sprintf("%011d.1.%d", n, n), Op: "write",
+	f.bilogs[inst] = append(f.bilogs[inst], rgwadmin.BILogEntry{OpID: fmt.Sprintf("%011d.1.%d", n, n), IndexVer: uint64(n), Op: "write",
 		Object: key, Instance: "null", State: "complete", Timestamp: time.Unix(1795609530+int64(n), 0)})
 }
 
@@ -248,5 +248,94 @@ func TestFullListingNotFoundIsNotGone(t *testing.T) {
 		bd, _, _ := r.store.Get(checkpoint.Key{Destination: "zone-b", Log: checkpoint.LogBucketIndex, Instance: "b1:inst1"})
 		t.Fatalf("obj never sent: the 404 listing was taken as an empty bucket (bucket shard bound %+v)", bd)
 	}
+	a.cancel()
+}
+
+// A bucket-index log trimmed past the bound (issue #11, hole 7): entries
+// after the bound were removed before rgwsync read them. index_ver, one
+// by one per shard, shows the gap; the shard is listed again (full sync)
+// and the object written in the trimmed range arrives. Before, the gap went
+// unnoticed and that object never reached zone-b.
+func TestBILogTrimmedPastTheBoundIsListedAgain(t *testing.T) {
+	src := newFakeSource()
+	src.blobs["bucket:b1"] = `{"data":{"bucket":{"bucket_id":"inst1"}}}`
+	src.blobs["bucket.instance:b1:inst1"] = `{"data":{"bucket_info":{"num_shards":0,"owner":"alice","bucket":{"tenant":""}}}}`
+	data := &fakeData{bilogs: map[string][]rgwadmin.BILogEntry{},
+		datalog: []rgwadmin.DataLogEntry{{EntityType: "bucket", Key: "b1:inst1", LogID: "1_0001"}}}
+	objs := &flakyListing{fakeObjects: &fakeObjects{versions: map[string]rgwobj.ListEntry{}}}
+	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"), func(c *Config) {
+		c.Data, c.Objects = data, objs
+	})
+	a := r.dial(t, "a1")
+	a.fullSync(t, r)
+	a.subscribe(rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA})
+	bsKey := checkpoint.Key{Destination: "zone-b", Log: checkpoint.LogBucketIndex, Instance: "b1:inst1"}
+	bucketInc := func() bool {
+		bd, ok, err := r.store.Get(bsKey)
+		return err == nil && ok && bd.Phase == phaseBucketInc
+	}
+	for !bucketInc() {
+		a.ack(a.next())
+		for i := 0; i < 50 && !bucketInc(); i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	// obj1 is written and sent by the bilog.
+	objs.versions["obj1\x00null"] = rgwobj.ListEntry{Key: "obj1", VersionID: "null", Owner: "alice"}
+	data.write("b1:inst1", "obj1", 1)
+	data.mu.Lock()
+	data.datalog = append(data.datalog, rgwadmin.DataLogEntry{EntityType: "bucket", Key: "b1:inst1", LogID: "1_0002"})
+	data.mu.Unlock()
+	seen := map[string]bool{}
+	for !seen["obj1"] {
+		b := a.next()
+		for _, op := range b.GetObjects() {
+			seen[op.GetKey()] = true
+		}
+		a.ack(b)
+	}
+	require.Eventually(t, func() bool {
+		bd, _, _ := r.store.Get(bsKey)
+		return bd.Marker == "00000000001.1.1"
+	}, 5*time.Second, 10*time.Millisecond)
+
+	// obj2 and obj3 are written; someone trims the bilog through obj2.
+	objs.versions["obj2\x00null"] = rgwobj.ListEntry{Key: "obj2", VersionID: "null", Owner: "alice"}
+	objs.versions["obj3\x00null"] = rgwobj.ListEntry{Key: "obj3", VersionID: "null", Owner: "alice"}
+	data.write("b1:inst1", "obj2", 2)
+	data.write("b1:inst1", "obj3", 3)
+	data.mu.Lock()
+	data.bilogs["b1:inst1"] = data.bilogs["b1:inst1"][2:]
+	data.datalog = append(data.datalog, rgwadmin.DataLogEntry{EntityType: "bucket", Key: "b1:inst1", LogID: "1_0003"})
+	data.mu.Unlock()
+
+	got := make(chan string, 8)
+	go func() {
+		for {
+			m, err := a.s.Recv()
+			if err != nil {
+				return
+			}
+			if b := m.GetBatch(); b != nil {
+				for _, op := range b.GetObjects() {
+					got <- op.GetKey()
+				}
+				_ = a.s.Send(&v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Ack{Ack: &v1.Ack{
+					Shard: b.GetShard(), Seq: b.GetSeq(), ThroughMarker: b.GetThroughMarker(), Generation: b.GetGeneration()}}})
+			}
+		}
+	}()
+	timeout := time.After(10 * time.Second)
+	for !seen["obj2"] {
+		select {
+		case k := <-got:
+			seen[k] = true
+		case <-timeout:
+			t.Fatalf("obj2, logged only in the trimmed range, was never sent (sent: %v)", seen)
+		}
+	}
+	bd, _, err := r.store.Get(bsKey)
+	require.NoError(t, err)
+	require.Equal(t, 1, int(bd.Resyncs), "the re-listing is counted in the bound")
 	a.cancel()
 }

@@ -346,3 +346,30 @@ func TestDataSyncVersionAttrs(t *testing.T) {
 	require.Eventually(t, func() bool { return grants(dst) == 2 }, 30*time.Second, 500*time.Millisecond,
 		"the older version's ACL did not reach zone-b")
 }
+
+// A bucket-index log trimmed past the bound (issue #11, hole 7): while no
+// applier runs, objects are written and the bucket's whole bilog is
+// trimmed (radosgw-admin bilog trim, as an operator or autotrim would).
+// The gateway keeps numbering entries (index_ver) and keeps max_marker:
+// the exporter sees the gap, lists the bucket shards again and the objects
+// arrive. Before, nothing after the bound was left to read and they never
+// did.
+func TestBILogTrimmedIsListedAgain(t *testing.T) {
+	e, p, uid, c := newOwnedEnv(t, "bt")
+	b := p + "-b"
+	e.Bucket(c, b)
+	exp := e.StartExporter(dataOn)
+	app := e.StartApplier("a1")
+	PutObject(t, c, b, "before", []byte("before"), nil)
+	e.WaitObjectsEqual(90*time.Second, uid, b)
+	require.NoError(t, app.Stop())
+
+	for i := range 10 {
+		PutObject(t, c, b, fmt.Sprintf("during/%02d", i), RandomBytes(100+i), nil)
+	}
+	e.Lab.Admin(t, "zone-a", "bilog", "trim", "--bucket="+b)
+
+	e.StartApplier("a1")
+	e.WaitObjectsEqual(2*time.Minute, uid, b)
+	require.Contains(t, exp.Log(), "bucket index log trimmed past the bound")
+}
