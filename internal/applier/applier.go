@@ -113,6 +113,9 @@ type Applier struct {
 	leaseCtx   context.Context
 	auditMu    sync.Mutex
 
+	verMu      sync.Mutex
+	versioning map[string]versioningSeen // zone-b's bucket versioning, recently read
+
 	mu        sync.Mutex
 	shards    map[rgwlog.Unit]*shardState
 	connected bool

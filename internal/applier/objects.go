@@ -31,6 +31,9 @@ type ObjectDest interface {
 	// markers included, which Stat cannot see).
 	FindVersionInBucket(ctx context.Context, bucket, key, versionID string) (rgwobj.ListEntry, bool, error)
 	PutACL(ctx context.Context, bucket, key, versionID, owner string, acl []byte) error
+	// BucketVersioning is the bucket's versioning status ("Enabled",
+	// "Suspended", "").
+	BucketVersioning(ctx context.Context, bucket string) (string, error)
 	// PutTagging sets a version's tags in place (none: removes them).
 	PutTagging(ctx context.Context, bucket, key, versionID, owner string, tags map[string]string) error
 }
@@ -385,6 +388,11 @@ func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body *chunkR
 		return fmt.Errorf("unknown object op %v", op.GetKind())
 	}
 	info := infoOf(op)
+	if info.VersionID == "" || info.VersionID == "null" {
+		if err := a.nullVersionWritable(ctx, op); err != nil {
+			return err
+		}
+	}
 	// Already there, as the op describes it? Then the body need not cross
 	// the link (a chunked one), and a version is not written a second time
 	// (see the delete markers above). An unversioned object whose body came
@@ -497,4 +505,78 @@ func defaultACL(owner string) []byte {
 	_ = xml.EscapeText(&b, []byte(owner))
 	b.WriteString(`</ID></Grantee><Permission>FULL_CONTROL</Permission></Grant></AccessControlList></AccessControlPolicy>`)
 	return []byte(b.String())
+}
+
+// nullVersionWait bounds how long a null version waits for zone-b's bucket
+// to stop being versioning-enabled (see nullVersionWritable).
+const nullVersionWait = 10 * time.Minute
+
+// nullVersionWritable: an object without a version id (a plain write, or
+// the null version of a bucket whose versioning is suspended) is not
+// written while zone-b's bucket still has versioning enabled — the source
+// logs such a write only when its bucket is not enabled, so zone-b's
+// metadata is behind — and a null version with an epoch (a write that
+// replaced a versioned key's null version) waits for zone-b to show the
+// bucket suspended. Still enabled there (its metadata behind), the
+// gateway stores a different kind of null version for good (HEAD answers
+// x-amz-version-id: null where the source answers none; an existing key
+// answers 404); never enabled there, the write makes an OLH no DELETE
+// removes (TestNullVersionWithEpochIsNotDeletable). Measured, FACTS.md section 9 (issue #11, hole 2). The op
+// fails (retried) until the bucket's new state is applied — data does not
+// overtake the metadata it depends on. If zone-b never shows it (the
+// source enabled versioning again before the bucket was synced), it is
+// written after nullVersionWait, with a warning.
+func (a *Applier) nullVersionWritable(ctx context.Context, op *v1.ObjectOp) error {
+	status, err := a.bucketVersioning(ctx, op.GetBucket())
+	if err != nil {
+		return fmt.Errorf("read zone-b's versioning of the bucket before writing a null version: %w", err)
+	}
+	switch {
+	case status == "Suspended":
+		return nil
+	case status == "" && op.GetVersionedEpoch() == 0:
+		return nil // an object of an unversioned bucket
+	}
+	if ts := op.GetTimestamp(); ts != nil && time.Since(ts.AsTime()) > nullVersionWait {
+		a.log.Warn("null version written into a bucket whose versioning zone-b never showed suspended (waited long enough for the bucket's metadata)",
+			"bucket", op.GetBucket(), "object", op.GetKey(), "versioning", status, "waited", time.Since(ts.AsTime()).Round(time.Second))
+		return nil
+	}
+	a.forgetVersioning(op.GetBucket())
+	return fmt.Errorf("bucket %s has versioning %q on zone-b, not Suspended yet (its metadata is behind): a null version written now would be stored as another kind (retried)", op.GetBucket(), status)
+}
+
+// versioningTTL is how long a bucket's versioning status read on zone-b
+// is reused.
+const versioningTTL = 2 * time.Second
+
+type versioningSeen struct {
+	status string
+	at     time.Time
+}
+
+func (a *Applier) bucketVersioning(ctx context.Context, bucket string) (string, error) {
+	a.verMu.Lock()
+	v, ok := a.versioning[bucket]
+	a.verMu.Unlock()
+	if ok && time.Since(v.at) < versioningTTL {
+		return v.status, nil
+	}
+	status, err := a.cfg.Objects.BucketVersioning(ctx, bucket)
+	if err != nil {
+		return "", err
+	}
+	a.verMu.Lock()
+	if a.versioning == nil || len(a.versioning) > 10000 {
+		a.versioning = map[string]versioningSeen{}
+	}
+	a.versioning[bucket] = versioningSeen{status: status, at: time.Now()}
+	a.verMu.Unlock()
+	return status, nil
+}
+
+func (a *Applier) forgetVersioning(bucket string) {
+	a.verMu.Lock()
+	delete(a.versioning, bucket)
+	a.verMu.Unlock()
 }

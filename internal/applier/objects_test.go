@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
@@ -115,11 +116,12 @@ func TestChunkReaderAsk(t *testing.T) {
 // fakeDest is an ObjectDest that records the writes it gets; stat answers
 // Stat, listed answers FindVersionInBucket, failPut fails Put per key.
 type fakeDest struct {
-	stat    map[string]rgwobj.ObjectInfo // key+"\x00"+version
-	statErr error
-	listed  map[string]rgwobj.ListEntry
-	failPut map[string]bool
-	delay   time.Duration // of each Put
+	versioning string                       // of every bucket
+	stat       map[string]rgwobj.ObjectInfo // key+"\x00"+version
+	statErr    error
+	listed     map[string]rgwobj.ListEntry
+	failPut    map[string]bool
+	delay      time.Duration // of each Put
 
 	mu           sync.Mutex
 	calls        []string
@@ -204,6 +206,10 @@ func (f *fakeDest) PutACL(_ context.Context, _, key, version, _ string, _ []byte
 func (f *fakeDest) PutTagging(_ context.Context, _, key, version, _ string, tags map[string]string) error {
 	f.record(fmt.Sprintf("tagging %s %s %v", key, version, tags))
 	return nil
+}
+
+func (f *fakeDest) BucketVersioning(context.Context, string) (string, error) {
+	return f.versioning, nil
 }
 
 type allLeases struct{}
@@ -306,5 +312,44 @@ func TestObjectsOfDifferentKeysInParallel(t *testing.T) {
 	for k := range 8 {
 		p := fmt.Sprintf("put k%d ", k)
 		require.Equal(t, []string{p + "V0", p + "V1", p + "V2"}, dst.callsOf(p), "the versions of k%d in order", k)
+	}
+}
+
+// A null version (the source's bucket suspended) waits until zone-b's
+// bucket shows versioning suspended too (issue #11, hole 2: written while
+// zone-b was still enabled, the gateway stored another kind of null
+// version for good); after nullVersionWait it is written anyway.
+func TestNullVersionWaitsForSuspendedBucket(t *testing.T) {
+	op := func(ts time.Time) *v1.ObjectOp {
+		return &v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: "k", VersionId: "null", VersionedEpoch: 3,
+			Timestamp: timestamppb.New(ts)}
+	}
+	for _, status := range []string{"Enabled", ""} {
+		dst := &fakeDest{versioning: status}
+		failed := applyWith(t, dst, op(time.Now()))
+		require.Len(t, failed, 1, "versioning %q", status)
+		require.Contains(t, failed[0].GetError(), "not Suspended yet")
+		require.Empty(t, dst.callsOf("put"), "versioning %q", status)
+	}
+	dst := &fakeDest{versioning: "Suspended"}
+	require.Empty(t, applyWith(t, dst, op(time.Now())))
+	require.Equal(t, []string{"put k null"}, dst.callsOf("put"))
+
+	dst = &fakeDest{versioning: "Enabled"}
+	require.Empty(t, applyWith(t, dst, op(time.Now().Add(-nullVersionWait-time.Minute))))
+	require.Equal(t, []string{"put k null"}, dst.callsOf("put"), "written after waiting long enough")
+
+	// A new key in a suspended bucket is logged as a plain write (no
+	// version id, no epoch): not written while zone-b is still enabled
+	// (it would become a version with a new id), written when zone-b is
+	// suspended or never versioned.
+	plain := &v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: "p", Timestamp: timestamppb.Now()}
+	dst = &fakeDest{versioning: "Enabled"}
+	require.Len(t, applyWith(t, dst, plain), 1)
+	require.Empty(t, dst.callsOf("put"))
+	for _, status := range []string{"Suspended", ""} {
+		dst = &fakeDest{versioning: status}
+		require.Empty(t, applyWith(t, dst, &v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: "p", Timestamp: timestamppb.Now()}))
+		require.Equal(t, []string{"put p "}, dst.callsOf("put"), "versioning %q", status)
 	}
 }

@@ -324,6 +324,23 @@ func (c *Client) PutTagging(ctx context.Context, bucket, key, versionID, owner s
 	return err
 }
 
+// BucketVersioning is a bucket's versioning status: "Enabled",
+// "Suspended", or "" (never enabled).
+func (c *Client) BucketVersioning(ctx context.Context, bucket string) (string, error) {
+	op := "get versioning of " + bucket
+	_, data, err := c.send(ctx, call{op: op, method: http.MethodGet, bucket: bucket, query: url.Values{"versioning": {""}}})
+	if err != nil {
+		return "", err
+	}
+	var v struct {
+		Status string `xml:"Status"`
+	}
+	if err := xml.Unmarshal(data, &v); err != nil {
+		return "", fmt.Errorf("%s: %w", op, err)
+	}
+	return v.Status, nil
+}
+
 // Head reads what the destination has: ETag, size, version id, content-*
 // and x-amz-meta-*. Mtime is the time of the destination's write, not the
 // source's. ErrNotFound when absent (a delete marker included).
