@@ -206,6 +206,7 @@ type dataWorker struct {
 	order      keyOrder  // the per-key order of versioned ops (keyorder.go)
 	checked    time.Time // last trim check
 	resyncSeen uint64    // destination's data re-sync epoch this worker has done
+	addedSeen  uint64    // destination's shardsAdded this worker has loaded
 	// resyncing: the queue holds a re-check of every bucket shard of this
 	// datalog shard; the bound stays phaseResync (durably) until the
 	// re-check is sent and acked (resyncDone).
@@ -297,6 +298,7 @@ func (w *worker) runData(ctx context.Context) error {
 	w.bound = b
 	dw.dlPos = b.Marker
 	dw.resyncSeen = w.d.dataResync.Load() // a persisted phaseResync covers earlier ones
+	dw.addedSeen = w.d.shardsAdded.Load() // the list below has them
 	all, err := w.e.cfg.Store.List(w.d.name)
 	if err != nil {
 		return err
@@ -377,6 +379,12 @@ func (dw *dataWorker) loop(ctx context.Context) error {
 // shards in full sync, then the bilogs of the shards the datalog named,
 // then the datalog bound itself.
 func (dw *dataWorker) step(ctx context.Context) (bool, error) {
+	if n := dw.d.shardsAdded.Load(); n != dw.addedSeen {
+		if err := dw.loadAddedShards(); err != nil {
+			return false, err
+		}
+		dw.addedSeen = n
+	}
 	if key, ok := dw.dueRetry(); ok {
 		return true, dw.sendRetries(ctx, key)
 	}
@@ -656,6 +664,69 @@ func (dw *dataWorker) startBucketShard(ctx context.Context, key string) error {
 	}
 	dw.bounds[key] = bd
 	dw.readPos[key] = ""
+	return dw.addSiblingShards(ctx, key)
+}
+
+// addSiblingShards stores a full-sync bound for every index shard of key's
+// bucket instance that has none: a bucket instance met through one of its
+// shards (a new bucket, or the new instance of a reshard, whose objects
+// the gateway moved into shards that may never see a write, and so never
+// a datalog entry) is listed whole. The datalog shards owning them load
+// the new bounds (shardsAdded).
+func (dw *dataWorker) addSiblingShards(ctx context.Context, key string) error {
+	bs, err := parseBucketShard(key)
+	if err != nil || bs.shard < 0 {
+		return err // an unsharded index has no siblings
+	}
+	shards, err := dw.e.shardsOf(ctx, bs.bucket)
+	if errors.Is(err, rgwadmin.ErrNotFound) {
+		return nil // removed meanwhile: its shards are dropped as they come
+	}
+	if err != nil {
+		return fmt.Errorf("index shards of %s: %w", bs.bucket, err)
+	}
+	var added []checkpoint.Entry
+	now := time.Now().UTC()
+	for _, sib := range shards {
+		if sib.instance != bs.instance || sib.key == key {
+			continue // another instance is current now: its own shards come by the datalog
+		}
+		k := dw.e.bucketShardKey(dw.d.name, sib)
+		if _, ok, err := dw.e.cfg.Store.Get(k); err != nil {
+			return err
+		} else if !ok {
+			added = append(added, checkpoint.Entry{Key: k, Bound: checkpoint.Bound{Phase: phaseBucketFull, UpdatedAt: now}})
+		}
+	}
+	if len(added) == 0 {
+		return nil
+	}
+	if err := dw.e.cfg.Store.Put(added...); err != nil {
+		return err
+	}
+	dw.log.Info("bucket instance met: every index shard queued for full sync", "instance", bs.instanceKey(), "shards_added", len(added))
+	dw.d.shardsAdded.Add(1)
+	return nil
+}
+
+// loadAddedShards takes the bounds other workers stored for bucket shards
+// this datalog shard owns (addSiblingShards).
+func (dw *dataWorker) loadAddedShards() error {
+	all, err := dw.e.cfg.Store.List(dw.d.name)
+	if err != nil {
+		return err
+	}
+	for _, en := range all {
+		if en.Key.Log != checkpoint.LogBucketIndex || int(en.Key.Shard) != dw.shard {
+			continue
+		}
+		if _, ok := dw.bounds[en.Key.Instance]; ok {
+			continue
+		}
+		bd := en.Bound
+		dw.bounds[en.Key.Instance] = &bd
+		dw.readPos[en.Key.Instance] = bd.Marker
+	}
 	return nil
 }
 
@@ -839,23 +910,23 @@ func (dw *dataWorker) sendBILog(ctx context.Context, key string) (sent, more boo
 	if err != nil {
 		return false, false, fmt.Errorf("list bilog %s after %q: %w", key, pos, err)
 	}
-	// The index_ver the read position stands for: an empty position is
-	// the start of a log that had no entry yet when the shard was listed
-	// (FullStart takes max_marker, which outlives trims).
+	// The index_ver the read position stands for. An empty position is
+	// the start of a log that had no entry when the shard was listed
+	// (FullStart takes max_marker, which outlives trims): any entry since
+	// is after it, but its first number is not known (a reshard's new
+	// shards start at 2: FACTS.md section 10).
 	n, numbered := bilogIndexVer(pos)
-	if pos == "" {
-		n, numbered = 0, true
-	}
+	fromStart := pos == ""
 	if len(entries) == 0 {
 		// Nothing after the read position, but the shard's last entry
 		// (max_marker, kept when the whole log is trimmed: measured) may
 		// be past it: trimmed before it was read.
-		if numbered {
+		if numbered || fromStart {
 			info, err := dw.e.cfg.Data.BILogInfo(ctx, key)
 			if err != nil {
 				return false, false, fmt.Errorf("bilog info of %s: %w", key, err)
 			}
-			if m, ok := bilogIndexVer(info.MaxMarker); ok && m > n {
+			if m, ok := bilogIndexVer(info.MaxMarker); ok && (fromStart || m > n) {
 				// Or written since the listing: list again to tell.
 				entries, err = dw.e.cfg.Data.ListBILog(ctx, key, pos, dw.e.cfg.BatchEntries)
 				if err != nil {

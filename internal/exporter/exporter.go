@@ -325,6 +325,11 @@ type destination struct {
 	// dataResync is bumped when a data shard finds its log trimmed past its
 	// bound: every data worker of the destination then re-checks.
 	dataResync atomic.Uint64
+	// shardsAdded is bumped when a data worker stored bounds (phase full)
+	// for bucket shards that other datalog shards own: the index shards
+	// of a bucket instance it just met (a new bucket, or a reshard's new
+	// instance). Each data worker then loads the ones it owns.
+	shardsAdded atomic.Uint64
 
 	mu       sync.Mutex
 	fullDone chan struct{} // closed once the full sync is done
