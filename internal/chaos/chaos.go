@@ -293,7 +293,7 @@ func Run(t labtest.TB, cfg Config) *Report {
 
 	ctx := context.Background()
 	w, err := workload.New(ctx, workload.Config{Seed: cfg.Seed, Prefix: prefix, Owner: prefix + "-owner",
-		Endpoint: e.Lab.ZoneA, LabDir: e.Lab.Dir, Pace: cfg.Pace})
+		Endpoint: e.Lab.ZoneA, LabDir: e.Lab.Dir, Pace: cfg.Pace, Extended: os.Getenv("CHAOS_EXTENDED") == "1"})
 	if err != nil {
 		t.Fatal(err)
 	}
