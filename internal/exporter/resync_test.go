@@ -106,11 +106,7 @@ func (listedObjects) ListShard(context.Context, string, string, string, int) (rg
 // bucket shards were read, so a subscription ended meanwhile lost them,
 // and a change logged only in the trimmed range never reached zone-b.
 func TestDataResyncSurvivesARestart(t *testing.T) {
-	src := newFakeSource()
-	src.blobs["bucket:b1"] = `{"data":{"bucket":{"bucket_id":"inst1"}}}`
-	src.blobs["bucket.instance:b1:inst1"] = `{"data":{"bucket_info":{"num_shards":0,"owner":"alice","bucket":{"tenant":""}}}}`
-	data := &fakeData{bilogs: map[string][]rgwadmin.BILogEntry{},
-		datalog: []rgwadmin.DataLogEntry{{EntityType: "bucket", Key: "b1:inst1", LogID: "1_0001"}}}
+	src, data := oneBucketSource()
 	objs := listedObjects{&fakeObjects{versions: map[string]rgwobj.ListEntry{
 		"obj\x00null": {Key: "obj", VersionID: "null", Owner: "alice"}}}}
 	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"), func(c *Config) {
@@ -121,18 +117,7 @@ func TestDataResyncSurvivesARestart(t *testing.T) {
 	a.fullSync(t, r)
 	a.subscribe(dataUnit)
 	// b1's full sync: empty, then incremental from its (empty) bilog.
-	bsKey := checkpoint.Key{Destination: "zone-b", Log: checkpoint.LogBucketIndex, Shard: 0, Instance: "b1:inst1"}
-	bucketInc := func() bool {
-		bd, ok, err := r.store.Get(bsKey)
-		return err == nil && ok && bd.Phase == phaseBucketInc
-	}
-	for !bucketInc() {
-		a.ack(a.next())
-		// The ack is committed after it is received: give it a moment.
-		for i := 0; i < 50 && !bucketInc(); i++ {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	untilIncremental(r, a, b1Key)
 
 	// obj is written; its datalog entry is trimmed by someone else before
 	// rgwsync read it, and another one follows.
@@ -154,23 +139,7 @@ func TestDataResyncSurvivesARestart(t *testing.T) {
 
 	a2 := r.dial(t, "a2")
 	a2.subscribe(dataUnit)
-	got := make(chan string, 1)
-	go func() {
-		for {
-			m, err := a2.s.Recv()
-			if err != nil {
-				return
-			}
-			if b := m.GetBatch(); b != nil {
-				for _, op := range b.GetObjects() {
-					got <- op.GetKey()
-					return
-				}
-				_ = a2.s.Send(&v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Ack{Ack: &v1.Ack{
-					Shard: b.GetShard(), Seq: b.GetSeq(), ThroughMarker: b.GetThroughMarker(), Generation: b.GetGeneration()}}})
-			}
-		}
-	}()
+	got := objectKeys(a2, false)
 	select {
 	case k := <-got:
 		require.Equal(t, "obj", k)
@@ -207,11 +176,7 @@ func (f *flakyListing) ListShard(context.Context, string, string, string, int) (
 // listed and empty (issue #11, hole 1: every object of tenants' buckets
 // written before the full sync was lost that way).
 func TestFullListingNotFoundIsNotGone(t *testing.T) {
-	src := newFakeSource()
-	src.blobs["bucket:b1"] = `{"data":{"bucket":{"bucket_id":"inst1"}}}`
-	src.blobs["bucket.instance:b1:inst1"] = `{"data":{"bucket_info":{"num_shards":0,"owner":"alice","bucket":{"tenant":""}}}}`
-	data := &fakeData{bilogs: map[string][]rgwadmin.BILogEntry{},
-		datalog: []rgwadmin.DataLogEntry{{EntityType: "bucket", Key: "b1:inst1", LogID: "1_0001"}}}
+	src, data := oneBucketSource()
 	objs := &flakyListing{fakeObjects: &fakeObjects{versions: map[string]rgwobj.ListEntry{
 		"obj\x00null": {Key: "obj", VersionID: "null", Owner: "alice"}}}}
 	objs.notFound.Store(true)
@@ -221,23 +186,7 @@ func TestFullListingNotFoundIsNotGone(t *testing.T) {
 	a := r.dial(t, "a1")
 	a.fullSync(t, r)
 	a.subscribe(rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA})
-	got := make(chan string, 1)
-	go func() {
-		for {
-			m, err := a.s.Recv()
-			if err != nil {
-				return
-			}
-			if b := m.GetBatch(); b != nil {
-				for _, op := range b.GetObjects() {
-					got <- op.GetKey()
-					return
-				}
-				_ = a.s.Send(&v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Ack{Ack: &v1.Ack{
-					Shard: b.GetShard(), Seq: b.GetSeq(), ThroughMarker: b.GetThroughMarker(), Generation: b.GetGeneration()}}})
-			}
-		}
-	}()
+	got := objectKeys(a, false)
 	require.Eventually(t, func() bool { return objs.listed.Load() >= 2 }, 10*time.Second, 10*time.Millisecond,
 		"the listing that failed was not tried again")
 	objs.notFound.Store(false)
@@ -257,11 +206,7 @@ func TestFullListingNotFoundIsNotGone(t *testing.T) {
 // and the object written in the trimmed range arrives. Before, the gap went
 // unnoticed and that object never reached zone-b.
 func TestBILogTrimmedPastTheBoundIsListedAgain(t *testing.T) {
-	src := newFakeSource()
-	src.blobs["bucket:b1"] = `{"data":{"bucket":{"bucket_id":"inst1"}}}`
-	src.blobs["bucket.instance:b1:inst1"] = `{"data":{"bucket_info":{"num_shards":0,"owner":"alice","bucket":{"tenant":""}}}}`
-	data := &fakeData{bilogs: map[string][]rgwadmin.BILogEntry{},
-		datalog: []rgwadmin.DataLogEntry{{EntityType: "bucket", Key: "b1:inst1", LogID: "1_0001"}}}
+	src, data := oneBucketSource()
 	objs := &flakyListing{fakeObjects: &fakeObjects{versions: map[string]rgwobj.ListEntry{}}}
 	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"), func(c *Config) {
 		c.Data, c.Objects = data, objs
@@ -269,17 +214,8 @@ func TestBILogTrimmedPastTheBoundIsListedAgain(t *testing.T) {
 	a := r.dial(t, "a1")
 	a.fullSync(t, r)
 	a.subscribe(rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA})
-	bsKey := checkpoint.Key{Destination: "zone-b", Log: checkpoint.LogBucketIndex, Instance: "b1:inst1"}
-	bucketInc := func() bool {
-		bd, ok, err := r.store.Get(bsKey)
-		return err == nil && ok && bd.Phase == phaseBucketInc
-	}
-	for !bucketInc() {
-		a.ack(a.next())
-		for i := 0; i < 50 && !bucketInc(); i++ {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+
+	untilIncremental(r, a, b1Key)
 	// obj1 is written and sent by the bilog.
 	objs.versions["obj1\x00null"] = rgwobj.ListEntry{Key: "obj1", VersionID: "null", Owner: "alice"}
 	data.write("b1:inst1", "obj1", 1)
@@ -295,7 +231,7 @@ func TestBILogTrimmedPastTheBoundIsListedAgain(t *testing.T) {
 		a.ack(b)
 	}
 	require.Eventually(t, func() bool {
-		bd, _, _ := r.store.Get(bsKey)
+		bd, _, _ := r.store.Get(b1Key)
 		return bd.Marker == "00000000001.1.1"
 	}, 5*time.Second, 10*time.Millisecond)
 
@@ -309,22 +245,7 @@ func TestBILogTrimmedPastTheBoundIsListedAgain(t *testing.T) {
 	data.datalog = append(data.datalog, rgwadmin.DataLogEntry{EntityType: "bucket", Key: "b1:inst1", LogID: "1_0003"})
 	data.mu.Unlock()
 
-	got := make(chan string, 8)
-	go func() {
-		for {
-			m, err := a.s.Recv()
-			if err != nil {
-				return
-			}
-			if b := m.GetBatch(); b != nil {
-				for _, op := range b.GetObjects() {
-					got <- op.GetKey()
-				}
-				_ = a.s.Send(&v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Ack{Ack: &v1.Ack{
-					Shard: b.GetShard(), Seq: b.GetSeq(), ThroughMarker: b.GetThroughMarker(), Generation: b.GetGeneration()}}})
-			}
-		}
-	}()
+	got := objectKeys(a, true)
 	timeout := time.After(10 * time.Second)
 	for !seen["obj2"] {
 		select {
@@ -334,8 +255,65 @@ func TestBILogTrimmedPastTheBoundIsListedAgain(t *testing.T) {
 			t.Fatalf("obj2, logged only in the trimmed range, was never sent (sent: %v)", seen)
 		}
 	}
-	bd, _, err := r.store.Get(bsKey)
+	bd, _, err := r.store.Get(b1Key)
 	require.NoError(t, err)
 	require.Equal(t, 1, int(bd.Resyncs), "the re-listing is counted in the bound")
 	a.cancel()
+}
+
+// oneBucketSource is a source with bucket b1 (instance inst1, one
+// unsharded index owned by alice) and a datalog entry naming it.
+func oneBucketSource() (*fakeSource, *fakeData) {
+	src := newFakeSource()
+	src.blobs["bucket:b1"] = `{"data":{"bucket":{"bucket_id":"inst1"}}}`
+	src.blobs["bucket.instance:b1:inst1"] = `{"data":{"bucket_info":{"num_shards":0,"owner":"alice","bucket":{"tenant":""}}}}`
+	return src, &fakeData{bilogs: map[string][]rgwadmin.BILogEntry{},
+		datalog: []rgwadmin.DataLogEntry{{EntityType: "bucket", Key: "b1:inst1", LogID: "1_0001"}}}
+}
+
+// objectKeys acks every batch a receives and reports the keys of its
+// object ops (unacked, and then no more, the batch with the first one
+// unless all).
+func objectKeys(a *applierStream, all bool) <-chan string {
+	got := make(chan string, 64)
+	go func() {
+		for {
+			m, err := a.s.Recv()
+			if err != nil {
+				return
+			}
+			b := m.GetBatch()
+			if b == nil {
+				continue
+			}
+			for _, op := range b.GetObjects() {
+				got <- op.GetKey()
+			}
+			if len(b.GetObjects()) > 0 && !all {
+				return
+			}
+			_ = a.s.Send(&v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Ack{Ack: &v1.Ack{
+				Shard: b.GetShard(), Seq: b.GetSeq(), ThroughMarker: b.GetThroughMarker(), Generation: b.GetGeneration()}}})
+		}
+	}()
+	return got
+}
+
+// b1Key is the store key of b1's bucket shard bound.
+var b1Key = checkpoint.Key{Destination: "zone-b", Log: checkpoint.LogBucketIndex, Shard: 0, Instance: "b1:inst1"}
+
+// untilIncremental acks a's batches until the bucket shard bound k is
+// incremental (its full sync acked and stored).
+func untilIncremental(r *rig, a *applierStream, k checkpoint.Key) {
+	inc := func() bool {
+		bd, ok, err := r.store.Get(k)
+		return err == nil && ok && bd.Phase == phaseBucketInc
+	}
+	for !inc() {
+		a.ack(a.next())
+		// The ack is committed after it is received: give it a moment.
+		for i := 0; i < 50 && !inc(); i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }
