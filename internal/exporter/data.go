@@ -203,10 +203,11 @@ type dataWorker struct {
 	dlPos      string                       // datalog read position
 	dlNext     string                       // marker to advance to once the queue is done
 	inflight   []*dataBatch
-	order      keyOrder  // the per-key order of versioned ops (keyorder.go)
-	checked    time.Time // last trim check
-	resyncSeen uint64    // destination's data re-sync epoch this worker has done
-	addedSeen  uint64    // destination's shardsAdded this worker has loaded
+	order      keyOrder       // the per-key order of versioned ops (keyorder.go)
+	checked    time.Time      // last trim check
+	resyncSeen uint64         // destination's data re-sync epoch this worker has done
+	addedSeen  uint64         // destination's shardsAdded this worker has loaded
+	listGen    map[string]int // bumped by listAgain: older listing pages' acks move nothing
 	// resyncing: the queue holds a re-check of every bucket shard of this
 	// datalog shard; the bound stays phaseResync (durably) until the
 	// re-check is sent and acked (resyncDone).
@@ -664,6 +665,14 @@ func (dw *dataWorker) startBucketShard(ctx context.Context, key string) error {
 	}
 	dw.bounds[key] = bd
 	dw.readPos[key] = ""
+	if bs, err := parseBucketShard(key); err == nil {
+		dw.d.metMu.Lock()
+		if dw.d.met == nil {
+			dw.d.met = map[string]bool{}
+		}
+		dw.d.met[bs.instanceKey()] = true
+		dw.d.metMu.Unlock()
+	}
 	return dw.addSiblingShards(ctx, key)
 }
 
@@ -709,9 +718,93 @@ func (dw *dataWorker) addSiblingShards(ctx context.Context, key string) error {
 	return nil
 }
 
+// bucketInstanceApplied runs once zone-b has a bucket's entry point as
+// the source has it now (its metadata batch acked): every index shard of
+// the current instance without a bound is queued for full sync. A reshard
+// makes zone-b list the bucket from the new instance's empty index there
+// (FACTS.md section 10), and when no write follows, no datalog entry ever
+// names the new instance: without this its objects stayed missing on
+// zone-b for good (chaos, CHAOS_EXTENDED). Errors are logged; the datalog
+// path still meets the instance on its next write.
+func (e *Exporter) bucketInstanceApplied(d *destination, bucket string) {
+	if e.cfg.Data == nil || !e.cfg.Filter.Bucket(bucket) {
+		return
+	}
+	if _, ok, err := e.cfg.Store.Get(rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA}.Key(d.name)); err != nil || !ok {
+		return // data sync not initialised: its init lists every bucket
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	shards, err := e.shardsOf(ctx, bucket)
+	if errors.Is(err, rgwadmin.ErrNotFound) {
+		return // removed since
+	}
+	if err != nil {
+		e.log.Warn("bucket entry point applied: could not read its index shards (its next write will queue them)",
+			"destination", d.name, "bucket", bucket, "err", err)
+		return
+	}
+	d.metMu.Lock()
+	met := len(shards) > 0 && d.met[shards[0].instanceKey()]
+	d.metMu.Unlock()
+	var added []checkpoint.Entry
+	var relist []string
+	now := time.Now().UTC()
+	for _, bs := range shards {
+		k := e.bucketShardKey(d.name, bs)
+		if _, ok, err := e.cfg.Store.Get(k); err != nil {
+			e.log.Warn("bucket entry point applied: read bound", "key", k.String(), "err", err)
+			return
+		} else if !ok {
+			added = append(added, checkpoint.Entry{Key: k, Bound: checkpoint.Bound{Phase: phaseBucketFull, UpdatedAt: now}})
+		} else if met {
+			relist = append(relist, bs.key)
+		}
+	}
+	if len(relist) > 0 {
+		d.metMu.Lock()
+		if d.relist == nil {
+			d.relist = map[string]bool{}
+		}
+		for _, k := range relist {
+			d.relist[k] = true
+		}
+		delete(d.met, shards[0].instanceKey())
+		d.metMu.Unlock()
+		e.log.Info("bucket instance applied on the destination after its shards were met: listing them again",
+			"destination", d.name, "bucket", bucket, "shards", len(relist))
+		d.shardsAdded.Add(1)
+	}
+	if len(added) == 0 {
+		return
+	}
+	if err := e.cfg.Store.Put(added...); err != nil {
+		e.log.Warn("bucket entry point applied: store bounds", "bucket", bucket, "err", err)
+		return
+	}
+	e.log.Info("bucket instance applied on the destination: its index shards queued for full sync",
+		"destination", d.name, "bucket", bucket, "instance", shards[0].instance, "shards_added", len(added))
+	d.shardsAdded.Add(1)
+}
+
 // loadAddedShards takes the bounds other workers stored for bucket shards
 // this datalog shard owns (addSiblingShards).
 func (dw *dataWorker) loadAddedShards() error {
+	dw.d.metMu.Lock()
+	var relist []string
+	for k := range dw.d.relist {
+		if bd, ok := dw.bounds[k]; ok && bd != nil {
+			relist = append(relist, k)
+			delete(dw.d.relist, k)
+		}
+	}
+	dw.d.metMu.Unlock()
+	sort.Strings(relist)
+	for _, k := range relist {
+		if err := dw.listAgain(k, "its bucket instance reached the destination after it was first listed"); err != nil {
+			return err
+		}
+	}
 	all, err := dw.e.cfg.Store.List(dw.d.name)
 	if err != nil {
 		return err
@@ -872,6 +965,7 @@ func (dw *dataWorker) sendFullPage(ctx context.Context, key string) error {
 	dw.readPos[key] = next
 	ops, failed := dw.buildOps(ctx, refs, "full:"+key, res)
 	k := dw.boundKey(key)
+	gen := dw.listGen[key]
 	return dw.sendBatch(ctx, key, ops, failed, nil, time.Now().UTC(), res, func(f []*v1.RetryItem) []checkpoint.Entry {
 		cur, ok := dw.bounds[key]
 		if !ok {
@@ -879,7 +973,10 @@ func (dw *dataWorker) sendFullPage(ctx context.Context, key string) error {
 		}
 		nb := *cur
 		nb.UpdatedAt = time.Now().UTC()
-		if next == fullDoneMark {
+		if dw.listGen[key] != gen {
+			// A listing started again since (listAgain): this page's
+			// position is not the new listing's; only its retries count.
+		} else if next == fullDoneMark {
 			nb.Phase, nb.Marker = phaseBucketInc, nb.FullStart
 			if nb.Marker == emptyBILog {
 				nb.Marker = ""
@@ -1003,6 +1100,14 @@ func (dw *dataWorker) bilogTrimmed(key string, at uint64, first rgwadmin.BILogEn
 	dw.log.Error("bucket index log trimmed past the bound: listing the bucket shard again (full sync)",
 		"bucket_shard", key, "bound_index_ver", at, "first_entry_index_ver", first.IndexVer, "first_entry", first.OpID)
 	dw.e.cfg.Metrics.resyncs.WithLabelValues(dw.d.name).Inc()
+	return dw.listAgain(key, "")
+}
+
+// listAgain puts a bucket shard back into full sync (retries kept).
+func (dw *dataWorker) listAgain(key, why string) error {
+	if why != "" {
+		dw.log.Info("listing the bucket shard again (full sync)", "bucket_shard", key, "why", why)
+	}
 	nb := *dw.bounds[key]
 	nb.Phase, nb.FullStart, nb.Marker, nb.TrimSafe, nb.UpdatedAt = phaseBucketFull, "", "", "", time.Now().UTC()
 	nb.Resyncs++
@@ -1011,6 +1116,10 @@ func (dw *dataWorker) bilogTrimmed(key string, at uint64, first rgwadmin.BILogEn
 	}
 	dw.bounds[key] = &nb
 	dw.readPos[key] = ""
+	if dw.listGen == nil {
+		dw.listGen = map[string]int{}
+	}
+	dw.listGen[key]++
 	return nil
 }
 

@@ -330,6 +330,15 @@ type destination struct {
 	// of a bucket instance it just met (a new bucket, or a reshard's new
 	// instance). Each data worker then loads the ones it owns.
 	shardsAdded atomic.Uint64
+	// metMu guards met and relist. met: bucket instances whose shards the
+	// data sync queued itself (a datalog entry named one, addSiblingShards)
+	// since the exporter started, maybe before zone-b had the instance.
+	// relist: bucket shards whose owners must list them again (the
+	// instance's entry point was applied on zone-b after they were met:
+	// objects copied before went into the instance zone-b had then).
+	metMu  sync.Mutex
+	met    map[string]bool
+	relist map[string]bool
 
 	mu       sync.Mutex
 	fullDone chan struct{} // closed once the full sync is done

@@ -51,6 +51,10 @@ type sentBatch struct {
 	// deletes: the keys this batch deletes on the destination (each is
 	// deleted once more after RecheckDelay, see handleAck).
 	deletes []keyRef
+	// buckets: the bucket entry points this batch writes (a new bucket,
+	// or a new instance after a reshard): once applied, every index shard
+	// of the bucket's instance gets a full sync if it has no bound.
+	buckets []string
 }
 
 // batchSource produces the next batch of a shard after pos.
@@ -306,6 +310,8 @@ func (w *worker) sendNext(ctx context.Context, src batchSource) (bool, error) {
 	for _, en := range rb.entries {
 		if en.GetOp() == v1.MetadataOp_METADATA_OP_DELETE {
 			sb.deletes = append(sb.deletes, keyRef{section: en.GetSection(), name: en.GetName(), ts: en.GetTimestamp().AsTime()})
+		} else if en.GetSection() == rgwlog.SectionBucket && w.sub.unit.Log == v1.LogType_LOG_TYPE_METADATA {
+			sb.buckets = append(sb.buckets, en.GetName())
 		}
 	}
 	if err := w.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Batch{Batch: batch}}); err != nil {
@@ -407,6 +413,17 @@ func (w *worker) handleAck(ack *v1.Ack, src batchSource) error {
 	}
 	w.credit.give(sb.payload)
 	w.stats.progressed()
+	if len(sb.buckets) > 0 {
+		failedNames := map[string]bool{}
+		for _, f := range failed {
+			failedNames[f.GetName()] = true
+		}
+		for _, b := range sb.buckets {
+			if !failedNames[b] {
+				w.e.bucketInstanceApplied(w.d, b)
+			}
+		}
+	}
 	applied := max(sb.applied-len(ack.GetFailed()), 0)
 	w.e.cfg.Metrics.entriesApplied.WithLabelValues(w.d.name, logLabel(w.sub.unit.Log)).Add(float64(applied))
 	w.e.cfg.Metrics.retriesFailed.WithLabelValues(w.d.name, logLabel(w.sub.unit.Log)).Add(float64(len(failed)))

@@ -482,3 +482,23 @@ func TestDataSyncReshard(t *testing.T) {
 	e.StartApplier("a1")
 	e.WaitObjectsEqual(2*time.Minute, uid, b)
 }
+
+// A reshard with no write after it (issue #11, hole 6; found by the
+// extended chaos workload): metadata sync gives zone-b the new instance,
+// whose index there is empty, and no datalog entry ever names the new
+// instance's shards. Once the bucket's entry point is applied on zone-b,
+// every shard of the instance is listed and copied again.
+func TestDataSyncReshardWithoutWrites(t *testing.T) {
+	e, p, uid, c := newOwnedEnv(t, "rw")
+	b := p + "-b"
+	e.Bucket(c, b)
+	e.StartExporter(dataOn)
+	e.StartApplier("a1")
+	for i := range 30 {
+		PutObject(t, c, b, fmt.Sprintf("k/%02d", i), RandomBytes(40+i), nil)
+	}
+	e.WaitObjectsEqual(2*time.Minute, uid, b)
+	e.Lab.Admin(t, "zone-a", "bucket", "reshard", "--bucket="+b, "--num-shards=5", "--yes-i-really-mean-it")
+	e.WaitMetadataEqual(60*time.Second, Prefix(p))
+	e.WaitObjectsEqual(2*time.Minute, uid, b)
+}
