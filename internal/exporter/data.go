@@ -801,7 +801,7 @@ func (dw *dataWorker) loadAddedShards() error {
 	dw.d.metMu.Unlock()
 	sort.Strings(relist)
 	for _, k := range relist {
-		if err := dw.listAgain(k, "its bucket instance reached the destination after it was first listed"); err != nil {
+		if err := dw.listAgain(k, "its bucket instance reached the destination after it was first listed", true); err != nil {
 			return err
 		}
 	}
@@ -1100,16 +1100,31 @@ func (dw *dataWorker) bilogTrimmed(key string, at uint64, first rgwadmin.BILogEn
 	dw.log.Error("bucket index log trimmed past the bound: listing the bucket shard again (full sync)",
 		"bucket_shard", key, "bound_index_ver", at, "first_entry_index_ver", first.IndexVer, "first_entry", first.OpID)
 	dw.e.cfg.Metrics.resyncs.WithLabelValues(dw.d.name).Inc()
-	return dw.listAgain(key, "")
+	return dw.listAgain(key, "", false)
 }
 
 // listAgain puts a bucket shard back into full sync (retries kept).
-func (dw *dataWorker) listAgain(key, why string) error {
+// keepLog: its bilog is then read on from where it was (nothing logged
+// since is skipped: a delete logged after the old position is applied
+// after the listing, which only copies what exists); otherwise from the
+// head when the listing starts (the log was trimmed: nothing older is
+// left to read).
+func (dw *dataWorker) listAgain(key, why string, keepLog bool) error {
 	if why != "" {
 		dw.log.Info("listing the bucket shard again (full sync)", "bucket_shard", key, "why", why)
 	}
 	nb := *dw.bounds[key]
-	nb.Phase, nb.FullStart, nb.Marker, nb.TrimSafe, nb.UpdatedAt = phaseBucketFull, "", "", "", time.Now().UTC()
+	fullStart := ""
+	if keepLog {
+		fullStart = nb.FullStart // still in its first listing: where that one goes on from
+		if nb.Phase == phaseBucketInc {
+			fullStart = nb.Marker
+			if fullStart == "" {
+				fullStart = emptyBILog
+			}
+		}
+	}
+	nb.Phase, nb.FullStart, nb.Marker, nb.TrimSafe, nb.UpdatedAt = phaseBucketFull, fullStart, "", "", time.Now().UTC()
 	nb.Resyncs++
 	if err := dw.e.cfg.Store.Put(checkpoint.Entry{Key: dw.boundKey(key), Bound: nb}); err != nil {
 		return err
