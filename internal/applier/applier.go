@@ -15,7 +15,6 @@ import (
 	"io"
 	"log/slog"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -201,16 +200,16 @@ func (a *Applier) LeaseChanged(ev lease.Event) {
 // moveReason is the lease_moves_total label of a lost lease's reason (""
 // for a release at shutdown, which is no move).
 func moveReason(reason string) string {
-	switch {
-	case reason == "shutting down":
+	switch reason {
+	case lease.ReasonShutdown:
 		return ""
-	case reason == "rebalanced":
+	case lease.ReasonRebalanced:
 		return "rebalanced"
-	case strings.HasPrefix(reason, "locked by"):
+	case lease.ReasonTaken:
 		return "taken"
-	case strings.HasPrefix(reason, "expired"):
+	case lease.ReasonExpired:
 		return "expired"
-	case strings.HasPrefix(reason, "revoked"):
+	case lease.ReasonRevoked:
 		return "revoked"
 	}
 	return "other"

@@ -53,6 +53,15 @@ type Config struct {
 	OnChange func(Event)
 }
 
+// Why a lease is lost (Event.Reason).
+const (
+	ReasonRebalanced = "rebalanced"                // another member owns it now
+	ReasonRevoked    = "revoked by the exporter"   // Release was called
+	ReasonTaken      = "locked by another applier" // its lock is someone else's
+	ReasonExpired    = "expired before renewal"    // not renewed before its local deadline
+	ReasonShutdown   = "shutting down"             // released by Run's end: no move
+)
+
 // Event reports a unit acquired (Held) or lost.
 type Event struct {
 	Unit    rgwlog.Unit
@@ -234,9 +243,9 @@ func (m *Manager) tick(ctx context.Context) {
 		m.mu.Unlock()
 		switch {
 		case have && !want:
-			reason := "rebalanced"
+			reason := ReasonRebalanced
 			if drop[u] {
-				reason = "revoked by the exporter"
+				reason = ReasonRevoked
 			}
 			m.lost(u, reason)
 			if err := m.unlock(m.lockID(u)); err != nil {
@@ -293,7 +302,7 @@ func (m *Manager) renew(ctx context.Context, u rgwlog.Unit, members, rank int) {
 	// said false, so the applier may have dropped the shard, and must hear
 	// "lost" then "acquired" to pick it up again.
 	if have && m.pastDeadline(u) {
-		m.lost(u, "expired before renewal")
+		m.lost(u, ReasonExpired)
 		have = false
 	}
 	deadline, err := m.lock(ctx, m.lockID(u))
@@ -308,7 +317,7 @@ func (m *Manager) renew(ctx context.Context, u rgwlog.Unit, members, rank int) {
 		}
 	case errors.Is(err, rgwadmin.ErrLocked):
 		if have {
-			m.lost(u, "locked by another applier")
+			m.lost(u, ReasonTaken)
 		}
 	default:
 		// Keep it until its deadline: the gateway may just be slow.
@@ -368,7 +377,7 @@ func (m *Manager) expire() {
 	}
 	m.mu.Unlock()
 	for _, u := range gone {
-		m.lost(u, "expired before renewal")
+		m.lost(u, ReasonExpired)
 	}
 }
 
@@ -487,7 +496,7 @@ func (m *Manager) releaseAll() {
 	m.slot = -1
 	m.mu.Unlock()
 	for _, u := range units {
-		m.lost(u, "shutting down")
+		m.lost(u, ReasonShutdown)
 	}
 	// Unlocked side by side and within releaseTimeout in all: with the
 	// destination slow or unreachable, one by one at 5 s each a chaos run
