@@ -299,7 +299,7 @@ func (w *worker) runData(ctx context.Context) error {
 	w.bound = b
 	dw.dlPos = b.Marker
 	dw.resyncSeen = w.d.dataResync.Load() // a persisted phaseResync covers earlier ones
-	dw.addedSeen = w.d.shardsAdded.Load() // the list below has them
+	dw.addedSeen = w.d.shardsAdded.Load()
 	all, err := w.e.cfg.Store.List(w.d.name)
 	if err != nil {
 		return err
@@ -310,6 +310,11 @@ func (w *worker) runData(ctx context.Context) error {
 			dw.bounds[en.Key.Instance] = &bd
 			dw.readPos[en.Key.Instance] = bd.Marker
 		}
+	}
+	// Shards handed over while no worker ran here: the bounds are in the
+	// list above already, the re-listings are only in memory.
+	if err := dw.takeNews(); err != nil {
+		return err
 	}
 	w.setPhase(ctx, v1.ShardPhase_SHARD_PHASE_INCREMENTAL, "")
 	return dw.loop(ctx)
@@ -381,10 +386,10 @@ func (dw *dataWorker) loop(ctx context.Context) error {
 // then the datalog bound itself.
 func (dw *dataWorker) step(ctx context.Context) (bool, error) {
 	if n := dw.d.shardsAdded.Load(); n != dw.addedSeen {
-		if err := dw.loadAddedShards(); err != nil {
+		dw.addedSeen = n
+		if err := dw.takeNews(); err != nil {
 			return false, err
 		}
-		dw.addedSeen = n
 	}
 	if key, ok := dw.dueRetry(); ok {
 		return true, dw.sendRetries(ctx, key)
@@ -665,162 +670,7 @@ func (dw *dataWorker) startBucketShard(ctx context.Context, key string) error {
 	}
 	dw.bounds[key] = bd
 	dw.readPos[key] = ""
-	if bs, err := parseBucketShard(key); err == nil {
-		dw.d.metMu.Lock()
-		if dw.d.met == nil {
-			dw.d.met = map[string]bool{}
-		}
-		dw.d.met[bs.instanceKey()] = true
-		dw.d.metMu.Unlock()
-	}
-	return dw.addSiblingShards(ctx, key)
-}
-
-// addSiblingShards stores a full-sync bound for every index shard of key's
-// bucket instance that has none: a bucket instance met through one of its
-// shards (a new bucket, or the new instance of a reshard, whose objects
-// the gateway moved into shards that may never see a write, and so never
-// a datalog entry) is listed whole. The datalog shards owning them load
-// the new bounds (shardsAdded).
-func (dw *dataWorker) addSiblingShards(ctx context.Context, key string) error {
-	bs, err := parseBucketShard(key)
-	if err != nil || bs.shard < 0 {
-		return err // an unsharded index has no siblings
-	}
-	shards, err := dw.e.shardsOf(ctx, bs.bucket)
-	if errors.Is(err, rgwadmin.ErrNotFound) {
-		return nil // removed meanwhile: its shards are dropped as they come
-	}
-	if err != nil {
-		return fmt.Errorf("index shards of %s: %w", bs.bucket, err)
-	}
-	var added []checkpoint.Entry
-	now := time.Now().UTC()
-	for _, sib := range shards {
-		if sib.instance != bs.instance || sib.key == key {
-			continue // another instance is current now: its own shards come by the datalog
-		}
-		k := dw.e.bucketShardKey(dw.d.name, sib)
-		if _, ok, err := dw.e.cfg.Store.Get(k); err != nil {
-			return err
-		} else if !ok {
-			added = append(added, checkpoint.Entry{Key: k, Bound: checkpoint.Bound{Phase: phaseBucketFull, UpdatedAt: now}})
-		}
-	}
-	if len(added) == 0 {
-		return nil
-	}
-	if err := dw.e.cfg.Store.Put(added...); err != nil {
-		return err
-	}
-	dw.log.Info("bucket instance met: every index shard queued for full sync", "instance", bs.instanceKey(), "shards_added", len(added))
-	dw.d.shardsAdded.Add(1)
-	return nil
-}
-
-// bucketInstanceApplied runs once zone-b has a bucket's entry point as
-// the source has it now (its metadata batch acked): every index shard of
-// the current instance without a bound is queued for full sync. A reshard
-// makes zone-b list the bucket from the new instance's empty index there
-// (FACTS.md section 10), and when no write follows, no datalog entry ever
-// names the new instance: without this its objects stayed missing on
-// zone-b for good (chaos, CHAOS_EXTENDED). Errors are logged; the datalog
-// path still meets the instance on its next write.
-func (e *Exporter) bucketInstanceApplied(d *destination, bucket string) {
-	if e.cfg.Data == nil || !e.cfg.Filter.Bucket(bucket) {
-		return
-	}
-	if _, ok, err := e.cfg.Store.Get(rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA}.Key(d.name)); err != nil || !ok {
-		return // data sync not initialised: its init lists every bucket
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	shards, err := e.shardsOf(ctx, bucket)
-	if errors.Is(err, rgwadmin.ErrNotFound) {
-		return // removed since
-	}
-	if err != nil {
-		e.log.Warn("bucket entry point applied: could not read its index shards (its next write will queue them)",
-			"destination", d.name, "bucket", bucket, "err", err)
-		return
-	}
-	d.metMu.Lock()
-	met := len(shards) > 0 && d.met[shards[0].instanceKey()]
-	d.metMu.Unlock()
-	var added []checkpoint.Entry
-	var relist []string
-	now := time.Now().UTC()
-	for _, bs := range shards {
-		k := e.bucketShardKey(d.name, bs)
-		if _, ok, err := e.cfg.Store.Get(k); err != nil {
-			e.log.Warn("bucket entry point applied: read bound", "key", k.String(), "err", err)
-			return
-		} else if !ok {
-			added = append(added, checkpoint.Entry{Key: k, Bound: checkpoint.Bound{Phase: phaseBucketFull, UpdatedAt: now}})
-		} else if met {
-			relist = append(relist, bs.key)
-		}
-	}
-	if len(relist) > 0 {
-		d.metMu.Lock()
-		if d.relist == nil {
-			d.relist = map[string]bool{}
-		}
-		for _, k := range relist {
-			d.relist[k] = true
-		}
-		delete(d.met, shards[0].instanceKey())
-		d.metMu.Unlock()
-		e.log.Info("bucket instance applied on the destination after its shards were met: listing them again",
-			"destination", d.name, "bucket", bucket, "shards", len(relist))
-		d.shardsAdded.Add(1)
-	}
-	if len(added) == 0 {
-		return
-	}
-	if err := e.cfg.Store.Put(added...); err != nil {
-		e.log.Warn("bucket entry point applied: store bounds", "bucket", bucket, "err", err)
-		return
-	}
-	e.log.Info("bucket instance applied on the destination: its index shards queued for full sync",
-		"destination", d.name, "bucket", bucket, "instance", shards[0].instance, "shards_added", len(added))
-	d.shardsAdded.Add(1)
-}
-
-// loadAddedShards takes the bounds other workers stored for bucket shards
-// this datalog shard owns (addSiblingShards).
-func (dw *dataWorker) loadAddedShards() error {
-	dw.d.metMu.Lock()
-	var relist []string
-	for k := range dw.d.relist {
-		if bd, ok := dw.bounds[k]; ok && bd != nil {
-			relist = append(relist, k)
-			delete(dw.d.relist, k)
-		}
-	}
-	dw.d.metMu.Unlock()
-	sort.Strings(relist)
-	for _, k := range relist {
-		if err := dw.listAgain(k, "its bucket instance reached the destination after it was first listed", true); err != nil {
-			return err
-		}
-	}
-	all, err := dw.e.cfg.Store.List(dw.d.name)
-	if err != nil {
-		return err
-	}
-	for _, en := range all {
-		if en.Key.Log != checkpoint.LogBucketIndex || int(en.Key.Shard) != dw.shard {
-			continue
-		}
-		if _, ok := dw.bounds[en.Key.Instance]; ok {
-			continue
-		}
-		bd := en.Bound
-		dw.bounds[en.Key.Instance] = &bd
-		dw.readPos[en.Key.Instance] = bd.Marker
-	}
-	return nil
+	return dw.instanceMet(ctx, key)
 }
 
 var errDropped = errors.New("bucket shard dropped: the bucket was removed")
@@ -1007,42 +857,12 @@ func (dw *dataWorker) sendBILog(ctx context.Context, key string) (sent, more boo
 	if err != nil {
 		return false, false, fmt.Errorf("list bilog %s after %q: %w", key, pos, err)
 	}
-	// The index_ver the read position stands for. An empty position is
-	// the start of a log that had no entry when the shard was listed
-	// (FullStart takes max_marker, which outlives trims): any entry since
-	// is after it, but its first number is not known (a reshard's new
-	// shards start at 2: FACTS.md section 10).
-	n, numbered := bilogIndexVer(pos)
-	fromStart := pos == ""
-	if len(entries) == 0 {
-		// Nothing after the read position, but the shard's last entry
-		// (max_marker, kept when the whole log is trimmed: measured) may
-		// be past it: trimmed before it was read.
-		if numbered || fromStart {
-			info, err := dw.e.cfg.Data.BILogInfo(ctx, key)
-			if err != nil {
-				return false, false, fmt.Errorf("bilog info of %s: %w", key, err)
-			}
-			if m, ok := bilogIndexVer(info.MaxMarker); ok && (fromStart || m > n) {
-				// Or written since the listing: list again to tell.
-				entries, err = dw.e.cfg.Data.ListBILog(ctx, key, pos, dw.e.cfg.BatchEntries)
-				if err != nil {
-					return false, false, fmt.Errorf("list bilog %s after %q: %w", key, pos, err)
-				}
-				if len(entries) == 0 {
-					return false, true, dw.bilogTrimmed(key, n, rgwadmin.BILogEntry{OpID: info.MaxMarker, IndexVer: m})
-				}
-			}
-		}
-		if len(entries) == 0 {
-			return false, false, nil
-		}
+	entries, trimmed, err := dw.checkBILogTrim(ctx, key, pos, entries)
+	if err != nil || trimmed {
+		return false, trimmed, err
 	}
-	// index_ver numbers a shard's bilog entries one by one (the number in
-	// the op id): a first entry past the read position's next one means
-	// entries not read were trimmed (issue #11, hole 7).
-	if numbered && entries[0].IndexVer > n+1 {
-		return false, true, dw.bilogTrimmed(key, n, entries[0])
+	if len(entries) == 0 {
+		return false, false, nil
 	}
 	dw.markHot(key)
 	refs := dw.order.hold(key, opsFromBILog(bs, entries), dw.bounds[key].Retries)
@@ -1074,68 +894,6 @@ func (dw *dataWorker) sendBILog(ctx context.Context, key string) (sent, more boo
 		return []checkpoint.Entry{{Key: k, Bound: nb}}
 	})
 	return err == nil, len(entries) >= dw.e.cfg.BatchEntries, err
-}
-
-// bilogIndexVer is the index_ver in a bilog marker ("[N#]00000000008.14057.6"
-// → 8); ok is false for "" and the empty-log mark.
-func bilogIndexVer(marker string) (uint64, bool) {
-	if _, m, ok := strings.Cut(marker, "#"); ok {
-		marker = m
-	}
-	num, _, ok := strings.Cut(marker, ".")
-	if !ok || num == "" {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(num, 10, 64)
-	return n, err == nil && n > 0
-}
-
-// bilogTrimmed puts a bucket shard whose bilog was trimmed past its read
-// position back into full sync: its objects are listed and copied again
-// (the retries it holds stay), then its bilog is followed from the marker
-// recorded when the listing starts. Deletes logged only in the trimmed
-// range are not replayed: an object removed there stays on zone-b until
-// it is touched again (README, known problems).
-func (dw *dataWorker) bilogTrimmed(key string, at uint64, first rgwadmin.BILogEntry) error {
-	dw.log.Error("bucket index log trimmed past the bound: listing the bucket shard again (full sync)",
-		"bucket_shard", key, "bound_index_ver", at, "first_entry_index_ver", first.IndexVer, "first_entry", first.OpID)
-	dw.e.cfg.Metrics.resyncs.WithLabelValues(dw.d.name).Inc()
-	return dw.listAgain(key, "", false)
-}
-
-// listAgain puts a bucket shard back into full sync (retries kept).
-// keepLog: its bilog is then read on from where it was (nothing logged
-// since is skipped: a delete logged after the old position is applied
-// after the listing, which only copies what exists); otherwise from the
-// head when the listing starts (the log was trimmed: nothing older is
-// left to read).
-func (dw *dataWorker) listAgain(key, why string, keepLog bool) error {
-	if why != "" {
-		dw.log.Info("listing the bucket shard again (full sync)", "bucket_shard", key, "why", why)
-	}
-	nb := *dw.bounds[key]
-	fullStart := ""
-	if keepLog {
-		fullStart = nb.FullStart // still in its first listing: where that one goes on from
-		if nb.Phase == phaseBucketInc {
-			fullStart = nb.Marker
-			if fullStart == "" {
-				fullStart = emptyBILog
-			}
-		}
-	}
-	nb.Phase, nb.FullStart, nb.Marker, nb.TrimSafe, nb.UpdatedAt = phaseBucketFull, fullStart, "", "", time.Now().UTC()
-	nb.Resyncs++
-	if err := dw.e.cfg.Store.Put(checkpoint.Entry{Key: dw.boundKey(key), Bound: nb}); err != nil {
-		return err
-	}
-	dw.bounds[key] = &nb
-	dw.readPos[key] = ""
-	if dw.listGen == nil {
-		dw.listGen = map[string]int{}
-	}
-	dw.listGen[key]++
-	return nil
 }
 
 // objRef is an object (version) a log named, with what it asks for.

@@ -325,20 +325,10 @@ type destination struct {
 	// dataResync is bumped when a data shard finds its log trimmed past its
 	// bound: every data worker of the destination then re-checks.
 	dataResync atomic.Uint64
-	// shardsAdded is bumped when a data worker stored bounds (phase full)
-	// for bucket shards that other datalog shards own: the index shards
-	// of a bucket instance it just met (a new bucket, or a reshard's new
-	// instance). Each data worker then loads the ones it owns.
+	// shardsAdded is bumped when bucket shards were handed to the data
+	// workers that own them (news, instances.go).
 	shardsAdded atomic.Uint64
-	// metMu guards met and relist. met: bucket instances whose shards the
-	// data sync queued itself (a datalog entry named one, addSiblingShards)
-	// since the exporter started, maybe before zone-b had the instance.
-	// relist: bucket shards whose owners must list them again (the
-	// instance's entry point was applied on zone-b after they were met:
-	// objects copied before went into the instance zone-b had then).
-	metMu  sync.Mutex
-	met    map[string]bool
-	relist map[string]bool
+	news        shardNews
 
 	mu       sync.Mutex
 	fullDone chan struct{} // closed once the full sync is done

@@ -1,0 +1,333 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/checkpoint"
+	"github.com/rgwsync/rgwsync/internal/rgwadmin"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
+)
+
+// Bucket instances met after the data sync's start (a new bucket, or the
+// new instance of a reshard) and bucket-index logs trimmed past a bound:
+// both put bucket shards into full sync, some of them owned by other data
+// workers (datalog shards) than the one that found out.
+//
+// A reshard moves the objects into a new instance whose bilogs start
+// empty, and zone-b, once metadata sync wrote that instance, lists the
+// bucket from its empty index there (FACTS.md section 10). So every shard
+// of an instance is listed as soon as one of its shards is met
+// (instanceMet), and again once the bucket's entry point is applied on
+// zone-b if the data sync met it before (bucketInstanceApplied).
+
+// shardNews hands bucket shards to the data workers that own them: bounds
+// stored (full sync) by another worker or by the metadata path, and
+// shards to list again. Each worker takes its own at its next step
+// (destination.shardsAdded says there is news); what a worker not running
+// now would take, it reads from the store when it starts.
+type shardNews struct {
+	mu sync.Mutex
+	// met: bucket instances whose shards the data sync queued itself since
+	// the exporter started, maybe before zone-b had the instance.
+	met    map[string]bool
+	added  map[int][]checkpoint.Entry // by datalog shard
+	relist map[int][]string           // bucket shard keys, by datalog shard
+}
+
+func (n *shardNews) markMet(instance string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.met == nil {
+		n.met = map[string]bool{}
+	}
+	n.met[instance] = true
+}
+
+// forgetMet says whether instance was met, and forgets it.
+func (n *shardNews) forgetMet(instance string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	was := n.met[instance]
+	delete(n.met, instance)
+	return was
+}
+
+func (n *shardNews) add(entries []checkpoint.Entry) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.added == nil {
+		n.added = map[int][]checkpoint.Entry{}
+	}
+	for _, en := range entries {
+		n.added[int(en.Key.Shard)] = append(n.added[int(en.Key.Shard)], en)
+	}
+}
+
+func (n *shardNews) takeAdded(shard int) []checkpoint.Entry {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := n.added[shard]
+	delete(n.added, shard)
+	return out
+}
+
+func (n *shardNews) listAgain(keys []checkpoint.Key) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.relist == nil {
+		n.relist = map[int][]string{}
+	}
+	for _, k := range keys {
+		n.relist[int(k.Shard)] = append(n.relist[int(k.Shard)], k.Instance)
+	}
+}
+
+func (n *shardNews) takeRelist(shard int) []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := n.relist[shard]
+	delete(n.relist, shard)
+	return out
+}
+
+// queueUnlisted stores a full-sync bound for each of shards that has none,
+// and hands them to their data workers. It returns the keys of those that
+// had one already, and how many it added.
+func (e *Exporter) queueUnlisted(d *destination, shards []bucketShard) (existing []checkpoint.Key, added int, err error) {
+	var entries []checkpoint.Entry
+	now := time.Now().UTC()
+	for _, bs := range shards {
+		k := e.bucketShardKey(d.name, bs)
+		_, ok, err := e.cfg.Store.Get(k)
+		switch {
+		case err != nil:
+			return nil, 0, err
+		case ok:
+			existing = append(existing, k)
+		default:
+			entries = append(entries, checkpoint.Entry{Key: k, Bound: checkpoint.Bound{Phase: phaseBucketFull, UpdatedAt: now}})
+		}
+	}
+	if len(entries) == 0 {
+		return existing, 0, nil
+	}
+	if err := e.cfg.Store.Put(entries...); err != nil {
+		return nil, 0, err
+	}
+	d.news.add(entries)
+	d.shardsAdded.Add(1)
+	return existing, len(entries), nil
+}
+
+// instanceMet runs when the data sync meets a bucket shard it had no bound
+// for (startBucketShard): every other index shard of that instance without
+// a bound is queued for full sync too — a new bucket, or the new instance
+// of a reshard, whose objects the gateway moved into shards that may never
+// see a write, and so never a datalog entry.
+func (dw *dataWorker) instanceMet(ctx context.Context, key string) error {
+	bs, err := parseBucketShard(key)
+	if err != nil {
+		return err
+	}
+	dw.d.news.markMet(bs.instanceKey())
+	if bs.shard < 0 {
+		return nil // an unsharded index has no siblings
+	}
+	shards, err := dw.e.shardsOf(ctx, bs.bucket)
+	if errors.Is(err, rgwadmin.ErrNotFound) {
+		return nil // removed meanwhile: its shards are dropped as they come
+	}
+	if err != nil {
+		return fmt.Errorf("index shards of %s: %w", bs.bucket, err)
+	}
+	var siblings []bucketShard
+	for _, sib := range shards {
+		if sib.instance == bs.instance && sib.key != key { // another instance current now: its shards come by the datalog
+			siblings = append(siblings, sib)
+		}
+	}
+	_, added, err := dw.e.queueUnlisted(dw.d, siblings)
+	if added > 0 {
+		dw.log.Info("bucket instance met: every index shard queued for full sync", "instance", bs.instanceKey(), "shards_added", added)
+	}
+	return err
+}
+
+// bucketInstanceApplied runs once zone-b has a bucket's entry point as
+// the source has it now (its metadata batch acked): every index shard of
+// the current instance without a bound is queued for full sync, and the
+// ones the data sync met before (copied, maybe, into the instance zone-b
+// had then) are listed again. When no write follows a reshard, no datalog
+// entry ever names the new instance: without this its objects stayed
+// missing on zone-b for good (chaos, CHAOS_EXTENDED). Errors are logged;
+// the datalog path still meets the instance on its next write.
+func (e *Exporter) bucketInstanceApplied(d *destination, bucket string) {
+	if e.cfg.Data == nil || !e.cfg.Filter.Bucket(bucket) {
+		return
+	}
+	if _, ok, err := e.cfg.Store.Get(rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA}.Key(d.name)); err != nil || !ok {
+		return // data sync not initialised: its init lists every bucket
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	shards, err := e.shardsOf(ctx, bucket)
+	if errors.Is(err, rgwadmin.ErrNotFound) {
+		return // removed since
+	}
+	if err != nil {
+		e.log.Warn("bucket entry point applied: could not read its index shards (its next write will queue them)",
+			"destination", d.name, "bucket", bucket, "err", err)
+		return
+	}
+	if len(shards) == 0 {
+		return
+	}
+	met := d.news.forgetMet(shards[0].instanceKey())
+	existing, added, err := e.queueUnlisted(d, shards)
+	if err != nil {
+		e.log.Warn("bucket entry point applied: queue its index shards", "destination", d.name, "bucket", bucket, "err", err)
+		return
+	}
+	if added > 0 {
+		e.log.Info("bucket instance applied on the destination: its index shards queued for full sync",
+			"destination", d.name, "bucket", bucket, "instance", shards[0].instance, "shards_added", added)
+	}
+	if met && len(existing) > 0 {
+		e.log.Info("bucket instance applied on the destination after its shards were met: listing them again",
+			"destination", d.name, "bucket", bucket, "shards", len(existing))
+		d.news.listAgain(existing)
+		d.shardsAdded.Add(1)
+	}
+}
+
+// takeNews takes the bucket shards handed to this worker: bounds stored
+// by others, and shards to list again.
+func (dw *dataWorker) takeNews() error {
+	for _, en := range dw.d.news.takeAdded(dw.shard) {
+		if _, ok := dw.bounds[en.Key.Instance]; ok {
+			continue
+		}
+		bd := en.Bound
+		dw.bounds[en.Key.Instance] = &bd
+		dw.readPos[en.Key.Instance] = bd.Marker
+	}
+	relist := dw.d.news.takeRelist(dw.shard)
+	sort.Strings(relist)
+	for _, k := range relist {
+		if _, ok := dw.bounds[k]; !ok {
+			continue // dropped meanwhile
+		}
+		if err := dw.listAgain(k, "its bucket instance reached the destination after it was first listed", true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkBILogTrim tells whether a bilog read after pos found entries
+// trimmed unread (then the shard is back in full sync: bilogTrimmed).
+// index_ver numbers a shard's entries one by one (the number in the op
+// id), and max_marker outlives a trim (FACTS.md section 8): a first entry
+// past the read position's next one, or an empty listing while max_marker
+// is past the position (listed again first, to rule out a write in
+// between), means entries were trimmed (issue #11, hole 7). An empty
+// position is the start of a log that had no entry when the shard was
+// listed: any entry since is after it, but its first number is not known
+// (a reshard's new shards start at 2: FACTS.md section 10). It returns the
+// entries to go on with (listed again when the first listing was empty).
+func (dw *dataWorker) checkBILogTrim(ctx context.Context, key, pos string, entries []rgwadmin.BILogEntry) ([]rgwadmin.BILogEntry, bool, error) {
+	n, numbered := bilogIndexVer(pos)
+	fromStart := pos == ""
+	if len(entries) == 0 && (numbered || fromStart) {
+		info, err := dw.e.cfg.Data.BILogInfo(ctx, key)
+		if err != nil {
+			return nil, false, fmt.Errorf("bilog info of %s: %w", key, err)
+		}
+		m, ok := bilogIndexVer(info.MaxMarker)
+		if !ok || (!fromStart && m <= n) {
+			return nil, false, nil
+		}
+		// Or written since the listing: list again to tell.
+		entries, err = dw.e.cfg.Data.ListBILog(ctx, key, pos, dw.e.cfg.BatchEntries)
+		if err != nil {
+			return nil, false, fmt.Errorf("list bilog %s after %q: %w", key, pos, err)
+		}
+		if len(entries) == 0 {
+			return nil, true, dw.bilogTrimmed(key, n, rgwadmin.BILogEntry{OpID: info.MaxMarker, IndexVer: m})
+		}
+	}
+	if numbered && len(entries) > 0 && entries[0].IndexVer > n+1 {
+		return nil, true, dw.bilogTrimmed(key, n, entries[0])
+	}
+	return entries, false, nil
+}
+
+// bilogIndexVer is the index_ver in a bilog marker ("[N#]00000000008.14057.6"
+// → 8); ok is false for "" and the empty-log mark.
+func bilogIndexVer(marker string) (uint64, bool) {
+	if _, m, ok := strings.Cut(marker, "#"); ok {
+		marker = m
+	}
+	num, _, ok := strings.Cut(marker, ".")
+	if !ok || num == "" {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(num, 10, 64)
+	return n, err == nil && n > 0
+}
+
+// bilogTrimmed puts a bucket shard whose bilog was trimmed past its read
+// position back into full sync: its objects are listed and copied again
+// (the retries it holds stay), then its bilog is followed from the marker
+// recorded when the listing starts. Deletes logged only in the trimmed
+// range are not replayed: an object removed there stays on zone-b until
+// it is touched again (README, known problems).
+func (dw *dataWorker) bilogTrimmed(key string, at uint64, first rgwadmin.BILogEntry) error {
+	dw.log.Error("bucket index log trimmed past the bound: listing the bucket shard again (full sync)",
+		"bucket_shard", key, "bound_index_ver", at, "first_entry_index_ver", first.IndexVer, "first_entry", first.OpID)
+	dw.e.cfg.Metrics.resyncs.WithLabelValues(dw.d.name).Inc()
+	return dw.listAgain(key, "", false)
+}
+
+// listAgain puts a bucket shard back into full sync (retries kept).
+// keepLog: its bilog is then read on from where it was (nothing logged
+// since is skipped: a delete logged after the old position is applied
+// after the listing, which only copies what exists); otherwise from the
+// head when the listing starts (the log was trimmed: nothing older is
+// left to read).
+func (dw *dataWorker) listAgain(key, why string, keepLog bool) error {
+	if why != "" {
+		dw.log.Info("listing the bucket shard again (full sync)", "bucket_shard", key, "why", why)
+	}
+	nb := *dw.bounds[key]
+	fullStart := ""
+	if keepLog {
+		fullStart = nb.FullStart // still in its first listing: where that one goes on from
+		if nb.Phase == phaseBucketInc {
+			fullStart = nb.Marker
+			if fullStart == "" {
+				fullStart = emptyBILog
+			}
+		}
+	}
+	nb.Phase, nb.FullStart, nb.Marker, nb.TrimSafe, nb.UpdatedAt = phaseBucketFull, fullStart, "", "", time.Now().UTC()
+	nb.Resyncs++
+	if err := dw.e.cfg.Store.Put(checkpoint.Entry{Key: dw.boundKey(key), Bound: nb}); err != nil {
+		return err
+	}
+	dw.bounds[key] = &nb
+	dw.readPos[key] = ""
+	if dw.listGen == nil {
+		dw.listGen = map[string]int{}
+	}
+	dw.listGen[key]++
+	return nil
+}
