@@ -1,0 +1,344 @@
+package applier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
+)
+
+// session is one Replicate stream.
+type session struct {
+	a       *Applier
+	out     chan *v1.ReplicateRequest
+	workers map[rgwlog.Unit]*shardWorker
+	// revoked: units the exporter revoked, with the acquisition then; not
+	// subscribed again until the lease is released or taken anew.
+	revoked map[rgwlog.Unit]uint64
+	gen     uint64 // last Subscribe.generation used on this stream
+	ctx     context.Context
+	wg      sync.WaitGroup
+	// draining is closed at shutdown: workers take no new batch.
+	draining chan struct{}
+	// pull: the exporter sends a chunked body only when asked (BodyRequest).
+	pull bool
+}
+
+type shardWorker struct {
+	unit   rgwlog.Unit
+	gen    uint64
+	acq    uint64 // the lease's acquisition it runs under (Applier.acquired)
+	in     chan *v1.Batch
+	chunks chan *v1.ObjectChunk
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (a *Applier) runSession(ctx context.Context) error {
+	// The session outlives ctx by the drain (see drain), so that acks of
+	// batches finished at shutdown still reach the exporter.
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	go func() {
+		select {
+		case <-sctx.Done():
+		case <-ctx.Done():
+			// Bounded: a session that does not drain in time is cut.
+			select {
+			case <-sctx.Done():
+			case <-time.After(a.cfg.DrainTimeout + time.Second):
+				cancel()
+			}
+		}
+	}()
+	client := v1.NewReplicationServiceClient(a.cfg.Conn)
+	stream, err := client.Replicate(sctx)
+	if err != nil {
+		return fmt.Errorf("open Replicate stream: %w", err)
+	}
+	if err := stream.Send(&v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Hello{Hello: &v1.Hello{
+		Destination: a.cfg.Destination, ApplierId: a.cfg.ID, MaxInflightBatches: a.cfg.MaxInflightBatches,
+		BodiesOnRequest: true,
+	}}}); err != nil {
+		return fmt.Errorf("send Hello: %w", err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return fmt.Errorf("wait for Welcome: %w", err)
+	}
+	w := first.GetWelcome()
+	if w == nil {
+		return errors.New("exporter did not answer Hello with Welcome")
+	}
+	a.log.Info("connected to exporter", "exporter", w.GetExporterId(), "period", w.GetPeriod(),
+		"metadata_shards", w.GetMetadataShards(), "window", w.GetMaxInflightBatches())
+	dataShards := int(w.GetDataShards())
+	if a.cfg.Objects == nil {
+		dataShards = 0
+	}
+	if err := a.startLeases(a.leaseCtx, int(w.GetMetadataShards()), dataShards); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.connected = true
+	a.lastErr = ""
+	a.mu.Unlock()
+
+	s := &session{a: a, out: make(chan *v1.ReplicateRequest, 256), workers: map[rgwlog.Unit]*shardWorker{}, revoked: map[rgwlog.Unit]uint64{}, ctx: sctx,
+		draining: make(chan struct{}), pull: w.GetBodiesOnRequest()}
+	defer s.stopAll()
+
+	sendErr := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-sctx.Done():
+				sendErr <- nil
+				return
+			case m := <-s.out:
+				if err := stream.Send(m); err != nil {
+					sendErr <- fmt.Errorf("send: %w", err)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	recv := make(chan *v1.ReplicateResponse)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				recvErr <- fmt.Errorf("receive: %w", err)
+				return
+			}
+			select {
+			case recv <- m:
+			case <-sctx.Done():
+				recvErr <- sctx.Err()
+				return
+			}
+		}
+	}()
+
+	// Subscribe to what is held now, and keep up with the leases.
+	s.reconcile()
+	tick := time.NewTicker(reconcileEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.drain(stream, sendErr)
+			return nil
+		case err := <-sendErr:
+			return err
+		case err := <-recvErr:
+			return err
+		case <-a.leaseNote:
+			s.reconcile()
+		case <-tick.C:
+			s.reconcile()
+		case m := <-recv:
+			switch m := m.GetMsg().(type) {
+			case *v1.ReplicateResponse_Batch:
+				u := rgwlog.UnitOf(m.Batch.GetShard())
+				wk := s.workers[u]
+				if wk == nil || m.Batch.GetGeneration() != wk.gen {
+					continue // unsubscribed meanwhile, or an earlier subscription's: sent again to the holder
+				}
+				select {
+				case wk.in <- m.Batch:
+				case <-wk.done:
+				case <-sctx.Done():
+					return nil
+				}
+			case *v1.ReplicateResponse_Chunk:
+				wk := s.workers[rgwlog.UnitOf(m.Chunk.GetShard())]
+				if wk == nil || m.Chunk.GetGeneration() != wk.gen {
+					continue
+				}
+				select {
+				case wk.chunks <- m.Chunk:
+				case <-wk.done:
+				case <-sctx.Done():
+					return nil
+				}
+			case *v1.ReplicateResponse_Revoke:
+				u := rgwlog.UnitOf(m.Revoke.GetShard())
+				a.log.Warn("exporter revoked shard", "shard", u.String(), "reason", m.Revoke.GetReason())
+				s.stopWorker(u)
+				a.mu.Lock()
+				s.revoked[u] = a.acquired[u]
+				a.mu.Unlock()
+				a.leases.Release(u)
+			case *v1.ReplicateResponse_ShardState:
+				u := rgwlog.UnitOf(m.ShardState.GetShard())
+				a.shardUpdate(u, func(st *shardState) { st.phase = m.ShardState.GetPhase() })
+			}
+		}
+	}
+}
+
+func (s *session) send(ctx context.Context, m *v1.ReplicateRequest) {
+	select {
+	case s.out <- m:
+	case <-ctx.Done():
+	}
+}
+
+// reconcile makes the subscriptions match the leases: a unit held and
+// valid has a live worker started under its current acquisition; any other
+// worker is stopped and unsubscribed. A worker that stopped by itself (its
+// lease turned invalid mid-batch, or a batch was abandoned) is restarted
+// when the lease is held again: the exporter then sends from the bound.
+func (s *session) reconcile() {
+	select {
+	case <-s.draining:
+		return
+	default:
+	}
+	held := s.a.leases.Held()
+	s.a.mu.Lock()
+	acq := make(map[rgwlog.Unit]uint64, len(held))
+	for u := range held {
+		acq[u] = s.a.acquired[u]
+	}
+	why := make(map[rgwlog.Unit]string, len(s.workers))
+	for u := range s.workers {
+		why[u] = s.a.lostWhy[u]
+	}
+	s.a.mu.Unlock()
+
+	for _, u := range sortedUnits(s.workers) {
+		wk := s.workers[u]
+		_, ok := held[u]
+		switch {
+		case !ok:
+			reason := why[u]
+			if reason == "" {
+				reason = "not valid"
+			}
+			s.unsubscribe(u, "lease lost: "+reason)
+		case wk.acq != acq[u]:
+			s.unsubscribe(u, "lease lapsed and was taken again")
+		case wk.stopped():
+			s.unsubscribe(u, "shard worker stopped")
+		}
+	}
+	for u, n := range s.revoked {
+		if _, ok := held[u]; !ok || acq[u] != n {
+			delete(s.revoked, u) // released, or taken again since
+		}
+	}
+	for _, u := range sortedUnits(held) {
+		if _, ok := s.revoked[u]; ok || s.workers[u] != nil {
+			continue
+		}
+		s.subscribe(u, held[u], acq[u])
+	}
+}
+
+func sortedUnits[V any](m map[rgwlog.Unit]V) []rgwlog.Unit {
+	out := make([]rgwlog.Unit, 0, len(m))
+	for u := range m {
+		out = append(out, u)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Log != out[j].Log {
+			return out[i].Log < out[j].Log
+		}
+		return out[i].Shard < out[j].Shard
+	})
+	return out
+}
+
+func (wk *shardWorker) stopped() bool {
+	select {
+	case <-wk.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *session) subscribe(u rgwlog.Unit, expires time.Time, acq uint64) {
+	if s.workers[u] != nil {
+		return
+	}
+	wctx, cancel := context.WithCancel(s.ctx)
+	s.gen++
+	wk := &shardWorker{unit: u, gen: s.gen, acq: acq, in: make(chan *v1.Batch, 64), chunks: make(chan *v1.ObjectChunk, 4), cancel: cancel, done: make(chan struct{})}
+	s.workers[u] = wk
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(wk.done)
+		s.a.work(wctx, s, wk)
+	}()
+	s.send(s.ctx, &v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Subscribe{Subscribe: &v1.Subscribe{
+		Shard: u.Ref(), LeaseExpires: timestamppb.New(expires), Generation: wk.gen}}})
+}
+
+func (s *session) unsubscribe(u rgwlog.Unit, reason string) {
+	if s.workers[u] == nil {
+		return
+	}
+	s.stopWorker(u)
+	s.send(s.ctx, &v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Unsubscribe{Unsubscribe: &v1.Unsubscribe{
+		Shard: u.Ref(), Reason: reason}}})
+}
+
+func (s *session) stopWorker(u rgwlog.Unit) {
+	wk := s.workers[u]
+	if wk == nil {
+		return
+	}
+	delete(s.workers, u)
+	wk.cancel()
+	<-wk.done
+}
+
+// drain is the graceful end of a session: workers finish the batch they
+// are applying and ack it (taking no new one), the acks are flushed, the
+// stream is closed; batches not started are sent again to the next holder.
+func (s *session) drain(stream v1.ReplicationService_ReplicateClient, sendErr <-chan error) {
+	close(s.draining)
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(s.a.cfg.DrainTimeout):
+		s.a.log.Warn("drain timed out; abandoning unfinished batches", "timeout", s.a.cfg.DrainTimeout)
+	}
+	// Flush queued acks: the sender goroutine owns the stream until out is
+	// empty.
+	deadline := time.After(time.Second)
+	for len(s.out) > 0 {
+		select {
+		case <-deadline:
+			s.a.log.Warn("acks not flushed before shutdown", "left", len(s.out))
+			return
+		case err := <-sendErr:
+			s.a.log.Warn("stream failed while draining", "err", err)
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // the last Send may still be on its way
+	s.a.log.Info("drained: in-flight batches applied and acked")
+}
+
+func (s *session) stopAll() {
+	for u := range s.workers {
+		s.stopWorker(u)
+	}
+	s.wg.Wait()
+}
