@@ -6,9 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -391,16 +388,12 @@ func TestBILogTrimmedIsListedAgain(t *testing.T) {
 func TestDataSyncNullVersionAfterSuspend(t *testing.T) {
 	e, p, uid, c := newOwnedEnv(t, "ns")
 	var slowMeta atomic.Bool
-	target, _ := url.Parse(e.Lab.ZoneB)
-	rp := httputil.NewSingleHostReverseProxy(target)
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	e.ProxyDest(func(_ http.ResponseWriter, r *http.Request) bool {
 		if slowMeta.Load() && r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/admin/metadata/bucket.instance") {
 			time.Sleep(5 * time.Second)
 		}
-		rp.ServeHTTP(w, r)
-	}))
-	defer proxy.Close()
-	e.DestEndpoint = proxy.URL
+		return false
+	})
 	e.StartExporter(dataOn)
 	e.StartApplier("a1")
 	b := p + "-b"

@@ -6,9 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -186,18 +183,14 @@ func TestFailedKeyIsRetried(t *testing.T) {
 	var failing atomic.Bool
 	failing.Store(true)
 	var refused atomic.Int64
-	target, _ := url.Parse(e.Lab.ZoneB)
-	rp := httputil.NewSingleHostReverseProxy(target)
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	e.ProxyDest(func(w http.ResponseWriter, r *http.Request) bool {
 		if failing.Load() && r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/admin/metadata/user") && r.URL.Query().Get("key") == victim {
 			refused.Add(1)
 			http.Error(w, `{"Code":"ServiceUnavailable"}`, http.StatusServiceUnavailable)
-			return
+			return true
 		}
-		rp.ServeHTTP(w, r)
-	}))
-	defer proxy.Close()
-	e.DestEndpoint = proxy.URL
+		return false
+	})
 
 	e.StartExporter("")
 	e.StartApplier("a1")

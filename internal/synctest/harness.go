@@ -13,6 +13,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -306,6 +310,26 @@ func (e *Env) WaitFullSyncDone(timeout time.Duration) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	e.T.Fatalf("metadata full sync not done after %s", timeout)
+}
+
+// ProxyDest puts an HTTP proxy in front of zone-b for the appliers started
+// after it: intercept sees every request first, and answers it itself by
+// returning true (it may also just delay it). Closed when the test ends,
+// after the services.
+func (e *Env) ProxyDest(intercept func(w http.ResponseWriter, r *http.Request) bool) {
+	e.T.Helper()
+	target, err := url.Parse(e.Lab.ZoneB)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !intercept(w, r) {
+			rp.ServeHTTP(w, r)
+		}
+	}))
+	e.T.Cleanup(proxy.Close)
+	e.DestEndpoint = proxy.URL
 }
 
 // ApplierConfig writes an applier's YAML and returns its path.

@@ -7,9 +7,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,16 +43,12 @@ func TestFullSyncManyFilledBucketShards(t *testing.T) {
 	putMany(t, c, names, perBucket, size)
 
 	var lateLocks atomic.Bool
-	target, _ := url.Parse(e.Lab.ZoneB)
-	rp := httputil.NewSingleHostReverseProxy(target)
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	e.ProxyDest(func(_ http.ResponseWriter, r *http.Request) bool {
 		if lateLocks.Load() && r.URL.Path == "/admin/log" && r.URL.Query().Has("lock") {
 			time.Sleep(1500 * time.Millisecond) // past the lock request's timeout
 		}
-		rp.ServeHTTP(w, r)
-	}))
-	defer proxy.Close()
-	e.DestEndpoint = proxy.URL
+		return false
+	})
 
 	metrics := FreeAddr(t)
 	e.StartExporter(dataOn + "metrics_listen: " + metrics + "\n")
