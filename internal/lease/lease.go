@@ -82,7 +82,6 @@ type Manager struct {
 	slotEnd time.Time
 	members int
 	rank    int
-	live    []int                // live membership slots (sorted), mine included
 	drop    map[rgwlog.Unit]bool // asked to release (revoked)
 	// lockedBefore: membership slots found locked by the previous probe
 	// (the manager's goroutine only).
@@ -230,14 +229,15 @@ func (m *Manager) tick(ctx context.Context) {
 	live, rank := m.countMembers(ctx)
 	members := len(live)
 	m.mu.Lock()
-	m.members, m.rank, m.live = members, rank, live
+	m.members, m.rank = members, rank
+	mine := m.slot
 	drop := m.drop
 	m.drop = map[rgwlog.Unit]bool{}
 	m.mu.Unlock()
 
 	var renew []rgwlog.Unit
 	for _, u := range m.cfg.Units {
-		want := Owner(u, live) == m.slotOf() && !drop[u]
+		want := Owner(u, live) == mine && !drop[u]
 		m.mu.Lock()
 		_, have := m.held[u]
 		m.mu.Unlock()
@@ -325,12 +325,6 @@ func (m *Manager) renew(ctx context.Context, u rgwlog.Unit, members, rank int) {
 			m.log.Warn("lease renew/acquire failed", "shard", u.String(), "err", err)
 		}
 	}
-}
-
-func (m *Manager) slotOf() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.slot
 }
 
 // Owner is the live membership slot that should hold u: the one with the
