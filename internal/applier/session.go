@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -149,26 +150,11 @@ func (a *Applier) runSession(ctx context.Context) error {
 		case m := <-recv:
 			switch m := m.GetMsg().(type) {
 			case *v1.ReplicateResponse_Batch:
-				u := rgwlog.UnitOf(m.Batch.GetShard())
-				wk := s.workers[u]
-				if wk == nil || m.Batch.GetGeneration() != wk.gen {
-					continue // unsubscribed meanwhile, or an earlier subscription's: sent again to the holder
-				}
-				select {
-				case wk.in <- m.Batch:
-				case <-wk.done:
-				case <-sctx.Done():
+				if wk := s.worker(m.Batch.GetShard(), m.Batch.GetGeneration()); wk != nil && !handOff(sctx, wk, wk.in, m.Batch) {
 					return nil
 				}
 			case *v1.ReplicateResponse_Chunk:
-				wk := s.workers[rgwlog.UnitOf(m.Chunk.GetShard())]
-				if wk == nil || m.Chunk.GetGeneration() != wk.gen {
-					continue
-				}
-				select {
-				case wk.chunks <- m.Chunk:
-				case <-wk.done:
-				case <-sctx.Done():
+				if wk := s.worker(m.Chunk.GetShard(), m.Chunk.GetGeneration()); wk != nil && !handOff(sctx, wk, wk.chunks, m.Chunk) {
 					return nil
 				}
 			case *v1.ReplicateResponse_Revoke:
@@ -185,6 +171,29 @@ func (a *Applier) runSession(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// worker is the live worker of shard for subscription generation gen, or
+// nil: a message for a shard unsubscribed meanwhile, or of an earlier
+// subscription, is dropped (the exporter sends it again to the holder).
+func (s *session) worker(shard *v1.ShardRef, gen uint64) *shardWorker {
+	wk := s.workers[rgwlog.UnitOf(shard)]
+	if wk == nil || gen != wk.gen {
+		return nil
+	}
+	return wk
+}
+
+// handOff gives v to wk on ch (dropped if wk stops first); false when the
+// session ends.
+func handOff[T any](ctx context.Context, wk *shardWorker, ch chan<- T, v T) bool {
+	select {
+	case ch <- v:
+	case <-wk.done:
+	case <-ctx.Done():
+		return false
+	}
+	return true
 }
 
 func (s *session) send(ctx context.Context, m *v1.ReplicateRequest) {
@@ -247,17 +256,7 @@ func (s *session) reconcile() {
 }
 
 func sortedUnits[V any](m map[rgwlog.Unit]V) []rgwlog.Unit {
-	out := make([]rgwlog.Unit, 0, len(m))
-	for u := range m {
-		out = append(out, u)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Log != out[j].Log {
-			return out[i].Log < out[j].Log
-		}
-		return out[i].Shard < out[j].Shard
-	})
-	return out
+	return slices.SortedFunc(maps.Keys(m), rgwlog.Unit.Compare)
 }
 
 func (wk *shardWorker) stopped() bool {

@@ -2,7 +2,7 @@ package applier
 
 import (
 	"context"
-	"sort"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -35,12 +35,7 @@ func (a *Applier) Status(ctx context.Context, req *v1.StatusRequest) (*v1.Status
 			list = append(list, u)
 		}
 	}
-	sort.Slice(list, func(i, j int) bool {
-		if list[i].Log != list[j].Log {
-			return list[i].Log < list[j].Log
-		}
-		return list[i].Shard < list[j].Shard
-	})
+	slices.SortFunc(list, rgwlog.Unit.Compare)
 	for _, u := range list {
 		ss := &v1.ShardStatus{Shard: u.Ref()}
 		if exp, ok := held[u]; ok {

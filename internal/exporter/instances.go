@@ -38,8 +38,25 @@ type shardNews struct {
 	// met: bucket instances whose shards the data sync queued itself since
 	// the exporter started, maybe before zone-b had the instance.
 	met    map[string]bool
-	added  map[int][]checkpoint.Entry // by datalog shard
-	relist map[int][]string           // bucket shard keys, by datalog shard
+	added  byShard[checkpoint.Entry]
+	relist byShard[string] // bucket shard keys
+}
+
+// byShard holds items for the data workers, by datalog shard.
+type byShard[T any] map[int][]T
+
+func (m *byShard[T]) push(shard int, v T) {
+	if *m == nil {
+		*m = byShard[T]{}
+	}
+	(*m)[shard] = append((*m)[shard], v)
+}
+
+// take returns and forgets shard's items.
+func (m byShard[T]) take(shard int) []T {
+	out := m[shard]
+	delete(m, shard)
+	return out
 }
 
 func (n *shardNews) markMet(instance string) {
@@ -63,39 +80,29 @@ func (n *shardNews) forgetMet(instance string) bool {
 func (n *shardNews) add(entries []checkpoint.Entry) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.added == nil {
-		n.added = map[int][]checkpoint.Entry{}
-	}
 	for _, en := range entries {
-		n.added[int(en.Key.Shard)] = append(n.added[int(en.Key.Shard)], en)
+		n.added.push(int(en.Key.Shard), en)
 	}
 }
 
 func (n *shardNews) takeAdded(shard int) []checkpoint.Entry {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	out := n.added[shard]
-	delete(n.added, shard)
-	return out
+	return n.added.take(shard)
 }
 
 func (n *shardNews) listAgain(keys []checkpoint.Key) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.relist == nil {
-		n.relist = map[int][]string{}
-	}
 	for _, k := range keys {
-		n.relist[int(k.Shard)] = append(n.relist[int(k.Shard)], k.Instance)
+		n.relist.push(int(k.Shard), k.Instance)
 	}
 }
 
 func (n *shardNews) takeRelist(shard int) []string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	out := n.relist[shard]
-	delete(n.relist, shard)
-	return out
+	return n.relist.take(shard)
 }
 
 // queueUnlisted stores a full-sync bound for each of shards that has none,

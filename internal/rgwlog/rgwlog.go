@@ -5,6 +5,7 @@
 package rgwlog
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -32,6 +33,14 @@ type Unit struct {
 }
 
 func (u Unit) String() string { return fmt.Sprintf("%s/%d", LogName(u.Log), u.Shard) }
+
+// Compare orders units by log, then shard (for slices.SortFunc).
+func (u Unit) Compare(v Unit) int {
+	if c := cmp.Compare(u.Log, v.Log); c != 0 {
+		return c
+	}
+	return cmp.Compare(u.Shard, v.Shard)
+}
 
 // Ref is the proto form.
 func (u Unit) Ref() *v1.ShardRef { return &v1.ShardRef{LogType: u.Log, Shard: u.Shard} }

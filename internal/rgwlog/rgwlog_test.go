@@ -1,6 +1,7 @@
 package rgwlog
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -68,4 +69,17 @@ func TestBucketID(t *testing.T) {
 	require.Empty(t, id)
 	_, err = BucketID([]byte(`<html>`))
 	require.ErrorContains(t, err, "bucket entry point")
+}
+
+func TestUnitCompare(t *testing.T) {
+	md := func(n uint32) Unit { return Unit{Log: v1.LogType_LOG_TYPE_METADATA, Shard: n} }
+	data := func(n uint32) Unit { return Unit{Log: v1.LogType_LOG_TYPE_DATA, Shard: n} }
+	us := []Unit{data(2), md(10), data(0), md(2)}
+	slices.SortFunc(us, Unit.Compare)
+	if want := []Unit{md(2), md(10), data(0), data(2)}; !slices.Equal(us, want) {
+		t.Fatalf("sorted %v, want %v", us, want)
+	}
+	if md(3).Compare(md(3)) != 0 {
+		t.Fatal("a unit is equal to itself")
+	}
 }
