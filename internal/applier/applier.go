@@ -317,11 +317,14 @@ func (a *Applier) work(ctx context.Context, s *session, wk *shardWorker) {
 		failed, err := a.applyBatch(ctx, wk.unit, b)
 		if err == nil && len(b.GetObjects()) > 0 {
 			var ofailed []*v1.RetryItem
-			var ask func(index uint32, skip bool)
+			var ask *asker
 			if s.pull {
-				ask = func(index uint32, skip bool) {
+				ask = &asker{send: func(index uint32, skip bool, chunks uint32) {
 					s.send(ctx, &v1.ReplicateRequest{Msg: &v1.ReplicateRequest_BodyRequest{BodyRequest: &v1.BodyRequest{
-						Shard: wk.unit.Ref(), Generation: wk.gen, Seq: b.GetSeq(), Index: index, Skip: skip}}})
+						Shard: wk.unit.Ref(), Generation: wk.gen, Seq: b.GetSeq(), Index: index, Skip: skip, Chunks: chunks}}})
+				}}
+				if s.chunkCredit {
+					ask.grant = chunkQueue
 				}
 			}
 			ofailed, err = a.applyObjects(ctx, wk.unit, b, wk.chunks, ask)

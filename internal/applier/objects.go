@@ -38,6 +38,16 @@ type ObjectDest interface {
 	PutTagging(ctx context.Context, bucket, key, versionID, owner string, tags map[string]string) error
 }
 
+// asker answers the exporter's chunked ops when it sends bodies on request
+// (BodyRequest): send asks for op index's body (skip false, granting chunks
+// of room with chunk credit) or says it is not needed (skip true).
+type asker struct {
+	send func(index uint32, skip bool, chunks uint32)
+	// grant is the room asked with a body (the worker's chunk queue), one
+	// chunk more granted per chunk taken from it; 0 without chunk credit.
+	grant uint32
+}
+
 // chunkReader reads one chunked op's body from the batch's chunk channel.
 // Chunks arrive in op-index order; a chunk with Offset -1 says the
 // exporter could not read the source.
@@ -53,7 +63,7 @@ type chunkReader struct {
 	index uint32
 	// ask, when the exporter sends bodies on request, asks for the body
 	// (skip false) or says it is not needed (skip true); once per op.
-	ask   func(index uint32, skip bool)
+	ask   *asker
 	asked bool
 	skip  bool
 
@@ -99,7 +109,11 @@ func (r *chunkReader) answer(skip bool) {
 		return
 	}
 	r.asked, r.skip = true, skip
-	r.ask(r.index, skip)
+	var chunks uint32
+	if !skip {
+		chunks = r.ask.grant
+	}
+	r.ask.send(r.index, skip, chunks)
 }
 
 func (r *chunkReader) read(p []byte) (int, error) {
@@ -131,6 +145,9 @@ func (r *chunkReader) read(p []byte) (int, error) {
 			r.buf = c.GetData()
 			r.off += int64(len(r.buf))
 			r.done = c.GetLast()
+			if !r.done && r.ask != nil && r.ask.grant > 0 {
+				r.ask.send(r.index, false, 1) // its place in the queue is free again
+			}
 		}
 	}
 	n := copy(p, r.buf)
@@ -201,7 +218,7 @@ func (a *Applier) whileLeased(ctx context.Context, u rgwlog.Unit) (context.Conte
 // read as they arrive (the gateway write streams them; nothing holds a
 // whole large object in memory). Failed items come back in op order.
 func (a *Applier) applyObjects(ctx context.Context, u rgwlog.Unit, b *v1.Batch, chunks <-chan *v1.ObjectChunk,
-	ask func(index uint32, skip bool)) ([]*v1.RetryItem, error) {
+	ask *asker) ([]*v1.RetryItem, error) {
 	ops := b.GetObjects()
 	if a.cfg.Objects == nil && len(ops) > 0 {
 		return nil, errors.New("batch with object operations but no object destination configured")
@@ -288,7 +305,7 @@ func (a *Applier) applyObjects(ctx context.Context, u rgwlog.Unit, b *v1.Batch, 
 // not tried). A failed op is a retry item; an error (fenced, cancelled)
 // ends the batch.
 func (a *Applier) applyOne(ctx context.Context, u rgwlog.Unit, op *v1.ObjectOp, chunks <-chan *v1.ObjectChunk,
-	ask func(index uint32, skip bool), held bool) (*v1.RetryItem, error) {
+	ask *asker, held bool) (*v1.RetryItem, error) {
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}

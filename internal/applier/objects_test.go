@@ -83,21 +83,24 @@ func TestSameCopy(t *testing.T) {
 }
 
 // Bodies on request: one answer per chunked op; a skipped body is never
-// waited for, an op that failed before asking answers skip at drain.
+// waited for, an op that failed before asking answers skip at drain. With
+// chunk credit the answer grants the queue's room and every chunk taken
+// but the last grants one more.
 func TestChunkReaderAsk(t *testing.T) {
 	type answer struct {
-		index uint32
-		skip  bool
+		index  uint32
+		skip   bool
+		chunks uint32
 	}
 	var got []answer
-	ask := func(i uint32, skip bool) { got = append(got, answer{i, skip}) }
+	ask := &asker{send: func(i uint32, skip bool, chunks uint32) { got = append(got, answer{i, skip, chunks}) }}
 	ch := make(chan *v1.ObjectChunk, 4)
 
 	r := &chunkReader{ctx: context.Background(), ch: ch, index: 0, ask: ask}
 	r.notWanted()
 	r.want() // too late: answered once
 	r.drain()
-	require.Equal(t, []answer{{0, true}}, got)
+	require.Equal(t, []answer{{0, true, 0}}, got)
 
 	r = &chunkReader{ctx: context.Background(), ch: ch, index: 1, ask: ask}
 	r.want()
@@ -109,8 +112,20 @@ func TestChunkReaderAsk(t *testing.T) {
 
 	r = &chunkReader{ctx: context.Background(), ch: ch, index: 2, ask: ask}
 	r.drain() // failed before it asked: nothing comes, nothing blocks
-	require.Equal(t, []answer{{0, true}, {1, false}, {2, true}}, got)
+	require.Equal(t, []answer{{0, true, 0}, {1, false, 0}, {2, true, 0}}, got)
 	require.Len(t, ch, 0)
+
+	got = nil
+	ask.grant = 4
+	r = &chunkReader{ctx: context.Background(), ch: ch, index: 3, ask: ask}
+	r.want()
+	ch <- &v1.ObjectChunk{Index: 3, Offset: 0, Data: []byte("ab")}
+	ch <- &v1.ObjectChunk{Index: 3, Offset: 2, Data: []byte("cd")}
+	ch <- &v1.ObjectChunk{Index: 3, Offset: 4, Data: []byte("e"), Last: true}
+	b, err = io.ReadAll(r)
+	require.NoError(t, err)
+	require.Equal(t, "abcde", string(b))
+	require.Equal(t, []answer{{3, false, 4}, {3, false, 1}, {3, false, 1}}, got, "room asked with the body, one more per chunk taken but the last")
 }
 
 // fakeDest is an ObjectDest that records the writes it gets; stat answers
@@ -121,7 +136,8 @@ type fakeDest struct {
 	statErr    error
 	listed     map[string]rgwobj.ListEntry
 	failPut    map[string]bool
-	delay      time.Duration // of each Put
+	delay      time.Duration   // of each Put
+	hang       map[string]bool // keys whose Put never reads its body nor returns (until cancelled)
 
 	mu           sync.Mutex
 	calls        []string
@@ -147,7 +163,12 @@ func (f *fakeDest) callsOf(prefix string) []string {
 	return out
 }
 
-func (f *fakeDest) Put(_ context.Context, info rgwobj.ObjectInfo, body io.Reader, epoch uint64) (string, error) {
+func (f *fakeDest) Put(ctx context.Context, info rgwobj.ObjectInfo, body io.Reader, epoch uint64) (string, error) {
+	if f.hang[info.Key] {
+		f.record("hung " + info.Key)
+		<-ctx.Done()
+		return "", ctx.Err()
+	}
 	f.mu.Lock()
 	f.active++
 	f.peak = max(f.peak, f.active)

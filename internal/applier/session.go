@@ -30,7 +30,19 @@ type session struct {
 	draining chan struct{}
 	// pull: the exporter sends a chunked body only when asked (BodyRequest).
 	pull bool
+	// chunkCredit: and only as many of its chunks as a worker's queue has
+	// room for (BodyRequest.chunks), so that handing a chunk to a worker
+	// never blocks the receive loop every shard of the stream shares.
+	chunkCredit bool
+	// window: a worker's batch queue holds at least the batches per shard
+	// the exporter may have in flight, so handing one over never waits.
+	window int
 }
+
+// chunkQueue is the chunks a shard worker holds queued; with chunk credit
+// it is also all the exporter may send of a body before the worker takes
+// some (TestStuckBodyDoesNotHoldOtherShards).
+const chunkQueue = 8
 
 type shardWorker struct {
 	unit   rgwlog.Unit
@@ -66,7 +78,7 @@ func (a *Applier) runSession(ctx context.Context) error {
 	}
 	if err := stream.Send(&v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Hello{Hello: &v1.Hello{
 		Destination: a.cfg.Destination, ApplierId: a.cfg.ID, MaxInflightBatches: a.cfg.MaxInflightBatches,
-		BodiesOnRequest: true,
+		BodiesOnRequest: true, ChunkCredit: chunkQueue,
 	}}}); err != nil {
 		return fmt.Errorf("send Hello: %w", err)
 	}
@@ -79,7 +91,7 @@ func (a *Applier) runSession(ctx context.Context) error {
 		return errors.New("exporter did not answer Hello with Welcome")
 	}
 	a.log.Info("connected to exporter", "exporter", w.GetExporterId(), "period", w.GetPeriod(),
-		"metadata_shards", w.GetMetadataShards(), "window", w.GetMaxInflightBatches())
+		"metadata_shards", w.GetMetadataShards(), "window", w.GetMaxInflightBatches(), "chunk_credit", w.GetChunkCredit())
 	dataShards := int(w.GetDataShards())
 	if a.cfg.Objects == nil {
 		dataShards = 0
@@ -93,7 +105,8 @@ func (a *Applier) runSession(ctx context.Context) error {
 	a.mu.Unlock()
 
 	s := &session{a: a, out: make(chan *v1.ReplicateRequest, 256), workers: map[rgwlog.Unit]*shardWorker{}, revoked: map[rgwlog.Unit]uint64{}, ctx: sctx,
-		draining: make(chan struct{}), pull: w.GetBodiesOnRequest()}
+		draining: make(chan struct{}), pull: w.GetBodiesOnRequest(), chunkCredit: w.GetBodiesOnRequest() && w.GetChunkCredit(),
+		window: max(int(w.GetMaxInflightBatches()), 64)}
 	defer s.stopAll()
 
 	sendErr := make(chan error, 1)
@@ -274,7 +287,7 @@ func (s *session) subscribe(u rgwlog.Unit, expires time.Time, acq uint64) {
 	}
 	wctx, cancel := context.WithCancel(s.ctx)
 	s.gen++
-	wk := &shardWorker{unit: u, gen: s.gen, acq: acq, in: make(chan *v1.Batch, 64), chunks: make(chan *v1.ObjectChunk, 4), cancel: cancel, done: make(chan struct{})}
+	wk := &shardWorker{unit: u, gen: s.gen, acq: acq, in: make(chan *v1.Batch, s.window), chunks: make(chan *v1.ObjectChunk, chunkQueue), cancel: cancel, done: make(chan struct{})}
 	s.workers[u] = wk
 	s.wg.Add(1)
 	go func() {

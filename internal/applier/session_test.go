@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,18 +67,27 @@ func (f *fakeLeases) Release(u rgwlog.Unit) {
 }
 
 // fakeExporter answers Hello and reports the applier's (un)subscriptions.
+// welcome, when set, answers Hello instead of the default; hello is the
+// applier's last Hello.
 type fakeExporter struct {
 	v1.UnimplementedReplicationServiceServer
-	msgs chan *v1.ReplicateRequest
-	out  chan *v1.ReplicateResponse
+	msgs    chan *v1.ReplicateRequest
+	out     chan *v1.ReplicateResponse
+	welcome func(*v1.Hello) *v1.Welcome
+	hello   atomic.Pointer[v1.Hello]
 }
 
 func (f *fakeExporter) Replicate(ss v1.ReplicationService_ReplicateServer) error {
-	if _, err := ss.Recv(); err != nil { // Hello
+	first, err := ss.Recv()
+	if err != nil {
 		return err
 	}
-	if err := ss.Send(&v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Welcome{Welcome: &v1.Welcome{
-		ExporterId: "x", MetadataShards: 2, MaxInflightBatches: 2}}}); err != nil {
+	f.hello.Store(first.GetHello())
+	w := &v1.Welcome{ExporterId: "x", MetadataShards: 2, MaxInflightBatches: 2}
+	if f.welcome != nil {
+		w = f.welcome(first.GetHello())
+	}
+	if err := ss.Send(&v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Welcome{Welcome: w}}); err != nil {
 		return err
 	}
 	go func() {
@@ -114,16 +124,25 @@ func (nopDest) DeleteMetadata(context.Context, string, string) error { return ni
 // startSession runs an applier with leases f against a fake exporter.
 func startSession(t *testing.T, f *fakeLeases) (*Applier, *fakeExporter) {
 	t.Helper()
+	return startSessionWith(t, f, &fakeExporter{}, func(*Config) {})
+}
+
+// startSessionWith runs an applier, its Config changed by set, with leases
+// f against fx.
+func startSessionWith(t *testing.T, f *fakeLeases, fx *fakeExporter, set func(*Config)) (*Applier, *fakeExporter) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	srv := grpc.NewServer()
-	fx := &fakeExporter{msgs: make(chan *v1.ReplicateRequest, 64), out: make(chan *v1.ReplicateResponse, 8)}
+	fx.msgs, fx.out = make(chan *v1.ReplicateRequest, 64), make(chan *v1.ReplicateResponse, 8)
 	v1.RegisterReplicationServiceServer(srv, fx)
 	go func() { _ = srv.Serve(ln) }()
 	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
-	a, err := New(Config{ID: "a1", Destination: "zone-b", Dest: nopDest{}, Conn: conn, DrainTimeout: time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	cfg := Config{ID: "a1", Destination: "zone-b", Dest: nopDest{}, Conn: conn, DrainTimeout: time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	set(&cfg)
+	a, err := New(cfg)
 	require.NoError(t, err)
 	// A lease manager already there: startLeases keeps it.
 	a.leases = f

@@ -1320,67 +1320,6 @@ func (dw *dataWorker) reserve(ctx context.Context, refs []objRef) (int64, error)
 	return dw.credit.take(ctx, n)
 }
 
-// bodyWanted waits for the applier's answer to chunked op index of batch
-// seq: skip means the destination has the object already.
-func (dw *dataWorker) bodyWanted(ctx context.Context, seq uint64, index uint32) (skip bool, err error) {
-	for {
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case r := <-dw.sub.bodies:
-			if r.GetSeq() == seq && r.GetIndex() == index {
-				return r.GetSkip(), nil
-			}
-			if r.GetSeq() > seq || (r.GetSeq() == seq && r.GetIndex() > index) {
-				return false, fmt.Errorf("protocol: body request for op %d of batch %d while op %d of batch %d waits",
-					r.GetIndex(), r.GetSeq(), index, seq)
-			}
-			// An earlier one (answered already): ignore.
-		}
-	}
-}
-
-// sendChunk sends part of op index's body of batch seq; offset -1 with
-// last says the source could not give the body.
-func (dw *dataWorker) sendChunk(ctx context.Context, seq uint64, index uint32, offset int64, data []byte, last bool) error {
-	return dw.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Chunk{Chunk: &v1.ObjectChunk{
-		Shard: dw.sub.unit.Ref(), Generation: dw.sub.gen, Seq: seq, Index: index, Offset: offset, Data: data, Last: last}}})
-}
-
-// streamBody sends a chunked op's body from the source, chunk by chunk.
-// gRPC flow control holds the reader back when the applier is slower.
-func (dw *dataWorker) streamBody(ctx context.Context, seq uint64, op *v1.ObjectOp) error {
-	size := op.GetAttrs().GetSize()
-	rc, err := dw.e.cfg.Objects.Get(ctx, op.GetBucket(), op.GetKey(), op.GetVersionId(), 0, size)
-	if err != nil {
-		// Tell the applier: an empty last chunk at offset 0 for a
-		// non-empty object is read as "source failed".
-		_ = dw.sendChunk(ctx, seq, op.GetIndex(), -1, nil, true)
-		return nil
-	}
-	defer rc.Close()
-	buf := make([]byte, dw.e.cfg.ChunkSize)
-	var off int64
-	for off < size {
-		n, rerr := io.ReadFull(rc, buf[:min(int64(len(buf)), size-off)])
-		if n > 0 {
-			data := append([]byte(nil), buf[:n]...)
-			last := off+int64(n) >= size
-			if err := dw.sendChunk(ctx, seq, op.GetIndex(), off, data, last); err != nil {
-				return err
-			}
-			off += int64(n)
-			dw.e.cfg.Metrics.objectBytesRead.Add(float64(n))
-		}
-		if rerr != nil && off < size {
-			// Source body shorter than stat said: abort this op's body.
-			_ = dw.sendChunk(ctx, seq, op.GetIndex(), -1, nil, true)
-			return nil
-		}
-	}
-	return nil
-}
-
 func (dw *dataWorker) handleAck(ack *v1.Ack) error {
 	if len(dw.inflight) == 0 || ack.GetSeq() != dw.inflight[0].seq {
 		return fmt.Errorf("protocol: ack for batch %d out of order", ack.GetSeq())

@@ -29,6 +29,9 @@ type stream struct {
 	done    <-chan struct{}     // closed when the stream ends
 	// pull: chunked bodies go out only when the applier asks (BodyRequest).
 	pull bool
+	// chunkCredit: a body's chunks go out only as the applier grants room
+	// for them (BodyRequest.chunks; see bodies.go).
+	chunkCredit bool
 
 	mu   sync.Mutex
 	subs map[rgwlog.Unit]*subscription
@@ -104,6 +107,7 @@ type subscription struct {
 	st     *stream
 	acks   chan *v1.Ack
 	bodies chan *v1.BodyRequest // pull streams: the applier's answers to chunked ops
+	credit *bodyCredit          // chunk-credit streams: room for the body being sent
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -139,17 +143,18 @@ func (e *Exporter) Replicate(ss v1.ReplicationService_ReplicateServer) error {
 		maxB = b
 	}
 	st := &stream{
-		applier: hello.GetApplierId(),
-		dest:    d,
-		out:     make(chan *v1.ReplicateResponse, 64),
-		window:  window,
-		bytes:   semaphore.NewWeighted(maxB),
-		maxB:    maxB,
-		queued:  semaphore.NewWeighted(chunkQueueBytes),
-		limiter: newLimiter(e.cfg.BandwidthBytesPerSecond),
-		done:    ctx.Done(),
-		pull:    hello.GetBodiesOnRequest(),
-		subs:    map[rgwlog.Unit]*subscription{},
+		applier:     hello.GetApplierId(),
+		dest:        d,
+		out:         make(chan *v1.ReplicateResponse, 64),
+		window:      window,
+		bytes:       semaphore.NewWeighted(maxB),
+		maxB:        maxB,
+		queued:      semaphore.NewWeighted(chunkQueueBytes),
+		limiter:     newLimiter(e.cfg.BandwidthBytesPerSecond),
+		done:        ctx.Done(),
+		pull:        hello.GetBodiesOnRequest(),
+		chunkCredit: hello.GetBodiesOnRequest() && hello.GetChunkCredit() > 0,
+		subs:        map[rgwlog.Unit]*subscription{},
 	}
 	d.mu.Lock()
 	d.appliers[st.applier]++
@@ -176,6 +181,7 @@ func (e *Exporter) Replicate(ss v1.ReplicationService_ReplicateServer) error {
 		MaxInflightBatches: uint32(window),
 		MaxInflightBytes:   uint64(maxB),
 		BodiesOnRequest:    st.pull,
+		ChunkCredit:        st.chunkCredit,
 	}}}); err != nil {
 		return err
 	}
@@ -266,6 +272,9 @@ func (e *Exporter) Replicate(ss v1.ReplicationService_ReplicateServer) error {
 			if sub == nil || m.BodyRequest.GetGeneration() != sub.gen {
 				continue // an earlier subscription's: its batch is sent again to the holder
 			}
+			if st.chunkCredit && !sub.credit.grant(m.BodyRequest) {
+				continue // more room for the body being sent: never waits
+			}
 			select {
 			case sub.bodies <- m.BodyRequest:
 			case <-sub.done:
@@ -335,7 +344,7 @@ func (e *Exporter) subscribe(ctx context.Context, st *stream, req *v1.Subscribe)
 		e.stopSub(old, "subscribed by "+st.applier)
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	sub := &subscription{unit: u, gen: req.GetGeneration(), st: st, acks: make(chan *v1.Ack, st.window+1), bodies: make(chan *v1.BodyRequest, 16), cancel: cancel, done: make(chan struct{})}
+	sub := &subscription{unit: u, gen: req.GetGeneration(), st: st, acks: make(chan *v1.Ack, st.window+1), bodies: make(chan *v1.BodyRequest, 16), credit: newBodyCredit(), cancel: cancel, done: make(chan struct{})}
 	d.mu.Lock()
 	d.subs[u] = sub
 	d.mu.Unlock()

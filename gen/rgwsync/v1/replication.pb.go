@@ -470,8 +470,14 @@ type Hello struct {
 	// asked for. Without it the exporter streams every chunked body right
 	// after its batch.
 	BodiesOnRequest bool `protobuf:"varint,5,opt,name=bodies_on_request,json=bodiesOnRequest,proto3" json:"bodies_on_request,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Flow control of chunked bodies (with bodies_on_request): the most
+	// chunks of one body the applier holds queued. Non-zero asks the
+	// exporter to send a body's chunks only as BodyRequest.chunks grants
+	// them, so that a body the destination stops reading (a hung write)
+	// holds only its own shard, never the stream the other shards share.
+	ChunkCredit   uint32 `protobuf:"varint,6,opt,name=chunk_credit,json=chunkCredit,proto3" json:"chunk_credit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Hello) Reset() {
@@ -537,6 +543,13 @@ func (x *Hello) GetBodiesOnRequest() bool {
 		return x.BodiesOnRequest
 	}
 	return false
+}
+
+func (x *Hello) GetChunkCredit() uint32 {
+	if x != nil {
+		return x.ChunkCredit
+	}
+	return 0
 }
 
 // Subscribe asks for the batches of one shard. The applier sends it only
@@ -741,15 +754,22 @@ func (x *Ack) GetGeneration() uint64 {
 
 // BodyRequest answers a chunked op of a batch (when bodies are sent on
 // request): send its body, or (skip) do not, the destination has the object
-// as the op describes it. One per chunked op, in op-index order.
+// as the op describes it. One per chunked op, in op-index order (with chunk
+// credit, more for the same op may follow, each granting more chunks).
 type BodyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Shard *ShardRef              `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
 	// Subscribe.generation of the subscription the batch came on.
-	Generation    uint64 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
-	Seq           uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
-	Index         uint32 `protobuf:"varint,4,opt,name=index,proto3" json:"index,omitempty"`
-	Skip          bool   `protobuf:"varint,5,opt,name=skip,proto3" json:"skip,omitempty"`
+	Generation uint64 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	Seq        uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	Index      uint32 `protobuf:"varint,4,opt,name=index,proto3" json:"index,omitempty"`
+	Skip       bool   `protobuf:"varint,5,opt,name=skip,proto3" json:"skip,omitempty"`
+	// With chunk credit (Welcome.chunk_credit): how many more chunks of this
+	// body the exporter may send (each chunk message counts one, the "source
+	// failed" one too). The first BodyRequest of an op grants the applier's
+	// queue; later ones for the same op (skip false) grant one chunk per
+	// chunk the applier has taken from its queue.
+	Chunks        uint32 `protobuf:"varint,6,opt,name=chunks,proto3" json:"chunks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -817,6 +837,13 @@ func (x *BodyRequest) GetSkip() bool {
 		return x.Skip
 	}
 	return false
+}
+
+func (x *BodyRequest) GetChunks() uint32 {
+	if x != nil {
+		return x.Chunks
+	}
+	return 0
 }
 
 // RetryItem is a key that could not be applied; it is sent again, with
@@ -1087,8 +1114,10 @@ type Welcome struct {
 	MaxInflightBytes   uint64 `protobuf:"varint,6,opt,name=max_inflight_bytes,json=maxInflightBytes,proto3" json:"max_inflight_bytes,omitempty"`
 	// Hello.bodies_on_request accepted: chunked bodies are sent on request.
 	BodiesOnRequest bool `protobuf:"varint,7,opt,name=bodies_on_request,json=bodiesOnRequest,proto3" json:"bodies_on_request,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Hello.chunk_credit accepted: a body's chunks are sent only as granted.
+	ChunkCredit   bool `protobuf:"varint,8,opt,name=chunk_credit,json=chunkCredit,proto3" json:"chunk_credit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
@@ -1166,6 +1195,13 @@ func (x *Welcome) GetMaxInflightBytes() uint64 {
 func (x *Welcome) GetBodiesOnRequest() bool {
 	if x != nil {
 		return x.BodiesOnRequest
+	}
+	return false
+}
+
+func (x *Welcome) GetChunkCredit() bool {
+	if x != nil {
+		return x.ChunkCredit
 	}
 	return false
 }
@@ -1901,14 +1937,15 @@ const file_rgwsync_v1_replication_proto_rawDesc = "" +
 	"\vunsubscribe\x18\x03 \x01(\v2\x17.rgwsync.v1.UnsubscribeH\x00R\vunsubscribe\x12#\n" +
 	"\x03ack\x18\x04 \x01(\v2\x0f.rgwsync.v1.AckH\x00R\x03ack\x12<\n" +
 	"\fbody_request\x18\x05 \x01(\v2\x17.rgwsync.v1.BodyRequestH\x00R\vbodyRequestB\x05\n" +
-	"\x03msg\"\xd4\x01\n" +
+	"\x03msg\"\xf7\x01\n" +
 	"\x05Hello\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x1d\n" +
 	"\n" +
 	"applier_id\x18\x02 \x01(\tR\tapplierId\x120\n" +
 	"\x14max_inflight_batches\x18\x03 \x01(\rR\x12maxInflightBatches\x12,\n" +
 	"\x12max_inflight_bytes\x18\x04 \x01(\x04R\x10maxInflightBytes\x12*\n" +
-	"\x11bodies_on_request\x18\x05 \x01(\bR\x0fbodiesOnRequest\"\x98\x01\n" +
+	"\x11bodies_on_request\x18\x05 \x01(\bR\x0fbodiesOnRequest\x12!\n" +
+	"\fchunk_credit\x18\x06 \x01(\rR\vchunkCredit\"\x98\x01\n" +
 	"\tSubscribe\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.rgwsync.v1.ShardRefR\x05shard\x12?\n" +
 	"\rlease_expires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fleaseExpires\x12\x1e\n" +
@@ -1925,7 +1962,7 @@ const file_rgwsync_v1_replication_proto_rawDesc = "" +
 	"\x06failed\x18\x04 \x03(\v2\x15.rgwsync.v1.RetryItemR\x06failed\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x05 \x01(\x04R\n" +
-	"generation\"\x95\x01\n" +
+	"generation\"\xad\x01\n" +
 	"\vBodyRequest\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.rgwsync.v1.ShardRefR\x05shard\x12\x1e\n" +
 	"\n" +
@@ -1933,7 +1970,8 @@ const file_rgwsync_v1_replication_proto_rawDesc = "" +
 	"generation\x12\x10\n" +
 	"\x03seq\x18\x03 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05index\x18\x04 \x01(\rR\x05index\x12\x12\n" +
-	"\x04skip\x18\x05 \x01(\bR\x04skip\"\xd0\x02\n" +
+	"\x04skip\x18\x05 \x01(\bR\x04skip\x12\x16\n" +
+	"\x06chunks\x18\x06 \x01(\rR\x06chunks\"\xd0\x02\n" +
 	"\tRetryItem\x12\x18\n" +
 	"\asection\x18\x01 \x01(\tR\asection\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -1954,7 +1992,7 @@ const file_rgwsync_v1_replication_proto_rawDesc = "" +
 	"shardState\x12,\n" +
 	"\x06revoke\x18\x04 \x01(\v2\x12.rgwsync.v1.RevokeH\x00R\x06revoke\x12/\n" +
 	"\x05chunk\x18\x05 \x01(\v2\x17.rgwsync.v1.ObjectChunkH\x00R\x05chunkB\x05\n" +
-	"\x03msg\"\x98\x02\n" +
+	"\x03msg\"\xbb\x02\n" +
 	"\aWelcome\x12\x1f\n" +
 	"\vexporter_id\x18\x01 \x01(\tR\n" +
 	"exporterId\x12\x16\n" +
@@ -1964,7 +2002,8 @@ const file_rgwsync_v1_replication_proto_rawDesc = "" +
 	"dataShards\x120\n" +
 	"\x14max_inflight_batches\x18\x05 \x01(\rR\x12maxInflightBatches\x12,\n" +
 	"\x12max_inflight_bytes\x18\x06 \x01(\x04R\x10maxInflightBytes\x12*\n" +
-	"\x11bodies_on_request\x18\a \x01(\bR\x0fbodiesOnRequest\"\xd8\x02\n" +
+	"\x11bodies_on_request\x18\a \x01(\bR\x0fbodiesOnRequest\x12!\n" +
+	"\fchunk_credit\x18\b \x01(\bR\vchunkCredit\"\xd8\x02\n" +
 	"\x05Batch\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.rgwsync.v1.ShardRefR\x05shard\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x123\n" +
