@@ -44,6 +44,7 @@ type options struct {
 	labA, labB                    labSpec
 	logLevel                      string
 	objectStore                   string
+	scale                         int
 }
 
 func main() {
@@ -76,10 +77,11 @@ func main() {
 	flag.StringVar(&o.logLevel, "log-level", "info", "log level of the exporter and applier")
 	flag.StringVar(&o.objectStore, "objectstore", envOr("BENCH_OBJECTSTORE", "bluestore"),
 		"OSD object store of both labs: bluestore (a 10 GiB sparse file: little RAM) or memstore (RAM: about twice the data)")
-	quick := flag.Bool("quick", false, "a small run to check the setup (500 objects, 4 x 32 MiB, 20 users, 100 buckets, no 1 GiB object, 10 s lag)")
+	flag.IntVar(&o.scale, "scale", 10, "rgwsync only: the small-object and metadata workloads again at this many times their size, for the cost per item as the size grows (0 or 1: skip)")
+	quick := flag.Bool("quick", false, "a small run to check the setup (500 objects, 4 x 32 MiB, 20 users, 100 buckets, no 1 GiB object, 10 s lag, scale 2)")
 	flag.Parse()
 	if *quick {
-		o.users, o.metaBuckets, o.smallObjects, o.largeSize, o.hugeSize, o.lagFor = 20, 100, 500, 32<<20, 0, 10*time.Second
+		o.users, o.metaBuckets, o.smallObjects, o.largeSize, o.hugeSize, o.lagFor, o.scale = 20, 100, 500, 32<<20, 0, 10*time.Second, 2
 	}
 	o.labA.ObjectStore, o.labB.ObjectStore = o.objectStore, o.objectStore
 	// Each lab's one OSD holds both zones. The rgwsync lab stores, per
@@ -87,7 +89,8 @@ func main() {
 	// floor's copy), the huge object twice, small objects three times;
 	// memstore takes about twice the bytes stored (a 7 GiB memstore filled
 	// up with 4.2 GiB of objects), bluestore's file is 10 GiB.
-	per := 3*int64(o.largeCount)*o.largeSize + 2*o.hugeSize + 3*int64(o.smallObjects)*int64(o.smallSize)*2
+	per := 3*int64(o.largeCount)*o.largeSize + 2*o.hugeSize + 3*int64(o.smallObjects)*int64(o.smallSize)*2 +
+		int64(max(o.scale, 0))*2*int64(o.smallObjects)*int64(o.smallSize)*2
 	o.labA.MemstoreBytes = 2*int64(o.rounds)*per + 2<<30
 	o.labB.MemstoreBytes = 2*int64(o.rounds)*(2*int64(o.largeCount)*o.largeSize+2*int64(o.smallObjects)*int64(o.smallSize)*2) + 2<<30
 	if o.objectStore == "bluestore" && int64(o.rounds)*per > 8<<30 {

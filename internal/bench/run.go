@@ -266,7 +266,7 @@ func warmUp(ctx context.Context, z *zones, s system) error {
 // smallObjects: one user, smallBuckets buckets, smallObjects objects,
 // written while s is paused; timed from resume until zone-b lists them
 // all. Returns the user and buckets (the copy floor reads them).
-func smallObjects(ctx context.Context, o options, z *zones, s system, r *results, p string) (user, []string, error) {
+func smallObjects(ctx context.Context, o options, z *zones, s system, r *results, p, key string) (user, []string, error) {
 	u := newUser(p + "-so")
 	var buckets []string
 	for i := range o.smallBuckets {
@@ -303,10 +303,10 @@ func smallObjects(ctx context.Context, o options, z *zones, s system, r *results
 		return u, nil, fmt.Errorf("%s small objects: %w", s.name(), err)
 	}
 	el := time.Since(t)
-	if err := s.done(ctx, "small"); err != nil {
+	if err := s.done(ctx, key); err != nil {
 		return u, nil, err
 	}
-	r.add("small/"+s.name(), float64(n)/el.Seconds())
+	r.add(key+"/"+s.name(), float64(n)/el.Seconds())
 	logf("%s: %d small objects caught up in %.2f s (%.0f objects/s)", s.name(), n, el.Seconds(), float64(n)/el.Seconds())
 	k, err := checkSample(ctx, u.on(z.lab.ZoneB), want, 200)
 	if err != nil {
@@ -360,7 +360,7 @@ func largeObjects(ctx context.Context, o options, z *zones, s system, r *results
 // metadata: users users and buckets buckets (spread over them) written
 // while s is paused; timed until zone-b has every user, bucket and
 // bucket instance.
-func metadata(ctx context.Context, o options, z *zones, s system, r *results, p string) error {
+func metadata(ctx context.Context, o options, z *zones, s system, r *results, p, key string) error {
 	var users []user
 	for i := range o.users {
 		users = append(users, newUser(fmt.Sprintf("%s-mu%03d", p, i)))
@@ -392,11 +392,11 @@ func metadata(ctx context.Context, o options, z *zones, s system, r *results, p 
 		return fmt.Errorf("%s metadata: %w", s.name(), err)
 	}
 	el := time.Since(t)
-	if err := s.done(ctx, "metadata"); err != nil {
+	if err := s.done(ctx, key); err != nil {
 		return err
 	}
 	n := float64(len(users) + len(buckets))
-	r.add("metadata/"+s.name(), n/el.Seconds())
+	r.add(key+"/"+s.name(), n/el.Seconds())
 	logf("%s: %d users + %d buckets caught up in %.2f s (%.0f items/s)", s.name(), len(users), len(buckets), el.Seconds(), n/el.Seconds())
 	if _, ok := s.(*deployment); ok {
 		diffs, err := verify.Metadata(ctx, z.src, z.dst, rgwlog.DefaultSections, synctest.Prefix(p+"-m"))
@@ -409,6 +409,23 @@ func metadata(ctx context.Context, o options, z *zones, s system, r *results, p 
 		logf("%s: metadata verifier: zones equal", s.name())
 	}
 	return nil
+}
+
+// scaleRun runs the small-object and metadata workloads again at o.scale
+// times their size (the same number of buckets for the objects: more per
+// bucket shard, as in a real zone's first full sync), so that the cost per
+// item is compared as the size grows, in the same run (issue #15: a full
+// sync of 25,000 objects deadlocked where 5,000 did not).
+func scaleRun(ctx context.Context, o options, z *zones, s system, r *results, p string) error {
+	if o.scale <= 1 {
+		return nil
+	}
+	big := o
+	big.smallObjects, big.users, big.metaBuckets = o.smallObjects*o.scale, o.users*o.scale, o.metaBuckets*o.scale
+	if _, _, err := smallObjects(ctx, big, z, s, r, p+"x", "small-scale"); err != nil {
+		return err
+	}
+	return metadata(ctx, big, z, s, r, p+"x", "metadata-scale")
 }
 
 // lagRun: with s running and caught up, one small object every lagEvery.
@@ -488,7 +505,7 @@ tls:
 		for round := 1; round <= o.rounds; round++ {
 			d.round = round
 			p := fmt.Sprintf("r%d%s", round, shortHex(3))
-			u, small, err := smallObjects(ctx, o, z, d, r, p)
+			u, small, err := smallObjects(ctx, o, z, d, r, p, "small")
 			if err != nil {
 				return err
 			}
@@ -501,7 +518,10 @@ tls:
 					return err
 				}
 			}
-			if err := metadata(ctx, o, z, d, r, p); err != nil {
+			if err := metadata(ctx, o, z, d, r, p, "metadata"); err != nil {
+				return err
+			}
+			if err := scaleRun(ctx, o, z, d, r, p); err != nil {
 				return err
 			}
 			if o.lagFor > 0 {
@@ -632,14 +652,14 @@ func runBuiltinLab(ctx context.Context, o options, r *results) error {
 	}
 	for round := 1; round <= o.rounds; round++ {
 		p := fmt.Sprintf("r%d%s", round, shortHex(3))
-		u, _, err := smallObjects(ctx, o, z, s, r, p)
+		u, _, err := smallObjects(ctx, o, z, s, r, p, "small")
 		if err != nil {
 			return err
 		}
 		if _, err := largeObjects(ctx, o, z, s, r, u, p, "large", o.largeCount, o.largeSize); err != nil {
 			return err
 		}
-		if err := metadata(ctx, o, z, s, r, p); err != nil {
+		if err := metadata(ctx, o, z, s, r, p, "metadata"); err != nil {
 			return err
 		}
 		if o.lagFor > 0 {
