@@ -775,3 +775,70 @@ func TestStatRead(t *testing.T) {
 	_, _, err := e.a.StatRead(e.ctx, bucket, "small", "", 0)
 	require.Error(t, err)
 }
+
+// TestListInstanceWhole pins the fact the exporter's check for a new,
+// empty bucket stands on (FACTS.md section 11): rgwx-bucket-instance
+// without a shard number ("name:instance") lists every index shard of
+// that instance, merged — one request instead of one per shard — and an
+// instance whose only entry is a delete marker is not empty.
+func TestListInstanceWhole(t *testing.T) {
+	e := newEnv(t)
+	empty := e.bucket(labtest.RandomName("whole-empty-"), false)
+	page, err := e.a.ListShard(e.ctx, empty, "", "", 1)
+	require.NoError(t, err)
+	require.Empty(t, page.Entries, "a new bucket")
+	require.False(t, page.Truncated)
+
+	name := labtest.RandomName("whole-")
+	inst := e.bucket(name, false)
+	blob, err := e.adA.GetMetadata(e.ctx, "bucket.instance", inst)
+	require.NoError(t, err)
+	var info struct {
+		Data struct {
+			BucketInfo struct {
+				NumShards int `json:"num_shards"`
+			} `json:"bucket_info"`
+		} `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal(blob, &info))
+	require.Greater(t, info.Data.BucketInfo.NumShards, 1, "the lab's buckets are sharded")
+	want := map[string]bool{}
+	for i := range 20 {
+		k := fmt.Sprintf("obj-%02d", i)
+		e.put(name, k, []byte("x"))
+		want[k] = true
+	}
+	got := map[string]bool{}
+	km, vm := "", ""
+	for {
+		page, err := e.a.ListShard(e.ctx, inst, km, vm, 7)
+		require.NoError(t, err)
+		for _, le := range page.Entries {
+			got[le.Key] = true
+		}
+		if !page.Truncated {
+			break
+		}
+		km, vm = page.NextKeyMarker, page.NextVersionMarker
+	}
+	require.Equal(t, want, got, "every shard of the instance, listed whole")
+	perShard := listAll(t, e.ctx, e.a, inst, info.Data.BucketInfo.NumShards)
+	n, used := 0, 0
+	for _, es := range perShard {
+		n += len(es)
+		if len(es) > 0 {
+			used++
+		}
+	}
+	require.Equal(t, 20, n)
+	require.Greater(t, used, 1, "the objects are spread over several shards")
+
+	vname := labtest.RandomName("whole-dm-")
+	vinst := e.bucket(vname, true)
+	_, err = e.user.DeleteObject(e.ctx, &s3.DeleteObjectInput{Bucket: aws.String(vname), Key: aws.String("gone")})
+	require.NoError(t, err)
+	page, err = e.a.ListShard(e.ctx, vinst, "", "", 1)
+	require.NoError(t, err)
+	require.Len(t, page.Entries, 1, "a delete marker alone")
+	require.True(t, page.Entries[0].DeleteMarker)
+}

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"runtime/debug"
 	"time"
@@ -163,6 +164,15 @@ func InterceptorLogger(l *slog.Logger) logging.Logger {
 func ServeMetrics(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if os.Getenv("RGWSYNC_DEBUG_PPROF") == "1" {
+		// Go's profiles (heap, goroutines, CPU) for a memory or CPU
+		// question, opt-in: they show internals and cost CPU when read.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		log.Warn("RGWSYNC_DEBUG_PPROF=1: Go profiles served at /debug/pprof/ on the metrics address")
+	}
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
