@@ -191,13 +191,32 @@ func (s *Store) Delete(keys ...Key) error {
 
 // List returns the bounds of one destination (all when empty), in key order.
 func (s *Store) List(destination string) ([]Entry, error) {
+	var prefix []byte
+	if destination != "" {
+		prefix = append([]byte(destination), 0)
+	}
+	return s.listPrefix(prefix)
+}
+
+// ListLog returns the bounds of one log of a destination, in key order:
+// a reader of the mdlog or datalog bounds does not decode the bucket-index
+// bounds too (tens of thousands in a zone with many buckets).
+func (s *Store) ListLog(destination, log string) ([]Entry, error) {
+	return s.listPrefix([]byte(destination + "\x00" + log + "\x00"))
+}
+
+// ListLogShard returns the bounds of one shard of a destination's log, in
+// key order: the bucket shards one datalog shard logs. A data worker reads
+// its own at start instead of the whole store (every worker of 128 did:
+// O(workers × bounds) at each start).
+func (s *Store) ListLogShard(destination, log string, shard uint32) ([]Entry, error) {
+	return s.listPrefix(encodeKey(Key{Destination: destination, Log: log, Shard: shard}))
+}
+
+func (s *Store) listPrefix(prefix []byte) ([]Entry, error) {
 	var out []Entry
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketBounds).Cursor()
-		var prefix []byte
-		if destination != "" {
-			prefix = append([]byte(destination), 0)
-		}
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			key, err := decodeKey(k)
 			if err != nil {

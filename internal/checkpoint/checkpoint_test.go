@@ -112,3 +112,48 @@ func TestKeyStringParse(t *testing.T) {
 	_, err = ParseKey("zone-b/metadata/x")
 	require.Error(t, err)
 }
+
+// ListLog and ListLogShard read one log, or one shard of it, of one
+// destination: no other destination, log or shard (shard 1 is not a prefix
+// of shard 10, "data" not of "data.x"), every instance of the shard.
+func TestListLogAndShard(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "bounds.db"))
+	require.NoError(t, err)
+	defer s.Close()
+	var entries []Entry
+	for _, dest := range []string{"zone-b", "zone-bb"} {
+		for _, shard := range []uint32{1, 10, 256} {
+			for _, inst := range []string{"a:1:0", "b:2", "t/c:3:7"} {
+				entries = append(entries, Entry{Key{dest, LogBucketIndex, shard, inst}, Bound{Marker: inst}})
+			}
+			entries = append(entries, Entry{Key{dest, LogData, shard, ""}, Bound{Marker: "d"}})
+		}
+		entries = append(entries, Entry{Key{dest, LogMetadata, 1, ""}, Bound{Marker: "m"}},
+			Entry{Key{dest, LogMetadataFull, 0, ""}, Bound{Marker: "f"}})
+	}
+	require.NoError(t, s.Put(entries...))
+
+	got, err := s.ListLogShard("zone-b", LogBucketIndex, 1)
+	require.NoError(t, err)
+	require.Len(t, got, 3)
+	for i, inst := range []string{"a:1:0", "b:2", "t/c:3:7"} {
+		require.Equal(t, Key{"zone-b", LogBucketIndex, 1, inst}, got[i].Key)
+		require.Equal(t, inst, got[i].Bound.Marker)
+	}
+	got, err = s.ListLogShard("zone-b", LogBucketIndex, 2)
+	require.NoError(t, err)
+	require.Empty(t, got)
+
+	got, err = s.ListLog("zone-b", LogData)
+	require.NoError(t, err)
+	require.Len(t, got, 3)
+	for i, shard := range []uint32{1, 10, 256} {
+		require.Equal(t, Key{"zone-b", LogData, shard, ""}, got[i].Key)
+	}
+	got, err = s.ListLog("zone-b", LogMetadata)
+	require.NoError(t, err)
+	require.Len(t, got, 1, "metadata, not metadata.full")
+	all, err := s.List("zone-b")
+	require.NoError(t, err)
+	require.Len(t, all, 3*3+3+2)
+}

@@ -300,16 +300,14 @@ func (w *worker) runData(ctx context.Context) error {
 	dw.dlPos = b.Marker
 	dw.resyncSeen = w.d.dataResync.Load() // a persisted phaseResync covers earlier ones
 	dw.addedSeen = w.d.shardsAdded.Load()
-	all, err := w.e.cfg.Store.List(w.d.name)
+	mine, err := w.e.cfg.Store.ListLogShard(w.d.name, checkpoint.LogBucketIndex, uint32(dw.shard))
 	if err != nil {
 		return err
 	}
-	for _, en := range all {
-		if en.Key.Log == checkpoint.LogBucketIndex && int(en.Key.Shard) == dw.shard {
-			bd := en.Bound
-			dw.bounds[en.Key.Instance] = &bd
-			dw.readPos[en.Key.Instance] = bd.Marker
-		}
+	for _, en := range mine {
+		bd := en.Bound
+		dw.bounds[en.Key.Instance] = &bd
+		dw.readPos[en.Key.Instance] = bd.Marker
 	}
 	// Shards handed over while no worker ran here: the bounds are in the
 	// list above already, the re-listings are only in memory.
@@ -619,16 +617,14 @@ const phaseResync = "resync"
 // markDataResync makes every data shard of d re-check its bucket shards:
 // durably (each datalog bound's phase), and at once for running workers.
 func (e *Exporter) markDataResync(d *destination) error {
-	all, err := e.cfg.Store.List(d.name)
+	all, err := e.cfg.Store.ListLog(d.name, checkpoint.LogData)
 	if err != nil {
 		return err
 	}
 	var entries []checkpoint.Entry
 	for _, en := range all {
-		if en.Key.Log == checkpoint.LogData {
-			en.Bound.Phase = phaseResync
-			entries = append(entries, en)
-		}
+		en.Bound.Phase = phaseResync
+		entries = append(entries, en)
 	}
 	if err := e.cfg.Store.Put(entries...); err != nil {
 		return err

@@ -43,9 +43,15 @@ func (e *Exporter) Status(ctx context.Context, req *v1.StatusRequest) (*v1.Statu
 
 func (e *Exporter) destinationStatus(name string, only v1.LogType) (*v1.DestinationStatus, error) {
 	d := e.destination(name)
-	bounds, err := e.cfg.Store.List(name)
-	if err != nil {
-		return nil, err
+	// Bucket-index bounds show through their data shard: not read here
+	// (tens of thousands in a zone with many buckets, on every call).
+	var bounds []checkpoint.Entry
+	for _, l := range []string{checkpoint.LogData, checkpoint.LogMetadata, checkpoint.LogMetadataFull} {
+		got, err := e.cfg.Store.ListLog(name, l)
+		if err != nil {
+			return nil, err
+		}
+		bounds = append(bounds, got...)
 	}
 	ds := &v1.DestinationStatus{Destination: name}
 	d.mu.Lock()

@@ -253,7 +253,11 @@ func (c *Client) attempt(ctx context.Context, r call) (*http.Response, []byte, e
 	}
 	defer cancel()
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxSmallBody))
+	size := resp.ContentLength
+	if r.method == http.MethodHead {
+		size = 0 // Content-Length is the object's; a HEAD answer has no body
+	}
+	data, err := readAnswer(resp.Body, size, maxSmallBody)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: read answer (status %d): %w", r.op, resp.StatusCode, err)
 	}
@@ -261,6 +265,21 @@ func (c *Client) attempt(ctx context.Context, r call) (*http.Response, []byte, e
 		return nil, nil, gatewayError(r, path, resp, data)
 	}
 	return resp, data, nil
+}
+
+// readAnswer reads an answer of at most limit bytes into a buffer of its
+// announced size when there is one: io.ReadAll grows its buffer by
+// doubling, and a small object's body kept from that buffer (sent inline)
+// held up to twice its size beside the bytes it was counted for.
+func readAnswer(r io.Reader, size, limit int64) ([]byte, error) {
+	if size < 0 || size > limit {
+		return io.ReadAll(io.LimitReader(r, limit))
+	}
+	buf := make([]byte, size)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
 }
 
 type cancelOnClose struct {

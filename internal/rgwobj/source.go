@@ -1,6 +1,7 @@
 package rgwobj
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"encoding/xml"
@@ -94,7 +95,10 @@ func (c *Client) StatRead(ctx context.Context, bucket, key, versionID string, n 
 		return ObjectInfo{}, nil, fmt.Errorf("%s: %w", op, err)
 	}
 	m, _ := strconv.Atoi(resp.Header.Get("Rgwx-Embedded-Metadata-Len")) // checked by decodeStat
-	body = data[m:]
+	// A copy of its own: the body may travel in a batch that stays in
+	// flight until acked, and it is counted in the stream's byte window
+	// for its length; the answer's buffer also holds the attributes.
+	body = bytes.Clone(data[m:])
 	if want := min(info.Size, n); int64(len(body)) != want {
 		return ObjectInfo{}, nil, fmt.Errorf("%s: %d bytes after the attributes, want %d (changed meanwhile?)", op, len(body), want)
 	}
