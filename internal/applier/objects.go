@@ -266,7 +266,7 @@ func (a *Applier) applyObjects(ctx context.Context, u rgwlog.Unit, b *v1.Batch, 
 				mu.Lock()
 				failed[op.GetIndex()] = item
 				mu.Unlock()
-				held = held || op.GetVersionId() != ""
+				held = held || (op.GetVersionId() != "" && !rgwlog.Parked(item.GetError()))
 			}
 		}
 	}
@@ -356,6 +356,12 @@ func (a *Applier) applyOne(ctx context.Context, u rgwlog.Unit, op *v1.ObjectOp, 
 			return nil, ctx.Err() // cut by another lane's end, not a failure of its own
 		}
 		a.cfg.Metrics.errors.WithLabelValues("object").Inc()
+		if nullVersionRefused(op, err) {
+			a.log.Error("null version refused by zone-b, whose bucket never showed versioning suspended: kept for retry, later ops of the key go on",
+				"shard", u.String(), "bucket", op.GetBucket(), "object", op.GetKey(), "epoch", op.GetVersionedEpoch(), "err", err)
+			return item(rgwlog.ParkedPrefix + "zone-b's bucket has versioning enabled and this key has versions there: " +
+				"it cannot store the null version written while the source's bucket was suspended (FACTS.md section 9): " + err.Error()), nil
+		}
 		a.log.Warn("object apply failed", "shard", u.String(), "bucket", op.GetBucket(), "object", op.GetKey(),
 			"version", op.GetVersionId(), "op", op.GetKind().String(), "err", err)
 		return item(err.Error()), nil
@@ -561,6 +567,24 @@ func (a *Applier) nullVersionWritable(ctx context.Context, op *v1.ObjectOp) erro
 	}
 	a.forgetVersioning(op.GetBucket())
 	return fmt.Errorf("bucket %s has versioning %q on zone-b, not Suspended yet (its metadata is behind): a null version written now would be stored as another kind (retried)", op.GetBucket(), status)
+}
+
+// nullVersionRefused: the write of a null version with an epoch, past
+// nullVersionWait (zone-b's bucket never showed suspended), answered
+// NoSuchKey — what the gateway answers for a null version of a key with
+// versions while the bucket is enabled (FACTS.md section 9). Such an op is
+// parked (rgwlog.ParkedPrefix): held behind it, every later op of the key,
+// the current version included, stayed off zone-b for good (chaos,
+// CHAOS_EXTENDED, RELIABILITY.md finding 14).
+func nullVersionRefused(op *v1.ObjectOp, err error) bool {
+	if op.GetKind() != v1.ObjectOpKind_OBJECT_OP_KIND_PUT || op.GetVersionId() != "null" || op.GetVersionedEpoch() == 0 {
+		return false
+	}
+	if ts := op.GetTimestamp(); ts == nil || time.Since(ts.AsTime()) <= nullVersionWait {
+		return false
+	}
+	var gerr *rgwobj.GatewayError
+	return errors.As(err, &gerr) && gerr.Code == "NoSuchKey"
 }
 
 // versioningTTL is how long a bucket's versioning status read on zone-b

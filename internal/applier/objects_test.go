@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
@@ -136,8 +137,9 @@ type fakeDest struct {
 	statErr    error
 	listed     map[string]rgwobj.ListEntry
 	failPut    map[string]bool
-	delay      time.Duration   // of each Put
-	hang       map[string]bool // keys whose Put never reads its body nor returns (until cancelled)
+	putErr     map[string]error // key+"\x00"+version -> the Put's answer
+	delay      time.Duration    // of each Put
+	hang       map[string]bool  // keys whose Put never reads its body nor returns (until cancelled)
 
 	mu           sync.Mutex
 	calls        []string
@@ -180,6 +182,9 @@ func (f *fakeDest) Put(ctx context.Context, info rgwobj.ObjectInfo, body io.Read
 	f.record("put " + info.Key + " " + info.VersionID)
 	if f.failPut[info.Key+"\x00"+info.VersionID] {
 		return "", errors.New("503 from the fake")
+	}
+	if err := f.putErr[info.Key+"\x00"+info.VersionID]; err != nil {
+		return "", err
 	}
 	_, _ = io.Copy(io.Discard, body)
 	return info.ETag, nil
@@ -372,5 +377,42 @@ func TestNullVersionWaitsForSuspendedBucket(t *testing.T) {
 		dst = &fakeDest{versioning: status}
 		require.Empty(t, applyWith(t, dst, &v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: "p", Timestamp: timestamppb.Now()}))
 		require.Equal(t, []string{"put p "}, dst.callsOf("put"), "versioning %q", status)
+	}
+}
+
+// A null version zone-b refuses for good (its bucket never showed
+// suspended, the key has versions there: NoSuchKey, FACTS.md section 9) is
+// parked once it has waited nullVersionWait: kept for retry and shown, but
+// the later ops of its key — the current version — are applied. Before, it
+// was an ordinary failure: every later op of the key was held behind it
+// for good (chaos with CHAOS_EXTENDED, RELIABILITY.md finding 14).
+func TestRefusedNullVersionIsParked(t *testing.T) {
+	old := timestamppb.New(time.Now().Add(-nullVersionWait - time.Minute))
+	null := &v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Bucket: "b", Key: "k", VersionId: "null", VersionedEpoch: 4, Timestamp: old}
+	v3 := &v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Bucket: "b", Key: "k", VersionId: "V3", VersionedEpoch: 5, Timestamp: old}
+	noSuchKey := &rgwobj.GatewayError{Op: "put b/k", Method: "PUT", Path: "/b/k", Status: 404, Code: "NoSuchKey"}
+	dst := &fakeDest{versioning: "Enabled", putErr: map[string]error{"k\x00null": noSuchKey}}
+	failed := applyWith(t, dst, null, v3)
+	require.Len(t, failed, 1)
+	require.Equal(t, "null", failed[0].GetVersionId())
+	require.True(t, rgwlog.Parked(failed[0].GetError()), "parked: %s", failed[0].GetError())
+	require.Equal(t, []string{"put k null", "put k V3"}, dst.callsOf("put"), "the later version is applied")
+
+	// Not parked: a refusal before the wait is over (its bucket's metadata
+	// may still come), or another error (a missing bucket is NoSuchBucket).
+	for _, c := range []struct {
+		ts  *timestamppb.Timestamp
+		err error
+	}{
+		{old, &rgwobj.GatewayError{Op: "put b/k", Status: 404, Code: "NoSuchBucket"}},
+		{old, errors.New("503 from the fake")},
+	} {
+		dst := &fakeDest{versioning: "Enabled", putErr: map[string]error{"k\x00null": c.err}}
+		n := proto.Clone(null).(*v1.ObjectOp)
+		n.Timestamp = c.ts
+		failed := applyWith(t, dst, n, v3)
+		require.Len(t, failed, 2, "%v", c.err)
+		require.False(t, rgwlog.Parked(failed[0].GetError()))
+		require.True(t, rgwlog.Held(failed[1].GetError()), "the later version waits behind an ordinary failure")
 	}
 }

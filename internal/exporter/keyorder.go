@@ -20,8 +20,9 @@ import (
 //
 //   - A versioned key is *busy* while any item of it — an op sent, an op
 //     held, an op the source could not give — is in a batch not acked yet,
-//     or is kept for retry (a re-check is not a failure: it does not make
-//     its key busy). A held or failed item becomes a retry only when its
+//     or is kept for retry (a re-check is not a failure, and a parked op —
+//     one zone-b cannot store as it stands, rgwlog.ParkedPrefix — stays
+//     below the later ops by its epoch: neither makes its key busy). A held or failed item becomes a retry only when its
 //     batch is acked, so until then the batch itself keeps the key busy.
 //   - A new op of a busy key is *held*: sent as a failed item marked
 //     "held:", kept as a retry behind the key's earlier ops.
@@ -29,8 +30,8 @@ import (
 //     are held too.
 //   - A key's retries go together, in epoch order, once every failed one
 //     of them is due and no item of the key is in flight; held ones go
-//     with the failure they wait for. A re-check, or an unversioned
-//     object's retry, goes when due (an unversioned op reconciles with the
+//     with the failure they wait for. A re-check, a parked op, or an
+//     unversioned object's retry, goes when due (an unversioned op reconciles with the
 //     source's current state: it has no order to keep).
 //
 // Unversioned keys are never held. keyOrder is owned by one data worker's
@@ -111,7 +112,7 @@ func (o *keyOrder) busy(bs, key string, retries []checkpoint.Retry) bool {
 		return true
 	}
 	for _, r := range retries {
-		if r.Name == key && r.VersionID != "" && r.Error != recheckMark {
+		if r.Name == key && r.VersionID != "" && r.Error != recheckMark && !rgwlog.Parked(r.Error) {
 			return true
 		}
 	}
@@ -157,7 +158,7 @@ func (o *keyOrder) ready(bs string, retries []checkpoint.Retry, now time.Time) [
 		}
 		// A held one's own time does not count: it goes with the failure
 		// it waits for (or, that one through, at once).
-		failure := r.Error != recheckMark && !rgwlog.Held(r.Error)
+		failure := r.Error != recheckMark && !rgwlog.Held(r.Error) && !rgwlog.Parked(r.Error)
 		wait[r.Name] = wait[r.Name] || (failure && r.NextAttempt.After(now))
 	}
 	for name, w := range wait {
@@ -177,8 +178,8 @@ func (o *keyOrder) ready(bs string, retries []checkpoint.Retry, now time.Time) [
 			continue
 		}
 		// A failed one is due (or its group would wait), a held one goes
-		// with it; a re-check goes no earlier than its time.
-		if r.Error != recheckMark || !r.NextAttempt.After(now) {
+		// with it; a re-check or a parked one goes no earlier than its time.
+		if (r.Error != recheckMark && !rgwlog.Parked(r.Error)) || !r.NextAttempt.After(now) {
 			out = append(out, r)
 		}
 	}

@@ -25,6 +25,9 @@ func TestKeyOrderRules(t *testing.T) {
 		{Name: "slow", VersionID: "S2", Epoch: 5, Error: rgwlog.HeldPrefix + "x", NextAttempt: past},
 		{Name: "slow", VersionID: "S1", Epoch: 4, Error: "503", NextAttempt: later}, // backing off: S2 waits
 		{Name: "gone", VersionID: "G1", Epoch: 9, Error: recheckMark, NextAttempt: later},
+		{Name: "parked", VersionID: "null", Epoch: 4, Error: rgwlog.ParkedPrefix + "x", NextAttempt: later}, // not due: waits alone
+		{Name: "parkdue", VersionID: "null", Epoch: 4, Error: rgwlog.ParkedPrefix + "x", NextAttempt: past}, // due: goes
+		{Name: "parkdue", VersionID: "P5", Epoch: 5, Error: rgwlog.HeldPrefix + "x", NextAttempt: later},    // goes with nothing to wait for
 		{Name: "done", VersionID: "D1", Epoch: 2, Error: recheckMark, NextAttempt: past},
 		{Name: "flying", VersionID: "F1", Epoch: 2, Error: "503", NextAttempt: past},
 		{Name: "plain", Error: "503", NextAttempt: past},
@@ -41,13 +44,14 @@ func TestKeyOrderRules(t *testing.T) {
 	for _, r := range o.ready(bs, retries, now) {
 		got = append(got, r.Name+"/"+r.VersionID)
 	}
-	require.Equal(t, []string{"done/D1", "k/V2", "k/V1", "plain/"}, got)
+	require.Equal(t, []string{"done/D1", "k/V2", "k/V1", "parkdue/null", "parkdue/P5", "plain/"}, got)
 
 	refs := o.hold(bs, []objRef{
 		{key: "k", version: "V3"},        // k has retries kept
 		{key: "busy", version: "B2"},     // an op in a batch not acked
 		{key: "heldonly", version: "H3"}, // only a held item in a batch not acked
 		{key: "gone", version: "G2"},     // only a re-check: not held
+		{key: "parked", version: "V5"},   // only a parked op: not held (it lands below by its epoch)
 		{key: "fresh", version: "N1"},    // nothing before it
 		{key: "busy"},                    // unversioned: reconciled, never held
 	}, retries)

@@ -228,3 +228,16 @@ const HeldPrefix = "held: "
 
 // Held says whether a retry item's error is a hold (HeldPrefix).
 func Held(errText string) bool { return strings.HasPrefix(errText, HeldPrefix) }
+
+// ParkedPrefix starts the error of an object op the destination cannot
+// store in its present state, for good as far as is known: the null
+// version of a key written while the source's bucket was suspended, when
+// zone-b's bucket never showed suspended (the source enabled versioning
+// again before the bucket's metadata was synced) and the key has versions
+// there (FACTS.md section 9). It is retried and shown like any failure,
+// but it does not hold the later ops of its key: they carry higher epochs,
+// so whenever it is written it lands below them, as on the source.
+const ParkedPrefix = "parked: "
+
+// Parked says whether a retry item's error is parked (ParkedPrefix).
+func Parked(errText string) bool { return strings.HasPrefix(errText, ParkedPrefix) }
