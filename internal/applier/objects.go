@@ -560,13 +560,20 @@ func (a *Applier) nullVersionWritable(ctx context.Context, op *v1.ObjectOp) erro
 	case status == "" && op.GetVersionedEpoch() == 0:
 		return nil // an object of an unversioned bucket
 	}
-	if ts := op.GetTimestamp(); ts != nil && time.Since(ts.AsTime()) > nullVersionWait {
+	if waitedForVersioning(op) {
 		a.log.Warn("null version written into a bucket whose versioning zone-b never showed suspended (waited long enough for the bucket's metadata)",
-			"bucket", op.GetBucket(), "object", op.GetKey(), "versioning", status, "waited", time.Since(ts.AsTime()).Round(time.Second))
+			"bucket", op.GetBucket(), "object", op.GetKey(), "versioning", status, "waited", time.Since(op.GetTimestamp().AsTime()).Round(time.Second))
 		return nil
 	}
 	a.forgetVersioning(op.GetBucket())
 	return fmt.Errorf("bucket %s has versioning %q on zone-b, not Suspended yet (its metadata is behind): a null version written now would be stored as another kind (retried)", op.GetBucket(), status)
+}
+
+// waitedForVersioning: the op was logged more than nullVersionWait ago,
+// long enough for its bucket's versioning state to have reached zone-b.
+func waitedForVersioning(op *v1.ObjectOp) bool {
+	ts := op.GetTimestamp()
+	return ts != nil && time.Since(ts.AsTime()) > nullVersionWait
 }
 
 // nullVersionRefused: the write of a null version with an epoch, past
@@ -580,7 +587,7 @@ func nullVersionRefused(op *v1.ObjectOp, err error) bool {
 	if op.GetKind() != v1.ObjectOpKind_OBJECT_OP_KIND_PUT || op.GetVersionId() != "null" || op.GetVersionedEpoch() == 0 {
 		return false
 	}
-	if ts := op.GetTimestamp(); ts == nil || time.Since(ts.AsTime()) <= nullVersionWait {
+	if !waitedForVersioning(op) {
 		return false
 	}
 	var gerr *rgwobj.GatewayError

@@ -22,7 +22,8 @@ import (
 //     held, an op the source could not give — is in a batch not acked yet,
 //     or is kept for retry (a re-check is not a failure, and a parked op —
 //     one zone-b cannot store as it stands, rgwlog.ParkedPrefix — stays
-//     below the later ops by its epoch: neither makes its key busy). A held or failed item becomes a retry only when its
+//     below the later ops by its epoch: neither makes its key busy,
+//     asideOfOrder). A held or failed item becomes a retry only when its
 //     batch is acked, so until then the batch itself keeps the key busy.
 //   - A new op of a busy key is *held*: sent as a failed item marked
 //     "held:", kept as a retry behind the key's earlier ops.
@@ -31,8 +32,8 @@ import (
 //   - A key's retries go together, in epoch order, once every failed one
 //     of them is due and no item of the key is in flight; held ones go
 //     with the failure they wait for. A re-check, a parked op, or an
-//     unversioned object's retry, goes when due (an unversioned op reconciles with the
-//     source's current state: it has no order to keep).
+//     unversioned object's retry, goes when due (an unversioned op
+//     reconciles with the source's current state: it has no order to keep).
 //
 // Unversioned keys are never held. keyOrder is owned by one data worker's
 // goroutine.
@@ -112,12 +113,17 @@ func (o *keyOrder) busy(bs, key string, retries []checkpoint.Retry) bool {
 		return true
 	}
 	for _, r := range retries {
-		if r.Name == key && r.VersionID != "" && r.Error != recheckMark && !rgwlog.Parked(r.Error) {
+		if r.Name == key && r.VersionID != "" && !asideOfOrder(r) {
 			return true
 		}
 	}
 	return false
 }
+
+// asideOfOrder: a retry that keeps no order with its key's other ops — a
+// re-check (not a failure) or a parked op (lands below the later ones by
+// its epoch). It makes its key busy for nothing and goes when due.
+func asideOfOrder(r checkpoint.Retry) bool { return r.Error == recheckMark || rgwlog.Parked(r.Error) }
 
 // hold marks the versioned refs of bucket shard bs whose key is busy as
 // held.
@@ -158,7 +164,7 @@ func (o *keyOrder) ready(bs string, retries []checkpoint.Retry, now time.Time) [
 		}
 		// A held one's own time does not count: it goes with the failure
 		// it waits for (or, that one through, at once).
-		failure := r.Error != recheckMark && !rgwlog.Held(r.Error) && !rgwlog.Parked(r.Error)
+		failure := !asideOfOrder(r) && !rgwlog.Held(r.Error)
 		wait[r.Name] = wait[r.Name] || (failure && r.NextAttempt.After(now))
 	}
 	for name, w := range wait {
@@ -179,7 +185,7 @@ func (o *keyOrder) ready(bs string, retries []checkpoint.Retry, now time.Time) [
 		}
 		// A failed one is due (or its group would wait), a held one goes
 		// with it; a re-check or a parked one goes no earlier than its time.
-		if (r.Error != recheckMark && !rgwlog.Parked(r.Error)) || !r.NextAttempt.After(now) {
+		if !asideOfOrder(r) || !r.NextAttempt.After(now) {
 			out = append(out, r)
 		}
 	}
