@@ -162,25 +162,26 @@ func (e *Exporter) shardsOf(ctx context.Context, bucket string) ([]bucketShard, 
 	if err != nil {
 		return nil, err
 	}
+	return e.instanceShards(ctx, bucket, id, -1)
+}
+
+// instanceShards are the index shards of bucket's instance id, numShards
+// of them (read from the source's instance when negative).
+func (e *Exporter) instanceShards(ctx context.Context, bucket, id string, numShards int) ([]bucketShard, error) {
 	if id == "" {
 		return nil, fmt.Errorf("bucket %s: entry point without bucket_id", bucket)
 	}
 	inst := bucket + ":" + id
-	ib, err := e.cfg.Source.GetMetadata(ctx, rgwlog.SectionBucketInstance, inst)
-	if err != nil {
-		return nil, err
+	n := numShards
+	if n < 0 {
+		ib, err := e.cfg.Source.GetMetadata(ctx, rgwlog.SectionBucketInstance, inst)
+		if err != nil {
+			return nil, err
+		}
+		if n, err = rgwlog.NumShards(ib); err != nil {
+			return nil, fmt.Errorf("%s: %w", inst, err)
+		}
 	}
-	var info struct {
-		Data struct {
-			BucketInfo struct {
-				NumShards int `json:"num_shards"`
-			} `json:"bucket_info"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal(ib, &info); err != nil {
-		return nil, fmt.Errorf("bucket instance %s: %w", inst, err)
-	}
-	n := info.Data.BucketInfo.NumShards
 	if n <= 0 {
 		return []bucketShard{{key: inst, bucket: bucket, instance: id, shard: -1}}, nil
 	}

@@ -156,6 +156,8 @@ type Exporter struct {
 	draining  chan struct{} // closed by Drain
 
 	fetchSem *semaphore.Weighted // object reads from the source, exporter-wide
+
+	applied []*appliedLane // bucket entry points acked, their instances to check (instances.go)
 }
 
 // New checks the source (a wrong key or endpoint fails here, with the
@@ -173,6 +175,7 @@ func New(ctx context.Context, cfg Config) (*Exporter, error) {
 		return nil, fmt.Errorf("source metadata log has %d shards: is this a metadata master in a zonegroup with more than one zone?", info.NumShards)
 	}
 	e := &Exporter{
+		applied:  newAppliedLanes(),
 		cfg:      cfg,
 		log:      cfg.Logger,
 		period:   info.Period,
@@ -210,10 +213,17 @@ func New(ctx context.Context, cfg Config) (*Exporter, error) {
 	return e, nil
 }
 
-// Start runs the head poller until Close.
+// Start runs the head poller and the instance lanes until Close.
 func (e *Exporter) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
+	for _, l := range e.applied {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			l.run(ctx, e)
+		}()
+	}
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()

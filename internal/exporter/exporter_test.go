@@ -38,10 +38,11 @@ type fakeSource struct {
 	shards   map[int][]rgwadmin.MDLogEntry
 	blobs    map[string]string // "section:key" -> blob
 	failGets map[string]bool
+	gets     map[string]int // "section:key" -> GetMetadata calls
 }
 
 func newFakeSource() *fakeSource {
-	return &fakeSource{shards: map[int][]rgwadmin.MDLogEntry{}, blobs: map[string]string{}, failGets: map[string]bool{}}
+	return &fakeSource{shards: map[int][]rgwadmin.MDLogEntry{}, blobs: map[string]string{}, failGets: map[string]bool{}, gets: map[string]int{}}
 }
 
 func (f *fakeSource) put(shard int, section, key string) {
@@ -119,6 +120,7 @@ func (f *fakeSource) ListMetadataKeys(_ context.Context, section, marker string,
 func (f *fakeSource) GetMetadata(_ context.Context, section, key string) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.gets[section+":"+key]++
 	if f.failGets[section+":"+key] {
 		return nil, &rgwadmin.GatewayError{Op: "get metadata", Status: 500, Code: "InternalError"}
 	}

@@ -364,7 +364,7 @@ func TestEmptyNewBucketFollowsItsBILogsFromTheStart(t *testing.T) {
 			objs.full = full
 			clear(objs.listed)
 			objs.mu.Unlock()
-			r.exp.bucketInstanceApplied(r.exp.destination("zone-b"), "b2")
+			r.exp.bucketInstanceApplied(context.Background(), r.exp.destination("zone-b"), appliedBucket{name: "b2", numShards: -1})
 
 			for i := range 3 {
 				k := checkpoint.Key{Destination: "zone-b", Log: checkpoint.LogBucketIndex, Instance: fmt.Sprintf("b2:inst2:%d", i)}

@@ -54,7 +54,7 @@ type sentBatch struct {
 	// buckets: the bucket entry points this batch writes (a new bucket,
 	// or a new instance after a reshard): once applied, every index shard
 	// of the bucket's instance gets a full sync if it has no bound.
-	buckets []string
+	buckets []appliedBucket
 }
 
 // batchSource produces the next batch of a shard after pos.
@@ -310,9 +310,10 @@ func (w *worker) sendNext(ctx context.Context, src batchSource) (bool, error) {
 	for _, en := range rb.entries {
 		if en.GetOp() == v1.MetadataOp_METADATA_OP_DELETE {
 			sb.deletes = append(sb.deletes, keyRef{section: en.GetSection(), name: en.GetName(), ts: en.GetTimestamp().AsTime()})
-		} else if en.GetSection() == rgwlog.SectionBucket && w.sub.unit.Log == v1.LogType_LOG_TYPE_METADATA {
-			sb.buckets = append(sb.buckets, en.GetName())
 		}
+	}
+	if w.sub.unit.Log == v1.LogType_LOG_TYPE_METADATA {
+		sb.buckets = appliedBuckets(rb.entries)
 	}
 	if err := w.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Batch{Batch: batch}}); err != nil {
 		w.credit.give(need)
@@ -418,11 +419,13 @@ func (w *worker) handleAck(ack *v1.Ack, src batchSource) error {
 		for _, f := range failed {
 			failedNames[f.GetName()] = true
 		}
+		var ok []appliedBucket
 		for _, b := range sb.buckets {
-			if !failedNames[b] {
-				w.e.bucketInstanceApplied(w.d, b)
+			if !failedNames[b.name] {
+				ok = append(ok, b)
 			}
 		}
+		w.e.bucketsApplied(w.d, ok)
 	}
 	applied := max(sb.applied-len(ack.GetFailed()), 0)
 	w.e.cfg.Metrics.entriesApplied.WithLabelValues(w.d.name, logLabel(w.sub.unit.Log)).Add(float64(applied))

@@ -135,6 +135,23 @@ func BucketID(entryPoint []byte) (string, error) {
 	return ep.Data.Bucket.BucketID, nil
 }
 
+// NumShards is the number of index shards a bucket instance blob (GET
+// /admin/metadata/bucket.instance?key=…) gives its bucket: 0 for an
+// unsharded index.
+func NumShards(instance []byte) (int, error) {
+	var bi struct {
+		Data struct {
+			BucketInfo struct {
+				NumShards int `json:"num_shards"`
+			} `json:"bucket_info"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(instance, &bi); err != nil {
+		return 0, fmt.Errorf("bucket instance: %w", err)
+	}
+	return bi.Data.BucketInfo.NumShards, nil
+}
+
 // DefaultSections are the metadata sections replicated by default.
 var DefaultSections = []string{SectionUser, SectionBucketInstance, SectionBucket}
 

@@ -1,6 +1,8 @@
 package rgwlog
 
 import (
+	"encoding/json"
+	"os"
 	"slices"
 	"testing"
 
@@ -69,6 +71,24 @@ func TestBucketID(t *testing.T) {
 	require.Empty(t, id)
 	_, err = BucketID([]byte(`<html>`))
 	require.ErrorContains(t, err, "bucket entry point")
+}
+
+func TestNumShards(t *testing.T) {
+	// A tenant's bucket instance as the lab's gateway answers it.
+	raw, err := os.ReadFile("../rgwadmin/testdata/metadata-get-bucket-instance.json")
+	require.NoError(t, err)
+	var rec struct {
+		Body string `json:"body"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &rec))
+	n, err := NumShards([]byte(rec.Body))
+	require.NoError(t, err)
+	require.Equal(t, 11, n)
+	n, err = NumShards([]byte(`{"data":{"bucket_info":{}}}`))
+	require.NoError(t, err)
+	require.Zero(t, n, "an unsharded index")
+	_, err = NumShards([]byte(`<html>`))
+	require.ErrorContains(t, err, "bucket instance")
 }
 
 func TestUnitCompare(t *testing.T) {
