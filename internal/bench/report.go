@@ -70,7 +70,16 @@ func (r *results) print(w io.Writer, o options, took time.Duration) {
 		if x/y < 0.9 {
 			verd = "MISSED"
 		}
-		tw.row(fmt.Sprintf("%s at %dx the size (%s)", row.label, o.scale, row.unit), fmt.Sprintf("%.0f (%.2fx of 1x)", x, x/y), "-", "-", "-", "-",
+		// The copy floor's own 10x/1x ratio, where measured: how much
+		// of the slow-down is the gateways'.
+		floor, vsFloor := "-", "-"
+		fx, ok3 := r.med(row.key + "-scale/copy floor")
+		fy, ok4 := r.med(row.key + "/copy floor")
+		if ok3 && ok4 && fy > 0 && fx > 0 {
+			floor = fmt.Sprintf("%.0f (%.2fx of 1x)", fx, fx/fy)
+			vsFloor = fmt.Sprintf("%.2fx", x/fx)
+		}
+		tw.row(fmt.Sprintf("%s at %dx the size (%s)", row.label, o.scale, row.unit), fmt.Sprintf("%.0f (%.2fx of 1x)", x, x/y), "-", floor, "-", vsFloor,
 			">= 0.9x the 1x rate", verd)
 	}
 	if _, ok := r.med("huge/rgwsync"); ok {

@@ -361,34 +361,18 @@ func largeObjects(ctx context.Context, o options, z *zones, s system, r *results
 // while s is paused; timed until zone-b has every user, bucket and
 // bucket instance.
 func metadata(ctx context.Context, o options, z *zones, s system, r *results, p, key string) error {
-	var users []user
-	for i := range o.users {
-		users = append(users, newUser(fmt.Sprintf("%s-mu%03d", p, i)))
-	}
-	var buckets []string
-	for i := range o.metaBuckets {
-		buckets = append(buckets, fmt.Sprintf("%s-mb%04d", p, i))
-	}
 	if err := s.pause(ctx); err != nil {
 		return err
 	}
-	tw := time.Now()
-	if err := createUsers(ctx, z.lab.ZoneA, users); err != nil {
+	users, buckets, err := writeMetadata(ctx, o, z, p, s.name())
+	if err != nil {
 		return err
 	}
-	clients := make([]*s3.Client, len(users))
-	for i, u := range users {
-		clients[i] = u.on(z.lab.ZoneA)
-	}
-	if err := createBuckets(ctx, func(i int) *s3.Client { return clients[i%len(clients)] }, buckets); err != nil {
-		return err
-	}
-	logf("%s: %d users + %d buckets written on zone-a in %.1f s", s.name(), len(users), len(buckets), time.Since(tw).Seconds())
 	t := time.Now()
 	if err := s.resume(ctx); err != nil {
 		return err
 	}
-	if err := waitMetadata(ctx, z.dst, p+"-m", len(users), len(buckets), 15*time.Minute); err != nil {
+	if err := waitMetadata(ctx, z.dst, users, buckets, 15*time.Minute); err != nil {
 		return fmt.Errorf("%s metadata: %w", s.name(), err)
 	}
 	el := time.Since(t)
@@ -408,6 +392,61 @@ func metadata(ctx context.Context, o options, z *zones, s system, r *results, p,
 		}
 		logf("%s: metadata verifier: zones equal", s.name())
 	}
+	return nil
+}
+
+// writeMetadata writes the metadata workload on zone-a: o.users users and
+// o.metaBuckets buckets spread over them, named after p. It returns the
+// user ids and the bucket names.
+func writeMetadata(ctx context.Context, o options, z *zones, p, who string) (uids, buckets []string, err error) {
+	var users []user
+	for i := range o.users {
+		users = append(users, newUser(fmt.Sprintf("%s-mu%03d", p, i)))
+		uids = append(uids, users[i].uid)
+	}
+	for i := range o.metaBuckets {
+		buckets = append(buckets, fmt.Sprintf("%s-mb%04d", p, i))
+	}
+	tw := time.Now()
+	if err := createUsers(ctx, z.lab.ZoneA, users); err != nil {
+		return nil, nil, err
+	}
+	clients := make([]*s3.Client, len(users))
+	for i, u := range users {
+		clients[i] = u.on(z.lab.ZoneA)
+	}
+	if err := createBuckets(ctx, func(i int) *s3.Client { return clients[i%len(clients)] }, buckets); err != nil {
+		return nil, nil, err
+	}
+	logf("%s: %d users + %d buckets written on zone-a in %.1f s", who, len(users), len(buckets), time.Since(tw).Seconds())
+	return uids, buckets, nil
+}
+
+// metadataFloor is the plain copier's rate for the metadata workload, with
+// rgwsync stopped: every user, then every bucket's instance and entry
+// point, GET from zone-a and PUT to zone-b, copyWorkers side by side. It is
+// the scale row's yardstick: how the gateways themselves slow down as the
+// zones grow (a new bucket adds 11 index objects to each zone's one OSD).
+func metadataFloor(ctx context.Context, o options, z *zones, r *results, p, key string) error {
+	users, buckets, err := writeMetadata(ctx, o, z, p, "copy floor")
+	if err != nil {
+		return err
+	}
+	t := time.Now()
+	if err := parallel(ctx, o.copyWorkers, len(users), func(ctx context.Context, i int) error {
+		return copyUserMetadata(ctx, z.src, z.dst, users[i])
+	}); err != nil {
+		return err
+	}
+	if err := parallel(ctx, o.copyWorkers, len(buckets), func(ctx context.Context, i int) error {
+		return copyBucketMetadata(ctx, z.src, z.dst, buckets[i])
+	}); err != nil {
+		return err
+	}
+	el := time.Since(t)
+	n := float64(len(users) + len(buckets))
+	r.add(key+"/copy floor", n/el.Seconds())
+	logf("copy floor: %d users + %d buckets in %.2f s (%.0f items/s)", len(users), len(buckets), el.Seconds(), n/el.Seconds())
 	return nil
 }
 
@@ -537,6 +576,17 @@ tls:
 			}
 			if err := copyFloor(ctx, o, z, r, u, p, small, large); err != nil {
 				return err
+			}
+			if o.scale > 1 {
+				// The metadata floor at 1x and at the scale row's size.
+				if err := metadataFloor(ctx, o, z, r, p+"f", "metadata"); err != nil {
+					return err
+				}
+				big := o
+				big.users, big.metaBuckets = o.users*o.scale, o.metaBuckets*o.scale
+				if err := metadataFloor(ctx, big, z, r, p+"fx", "metadata-scale"); err != nil {
+					return err
+				}
 			}
 		}
 		err := d.pause(ctx)
