@@ -45,12 +45,16 @@ func (s labSpec) env() []string {
 		"SYS_AK="+sysAK, "SYS_SK="+sysSK)
 }
 
+// errLabInUse: boot found another run's lab in its place (which must
+// then be left running, not stopped by this run's failure).
+var errLabInUse = errors.New("lab in use")
+
 // boot starts the lab; it refuses a LAB that a live lab still holds (as
 // with-lab.sh does), since start.sh would stop it.
 func (s labSpec) boot() (*labtest.Lab, error) {
 	if live, who := s.live(); live {
-		return nil, fmt.Errorf("%s is in use (%s still runs): choose another -lab-dir/ports or stop it with LAB=%s %s --wipe",
-			s.Dir, who, s.Dir, script("stop.sh"))
+		return nil, fmt.Errorf("%s is in use (%s still runs): choose another -lab-dir/ports or stop it with LAB=%s %s --wipe: %w",
+			s.Dir, who, s.Dir, script("stop.sh"), errLabInUse)
 	}
 	logf("booting %s lab in %s (mon :%d, zone-a :%d, zone-b :%d, built-in sync %t, %s, memstore size %d MiB)",
 		s.Name, s.Dir, s.Mon, s.A, s.B, s.BuiltinSync, s.ObjectStore, s.MemstoreBytes>>20)

@@ -18,6 +18,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"github.com/rgwsync/rgwsync/internal/synctest"
@@ -113,7 +114,9 @@ func run(ctx context.Context, o options) (code int) {
 		fmt.Fprintf(os.Stderr, "bench: ERROR: %v\n", err)
 		tb.failed = true
 		tb.cleanup()
-		lab.stop(true)
+		if !errors.Is(err, errLabInUse) { // another run's lab: not ours to stop
+			lab.stop(true)
+		}
 		return 1
 	}
 	// rgwsync lab: rgwsync, then the copy floor.
