@@ -28,6 +28,16 @@ const (
 	LogMetadataFull = "metadata.full"
 	LogData         = "data"
 	LogBucketIndex  = "bucket-index"
+	// Work the exporter has promised to do, kept until it is done (not
+	// bounds of a source log; nothing reads a marker from them):
+	// LogInstanceCheck, a bucket whose entry point zone-b took and whose
+	// instance is still to be checked (Instance: the bucket); LogInstanceMet,
+	// a bucket instance the data sync met before zone-b had its entry point
+	// (Instance: "bucket:instance"); LogRelist, a bucket shard to be listed
+	// again (Shard: its datalog shard, Instance: the bucket shard key).
+	LogInstanceCheck = "bucket-instance.check"
+	LogInstanceMet   = "bucket-instance.met"
+	LogRelist        = "bucket-index.relist"
 )
 
 // ErrCorrupt means a stored bound failed its checksum or could not be

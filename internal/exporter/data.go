@@ -311,7 +311,19 @@ func (w *worker) runData(ctx context.Context) error {
 		dw.readPos[en.Key.Instance] = bd.Marker
 	}
 	// Shards handed over while no worker ran here: the bounds are in the
-	// list above already, the re-listings are only in memory.
+	// list above already, the re-listings in the store (and in memory,
+	// when handed over since this exporter started).
+	relist, err := w.e.cfg.Store.ListLogShard(w.d.name, checkpoint.LogRelist, uint32(dw.shard))
+	if err != nil {
+		return err
+	}
+	if len(relist) > 0 {
+		keys := make([]checkpoint.Key, len(relist))
+		for i, en := range relist {
+			keys[i] = dw.boundKey(en.Key.Instance)
+		}
+		w.d.news.listAgain(keys)
+	}
 	if err := dw.takeNews(); err != nil {
 		return err
 	}
@@ -716,8 +728,11 @@ func (dw *dataWorker) dropBucketShard(key string) {
 	}
 	delete(dw.bounds, key)
 	delete(dw.readPos, key)
-	k := dw.boundKey(key)
-	if err := dw.e.cfg.Store.Delete(k); err != nil {
+	del := []checkpoint.Key{dw.boundKey(key), relistKey(dw.boundKey(key))}
+	if bs, err := parseBucketShard(key); err == nil {
+		del = append(del, metKey(dw.d, bs.instanceKey())) // its entry point never comes now
+	}
+	if err := dw.e.cfg.Store.Delete(del...); err != nil {
 		dw.log.Warn("forget bucket shard", "bucket_shard", key, "err", err)
 	}
 }

@@ -224,6 +224,9 @@ func (e *Exporter) Start() {
 			l.run(ctx, e)
 		}()
 	}
+	if err := e.resumeInstanceChecks(); err != nil {
+		e.log.Error("resume the bucket instance checks of the last run (they are done when their buckets next change)", "err", err)
+	}
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,12 +34,10 @@ import (
 // stored (full sync) by another worker or by the metadata path, and
 // shards to list again. Each worker takes its own at its next step
 // (destination.shardsAdded says there is news); what a worker not running
-// now would take, it reads from the store when it starts.
+// now would take, it reads from the store when it starts (the bounds, and
+// the re-listings: checkpoint.LogRelist).
 type shardNews struct {
-	mu sync.Mutex
-	// met: bucket instances whose shards the data sync queued itself since
-	// the exporter started, maybe before zone-b had the instance.
-	met    map[string]bool
+	mu     sync.Mutex
 	added  byShard[checkpoint.Entry]
 	relist byShard[string] // bucket shard keys
 }
@@ -60,22 +59,25 @@ func (m byShard[T]) take(shard int) []T {
 	return out
 }
 
-func (n *shardNews) markMet(instance string) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.met == nil {
-		n.met = map[string]bool{}
-	}
-	n.met[instance] = true
+// metKey is where the store keeps that the data sync met instance (a
+// "bucket:instance") before zone-b had its entry point: until that entry
+// point is applied (bucketInstanceApplied), across restarts.
+func metKey(d *destination, instance string) checkpoint.Key {
+	return checkpoint.Key{Destination: d.name, Log: checkpoint.LogInstanceMet, Instance: instance}
 }
 
-// forgetMet says whether instance was met, and forgets it.
-func (n *shardNews) forgetMet(instance string) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	was := n.met[instance]
-	delete(n.met, instance)
-	return was
+// relistKey is where the store keeps a bucket shard to be listed again
+// until its worker has stored the listing's new bound.
+func relistKey(k checkpoint.Key) checkpoint.Key {
+	return checkpoint.Key{Destination: k.Destination, Log: checkpoint.LogRelist, Shard: k.Shard, Instance: k.Instance}
+}
+
+// checkKey is where the store keeps a bucket whose entry point zone-b
+// took and whose instance is still to be checked (bucketInstanceApplied):
+// stored with the metadata bound that acks the entry point, deleted once
+// checked, resumed at start.
+func checkKey(d *destination, bucket string) checkpoint.Key {
+	return checkpoint.Key{Destination: d.name, Log: checkpoint.LogInstanceCheck, Instance: bucket}
 }
 
 func (n *shardNews) add(entries []checkpoint.Entry) {
@@ -174,7 +176,9 @@ func (dw *dataWorker) instanceMet(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	dw.d.news.markMet(bs.instanceKey())
+	if err := dw.e.cfg.Store.Put(checkpoint.Entry{Key: metKey(dw.d, bs.instanceKey()), Bound: checkpoint.Bound{UpdatedAt: time.Now().UTC()}}); err != nil {
+		return err
+	}
 	if bs.shard < 0 {
 		return nil // an unsharded index has no siblings
 	}
@@ -236,6 +240,24 @@ func appliedBuckets(entries []*v1.MetadataEntry) []appliedBucket {
 	return out
 }
 
+// appliedOK are the bucket entry points of bs the applier did not fail.
+func appliedOK(bs []appliedBucket, failed []*v1.RetryItem) []appliedBucket {
+	if len(bs) == 0 {
+		return nil
+	}
+	failedNames := map[string]bool{}
+	for _, f := range failed {
+		failedNames[f.GetName()] = true
+	}
+	var ok []appliedBucket
+	for _, b := range bs {
+		if !failedNames[b.name] {
+			ok = append(ok, b)
+		}
+	}
+	return ok
+}
+
 // bucketInstanceApplied runs once zone-b has a bucket's entry point as
 // the source has it now (its metadata batch acked): every index shard of
 // the current instance without a bound is queued for full sync, and the
@@ -262,18 +284,20 @@ func appliedBuckets(entries []*v1.MetadataEntry) []appliedBucket {
 // buckets in a few shards (the bench's 10,000 buckets fell in 4 of 64:
 // the gateway's hash of similar names), so the metadata sync of 12,000
 // items ran at 0.55 of the rate of 1,200 (issue #15, BENCHMARKS.md).
-func (e *Exporter) bucketInstanceApplied(ctx context.Context, d *destination, b appliedBucket) {
+func (e *Exporter) bucketInstanceApplied(ctx context.Context, d *destination, b appliedBucket) error {
 	if e.cfg.Data == nil || !e.cfg.Filter.Bucket(b.name) {
-		return
+		return nil
 	}
-	if _, ok, err := e.cfg.Store.Get(rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA}.Key(d.name)); err != nil || !ok {
-		return // data sync not initialised: its init lists every bucket
+	if _, ok, err := e.cfg.Store.Get(rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA}.Key(d.name)); err != nil {
+		return err
+	} else if !ok {
+		return nil // data sync not initialised: its init lists every bucket
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	id, err := e.currentInstance(ctx, b.name)
 	if errors.Is(err, rgwadmin.ErrNotFound) {
-		return // removed since
+		return nil // removed since
 	}
 	n := -1
 	if err == nil && id == b.id {
@@ -284,18 +308,19 @@ func (e *Exporter) bucketInstanceApplied(ctx context.Context, d *destination, b 
 		shards, err = e.instanceShards(ctx, b.name, id, n)
 	}
 	if errors.Is(err, rgwadmin.ErrNotFound) {
-		return // removed since
+		return nil // removed since
 	}
 	if err != nil {
-		e.log.Warn("bucket entry point applied: could not read its index shards (its next write will queue them)",
-			"destination", d.name, "bucket", b.name, "err", err)
-		return
+		return fmt.Errorf("read its index shards: %w", err)
 	}
-	met := d.news.forgetMet(shards[0].instanceKey())
+	mk := metKey(d, shards[0].instanceKey())
+	_, met, err := e.cfg.Store.Get(mk)
+	if err != nil {
+		return err
+	}
 	existing, missing, err := e.splitListed(d, shards)
 	if err != nil {
-		e.log.Warn("bucket entry point applied: read its index shards' bounds", "destination", d.name, "bucket", b.name, "err", err)
-		return
+		return fmt.Errorf("read its index shards' bounds: %w", err)
 	}
 	if len(missing) > 0 {
 		empty, err := e.instanceEmpty(ctx, shards[0].instanceKey())
@@ -304,8 +329,7 @@ func (e *Exporter) bucketInstanceApplied(ctx context.Context, d *destination, b 
 				"destination", d.name, "bucket", b.name, "err", err)
 		}
 		if err := e.queueShards(d, missing, empty); err != nil {
-			e.log.Warn("bucket entry point applied: queue its index shards", "destination", d.name, "bucket", b.name, "err", err)
-			return
+			return fmt.Errorf("queue its index shards: %w", err)
 		}
 		if empty {
 			e.log.Debug("bucket instance applied on the destination: its index is empty, its bilogs are followed from their start",
@@ -318,9 +342,20 @@ func (e *Exporter) bucketInstanceApplied(ctx context.Context, d *destination, b 
 	if met && len(existing) > 0 {
 		e.log.Info("bucket instance applied on the destination after its shards were met: listing them again",
 			"destination", d.name, "bucket", b.name, "shards", len(existing))
+		relist := make([]checkpoint.Entry, len(existing))
+		for i, k := range existing {
+			relist[i] = checkpoint.Entry{Key: relistKey(k), Bound: checkpoint.Bound{UpdatedAt: time.Now().UTC()}}
+		}
+		if err := e.cfg.Store.Put(relist...); err != nil {
+			return fmt.Errorf("store its shards' re-listing: %w", err)
+		}
 		d.news.listAgain(existing)
 		d.shardsAdded.Add(1)
 	}
+	if met {
+		return e.cfg.Store.Delete(mk)
+	}
+	return nil
 }
 
 // instanceLanes run bucketInstanceApplied, a bucket always in the same
@@ -378,13 +413,25 @@ func (l *appliedLane) pop() (appliedWork, bool) {
 	return w, true
 }
 
+// instanceRetry is how long a lane waits before it checks a bucket again
+// whose check failed (the source, or the store).
+var instanceRetry = 30 * time.Second
+
 func (l *appliedLane) run(ctx context.Context, e *Exporter) {
 	for {
 		for w, ok := l.pop(); ok; w, ok = l.pop() {
 			if ctx.Err() != nil {
 				return
 			}
-			e.bucketInstanceApplied(ctx, w.d, w.b)
+			err := e.bucketInstanceApplied(ctx, w.d, w.b)
+			if err == nil {
+				err = e.cfg.Store.Delete(checkKey(w.d, w.b.name))
+			}
+			if err != nil && ctx.Err() == nil {
+				e.log.Warn("bucket entry point applied: checking its instance failed; will retry",
+					"destination", w.d.name, "bucket", w.b.name, "err", err, "retry_in", instanceRetry)
+				time.AfterFunc(instanceRetry, func() { l.push(w) })
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -395,13 +442,56 @@ func (l *appliedLane) run(ctx context.Context, e *Exporter) {
 }
 
 // bucketsApplied hands the bucket entry points of an acked metadata batch
-// to their instance lanes.
+// to their instance lanes (their checkKeys are stored with the batch's
+// bound: instanceChecks).
 func (e *Exporter) bucketsApplied(d *destination, bs []appliedBucket) {
 	for _, b := range bs {
 		h := fnv.New32a()
 		_, _ = h.Write([]byte(b.name))
 		e.applied[h.Sum32()%instanceLanes].push(appliedWork{d: d, b: b})
 	}
+}
+
+// instanceChecks are the store entries that keep bs to be checked until
+// they are (stored with the metadata bound that acks them).
+func (e *Exporter) instanceChecks(d *destination, bs []appliedBucket) []checkpoint.Entry {
+	if e.cfg.Data == nil {
+		return nil
+	}
+	var out []checkpoint.Entry
+	now := time.Now().UTC()
+	for _, b := range bs {
+		if e.cfg.Filter.Bucket(b.name) {
+			out = append(out, checkpoint.Entry{Key: checkKey(d, b.name), Bound: checkpoint.Bound{UpdatedAt: now}})
+		}
+	}
+	return out
+}
+
+// resumeInstanceChecks queues again the checks an earlier run stored and
+// did not finish.
+func (e *Exporter) resumeInstanceChecks() error {
+	e.mu.Lock()
+	var dests []*destination
+	for _, d := range e.dests {
+		dests = append(dests, d)
+	}
+	e.mu.Unlock()
+	n := 0
+	for _, d := range dests {
+		pending, err := e.cfg.Store.ListLog(d.name, checkpoint.LogInstanceCheck)
+		if err != nil {
+			return err
+		}
+		for _, en := range pending {
+			e.bucketsApplied(d, []appliedBucket{{name: en.Key.Instance, numShards: -1}})
+		}
+		n += len(pending)
+	}
+	if n > 0 {
+		e.log.Info("resuming the checks of bucket instances zone-b took before the last stop", "buckets", n)
+	}
+	return nil
 }
 
 // instanceEmpty lists a bucket instance's index whole ("bucket:instance":
@@ -429,11 +519,14 @@ func (dw *dataWorker) takeNews() error {
 	}
 	relist := dw.d.news.takeRelist(dw.shard)
 	sort.Strings(relist)
+	relist = slices.Compact(relist)
 	for _, k := range relist {
-		if _, ok := dw.bounds[k]; !ok {
-			continue // dropped meanwhile
-		}
-		if err := dw.listAgain(k, "its bucket instance reached the destination after it was first listed", true); err != nil {
+		if _, ok := dw.bounds[k]; ok {
+			if err := dw.listAgain(k, "its bucket instance reached the destination after it was first listed", true); err != nil {
+				return err
+			}
+		} // else dropped meanwhile
+		if err := dw.e.cfg.Store.Delete(relistKey(dw.boundKey(k))); err != nil {
 			return err
 		}
 	}

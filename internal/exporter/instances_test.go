@@ -106,3 +106,117 @@ func TestBucketChecksDoNotHoldTheMetadataShard(t *testing.T) {
 			"the instance blob the batch carried is read from the source only for the batch")
 	}
 }
+
+// nextMetadata returns a's next metadata batch, acking the others.
+func nextMetadata(a *applierStream) *v1.Batch {
+	for {
+		b := a.next()
+		if b.GetShard().GetLogType() == v1.LogType_LOG_TYPE_METADATA {
+			return b
+		}
+		a.ack(b)
+	}
+}
+
+// The check of a bucket whose entry point zone-b took survives a restart
+// of the exporter: it is stored with the metadata bound that acks the
+// entry point, and done by the next run. Before, it was done (or lost)
+// in memory right after the ack: a reshard's new instance with no write
+// after it would then never have its shards listed (issue #11, hole 6).
+func TestInstanceChecksSurviveARestart(t *testing.T) {
+	src, data := oneBucketSource()
+	path := filepath.Join(t.TempDir(), "b.db")
+	opts := func(c *Config) { c.Data, c.Objects = data, listedObjects{&fakeObjects{}} }
+	r := newRig(t, src, path, opts)
+	a := r.dial(t, "a1")
+	a.fullSync(t, r)
+	a.subscribe(rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA})
+	untilIncremental(r, a, b1Key)
+
+	src.mu.Lock()
+	src.blobs["bucket.instance:n0:i0"] = `{"data":{"bucket_info":{"num_shards":2,"owner":"alice","bucket":{"tenant":""}}}}`
+	src.blobs["bucket:n0"] = `{"data":{"bucket":{"bucket_id":"i0"}}}`
+	src.n++
+	src.log(0, rgwlog.SectionBucketInstance, "n0:i0")
+	src.n++
+	src.log(0, rgwlog.SectionBucket, "n0")
+	src.mu.Unlock()
+	a.subscribe(mdUnit(0))
+	b := nextMetadata(a)
+	require.Contains(t, names(b), "bucket:n0:put")
+	// zone-a fails for the bucket from now on: its check fails.
+	src.mu.Lock()
+	src.failGets["bucket:n0"] = true
+	src.mu.Unlock()
+	a.ack(b)
+	check := checkpoint.Key{Destination: "zone-b", Log: checkpoint.LogInstanceCheck, Instance: "n0"}
+	require.Eventually(t, func() bool {
+		_, ok, err := r.store.Get(check)
+		return err == nil && ok
+	}, 5*time.Second, 10*time.Millisecond, "the check is kept in the store")
+	time.Sleep(100 * time.Millisecond) // the lane tried, and failed
+	a.cancel()
+	r.close()
+
+	shard := func(st *checkpoint.Store, i int) bool {
+		_, ok, err := st.Get(checkpoint.Key{Destination: "zone-b", Log: checkpoint.LogBucketIndex, Instance: fmt.Sprintf("n0:i0:%d", i)})
+		require.NoError(t, err)
+		return ok
+	}
+	st, err := checkpoint.Open(path)
+	require.NoError(t, err)
+	require.False(t, shard(st, 0), "no shard queued by the failed check")
+	require.NoError(t, st.Close())
+
+	src.mu.Lock()
+	delete(src.failGets, "bucket:n0")
+	src.mu.Unlock()
+	r2 := newRig(t, src, path, opts)
+	require.Eventually(t, func() bool {
+		_, pending, err := r2.store.Get(check)
+		return err == nil && !pending && shard(r2.store, 0) && shard(r2.store, 1)
+	}, 5*time.Second, 10*time.Millisecond, "the next run checks the bucket: its shards are queued")
+}
+
+// A bucket instance the data sync met before zone-b had its entry point
+// is listed again once the entry point is applied — also when the exporter
+// restarted in between, and when it restarts before the data worker took
+// the re-listing: the meeting and the re-listing are kept in the store
+// (issue #11: the re-listing after a reshard was in memory only).
+func TestRelistingSurvivesARestart(t *testing.T) {
+	src, data := oneBucketSource()
+	path := filepath.Join(t.TempDir(), "b.db")
+	opts := func(c *Config) { c.Data, c.Objects = data, listedObjects{&fakeObjects{}} }
+	r := newRig(t, src, path, opts)
+	dataUnit := rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA}
+	a := r.dial(t, "a1")
+	a.fullSync(t, r)
+	a.subscribe(dataUnit)
+	untilIncremental(r, a, b1Key)
+	a.cancel()
+
+	// An earlier run met b1's instance before zone-b had its entry point.
+	d := r.exp.destination("zone-b")
+	met := metKey(d, "b1:inst1")
+	require.NoError(t, r.store.Put(checkpoint.Entry{Key: met, Bound: checkpoint.Bound{UpdatedAt: time.Now()}}))
+	require.NoError(t, r.exp.bucketInstanceApplied(context.Background(), d, appliedBucket{name: "b1", numShards: -1}))
+	relist := relistKey(b1Key)
+	_, ok, err := r.store.Get(relist)
+	require.NoError(t, err)
+	require.True(t, ok, "the re-listing is kept in the store")
+	_, ok, err = r.store.Get(met)
+	require.NoError(t, err)
+	require.False(t, ok, "the meeting is forgotten once the re-listing is kept")
+	r.close() // before any data worker took it
+
+	r2 := newRig(t, src, path, opts)
+	a2 := r2.dial(t, "a2")
+	a2.subscribe(dataUnit)
+	relisted := func() bool {
+		bd, ok, err := r2.store.Get(b1Key)
+		_, pending, err2 := r2.store.Get(relist)
+		return err == nil && err2 == nil && ok && bd.Resyncs == 1 && !pending
+	}
+	require.Eventually(t, relisted, 5*time.Second, 10*time.Millisecond, "b1's shard is listed again after the restart")
+	a2.cancel()
+}

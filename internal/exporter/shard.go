@@ -399,7 +399,11 @@ func (w *worker) handleAck(ack *v1.Ack, src batchSource) error {
 	if w.sub.unit.Log == v1.LogType_LOG_TYPE_METADATA_FULL && src.finished(sb.through) && len(w.inflight) == 1 && nb.Phase != phaseDone {
 		nb.Phase = phaseDone
 	}
-	if err := w.e.cfg.Store.Put(checkpoint.Entry{Key: w.key, Bound: nb}); err != nil {
+	// The new bucket entry points zone-b took are to be checked (their
+	// instances' shards queued for the data sync): kept in the store with
+	// the bound that acks them, until checked.
+	buckets := appliedOK(sb.buckets, failed)
+	if err := w.e.cfg.Store.Put(append([]checkpoint.Entry{{Key: w.key, Bound: nb}}, w.e.instanceChecks(w.d, buckets)...)...); err != nil {
 		// Without a durable bound nothing may move on: end the subscription.
 		return fmt.Errorf("store bound %s: %w", w.key, err)
 	}
@@ -414,19 +418,7 @@ func (w *worker) handleAck(ack *v1.Ack, src batchSource) error {
 	}
 	w.credit.give(sb.payload)
 	w.stats.progressed()
-	if len(sb.buckets) > 0 {
-		failedNames := map[string]bool{}
-		for _, f := range failed {
-			failedNames[f.GetName()] = true
-		}
-		var ok []appliedBucket
-		for _, b := range sb.buckets {
-			if !failedNames[b.name] {
-				ok = append(ok, b)
-			}
-		}
-		w.e.bucketsApplied(w.d, ok)
-	}
+	w.e.bucketsApplied(w.d, buckets)
 	applied := max(sb.applied-len(ack.GetFailed()), 0)
 	w.e.cfg.Metrics.entriesApplied.WithLabelValues(w.d.name, logLabel(w.sub.unit.Log)).Add(float64(applied))
 	w.e.cfg.Metrics.retriesFailed.WithLabelValues(w.d.name, logLabel(w.sub.unit.Log)).Add(float64(len(failed)))
