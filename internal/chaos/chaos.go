@@ -71,6 +71,7 @@ type Report struct {
 	Workload      map[string]int // operations by kind
 	Buckets       []string
 	RemovedBucket []string
+	TenantBucket  []workload.TenantBucket // verified with their tenant's user (CHAOS_EXTENDED)
 	FaultPhase    time.Duration
 	// Converge is the time from the end of the last fault to equal zones
 	// (or to the give-up when Diffs is not empty).
@@ -135,7 +136,7 @@ func (r *Report) String() string {
 	for _, k := range slices.Sorted(maps.Keys(r.Workload)) {
 		fmt.Fprintf(&b, " %s=%d", k, r.Workload[k])
 	}
-	fmt.Fprintf(&b, "\n  buckets verified: %d (+%d removed during the run)\n", len(r.Buckets), len(r.RemovedBucket))
+	fmt.Fprintf(&b, "\n  buckets verified: %d, %d of a tenant (+%d removed during the run)\n", len(r.Buckets)+len(r.TenantBucket), len(r.TenantBucket), len(r.RemovedBucket))
 	fmt.Fprintf(&b, "  fault phase: %s; converged %s after the last fault\n", r.FaultPhase.Round(time.Second), r.Converge.Round(100*time.Millisecond))
 	fmt.Fprintf(&b, "  verification: %d passes, the last took %s\n", r.VerifyPasses, r.LastPass.Round(100*time.Millisecond))
 	fmt.Fprintf(&b, "  differences: %d (lost %d, resurrected deletes %d, other %d)\n", len(r.Diffs), r.Lost, r.Resurrected, r.Other)
@@ -356,6 +357,7 @@ func Run(t labtest.TB, cfg Config) *Report {
 	rep.Workload = w.Counts()
 	rep.Buckets = w.Buckets()
 	rep.RemovedBucket = w.Removed()
+	rep.TenantBucket = w.TenantBuckets()
 
 	r.converge(w)
 
@@ -387,6 +389,13 @@ func (r *run) converge(w *workload.Workload) {
 		}
 		for _, b := range rep.Buckets {
 			d, err := verify.Objects(ctx, src, dst, b)
+			if err != nil {
+				return nil, err
+			}
+			diffs = append(diffs, d...)
+		}
+		for _, tb := range rep.TenantBucket {
+			d, err := verify.Objects(ctx, workload.Client(e.Lab.ZoneA, tb.User), workload.Client(e.Lab.ZoneB, tb.User), tb.Bucket)
 			if err != nil {
 				return nil, err
 			}

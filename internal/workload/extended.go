@@ -1,14 +1,17 @@
 package workload
 
 // The operations of issue #11 (Config.Extended): tag and ACL changes of
-// versions, versioning toggles and reshards.
+// versions, versioning toggles, reshards and a tenant's bucket.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -98,4 +101,75 @@ func (w *Workload) someVersion(ctx context.Context, k string) (string, error) {
 	}
 	sort.Strings(ids) // listing order is the zone's; the choice must be the seed's
 	return ids[w.rng.IntN(len(ids))], nil
+}
+
+// TenantBucket is a tenant's bucket and the user ("tenant$name") that owns it.
+type TenantBucket struct{ User, Bucket string }
+
+// TenantBuckets are the tenants' buckets the workload writes (Extended).
+func (w *Workload) TenantBuckets() []TenantBucket {
+	if w.tenant == nil {
+		return nil
+	}
+	return []TenantBucket{{User: w.tenantUser, Bucket: w.tenantBucket}}
+}
+
+// newTenant creates a tenant's user and its bucket (named like the plain
+// ones: the tenant keeps it apart). A tenant's keys differ in every form
+// the gateway's admin API takes (user "tenant$name", bucket
+// "tenant/name", index shards "name:instance:shard" with the tenant in
+// the path: issue #11, hole 1).
+func (w *Workload) newTenant(ctx context.Context) error {
+	tenant := "t" + strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, w.cfg.Prefix)
+	w.tenantUser = tenant + "$" + w.cfg.Prefix + "-tenant"
+	c, err := w.newUser(ctx, w.tenantUser)
+	if err != nil {
+		return err
+	}
+	w.tenant = c
+	w.tenantBucket = w.cfg.Prefix + "-tb"
+	if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(w.tenantBucket)}); err != nil {
+		return fmt.Errorf("create bucket %s of %s: %w", w.tenantBucket, w.tenantUser, err)
+	}
+	w.record(Record{Op: OpUser, Key: w.tenantUser})
+	w.record(Record{Op: OpBucket, Bucket: tenant + "/" + w.tenantBucket})
+	return nil
+}
+
+// tenantObject writes a new object to the tenant's bucket, overwrites one
+// or deletes one.
+func (w *Workload) tenantObject(ctx context.Context, op string) error {
+	b := w.tenantBucket
+	r := w.rng.IntN(10)
+	if len(w.tkeys) == 0 || r < 6 {
+		k := w.newKey()
+		n := w.smallSize()
+		if _, err := w.tenant.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(b), Key: aws.String(k), Body: bytes.NewReader(w.body(n))}); err != nil {
+			return fmt.Errorf("put %s/%s of %s: %w", b, k, w.tenantUser, err)
+		}
+		w.tkeys = append(w.tkeys, k)
+		w.record(Record{Op: op, Bucket: b, Key: k, Size: n})
+		return nil
+	}
+	i := w.rng.IntN(len(w.tkeys))
+	k := w.tkeys[i]
+	if r < 8 {
+		n := w.smallSize()
+		if _, err := w.tenant.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(b), Key: aws.String(k), Body: bytes.NewReader(w.body(n))}); err != nil {
+			return fmt.Errorf("overwrite %s/%s of %s: %w", b, k, w.tenantUser, err)
+		}
+		w.record(Record{Op: op, Bucket: b, Key: k, Size: n})
+		return nil
+	}
+	if _, err := w.tenant.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b), Key: aws.String(k)}); err != nil {
+		return fmt.Errorf("delete %s/%s of %s: %w", b, k, w.tenantUser, err)
+	}
+	w.tkeys = slices.Delete(w.tkeys, i, i+1)
+	w.record(Record{Op: op, Bucket: b, Key: k})
+	return nil
 }

@@ -44,6 +44,7 @@ const (
 	OpVersionACL     = "version-acl"       // a version's ACL set to public-read or private
 	OpToggleVersions = "toggle-versioning" // the versioned bucket suspended, or enabled again
 	OpReshard        = "reshard"           // a plain bucket resharded (radosgw-admin)
+	OpTenantObject   = "tenant-object"     // an object of a tenant's bucket written, overwritten or deleted
 )
 
 // Config describes a workload.
@@ -68,9 +69,11 @@ type Config struct {
 	PartSize int
 	// Extended adds the operations of issue #11 that rgwsync does not
 	// survive yet under faults: tag and ACL changes of versions, versioning
-	// suspended and enabled again on the versioned bucket, and reshards of
-	// plain buckets (RELIABILITY.md, finding 11). Off, their weight is zero
-	// and the seeded stream is the one before.
+	// suspended and enabled again on the versioned bucket, reshards of
+	// plain buckets (RELIABILITY.md, finding 11), and a tenant's user and
+	// bucket with objects written, overwritten and deleted. Off, their
+	// weight is zero, no tenant is made and the seeded stream is the one
+	// before.
 	Extended bool
 }
 
@@ -103,6 +106,11 @@ type Workload struct {
 	removed   []string            // buckets removed
 	users     int
 	bucketSeq int
+	// the tenant's user, client, bucket and live keys (Extended)
+	tenantUser   string
+	tenant       *s3.Client
+	tenantBucket string
+	tkeys        []string
 }
 
 // New creates the owner (radosgw-admin on the source zone), a first plain
@@ -134,6 +142,11 @@ func New(ctx context.Context, cfg Config) (*Workload, error) {
 		VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusEnabled}}); err != nil {
 		return nil, fmt.Errorf("enable versioning on %s: %w", w.versioned, err)
 	}
+	if cfg.Extended {
+		if err := w.newTenant(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return w, nil
 }
 
@@ -158,11 +171,17 @@ func Client(endpoint, uid string) *s3.Client {
 	})
 }
 
+// newUser creates uid ("tenant$name" for a tenant's user) on the source.
 func (w *Workload) newUser(ctx context.Context, uid string) (*s3.Client, error) {
 	ak, sk := Keys(uid)
-	cmd := exec.CommandContext(ctx, "radosgw-admin", "-c", filepath.Join(w.cfg.LabDir, "ceph.conf"), "-n", "client.admin",
-		"--rgw-zone="+w.cfg.Zone, "user", "create", "--uid="+uid, "--display-name=workload "+uid,
-		"--access-key="+ak, "--secret="+sk)
+	id := []string{"--uid=" + uid}
+	if tenant, name, ok := strings.Cut(uid, "$"); ok {
+		id = []string{"--tenant=" + tenant, "--uid=" + name}
+	}
+	args := append([]string{"-c", filepath.Join(w.cfg.LabDir, "ceph.conf"), "-n", "client.admin",
+		"--rgw-zone=" + w.cfg.Zone, "user", "create"}, id...)
+	args = append(args, "--display-name=workload "+uid, "--access-key="+ak, "--secret="+sk)
+	cmd := exec.CommandContext(ctx, "radosgw-admin", args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("radosgw-admin user create %s: %v\n%s", uid, err, out)
 	}
@@ -276,11 +295,13 @@ var ops = []struct {
 	{OpVersionACL, 12},
 	{OpToggleVersions, 8},
 	{OpReshard, 4},
+	{OpTenantObject, 40},
 }
 
 func (w *Workload) pick() string {
 	weight := func(name string, wt int) int {
-		if !w.cfg.Extended && (name == OpToggleVersions || name == OpReshard || name == OpVersionTags || name == OpVersionACL) {
+		if !w.cfg.Extended && (name == OpToggleVersions || name == OpReshard || name == OpVersionTags || name == OpVersionACL ||
+			name == OpTenantObject) {
 			return 0
 		}
 		return wt
@@ -491,6 +512,8 @@ func (w *Workload) step(ctx context.Context) error {
 		return w.toggleVersioning(ctx, op)
 	case OpReshard:
 		return w.reshard(ctx, op)
+	case OpTenantObject:
+		return w.tenantObject(ctx, op)
 	}
 	return fmt.Errorf("unknown op %q", op)
 }
