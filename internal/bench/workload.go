@@ -353,33 +353,30 @@ func setOf(names []string) map[string]bool {
 
 // listFound lists the sections with items missing and forgets the ones found.
 func listFound(ctx context.Context, dst *rgwadmin.Client, users, eps, insts map[string]bool) error {
-	if len(users) > 0 {
-		keys, err := metadataKeys(ctx, dst, "user")
-		if err != nil {
-			return err
+	bucketOf := func(k string) string { // "name:instance"
+		if i := strings.LastIndex(k, ":"); i > 0 {
+			return k[:i]
 		}
-		for _, k := range keys {
-			delete(users, k)
-		}
+		return ""
 	}
-	if len(eps) > 0 {
-		keys, err := metadataKeys(ctx, dst, "bucket")
+	for _, sec := range []struct {
+		name    string
+		missing map[string]bool
+		item    func(key string) string
+	}{
+		{"user", users, func(k string) string { return k }},
+		{"bucket", eps, func(k string) string { return k }},
+		{"bucket.instance", insts, bucketOf},
+	} {
+		if len(sec.missing) == 0 {
+			continue
+		}
+		keys, err := metadataKeys(ctx, dst, sec.name)
 		if err != nil {
 			return err
 		}
 		for _, k := range keys {
-			delete(eps, k)
-		}
-	}
-	if len(insts) > 0 {
-		keys, err := metadataKeys(ctx, dst, "bucket.instance")
-		if err != nil {
-			return err
-		}
-		for _, k := range keys {
-			if i := strings.LastIndex(k, ":"); i > 0 {
-				delete(insts, k[:i])
-			}
+			delete(sec.missing, sec.item(k))
 		}
 	}
 	return nil
