@@ -199,6 +199,27 @@ func (s *Store) Delete(keys ...Key) error {
 	})
 }
 
+// DeleteIf removes k when del says so of its bound, read and removed in
+// one transaction (a Put of k by another goroutine lands before or after,
+// never in between).
+func (s *Store) DeleteIf(k Key, del func(Bound) bool) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketBounds)
+		v := bk.Get(encodeKey(k))
+		if v == nil {
+			return nil
+		}
+		b, err := decode(k, v)
+		if err != nil {
+			return err
+		}
+		if !del(b) {
+			return nil
+		}
+		return bk.Delete(encodeKey(k))
+	})
+}
+
 // List returns the bounds of one destination (all when empty), in key order.
 func (s *Store) List(destination string) ([]Entry, error) {
 	var prefix []byte

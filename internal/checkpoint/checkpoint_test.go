@@ -157,3 +157,23 @@ func TestListLogAndShard(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, all, 3*3+3+2)
 }
+
+func TestDeleteIf(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "bounds.db"))
+	require.NoError(t, err)
+	defer s.Close()
+	t1 := time.Date(2026, 12, 6, 4, 0, 0, 123456789, time.UTC)
+	k := Key{"zone-b", LogInstanceCheck, 0, "b1"}
+	require.NoError(t, s.Put(Entry{k, Bound{UpdatedAt: t1.Add(time.Nanosecond)}}))
+	older := func(b Bound) bool { return !b.UpdatedAt.After(t1) }
+	require.NoError(t, s.DeleteIf(k, older))
+	_, ok, err := s.Get(k)
+	require.NoError(t, err)
+	require.True(t, ok, "a bound stored later is kept")
+	require.NoError(t, s.Put(Entry{k, Bound{UpdatedAt: t1}}))
+	require.NoError(t, s.DeleteIf(k, older))
+	_, ok, err = s.Get(k)
+	require.NoError(t, err)
+	require.False(t, ok, "the bound it was asked about is removed (times kept to the nanosecond)")
+	require.NoError(t, s.DeleteIf(k, older), "nothing to remove is no error")
+}

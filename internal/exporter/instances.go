@@ -374,8 +374,9 @@ type appliedLane struct {
 }
 
 type appliedWork struct {
-	d *destination
-	b appliedBucket
+	d  *destination
+	b  appliedBucket
+	at time.Time // when its checkKey was stored: a later store of it is later work
 }
 
 func newAppliedLanes() []*appliedLane {
@@ -425,7 +426,9 @@ func (l *appliedLane) run(ctx context.Context, e *Exporter) {
 			}
 			err := e.bucketInstanceApplied(ctx, w.d, w.b)
 			if err == nil {
-				err = e.cfg.Store.Delete(checkKey(w.d, w.b.name))
+				// Not a check stored since this one was queued (a later
+				// batch's, queued behind): that one is still to do.
+				err = e.cfg.Store.DeleteIf(checkKey(w.d, w.b.name), func(b checkpoint.Bound) bool { return !b.UpdatedAt.After(w.at) })
 			}
 			if err != nil && ctx.Err() == nil {
 				e.log.Warn("bucket entry point applied: checking its instance failed; will retry",
@@ -444,22 +447,21 @@ func (l *appliedLane) run(ctx context.Context, e *Exporter) {
 // bucketsApplied hands the bucket entry points of an acked metadata batch
 // to their instance lanes (their checkKeys are stored with the batch's
 // bound: instanceChecks).
-func (e *Exporter) bucketsApplied(d *destination, bs []appliedBucket) {
+func (e *Exporter) bucketsApplied(d *destination, bs []appliedBucket, at time.Time) {
 	for _, b := range bs {
 		h := fnv.New32a()
 		_, _ = h.Write([]byte(b.name))
-		e.applied[h.Sum32()%instanceLanes].push(appliedWork{d: d, b: b})
+		e.applied[h.Sum32()%instanceLanes].push(appliedWork{d: d, b: b, at: at})
 	}
 }
 
 // instanceChecks are the store entries that keep bs to be checked until
 // they are (stored with the metadata bound that acks them).
-func (e *Exporter) instanceChecks(d *destination, bs []appliedBucket) []checkpoint.Entry {
+func (e *Exporter) instanceChecks(d *destination, bs []appliedBucket, now time.Time) []checkpoint.Entry {
 	if e.cfg.Data == nil {
 		return nil
 	}
 	var out []checkpoint.Entry
-	now := time.Now().UTC()
 	for _, b := range bs {
 		if e.cfg.Filter.Bucket(b.name) {
 			out = append(out, checkpoint.Entry{Key: checkKey(d, b.name), Bound: checkpoint.Bound{UpdatedAt: now}})
@@ -484,7 +486,7 @@ func (e *Exporter) resumeInstanceChecks() error {
 			return err
 		}
 		for _, en := range pending {
-			e.bucketsApplied(d, []appliedBucket{{name: en.Key.Instance, numShards: -1}})
+			e.bucketsApplied(d, []appliedBucket{{name: en.Key.Instance, numShards: -1}}, en.Bound.UpdatedAt)
 		}
 		n += len(pending)
 	}

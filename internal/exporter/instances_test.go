@@ -220,3 +220,32 @@ func TestRelistingSurvivesARestart(t *testing.T) {
 	require.Eventually(t, relisted, 5*time.Second, 10*time.Millisecond, "b1's shard is listed again after the restart")
 	a2.cancel()
 }
+
+// A check stored again by a later batch, while the lane worked the
+// earlier one, is kept for the lane's next turn: the earlier check's end
+// must not delete it (a restart in between would lose the later one).
+func TestLaterCheckIsKept(t *testing.T) {
+	src, data := oneBucketSource()
+	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"), func(c *Config) {
+		c.Data, c.Objects = data, listedObjects{&fakeObjects{}}
+	})
+	a := r.dial(t, "a1")
+	a.fullSync(t, r)
+	a.subscribe(rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA})
+	untilIncremental(r, a, b1Key)
+	d := r.exp.destination("zone-b")
+	t1 := time.Now().UTC()
+	t2 := t1.Add(time.Millisecond)
+	require.NoError(t, r.store.Put(checkpoint.Entry{Key: checkKey(d, "b1"), Bound: checkpoint.Bound{UpdatedAt: t2}}))
+	r.exp.bucketsApplied(d, []appliedBucket{{name: "b1", numShards: -1}}, t1)
+	pending := func() bool {
+		_, ok, err := r.store.Get(checkKey(d, "b1"))
+		require.NoError(t, err)
+		return ok
+	}
+	time.Sleep(200 * time.Millisecond)
+	require.True(t, pending(), "the later check is kept")
+	r.exp.bucketsApplied(d, []appliedBucket{{name: "b1", numShards: -1}}, t2)
+	require.Eventually(t, func() bool { return !pending() }, 5*time.Second, 10*time.Millisecond, "done, it is removed")
+	a.cancel()
+}

@@ -403,7 +403,7 @@ func (w *worker) handleAck(ack *v1.Ack, src batchSource) error {
 	// instances' shards queued for the data sync): kept in the store with
 	// the bound that acks them, until checked.
 	buckets := appliedOK(sb.buckets, failed)
-	if err := w.e.cfg.Store.Put(append([]checkpoint.Entry{{Key: w.key, Bound: nb}}, w.e.instanceChecks(w.d, buckets)...)...); err != nil {
+	if err := w.e.cfg.Store.Put(append([]checkpoint.Entry{{Key: w.key, Bound: nb}}, w.e.instanceChecks(w.d, buckets, now)...)...); err != nil {
 		// Without a durable bound nothing may move on: end the subscription.
 		return fmt.Errorf("store bound %s: %w", w.key, err)
 	}
@@ -418,7 +418,7 @@ func (w *worker) handleAck(ack *v1.Ack, src batchSource) error {
 	}
 	w.credit.give(sb.payload)
 	w.stats.progressed()
-	w.e.bucketsApplied(w.d, buckets)
+	w.e.bucketsApplied(w.d, buckets, now)
 	applied := max(sb.applied-len(ack.GetFailed()), 0)
 	w.e.cfg.Metrics.entriesApplied.WithLabelValues(w.d.name, logLabel(w.sub.unit.Log)).Add(float64(applied))
 	w.e.cfg.Metrics.retriesFailed.WithLabelValues(w.d.name, logLabel(w.sub.unit.Log)).Add(float64(len(failed)))
