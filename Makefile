@@ -184,7 +184,7 @@ CHAOS_CONVERGE       ?= 5m
 CHAOS_SHORT_SEED     ?= 20260806
 CHAOS_EXTENDED       ?= 0
 
-chaos: deps ## full fault-injection run (>= 100 kills, >= 20 link faults, < 20 min) on a lab of its own; CHAOS_SEED=n reproduces a run, CHAOS_EXTENDED=1 adds version tags/ACLs, versioning toggles and reshards
+chaos: deps ## full fault-injection run (>= 100 kills, >= 20 link faults, < 20 min) on a lab of its own; CHAOS_SEED=n reproduces a run, CHAOS_EXTENDED=1 adds version tags/ACLs, versioning toggles, reshards and a tenant's bucket
 	@mkdir -p $(TMP)
 	LAB=$(CHAOS_LAB) MON_PORT=$(CHAOS_MON_PORT) RGW_A_PORT=$(CHAOS_RGW_A_PORT) RGW_B_PORT=$(CHAOS_RGW_B_PORT) \
 	  CHAOS_SEED=$(CHAOS_SEED) CHAOS_KILLS=$(CHAOS_KILLS) CHAOS_LINK_FAULTS=$(CHAOS_LINK_FAULTS) \

@@ -249,3 +249,20 @@ func TestLaterCheckIsKept(t *testing.T) {
 	require.Eventually(t, func() bool { return !pending() }, 5*time.Second, 10*time.Millisecond, "done, it is removed")
 	a.cancel()
 }
+
+// The owner of a bucket whose shard's instance the source removed (a
+// reshard's old instance) is read from its current instance: before,
+// every op of the old instance's bilog tail failed its source read for
+// good (chaos seed 4, CHAOS_EXTENDED: 1,401 failed reads of one bucket).
+func TestOwnerOfAReshardedBucket(t *testing.T) {
+	src := newFakeSource()
+	src.blobs["bucket:b1"] = `{"data":{"bucket":{"bucket_id":"inst2"}}}`
+	src.blobs["bucket.instance:b1:inst2"] = `{"data":{"bucket_info":{"num_shards":3,"owner":"alice","bucket":{"tenant":"acme"}}}}`
+	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"))
+	owner, err := r.exp.bucketOwner(context.Background(), bucketShard{key: "b1:inst1:0", bucket: "b1", instance: "inst1", shard: 0})
+	require.NoError(t, err)
+	require.Equal(t, "acme$alice", owner)
+	delete(src.blobs, "bucket:b1") // the bucket itself gone: still an error, not a guess
+	_, err = r.exp.bucketOwner(context.Background(), bucketShard{key: "b1:inst1:0", bucket: "b1", instance: "inst1", shard: 0})
+	require.Error(t, err)
+}
