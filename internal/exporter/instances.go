@@ -285,7 +285,7 @@ func appliedOK(bs []appliedBucket, failed []*v1.RetryItem) []appliedBucket {
 // the gateway's hash of similar names), so the metadata sync of 12,000
 // items ran at 0.55 of the rate of 1,200 (issue #15, BENCHMARKS.md).
 func (e *Exporter) bucketInstanceApplied(ctx context.Context, d *destination, b appliedBucket) error {
-	if e.cfg.Data == nil || !e.cfg.Filter.Bucket(b.name) {
+	if !e.checksInstances(b.name) {
 		return nil
 	}
 	if _, ok, err := e.cfg.Store.Get(rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA}.Key(d.name)); err != nil {
@@ -449,21 +449,27 @@ func (l *appliedLane) run(ctx context.Context, e *Exporter) {
 // bound: instanceChecks).
 func (e *Exporter) bucketsApplied(d *destination, bs []appliedBucket, at time.Time) {
 	for _, b := range bs {
+		if !e.checksInstances(b.name) {
+			continue // nothing to check, nothing stored
+		}
 		h := fnv.New32a()
 		_, _ = h.Write([]byte(b.name))
 		e.applied[h.Sum32()%instanceLanes].push(appliedWork{d: d, b: b, at: at})
 	}
 }
 
+// checksInstances says whether bucket's instances are checked when its
+// entry point is applied: data sync on, and the bucket replicated.
+func (e *Exporter) checksInstances(bucket string) bool {
+	return e.cfg.Data != nil && e.cfg.Filter.Bucket(bucket)
+}
+
 // instanceChecks are the store entries that keep bs to be checked until
 // they are (stored with the metadata bound that acks them).
 func (e *Exporter) instanceChecks(d *destination, bs []appliedBucket, now time.Time) []checkpoint.Entry {
-	if e.cfg.Data == nil {
-		return nil
-	}
 	var out []checkpoint.Entry
 	for _, b := range bs {
-		if e.cfg.Filter.Bucket(b.name) {
+		if e.checksInstances(b.name) {
 			out = append(out, checkpoint.Entry{Key: checkKey(d, b.name), Bound: checkpoint.Bound{UpdatedAt: now}})
 		}
 	}
