@@ -425,14 +425,23 @@ func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body *chunkR
 	if body != nil || op.GetVersionedEpoch() > 0 {
 		have, err = dst.Stat(ctx, info.Bucket, info.Key, info.VersionID)
 	}
+	same := err == nil && sameCopy(have, info)
+	attrsOnly := err == nil && !same && op.GetVersionedEpoch() > 0 && info.VersionID != "null" &&
+		sameCopy(withAttrs(have, info.Tags, info.ACL), info)
+	if same || attrsOnly {
+		// Not written on this answer alone: the index must list it too.
+		if err = a.listed(ctx, info); err != nil {
+			same, attrsOnly = false, false
+		}
+	}
 	switch {
-	case err == nil && sameCopy(have, info):
+	case same:
 		if body != nil {
 			body.notWanted() // the exporter does not even read it from the source
 		}
 		a.cfg.Metrics.objects.WithLabelValues("skipped").Inc()
 		return nil
-	case err == nil && op.GetVersionedEpoch() > 0 && info.VersionID != "null" && sameCopy(withAttrs(have, info.Tags, info.ACL), info):
+	case attrsOnly:
 		// A version the destination has but for its tags or ACL (they
 		// changed at the source since — a PUT ?tagging or ?acl with
 		// versionId logs a "write" of that instance — or the ACL request
@@ -494,6 +503,26 @@ func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body *chunkR
 	}
 	a.cfg.Metrics.objects.WithLabelValues("put").Inc()
 	a.cfg.Metrics.bytes.Add(float64(info.Size))
+	return nil
+}
+
+// listed: zone-b's bucket index lists this version of the key (nil), or
+// not (rgwobj.ErrNotFound). A GET or HEAD reads an object's head without
+// the index: after a reshard, zone-b's new index is empty while every old
+// head still answers (FACTS.md section 12), and a copy skipped on that
+// answer alone stayed out of zone-b's listings for good (make chaos seed 4).
+func (a *Applier) listed(ctx context.Context, info rgwobj.ObjectInfo) error {
+	v := info.VersionID
+	if v == "" {
+		v = "null"
+	}
+	en, found, err := a.cfg.Objects.FindVersionInBucket(ctx, info.Bucket, info.Key, v)
+	switch {
+	case err != nil:
+		return fmt.Errorf("look for the object in the destination's bucket index: %w", err)
+	case !found || en.DeleteMarker:
+		return rgwobj.ErrNotFound
+	}
 	return nil
 }
 

@@ -136,6 +136,7 @@ type fakeDest struct {
 	stat       map[string]rgwobj.ObjectInfo // key+"\x00"+version
 	statErr    error
 	listed     map[string]rgwobj.ListEntry
+	unindexed  map[string]bool // keys Stat finds and the index does not list
 	failPut    map[string]bool
 	putErr     map[string]error // key+"\x00"+version -> the Put's answer
 	delay      time.Duration    // of each Put
@@ -219,9 +220,19 @@ func (f *fakeDest) Stat(_ context.Context, _, key, version string) (rgwobj.Objec
 	return rgwobj.ObjectInfo{}, rgwobj.ErrNotFound
 }
 
+// FindVersionInBucket answers what zone-b's index lists: the entries of
+// listed, and every copy of stat (one it has is indexed) but those of
+// unindexed (heads a reshard left out of a new index: FACTS.md section 12).
 func (f *fakeDest) FindVersionInBucket(_ context.Context, _, key, version string) (rgwobj.ListEntry, bool, error) {
-	en, ok := f.listed[key+"\x00"+version]
-	return en, ok, nil
+	if en, ok := f.listed[key+"\x00"+version]; ok {
+		return en, true, nil
+	}
+	for _, v := range []string{version, strings.TrimSuffix(version, "null")} {
+		if in, ok := f.stat[key+"\x00"+v]; ok && !f.unindexed[key] {
+			return rgwobj.ListEntry{Key: key, VersionID: version, ETag: in.ETag, Size: in.Size, Owner: in.Owner}, true, nil
+		}
+	}
+	return rgwobj.ListEntry{}, false, nil
 }
 
 func (f *fakeDest) PutACL(_ context.Context, _, key, version, _ string, _ []byte) error {
@@ -305,6 +316,27 @@ func TestReplayedVersionsAreNotWrittenAgain(t *testing.T) {
 	require.Len(t, failed, 1)
 	require.Equal(t, "j", failed[0].GetKey())
 	require.Equal(t, []string{"put plain "}, dst.calls, "an unversioned object is written whatever the destination has")
+}
+
+// A copy Stat finds is skipped only when zone-b's index lists it too: a
+// reshard leaves zone-b a new, empty index while every old head still
+// answers a GET (FACTS.md section 12). Fails on the code before (the
+// version and its ACL-only twin were skipped, the index never got them).
+func TestCopyTheIndexDoesNotListIsWritten(t *testing.T) {
+	v3 := rgwobj.ObjectInfo{Key: "j", VersionID: "V3", Owner: "u", Size: 1, ETag: "e"}
+	dst := &fakeDest{stat: map[string]rgwobj.ObjectInfo{"j\x00V3": v3, "k\x00V1": {Key: "k", VersionID: "V1", Owner: "u", Size: 1, ETag: "e"}},
+		unindexed: map[string]bool{"j": true, "k": true}}
+	failed := applyWith(t, dst,
+		&v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: "j", VersionId: "V3", VersionedEpoch: 4},
+		&v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: "k", VersionId: "V1", VersionedEpoch: 2,
+			Owner: "u", Attrs: &v1.ObjectAttrs{Size: 1, Etag: "e", Acl: []byte("<acl/>")}, Body: []byte("x")})
+	require.Empty(t, failed)
+	require.ElementsMatch(t, []string{"put j V3", "put k V1"}, dst.calls, "written whole, not skipped nor only given its ACL")
+
+	// Listed: skipped as before.
+	dst = &fakeDest{stat: map[string]rgwobj.ObjectInfo{"j\x00V3": v3}}
+	require.Empty(t, applyWith(t, dst, &v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: "j", VersionId: "V3", VersionedEpoch: 4}))
+	require.Empty(t, dst.calls)
 }
 
 // After an op of a versioned key failed, the later ops of that key in the
