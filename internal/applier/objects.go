@@ -394,12 +394,29 @@ func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body *chunkR
 		if err != nil {
 			return fmt.Errorf("look for the delete marker on the destination: %w", err)
 		}
-		if found {
-			if !en.DeleteMarker {
-				return fmt.Errorf("version %s is a delete marker on the source, an object on the destination", op.GetVersionId())
-			}
+		null := op.GetVersionId() == "null"
+		switch {
+		case found && en.DeleteMarker:
 			a.cfg.Metrics.objects.WithLabelValues("skipped").Inc()
 			return nil
+		case found && !null:
+			return fmt.Errorf("version %s is a delete marker on the source, an object on the destination", op.GetVersionId())
+		}
+		if null {
+			// A DELETE in a suspended bucket: its null delete marker
+			// replaces the null version (found or not), in a bucket
+			// versioned on zone-b, enabled or suspended (FACTS.md section
+			// 13). Not yet versioned there (its metadata is behind), the
+			// marker would turn the key of an unversioned bucket into an
+			// OLH: retried.
+			status, err := a.bucketVersioning(ctx, op.GetBucket())
+			if err != nil {
+				return fmt.Errorf("read zone-b's versioning of the bucket before laying a null delete marker: %w", err)
+			}
+			if status == "" {
+				a.forgetVersioning(op.GetBucket())
+				return fmt.Errorf("bucket %s is not versioned on zone-b yet (its metadata is behind): the null delete marker waits (retried)", op.GetBucket())
+			}
 		}
 		if err := dst.PutDeleteMarker(ctx, op.GetBucket(), op.GetKey(), op.GetOwner(), op.GetVersionId(), op.GetVersionedEpoch()); err != nil {
 			return err

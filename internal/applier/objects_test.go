@@ -318,6 +318,30 @@ func TestReplayedVersionsAreNotWrittenAgain(t *testing.T) {
 	require.Equal(t, []string{"put plain "}, dst.calls, "an unversioned object is written whatever the destination has")
 }
 
+// A null delete marker (a DELETE in a suspended bucket) is laid with its
+// epoch over zone-b's null version, once zone-b's bucket is versioned; it
+// was refused before ("a delete marker needs its version id"), holding
+// every later op of its key for good (make chaos seed 4: 56 keys).
+func TestNullDeleteMarkerIsLaid(t *testing.T) {
+	dst := &fakeDest{versioning: "Enabled",
+		listed: map[string]rgwobj.ListEntry{"k\x00null": {Key: "k", VersionID: "null", ETag: "e"}}}
+	require.Empty(t, applyWith(t, dst,
+		&v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, Key: "k", VersionId: "null", VersionedEpoch: 4},
+		&v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, Key: "j", VersionId: "null", VersionedEpoch: 2}))
+	require.ElementsMatch(t, []string{"delete-marker k null", "delete-marker j null"}, dst.calls)
+
+	// There already (a replay): skipped.
+	dst = &fakeDest{versioning: "Suspended",
+		listed: map[string]rgwobj.ListEntry{"k\x00null": {Key: "k", VersionID: "null", DeleteMarker: true}}}
+	require.Empty(t, applyWith(t, dst, &v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, Key: "k", VersionId: "null", VersionedEpoch: 4}))
+	require.Empty(t, dst.calls)
+
+	// zone-b's bucket not versioned yet: retried, nothing written.
+	dst = &fakeDest{}
+	require.Len(t, applyWith(t, dst, &v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, Key: "k", VersionId: "null", VersionedEpoch: 4}), 1)
+	require.Empty(t, dst.calls)
+}
+
 // A copy Stat finds is skipped only when zone-b's index lists it too: a
 // reshard leaves zone-b a new, empty index while every old head still
 // answers a GET (FACTS.md section 12). Fails on the code before (the

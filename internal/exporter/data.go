@@ -979,7 +979,16 @@ func opsFromBILog(bs bucketShard, entries []rgwadmin.BILogEntry) []objRef {
 				break
 			}
 			if versioned {
-				if _, ok := last[k{r.key, r.version}]; !ok && r.version != "" {
+				if r.version == "" {
+					// The null instance's del (measured, FACTS.md
+					// section 13): it follows the unlink_instance "" or
+					// link_olh_del "" that carries the removal with its
+					// epoch. Taken as its own op it named no version
+					// (refused on zone-b, then retried as a copy of the
+					// key's current version without its id).
+					continue
+				}
+				if _, ok := last[k{r.key, r.version}]; !ok {
 					// A version delete logs unlink_instance (with the
 					// OLH epoch) and then del (measured): the unlink, in
 					// this page or an earlier one, carries the delete. A
@@ -1002,6 +1011,12 @@ func opsFromBILog(bs bucketShard, entries []rgwadmin.BILogEntry) []objRef {
 			continue // cancel, syncstop, resync, ...: nothing to copy
 		}
 		kk := k{r.key, r.version}
+		if kk.version == "" {
+			// The object without a version id is the null version: a
+			// later OLH op of the null instance (its removal, a delete
+			// marker over it) stands for an earlier plain write.
+			kk.version = "null"
+		}
 		if i, ok := last[kk]; ok {
 			if r.epoch == 0 && r.kind == refs[i].kind {
 				// The "del" after an unlink_instance: keep the unlink's
@@ -1137,6 +1152,18 @@ func (e *Exporter) buildOp(ctx context.Context, r objRef, inlineBudget *atomic.I
 	// of a Stat and a GET: the source gateway's CPU is what a catch-up of
 	// small objects waits for, BENCHMARKS.md run G).
 	info, head, err := e.cfg.Objects.StatRead(ctx, op.Bucket, r.key, r.version, min(e.cfg.InlineMax, statReadAhead))
+	if r.kind == v1.ObjectOpKind_OBJECT_OP_KIND_UNSPECIFIED && r.version == "" &&
+		(errors.Is(err, rgwobj.ErrNotFound) || err == nil && info.VersionID != "" && info.VersionID != "null") {
+		// An object without a version id is the null version. When the
+		// key's current one is another version or none (a delete marker,
+		// or nothing: a 404 is no proof either way), the source's index
+		// says what the null version is now: copied as the current one
+		// it became a new version of zone-b without its id (make chaos
+		// seed 4: null versions only on zone-b), deleted plainly it
+		// became a delete marker zone-b's source never had.
+		r.version = "null"
+		return e.buildOp(ctx, r, inlineBudget)
+	}
 	if errors.Is(err, rgwobj.ErrNotFound) {
 		if r.kind == v1.ObjectOpKind_OBJECT_OP_KIND_PUT {
 			// The version is gone already (a later entry removes it) if

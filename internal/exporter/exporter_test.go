@@ -696,6 +696,48 @@ func TestOpsFromBILog(t *testing.T) {
 	}, got)
 }
 
+// The null version's removal as the lab's gateway logs it (FACTS.md
+// section 13): DELETE ?versionId=null logs unlink_instance "" (with the OLH
+// epoch) then del "" versioned; a DELETE in a suspended bucket logs
+// link_olh_del "" then del "" versioned. The del carries nothing of its
+// own. Fails on the code before: it became a removal of version "" (no
+// version id: refused on zone-b, then retried as a copy of the key's
+// current version without its id, a new null version on zone-b: make
+// chaos seed 4's "only on the destination" null versions).
+func TestOpsFromBILogNullVersionRemoval(t *testing.T) {
+	bs := bucketShard{key: "b:inst:6", bucket: "b", instance: "inst", shard: 6}
+	ent := func(op, obj, inst string, epoch uint64, versioned bool) rgwadmin.BILogEntry {
+		e := rgwadmin.BILogEntry{Op: op, Object: obj, Instance: inst, State: "complete", Versioned: versioned}
+		e.Ver.Epoch = epoch
+		return e
+	}
+	type r struct {
+		key, version string
+		kind         v1.ObjectOpKind
+		epoch        uint64
+	}
+	got := func(entries ...rgwadmin.BILogEntry) []r {
+		var out []r
+		for _, x := range opsFromBILog(bs, entries) {
+			out = append(out, r{x.key, x.version, x.kind, x.epoch})
+		}
+		return out
+	}
+	// PUT k (unversioned), versioning Enabled, PUT k, DELETE k?versionId=null:
+	// the removal of the null version stands for its earlier plain write.
+	require.Equal(t, []r{
+		{"k", "V1", v1.ObjectOpKind_OBJECT_OP_KIND_PUT, 2},
+		{"k", "null", v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION, 3},
+	}, got(ent("write", "k", "", 76, false), ent("write", "k", "V1", 44, true), ent("link_olh", "k", "V1", 2, true),
+		ent("unlink_instance", "k", "", 3, true), ent("del", "k", "", 80, true)))
+	// Suspended: PUT k, DELETE k (a null delete marker replaces the null version).
+	require.Equal(t, []r{
+		{"k", "null", v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, 2},
+	}, got(ent("write", "k", "", 53, false), ent("link_olh_del", "k", "", 2, true), ent("del", "k", "", 55, true)))
+	// The del alone (its OLH op was in an earlier page): nothing.
+	require.Empty(t, got(ent("del", "k", "", 80, true)))
+}
+
 // A tag or ACL change of an existing version (issue #11, hole 4), as the
 // lab's gateway logs it (FACTS.md §7): a "write" of the instance with
 // versioned false. It becomes a re-check of that version (what the
@@ -772,6 +814,11 @@ func (f *fakeObjects) StatRead(ctx context.Context, bucket, key, versionID strin
 func (f *fakeObjects) Stat(_ context.Context, bucket, key, versionID string) (rgwobj.ObjectInfo, error) {
 	if versionID == "" {
 		versionID = "null"
+		for _, le := range f.versions {
+			if le.Key == key && le.IsLatest {
+				versionID = le.VersionID // the current one
+			}
+		}
 	}
 	le, ok := f.versions[key+"\x00"+versionID]
 	if !ok || le.DeleteMarker {
@@ -839,6 +886,41 @@ func TestBuildOpRetryOfAVersion(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "null", op.GetVersionId())
 	require.Zero(t, op.GetVersionedEpoch())
+}
+
+// An object named without a version (a plain write logged while the
+// bucket was suspended, or its retry) is the null version: when the key's
+// current one is another version or none, the op is what the source's
+// index says of the null version. Fails on the code before: the current
+// version was copied without its id (a new null version on zone-b: make
+// chaos seed 4), a delete marker's key was deleted plainly.
+func TestBuildOpNullVersionWhenTheCurrentIsAnother(t *testing.T) {
+	src := newFakeSource()
+	src.blobs["bucket.instance:vb:inst"] = `{"data":{"bucket_info":{"owner":"alice","bucket":{"tenant":""}}}}`
+	objs := &fakeObjects{versions: map[string]rgwobj.ListEntry{
+		"s\x00V2":   {Key: "s", VersionID: "V2", VersionedEpoch: 4, Owner: "alice", IsLatest: true},
+		"s\x00null": {Key: "s", VersionID: "null", VersionedEpoch: 3, Owner: "alice"},
+		"d\x00M1":   {Key: "d", VersionID: "M1", VersionedEpoch: 6, DeleteMarker: true, IsLatest: true},
+		"d\x00V1":   {Key: "d", VersionID: "V1", VersionedEpoch: 5, Owner: "alice"},
+	}}
+	e := &Exporter{cfg: Config{Source: src, Objects: objs, InlineMax: 1 << 20}}
+	bs := bucketShard{key: "vb:inst:3", bucket: "vb", instance: "inst", shard: 3}
+	var budget atomic.Int64
+	budget.Store(1 << 20)
+	build := func(key string) *v1.ObjectOp {
+		op, err := e.buildOp(context.Background(), objRef{bs: bs, key: key}, &budget)
+		require.NoError(t, err)
+		return op
+	}
+	op := build("s")
+	require.Equal(t, v1.ObjectOpKind_OBJECT_OP_KIND_PUT, op.GetKind())
+	require.Equal(t, "null", op.GetVersionId(), "the null version, not the current V2 without its id")
+	require.EqualValues(t, 3, op.GetVersionedEpoch())
+	for _, key := range []string{"d", "gone"} {
+		op = build(key)
+		require.Equal(t, v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION, op.GetKind(), key)
+		require.Equal(t, "null", op.GetVersionId(), "%s: the null version removed, no delete marker laid", key)
+	}
 }
 
 // fullSync subscribes the metadata full sync, acks every batch of it and

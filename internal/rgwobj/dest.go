@@ -263,10 +263,12 @@ func (c *Client) DeleteVersion(ctx context.Context, bucket, key, owner, versionI
 
 // PutDeleteMarker creates a delete marker with the source's id and epoch
 // (a system DELETE with rgwx-version-id and rgwx-versioned-epoch); it
-// works on a key the destination does not have yet.
+// works on a key the destination does not have yet. The id "null" (a
+// DELETE in a suspended bucket) works too, with the bucket enabled or
+// suspended, and replaces a null version (FACTS.md section 13).
 func (c *Client) PutDeleteMarker(ctx context.Context, bucket, key, owner, markerVersionID string, epoch uint64) error {
 	op := fmt.Sprintf("put delete marker %s/%s %s", bucket, key, markerVersionID)
-	if markerVersionID == "" || markerVersionID == "null" {
+	if markerVersionID == "" {
 		return fmt.Errorf("%s: a delete marker needs its version id", op)
 	}
 	resp, _, err := c.send(ctx, call{op: op, method: http.MethodDelete, bucket: bucket, key: key,

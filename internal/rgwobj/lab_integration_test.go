@@ -747,6 +747,31 @@ func TestReplayedLinkWithOlderEpochIsNotCurrent(t *testing.T) {
 	require.False(t, latest("j", v3), "expected the gateway to list a replayed version with an older epoch as not current")
 }
 
+// TestNullDeleteMarker: a DELETE in a suspended bucket lays a delete marker
+// whose id is "null" (link_olh_del ""); zone-b takes it with
+// rgwx-version-id=null and the epoch, whether its bucket says Enabled or
+// Suspended (FACTS.md section 13). Failed before: PutDeleteMarker refused
+// "null", and the key's later ops waited behind it for good.
+func TestNullDeleteMarker(t *testing.T) {
+	e := newEnv(t)
+	bucket := labtest.RandomName("nd")
+	inst := e.bucket(bucket, true)
+	const v1 = "V1xxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	_, err := e.b.Put(e.ctx, ObjectInfo{Bucket: bucket, Key: "k", Owner: e.uid, VersionID: v1, Size: 1}, bytes.NewReader([]byte("x")), 2)
+	require.NoError(t, err)
+	require.NoError(t, e.b.PutDeleteMarker(e.ctx, bucket, "k", e.uid, "null", 3))
+	require.NoError(t, e.b.PutDeleteMarker(e.ctx, bucket, "k", e.uid, "null", 3)) // a replay
+	shard := fmt.Sprintf("%s:%d", inst, IndexShard("k", 11))
+	dm, found, err := e.b.FindVersion(e.ctx, shard, "k", "null")
+	require.NoError(t, err)
+	require.True(t, found, "the null delete marker is listed")
+	require.True(t, dm.DeleteMarker && dm.IsLatest, "the null delete marker is current: %+v", dm)
+	require.EqualValues(t, 3, dm.VersionedEpoch)
+	en, found, err := e.b.FindVersion(e.ctx, shard, "k", v1)
+	require.NoError(t, err)
+	require.True(t, found && !en.IsLatest, "V1 is kept, not current: %+v", en)
+}
+
 // TestStatRead: the attributes and the first n bytes of the body in one
 // request — the whole body of an object up to n bytes (empty included),
 // the first n bytes of a larger or multipart one — the same attributes
