@@ -492,6 +492,14 @@ func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body *chunkR
 		// current): unknown now, so retried.
 		return fmt.Errorf("look for the version on the destination: %w", err)
 	}
+	if len(info.PartSizes) > 0 && info.VersionID != "" && info.VersionID != "null" {
+		// A multipart version keeps its id only while zone-b's bucket is
+		// versioning-enabled: suspended or not versioned, the complete
+		// stores it as the null version (FACTS.md section 14).
+		if err := a.versioningIs(ctx, op.GetBucket(), "Enabled", "a multipart version"); err != nil {
+			return err
+		}
+	}
 	if body != nil {
 		body.want()
 	}
@@ -613,6 +621,20 @@ func (a *Applier) nullVersionWritable(ctx context.Context, op *v1.ObjectOp) erro
 	}
 	a.forgetVersioning(op.GetBucket())
 	return fmt.Errorf("bucket %s has versioning %q on zone-b, not Suspended yet (its metadata is behind): a null version written now would be stored as another kind (retried)", op.GetBucket(), status)
+}
+
+// versioningIs: zone-b's bucket has versioning want (read fresh when it
+// does not), or an error naming what waits for it (retried).
+func (a *Applier) versioningIs(ctx context.Context, bucket, want, what string) error {
+	status, err := a.bucketVersioning(ctx, bucket)
+	if err != nil {
+		return fmt.Errorf("read zone-b's versioning of the bucket before writing %s: %w", what, err)
+	}
+	if status != want {
+		a.forgetVersioning(bucket)
+		return fmt.Errorf("bucket %s has versioning %q on zone-b, not %s: %s waits (retried)", bucket, status, want, what)
+	}
+	return nil
 }
 
 // waitedForVersioning: the op was logged more than nullVersionWait ago,

@@ -191,8 +191,9 @@ func (f *fakeDest) Put(ctx context.Context, info rgwobj.ObjectInfo, body io.Read
 	return info.ETag, nil
 }
 
-func (f *fakeDest) PutMultipart(context.Context, rgwobj.ObjectInfo, func(int, int64, int64) (io.ReadCloser, error), uint64) (string, error) {
-	return "", errors.New("not in this test")
+func (f *fakeDest) PutMultipart(_ context.Context, info rgwobj.ObjectInfo, _ func(int, int64, int64) (io.ReadCloser, error), _ uint64) (string, error) {
+	f.record("put multipart " + info.Key + " " + info.VersionID)
+	return info.ETag, nil
 }
 
 func (f *fakeDest) Delete(_ context.Context, _, key, _, version string) error {
@@ -340,6 +341,25 @@ func TestNullDeleteMarkerIsLaid(t *testing.T) {
 	dst = &fakeDest{}
 	require.Len(t, applyWith(t, dst, &v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, Key: "k", VersionId: "null", VersionedEpoch: 4}), 1)
 	require.Empty(t, dst.calls)
+}
+
+// A multipart version is written only while zone-b's bucket is
+// versioning-enabled: suspended or not versioned there, the complete stores
+// it as the null version, its id lost and zone-b's null version
+// overwritten (FACTS.md section 14). It waits (retried) instead.
+func TestMultipartVersionWaitsForEnabledBucket(t *testing.T) {
+	mp := func() *v1.ObjectOp {
+		return &v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: "m", VersionId: "V1", VersionedEpoch: 2, Owner: "u",
+			Attrs: &v1.ObjectAttrs{Size: 1, Etag: "e-1", PartSizes: []int64{1}}, Body: []byte("x")}
+	}
+	for _, st := range []string{"Suspended", ""} {
+		dst := &fakeDest{versioning: st}
+		require.Len(t, applyWith(t, dst, mp()), 1, "versioning %q", st)
+		require.Empty(t, dst.calls, "versioning %q", st)
+	}
+	dst := &fakeDest{versioning: "Enabled"}
+	require.Empty(t, applyWith(t, dst, mp()))
+	require.Equal(t, []string{"put multipart m V1"}, dst.calls)
 }
 
 // A copy Stat finds is skipped only when zone-b's index lists it too: a

@@ -99,11 +99,23 @@ func (c *Client) Put(ctx context.Context, info ObjectInfo, body io.Reader, versi
 	if body == nil {
 		body = http.NoBody
 	}
+	q := writeQuery(info.Owner, info.VersionID, versionedEpoch)
+	named := info.VersionID != "" && info.VersionID != "null"
+	if named {
+		// rgwx-version-id alone is obeyed only while the bucket is
+		// versioning-enabled; suspended (its metadata ahead of its data),
+		// the gateway stores the version as the null one, its id lost.
+		// versionId= keeps the id and epoch in every state (FACTS.md
+		// section 14).
+		q.Set("versionId", info.VersionID)
+	}
 	resp, _, err := c.send(ctx, call{op: op, method: http.MethodPut, bucket: info.Bucket, key: info.Key,
-		query: writeQuery(info.Owner, info.VersionID, versionedEpoch), header: h,
-		stream: body, streamSize: info.Size})
+		query: q, header: h, stream: body, streamSize: info.Size})
 	if err != nil {
 		return "", err
+	}
+	if got := resp.Header.Get("X-Amz-Version-Id"); named && got != "" && got != info.VersionID {
+		return "", fmt.Errorf("%s: the gateway stored version %q, not %q", op, got, info.VersionID)
 	}
 	etag := strings.Trim(resp.Header.Get("ETag"), `"`)
 	if info.ACL != nil {

@@ -772,6 +772,42 @@ func TestNullDeleteMarker(t *testing.T) {
 	require.True(t, found && !en.IsLatest, "V1 is kept, not current: %+v", en)
 }
 
+// TestNamedVersionIntoSuspendedBucket: a version written while the source
+// bucket was enabled reaches zone-b after the bucket's suspension did
+// (metadata and data travel apart; the chaos workload toggles versioning).
+// With rgwx-version-id alone the gateway stores it as the null version,
+// its id lost and zone-b's null version overwritten; with versionId= it
+// keeps its id and epoch in every state (FACTS.md section 14). Failed
+// before (listed "null").
+func TestNamedVersionIntoSuspendedBucket(t *testing.T) {
+	e := newEnv(t)
+	bucket := labtest.RandomName("ns")
+	inst := e.bucket(bucket, true)
+	_, err := e.user.PutBucketVersioning(e.ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(bucket),
+		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusSuspended}})
+	require.NoError(t, err)
+	e.copyMeta("bucket.instance", inst)
+	st, err := e.b.BucketVersioning(e.ctx, bucket)
+	require.NoError(t, err)
+	require.Equal(t, "Suspended", st)
+	const v1, v2 = "V1xxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "V2xxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	for i, v := range []string{v1, v2} {
+		_, err := e.b.Put(e.ctx, ObjectInfo{Bucket: bucket, Key: "k", Owner: e.uid, VersionID: v, Size: 1}, bytes.NewReader([]byte("x")), uint64(2+i))
+		require.NoError(t, err)
+	}
+	shard := fmt.Sprintf("%s:%d", inst, IndexShard("k", 11))
+	for i, v := range []string{v1, v2} {
+		en, found, err := e.b.FindVersion(e.ctx, shard, "k", v)
+		require.NoError(t, err)
+		require.True(t, found, "%s is listed with its id", v)
+		require.EqualValues(t, 2+i, en.VersionedEpoch)
+		require.Equal(t, v == v2, en.IsLatest)
+	}
+	_, found, err := e.b.FindVersion(e.ctx, shard, "k", "null")
+	require.NoError(t, err)
+	require.False(t, found, "no null version made of them")
+}
+
 // TestStatRead: the attributes and the first n bytes of the body in one
 // request — the whole body of an object up to n bytes (empty included),
 // the first n bytes of a larger or multipart one — the same attributes
