@@ -190,7 +190,7 @@ chaos: deps ## full fault-injection run (>= 100 kills, >= 20 link faults, < 20 m
 	  CHAOS_SEED=$(CHAOS_SEED) CHAOS_KILLS=$(CHAOS_KILLS) CHAOS_LINK_FAULTS=$(CHAOS_LINK_FAULTS) \
 	  CHAOS_LEASE_FAULTS=$(CHAOS_LEASE_FAULTS) CHAOS_GATEWAY_FAULTS=$(CHAOS_GATEWAY_FAULTS) CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_CONVERGE=$(CHAOS_CONVERGE) \
 	  CHAOS_REPORT=$(CURDIR)/$(TMP)/chaos-report.txt CHAOS_EXTENDED=$(CHAOS_EXTENDED) \
-	  deploy/ceph-lab/with-lab.sh go test -tags integration -count=1 -run '^TestChaos$$' -v -timeout 30m ./internal/chaos/
+	  deploy/ceph-lab/with-lab.sh go test -tags integration -count=1 -run '^TestChaos$$' -v -timeout 50m ./internal/chaos/
 
 chaos-short: deps ## the short seeded fault run alone (~3 min; also part of make test), on a lab of its own; CHAOS_SHORT_SEED=n
 	LAB=$(CHAOS_LAB) MON_PORT=$(CHAOS_MON_PORT) RGW_A_PORT=$(CHAOS_RGW_A_PORT) RGW_B_PORT=$(CHAOS_RGW_B_PORT) CHAOS_SEED=$(CHAOS_SHORT_SEED) CHAOS_EXTENDED=$(CHAOS_EXTENDED) \

@@ -330,8 +330,11 @@ func Run(t labtest.TB, cfg Config) *Report {
 	}
 
 	// Heal: no toxics, no spoiled answers, every process running.
-	r.links.Clear("link")
-	r.links.Clear("dest")
+	for _, p := range []string{"link", "dest"} {
+		if err := r.links.Clear(p); err != nil {
+			t.Fatal(err)
+		}
+	}
 	r.gw.Set(GatewayOK)
 	var healErr error
 	func() {
@@ -618,7 +621,9 @@ func (r *run) linkLoop(rng *rand.Rand) {
 		}
 		r.count("link:" + f.name + "@" + proxy)
 		time.Sleep(f.hold(r, rng))
-		r.links.Clear(proxy)
+		if err := r.links.Clear(proxy); err != nil {
+			panic(fatal{err.Error()})
+		}
 		r.faultEnded()
 	}
 }
