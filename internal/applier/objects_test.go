@@ -333,9 +333,26 @@ func TestNullDeleteMarkerIsLaid(t *testing.T) {
 
 	// There already (a replay): skipped.
 	dst = &fakeDest{versioning: "Suspended",
-		listed: map[string]rgwobj.ListEntry{"k\x00null": {Key: "k", VersionID: "null", DeleteMarker: true}}}
+		listed: map[string]rgwobj.ListEntry{"k\x00null": {Key: "k", VersionID: "null", DeleteMarker: true, VersionedEpoch: 4}}}
 	require.Empty(t, applyWith(t, dst, &v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, Key: "k", VersionId: "null", VersionedEpoch: 4}))
 	require.Empty(t, dst.calls)
+
+	// An earlier null marker (epoch 2) is not this one (epoch 5): the id
+	// "null" is reused, so this one is laid; the same epoch is a replay.
+	dst = &fakeDest{versioning: "Enabled",
+		listed: map[string]rgwobj.ListEntry{"k\x00null": {Key: "k", VersionID: "null", DeleteMarker: true, VersionedEpoch: 2}}}
+	require.Empty(t, applyWith(t, dst,
+		&v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, Key: "k", VersionId: "null", VersionedEpoch: 5},
+		&v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, Key: "k", VersionId: "null", VersionedEpoch: 2}))
+	require.Equal(t, []string{"delete-marker k null"}, dst.calls)
+	// The same for a null version: one with the same body but an earlier
+	// epoch is written again.
+	dst = &fakeDest{versioning: "Suspended", stat: map[string]rgwobj.ObjectInfo{"n\x00null": {Key: "n", VersionID: "null", Owner: "u", Size: 1, ETag: "e"}},
+		listed: map[string]rgwobj.ListEntry{"n\x00null": {Key: "n", VersionID: "null", VersionedEpoch: 3, ETag: "e"}}}
+	require.Empty(t, applyWith(t, dst,
+		&v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: "n", VersionId: "null", VersionedEpoch: 6},
+		&v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: "n", VersionId: "null", VersionedEpoch: 3}))
+	require.Equal(t, []string{"put n null"}, dst.calls)
 
 	// zone-b's bucket not versioned yet: retried, nothing written.
 	dst = &fakeDest{}
