@@ -639,13 +639,16 @@ func TestDrainTakesAcksThenEndsTheStream(t *testing.T) {
 	}
 }
 
+// biEntry is a complete bilog entry as the gateway logs it.
+func biEntry(op, obj, inst string, epoch uint64, versioned bool) rgwadmin.BILogEntry {
+	e := rgwadmin.BILogEntry{Op: op, Object: obj, Instance: inst, State: "complete", Versioned: versioned}
+	e.Ver.Epoch = epoch
+	return e
+}
+
 func TestOpsFromBILog(t *testing.T) {
 	bs := bucketShard{key: "b:inst:3", bucket: "b", instance: "inst", shard: 3}
-	ent := func(op, obj, inst string, epoch uint64, versioned bool) rgwadmin.BILogEntry {
-		e := rgwadmin.BILogEntry{Op: op, Object: obj, Instance: inst, State: "complete", Versioned: versioned}
-		e.Ver.Epoch = epoch
-		return e
-	}
+	ent := biEntry
 	// Entries as the lab's gateway writes them (16.2.15): a versioned put
 	// is write+link_olh; a suspended put is write+link_olh without instance.
 	refs := opsFromBILog(bs, []rgwadmin.BILogEntry{
@@ -706,11 +709,7 @@ func TestOpsFromBILog(t *testing.T) {
 // chaos seed 4's "only on the destination" null versions).
 func TestOpsFromBILogNullVersionRemoval(t *testing.T) {
 	bs := bucketShard{key: "b:inst:6", bucket: "b", instance: "inst", shard: 6}
-	ent := func(op, obj, inst string, epoch uint64, versioned bool) rgwadmin.BILogEntry {
-		e := rgwadmin.BILogEntry{Op: op, Object: obj, Instance: inst, State: "complete", Versioned: versioned}
-		e.Ver.Epoch = epoch
-		return e
-	}
+	ent := biEntry
 	type r struct {
 		key, version string
 		kind         v1.ObjectOpKind
