@@ -435,11 +435,6 @@ func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body *chunkR
 		return fmt.Errorf("unknown object op %v", op.GetKind())
 	}
 	info := infoOf(op)
-	if info.VersionID == "" || info.VersionID == "null" {
-		if err := a.nullVersionWritable(ctx, op); err != nil {
-			return err
-		}
-	}
 	// Already there, as the op describes it? Then the body need not cross
 	// the link (a chunked one), and a version is not written a second time
 	// (see the delete markers above). An unversioned object whose body came
@@ -450,7 +445,12 @@ func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body *chunkR
 		have, err = dst.Stat(ctx, info.Bucket, info.Key, info.VersionID)
 	}
 	same := err == nil && sameCopy(have, info)
-	attrsOnly := err == nil && !same && op.GetVersionedEpoch() > 0 && info.VersionID != "null" &&
+	// The null version too: its tags and ACL are set in place with
+	// versionId=null in every state of zone-b's bucket (FACTS.md section
+	// 16). Written again it waited for zone-b to show the bucket suspended
+	// and, the source enabled again meanwhile, became a null version that
+	// is not current and cannot be deleted (make chaos seed 4, v/k00604).
+	attrsOnly := err == nil && !same && op.GetVersionedEpoch() > 0 &&
 		sameCopy(withAttrs(have, info.Tags, info.ACL), info)
 	if same || attrsOnly {
 		// Not written on this answer alone: the index must list it too.
@@ -498,6 +498,11 @@ func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body *chunkR
 		// be written (a second write with its epoch can leave it not
 		// current): unknown now, so retried.
 		return fmt.Errorf("look for the version on the destination: %w", err)
+	}
+	if info.VersionID == "" || info.VersionID == "null" {
+		if err := a.nullVersionWritable(ctx, op); err != nil {
+			return err
+		}
 	}
 	if len(info.PartSizes) > 0 && info.VersionID != "" && info.VersionID != "null" {
 		// A multipart version keeps its id only while zone-b's bucket is

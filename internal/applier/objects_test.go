@@ -509,3 +509,30 @@ func TestRefusedNullVersionIsParked(t *testing.T) {
 		require.True(t, rgwlog.Held(failed[1].GetError()), "the later version waits behind an ordinary failure")
 	}
 }
+
+// The tags or ACL of a null version changed at the source after the
+// source's bucket was versioning-enabled again: set in place on the null
+// version (versionId=null), at once, whatever zone-b's bucket state. Before,
+// the null version was written again: it waited for zone-b to show the
+// bucket suspended, then became a null version that is not current and
+// cannot be deleted (make chaos seed 4, v/k00604; FACTS.md sections 15, 16).
+func TestNullVersionAttrsSetInPlace(t *testing.T) {
+	have := rgwobj.ObjectInfo{Key: "k", VersionID: "null", Owner: "u", Size: 1, ETag: "e"}
+	op := &v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: "k", VersionId: "null", VersionedEpoch: 3,
+		Timestamp: timestamppb.Now(), Owner: "u", Body: []byte("x"),
+		Attrs: &v1.ObjectAttrs{Size: 1, Etag: "e", Tags: map[string]string{"t": "1"}, Acl: []byte("<acl/>")}}
+	for _, status := range []string{"Enabled", "Suspended"} {
+		dst := &fakeDest{versioning: status, stat: map[string]rgwobj.ObjectInfo{"k\x00null": have},
+			listed: map[string]rgwobj.ListEntry{"k\x00null": {Key: "k", VersionID: "null", VersionedEpoch: 3, ETag: "e", Size: 1}}}
+		require.Empty(t, applyWith(t, dst, proto.Clone(op).(*v1.ObjectOp)), status)
+		require.Equal(t, []string{"tagging k null map[t:1]", "acl k null"}, dst.calls, "zone-b's bucket %s", status)
+	}
+	// A null version listed with a lower epoch is an earlier one (the id is
+	// reused): written, once zone-b shows the bucket suspended.
+	dst := &fakeDest{versioning: "Enabled", stat: map[string]rgwobj.ObjectInfo{"k\x00null": have},
+		listed: map[string]rgwobj.ListEntry{"k\x00null": {Key: "k", VersionID: "null", VersionedEpoch: 2, ETag: "e", Size: 1}}}
+	failed := applyWith(t, dst, proto.Clone(op).(*v1.ObjectOp))
+	require.Len(t, failed, 1)
+	require.Contains(t, failed[0].GetError(), "not Suspended yet")
+	require.Empty(t, dst.calls)
+}

@@ -295,13 +295,15 @@ func (c *Client) PutDeleteMarker(ctx context.Context, bucket, key, owner, marker
 	return nil
 }
 
-// PutACL sets an object's ACL from the source's GET ?acl XML.
+// PutACL sets an object's ACL from the source's GET ?acl XML. versionID
+// "null" is the key's null version, current or not, in every state of the
+// bucket (FACTS.md section 16); "" the current version.
 func (c *Client) PutACL(ctx context.Context, bucket, key, versionID, owner string, acl []byte) error {
 	op := fmt.Sprintf("put acl %s/%s", bucket, key)
 	if len(bytes.TrimSpace(acl)) == 0 {
 		return fmt.Errorf("%s: empty ACL", op)
 	}
-	q := versionQuery(url.Values{"acl": {""}, "rgwx-uid": {owner}}, destVersion(versionID))
+	q := versionQuery(url.Values{"acl": {""}, "rgwx-uid": {owner}}, versionID)
 	_, _, err := c.send(ctx, call{op: op, method: http.MethodPut, bucket: bucket, key: key, query: q, body: acl,
 		header: http.Header{"Content-Type": {"application/xml"}}})
 	return err
@@ -310,10 +312,10 @@ func (c *Client) PutACL(ctx context.Context, bucket, key, versionID, owner strin
 // PutTagging sets an existing object's (version's) tags in place: PUT
 // ?tagging with the set, or DELETE ?tagging when tags is empty. Neither
 // writes the object again (a version written again with its epoch can
-// stop being current: FACTS.md).
+// stop being current: FACTS.md). versionID as for PutACL.
 func (c *Client) PutTagging(ctx context.Context, bucket, key, versionID, owner string, tags map[string]string) error {
 	op := fmt.Sprintf("put tagging %s/%s", bucket, key)
-	q := versionQuery(url.Values{"tagging": {""}, "rgwx-uid": {owner}}, destVersion(versionID))
+	q := versionQuery(url.Values{"tagging": {""}, "rgwx-uid": {owner}}, versionID)
 	if len(tags) == 0 {
 		_, _, err := c.send(ctx, call{op: op, method: http.MethodDelete, bucket: bucket, key: key, query: q})
 		return err

@@ -903,3 +903,72 @@ func TestListInstanceWhole(t *testing.T) {
 	require.Len(t, page.Entries, 1, "a delete marker alone")
 	require.True(t, page.Entries[0].DeleteMarker)
 }
+
+// TestNullVersionAttrsInPlace: the tags and ACL of a key's null version are
+// set in place with versionId=null in every state of zone-b's bucket —
+// never versioned, suspended, and enabled with a named version current
+// above it — without touching the current version or moving the null
+// version's epoch (FACTS.md section 16). Failed before: "null" was sent
+// as no version id, and the request changed the current version instead.
+func TestNullVersionAttrsInPlace(t *testing.T) {
+	e := newEnv(t)
+	// A non-default ACL, as the source gives it.
+	src := labtest.RandomName("na")
+	e.bucket(src, false)
+	e.put(src, "acl", []byte("x"), func(in *s3.PutObjectInput) { in.ACL = s3types.ObjectCannedACLPublicRead })
+	pub, err := e.a.Stat(e.ctx, src, "acl", "")
+	require.NoError(t, err)
+	require.Contains(t, string(pub.ACL), "AllUsers")
+
+	versioning := func(bucket, inst string, s s3types.BucketVersioningStatus) {
+		_, err := e.user.PutBucketVersioning(e.ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(bucket),
+			VersioningConfiguration: &s3types.VersioningConfiguration{Status: s}})
+		require.NoError(t, err)
+		e.copyMeta("bucket.instance", inst)
+	}
+	const v1 = "V1xxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	for _, state := range []string{"never", "Suspended", "Enabled"} {
+		t.Run(state, func(t *testing.T) {
+			bucket := labtest.RandomName("na")
+			inst := e.bucket(bucket, false)
+			var epoch uint64
+			if state != "never" {
+				versioning(bucket, inst, s3types.BucketVersioningStatusSuspended)
+				epoch = 2
+			}
+			_, err := e.b.Put(e.ctx, ObjectInfo{Bucket: bucket, Key: "k", Owner: e.uid, VersionID: "null", Size: 1}, bytes.NewReader([]byte("n")), epoch)
+			require.NoError(t, err)
+			if state == "Enabled" {
+				versioning(bucket, inst, s3types.BucketVersioningStatusEnabled)
+				_, err = e.b.Put(e.ctx, ObjectInfo{Bucket: bucket, Key: "k", Owner: e.uid, VersionID: v1, Size: 2}, bytes.NewReader([]byte("v1")), 3)
+				require.NoError(t, err)
+			}
+			require.NoError(t, e.b.PutTagging(e.ctx, bucket, "k", "null", e.uid, map[string]string{"t": "1"}))
+			require.NoError(t, e.b.PutACL(e.ctx, bucket, "k", "null", e.uid, pub.ACL))
+			null, err := e.b.Stat(e.ctx, bucket, "k", "null")
+			require.NoError(t, err)
+			require.Equal(t, map[string]string{"t": "1"}, null.Tags, "the null version's tags")
+			require.Contains(t, string(null.ACL), "AllUsers", "the null version's ACL")
+			require.EqualValues(t, 1, null.Size)
+			if state == "Enabled" {
+				cur, err := e.b.Stat(e.ctx, bucket, "k", v1)
+				require.NoError(t, err)
+				require.Empty(t, cur.Tags, "the current version is untouched")
+				require.NotContains(t, string(cur.ACL), "AllUsers")
+			}
+			if state != "never" {
+				shard := fmt.Sprintf("%s:%d", inst, IndexShard("k", 11))
+				en, found, err := e.b.FindVersion(e.ctx, shard, "k", "null")
+				require.NoError(t, err)
+				require.True(t, found)
+				require.EqualValues(t, epoch, en.VersionedEpoch, "the null version's epoch is kept")
+				require.Equal(t, state != "Enabled", en.IsLatest)
+			}
+			// And removing the tags.
+			require.NoError(t, e.b.PutTagging(e.ctx, bucket, "k", "null", e.uid, nil))
+			null, err = e.b.Stat(e.ctx, bucket, "k", "null")
+			require.NoError(t, err)
+			require.Empty(t, null.Tags)
+		})
+	}
+}
