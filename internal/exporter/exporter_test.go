@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -934,4 +935,53 @@ func (a *applierStream) fullSync(t *testing.T, r *rig) {
 		}
 	}
 	waitBound(t, r.store, fullUnit, func(b checkpoint.Bound) bool { return b.Phase == phaseDone })
+}
+
+// TestReshardedInstanceIsRechecked: the old instance of a reshard is
+// removed by the source moments after its last logged write, and the
+// removal is logged nowhere (FACTS.md section 17). Fetched in that moment
+// it was written to zone-b and stayed there for good (CI: "bucket.instance
+// …: only on the destination (deleted on the source)"); now it is fetched
+// once more after RecheckDelay, found gone, and deleted.
+func TestReshardedInstanceIsRechecked(t *testing.T) {
+	blob, err := os.ReadFile("../rgwlog/testdata/bucket-instance-resharded.json")
+	require.NoError(t, err)
+	const key = "rsp1:e5a1c870-2a31-43c0-85d2-993838821318.4177.2"
+	src := newFakeSource()
+	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"), func(c *Config) { c.RecheckDelay = 300 * time.Millisecond })
+	a := r.dial(t, "a1")
+	a.fullSync(t, r)
+	a.subscribe(mdUnit(1))
+	src.mu.Lock()
+	src.n++
+	src.blobs["bucket.instance:"+key] = string(blob)
+	src.log(1, "bucket.instance", key)
+	src.mu.Unlock()
+	b := a.next()
+	require.Equal(t, []string{"bucket.instance:" + key + ":put"}, names(b), "written as the source has it now")
+	src.mu.Lock()
+	delete(src.blobs, "bucket.instance:"+key) // removed, no log entry
+	src.mu.Unlock()
+	a.ack(b)
+	bound := waitBound(t, r.store, mdUnit(1), func(b checkpoint.Bound) bool { return len(b.Retries) == 1 })
+	require.Equal(t, recheckMark, bound.Retries[0].Error)
+	b = a.next()
+	require.Equal(t, []string{"bucket.instance:" + key + ":del"}, names(b), "gone at the source: deleted")
+	a.ack(b)
+	waitBound(t, r.store, mdUnit(1), func(b checkpoint.Bound) bool { return len(b.Retries) == 0 })
+
+	// A plain instance is not looked at again.
+	plain, err := os.ReadFile("../rgwlog/testdata/bucket-instance-plain.json")
+	require.NoError(t, err)
+	src.mu.Lock()
+	src.n++
+	src.blobs["bucket.instance:"+key] = string(plain)
+	src.log(1, "bucket.instance", key)
+	src.mu.Unlock()
+	b = a.next()
+	require.Equal(t, []string{"bucket.instance:" + key + ":put"}, names(b))
+	a.ack(b)
+	through := b.GetThroughMarker()
+	bound = waitBound(t, r.store, mdUnit(1), func(b checkpoint.Bound) bool { return b.Marker == through })
+	require.Empty(t, bound.Retries, "no re-check of an instance that is not being resharded")
 }

@@ -152,6 +152,27 @@ func NumShards(instance []byte) (int, error) {
 	return bi.Data.BucketInfo.NumShards, nil
 }
 
+// Resharding tells whether a bucket instance blob is one the source is
+// resharding away: reshard_status 1 (in progress) or 2 (done), with the
+// instance that replaces it in new_bucket_instance_id. Pacific removes such
+// an instance moments after its last logged write, and logs no entry for
+// the removal (FACTS.md section 17): whoever copied the blob must look
+// again to learn that it is gone.
+func Resharding(instance []byte) (bool, error) {
+	var bi struct {
+		Data struct {
+			BucketInfo struct {
+				ReshardStatus int    `json:"reshard_status"`
+				NewInstance   string `json:"new_bucket_instance_id"`
+			} `json:"bucket_info"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(instance, &bi); err != nil {
+		return false, fmt.Errorf("bucket instance: %w", err)
+	}
+	return bi.Data.BucketInfo.ReshardStatus != 0 || bi.Data.BucketInfo.NewInstance != "", nil
+}
+
 // DefaultSections are the metadata sections replicated by default.
 var DefaultSections = []string{SectionUser, SectionBucketInstance, SectionBucket}
 

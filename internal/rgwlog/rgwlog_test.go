@@ -103,3 +103,22 @@ func TestUnitCompare(t *testing.T) {
 		t.Fatal("a unit is equal to itself")
 	}
 }
+
+func TestResharding(t *testing.T) {
+	// The old instance of a reshard on the lab's zone-a, polled while
+	// radosgw-admin bucket reshard ran: before it, while it runs, after it
+	// (the last answer before the gateway said 404; FACTS.md section 17).
+	for file, want := range map[string]bool{
+		"bucket-instance-plain.json":      false,
+		"bucket-instance-resharding.json": true,
+		"bucket-instance-resharded.json":  true,
+	} {
+		raw, err := os.ReadFile("testdata/" + file)
+		require.NoError(t, err)
+		got, err := Resharding(raw)
+		require.NoError(t, err, file)
+		require.Equal(t, want, got, file)
+	}
+	_, err := Resharding([]byte(`<html>`))
+	require.ErrorContains(t, err, "bucket instance")
+}
