@@ -1,0 +1,237 @@
+package exporter
+
+// Building object ops: each op read from the source (attributes, and the
+// body of a small object), in parallel, within the stream's byte window.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/rgwobj"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// buildOps stats every object (in parallel) and builds its op; an object
+// the source cannot give is a failed item (kept for retry), not a stall.
+func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string, reserved int64) ([]*v1.ObjectOp, []*v1.RetryItem) {
+	ops := make([]*v1.ObjectOp, len(refs))
+	errs := make([]error, len(refs))
+	// Inline bodies fill what the batch reserved of the stream's window
+	// beyond its ops' own overhead (the rest stream as chunks), and source
+	// reads are capped exporter-wide: memory does not grow with the number
+	// of busy shards, and nothing is read that the window has no room for.
+	var budget atomic.Int64
+	budget.Store(reserved - opsOverhead(refs))
+	var wg sync.WaitGroup
+	for i, r := range refs {
+		if r.held != "" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := dw.e.fetchSem.Acquire(ctx, 1); err != nil {
+				errs[i] = err
+				return
+			}
+			defer dw.e.fetchSem.Release(1)
+			ops[i], errs[i] = dw.e.buildOp(ctx, r, &budget)
+		}()
+	}
+	wg.Wait()
+	srcFailed := make([]bool, len(refs))
+	for i := range refs {
+		srcFailed[i] = errs[i] != nil
+	}
+	holdBehindFailures(refs, srcFailed)
+	var out []*v1.ObjectOp
+	var failed []*v1.RetryItem
+	for i, op := range ops {
+		r := refs[i]
+		item := func(msg string) *v1.RetryItem {
+			return &v1.RetryItem{Section: "object", Name: r.key, Bucket: r.bs.s3Bucket(), Key: r.key,
+				VersionId: r.version, BucketShard: r.bs.key, Error: msg, Timestamp: timestamppb.New(r.ts)}
+		}
+		if r.held != "" {
+			failed = append(failed, item(rgwlog.HeldPrefix+r.held))
+			continue
+		}
+		if errs[i] != nil {
+			if ctx.Err() == nil {
+				dw.log.Warn("read object from source failed", "bucket", r.bs.bucket, "object", r.key, "version", r.version, "err", errs[i])
+			}
+			failed = append(failed, item("source: "+errs[i].Error()))
+			continue
+		}
+		if op == nil {
+			continue
+		}
+		op.Index = uint32(len(out))
+		if op.Marker == "" {
+			op.Marker = marker
+		}
+		dw.log.Debug("object op", "bucket", op.GetBucket(), "object", op.GetKey(), "version", op.GetVersionId(),
+			"op", op.GetKind().String(), "epoch", op.GetVersionedEpoch(), "size", op.GetAttrs().GetSize(), "marker", op.GetMarker())
+		op.Timestamp = timestamppb.New(r.ts)
+		out = append(out, op)
+	}
+	return out, failed
+}
+
+// buildOp turns a reference into an op, reading the object's current state
+// (and its body, when small).
+func (e *Exporter) buildOp(ctx context.Context, r objRef, inlineBudget *atomic.Int64) (*v1.ObjectOp, error) {
+	if r.kind == v1.ObjectOpKind_OBJECT_OP_KIND_UNSPECIFIED && r.version != "" {
+		// A retry or re-check of one version: what it must be on the
+		// destination is what the source's index says now — a version
+		// with its epoch (written without it, the destination would give
+		// it a new one and could make it current over a later version), a
+		// delete marker (Stat cannot see those), or nothing.
+		le, found, err := e.cfg.Objects.FindVersion(ctx, r.bs.key, r.key, r.version)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case !found:
+			r.kind = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION
+		case le.DeleteMarker:
+			r.kind, r.epoch = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, le.VersionedEpoch
+		default:
+			r.kind, r.epoch = v1.ObjectOpKind_OBJECT_OP_KIND_PUT, le.VersionedEpoch
+		}
+	}
+	op := &v1.ObjectOp{Bucket: r.bs.s3Bucket(), Key: r.key, VersionId: r.version, Marker: r.marker}
+	if r.version != "" {
+		// Only a named version has an order to keep; an unversioned
+		// object written with an epoch becomes an undeletable OLH on the
+		// destination (see opsFromBILog).
+		op.VersionedEpoch = r.epoch
+	}
+	switch r.kind {
+	case v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION:
+		op.Kind = r.kind
+		owner, err := e.bucketOwner(ctx, r.bs)
+		if err != nil {
+			return nil, err
+		}
+		op.Owner = owner
+		return op, nil
+	}
+	// Small objects come whole with their attributes (one request instead
+	// of a Stat and a GET: the source gateway's CPU is what a catch-up of
+	// small objects waits for, BENCHMARKS.md run G).
+	info, head, err := e.cfg.Objects.StatRead(ctx, op.Bucket, r.key, r.version, min(e.cfg.InlineMax, statReadAhead))
+	if r.kind == v1.ObjectOpKind_OBJECT_OP_KIND_UNSPECIFIED && r.version == "" &&
+		(errors.Is(err, rgwobj.ErrNotFound) || err == nil && info.VersionID != "" && info.VersionID != "null") {
+		// An object without a version id is the null version. When the
+		// key's current one is another version or none (a delete marker,
+		// or nothing: a 404 is no proof either way), the source's index
+		// says what the null version is now: copied as the current one
+		// it became a new version of zone-b without its id (make chaos
+		// seed 4: null versions only on zone-b), deleted plainly it
+		// became a delete marker zone-b's source never had.
+		r.version = "null"
+		return e.buildOp(ctx, r, inlineBudget)
+	}
+	if errors.Is(err, rgwobj.ErrNotFound) {
+		if r.kind == v1.ObjectOpKind_OBJECT_OP_KIND_PUT {
+			// The version is gone already (a later entry removes it) if
+			// the source's bucket index agrees; a 404 alone is no proof
+			// (a wrong address answers it too).
+			v := r.version
+			if v == "" {
+				v = "null"
+			}
+			_, found, ferr := e.cfg.Objects.FindVersion(ctx, r.bs.key, r.key, v)
+			switch {
+			case ferr != nil:
+				return nil, fmt.Errorf("read %s/%s: %w (checking the source's bucket index: %v)", op.Bucket, r.key, err, ferr)
+			case found:
+				return nil, fmt.Errorf("read %s/%s: the source answered not found, but its bucket index lists the object: %w", op.Bucket, r.key, err)
+			}
+			return nil, nil
+		}
+		op.Kind = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE
+		if r.version != "" {
+			op.Kind = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION
+		}
+		owner, err := e.bucketOwner(ctx, r.bs)
+		if err != nil {
+			return nil, err
+		}
+		op.Owner = owner
+		return op, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(head) > 0 {
+		e.cfg.Metrics.objectBytesRead.Add(float64(len(head)))
+	}
+	op.Kind = v1.ObjectOpKind_OBJECT_OP_KIND_PUT
+	op.Owner = info.Owner
+	if op.VersionId == "" && (info.VersionID == "" || info.VersionID == "null") {
+		// The object without a version id is the null version: say so, or a
+		// destination bucket whose versioning state has not caught up yet
+		// (metadata and data travel separately) would give it a random id.
+		// On an unversioned bucket the gateway stores it as it would anyway.
+		op.VersionId = "null"
+	}
+	op.Attrs = &v1.ObjectAttrs{
+		Size: info.Size, Etag: info.ETag, ContentType: info.ContentType, CacheControl: info.CacheControl,
+		ContentDisposition: info.ContentDisposition, ContentEncoding: info.ContentEncoding,
+		ContentLanguage: info.ContentLanguage, Expires: info.Expires, UserMeta: info.UserMeta, Tags: info.Tags,
+		Acl: info.ACL, PartSizes: info.PartSizes, SourceMtime: timestamppb.New(info.Mtime),
+	}
+	if info.Size > e.cfg.InlineMax || inlineBudget.Add(-info.Size) < 0 {
+		op.Chunked = true
+		return op, nil
+	}
+	if info.Size == 0 {
+		return op, nil
+	}
+	if int64(len(head)) == info.Size {
+		op.Body = head
+		return op, nil
+	}
+	rc, err := e.cfg.Objects.Get(ctx, op.Bucket, r.key, r.version, 0, info.Size)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	body, err := io.ReadAll(io.LimitReader(rc, info.Size+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s/%s: %w", op.Bucket, r.key, err)
+	}
+	if int64(len(body)) != info.Size {
+		return nil, fmt.Errorf("read %s/%s: %d bytes, stat said %d (changed meanwhile?)", op.Bucket, r.key, len(body), info.Size)
+	}
+	op.Body = body
+	e.cfg.Metrics.objectBytesRead.Add(float64(len(body)))
+	return op, nil
+}
+
+// statReadAhead is how much of a body buildOp reads with the attributes:
+// objects up to this size cost one request; a larger one reads this much
+// more than it needs (counted in object_bytes_read).
+const statReadAhead = 64 << 10
+
+// opOverhead is what an op costs in its batch beside its inline body.
+func opOverhead(key string) int64 { return int64(len(key)) + 128 }
+
+// opsOverhead is the most the refs' ops cost beside their inline bodies.
+func opsOverhead(refs []objRef) int64 {
+	var n int64
+	for _, r := range refs {
+		if r.held == "" {
+			n += opOverhead(r.key)
+		}
+	}
+	return n
+}

@@ -1,0 +1,154 @@
+package exporter
+
+// Retries and re-checks of a data shard: failed items kept with their
+// epochs, deletes checked once more after RecheckDelay, and the due ones
+// sent again.
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/checkpoint"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
+)
+
+// addRetries adds failed object items to a bucket shard's retries.
+func addRetries(rs []checkpoint.Retry, failed []*v1.RetryItem, e *Exporter, epochs map[string]uint64) []checkpoint.Retry {
+	now := time.Now().UTC()
+	for _, f := range failed {
+		found := false
+		for i := range rs {
+			if rs[i].Name == f.GetKey() && rs[i].VersionID == f.GetVersionId() {
+				if !rgwlog.Held(f.GetError()) {
+					rs[i].Attempts++ // held again is not a failure of its own: no longer backoff
+				}
+				rs[i].Error = f.GetError()
+				rs[i].NextAttempt = now.Add(e.backoff(rs[i].Attempts))
+				if ep := epochs[f.GetKey()+"\x00"+f.GetVersionId()]; ep > 0 {
+					rs[i].Epoch = ep
+				}
+				found = true
+			}
+		}
+		if !found {
+			rs = append(rs, checkpoint.Retry{Section: "object", Name: f.GetKey(), VersionID: f.GetVersionId(),
+				Epoch: epochs[f.GetKey()+"\x00"+f.GetVersionId()],
+				Error: f.GetError(), Attempts: 1, Timestamp: f.GetTimestamp().AsTime(), NextAttempt: now.Add(e.backoff(1))})
+		}
+	}
+	return rs
+}
+
+// epochsOf maps key+"\x00"+version to the epoch each ref carries.
+func epochsOf(refs []objRef) map[string]uint64 {
+	m := map[string]uint64{}
+	for _, r := range refs {
+		if r.epoch > 0 {
+			m[r.key+"\x00"+r.version] = r.epoch
+		}
+	}
+	return m
+}
+
+// recheckMark is the Error of a scheduled re-check (not a failure).
+const recheckMark = "recheck"
+
+// addRechecks schedules, for every delete of ops that was applied, one
+// re-check of the key after delay: the key is reconciled with the source
+// again (and deleted again if still gone). A write from an earlier holder
+// of the shard that reached the destination late — held in a network
+// buffer, or sent by a process frozen past its lease — would otherwise
+// leave a deleted object there for good.
+func addRechecks(rs []checkpoint.Retry, ops []*v1.ObjectOp, failed []*v1.RetryItem, delay time.Duration) []checkpoint.Retry {
+	if delay <= 0 {
+		return rs
+	}
+	bad := map[string]bool{}
+	for _, f := range failed {
+		bad[f.GetKey()+"\x00"+f.GetVersionId()] = true
+	}
+	have := map[string]bool{}
+	for _, r := range rs {
+		have[r.Name+"\x00"+r.VersionID] = true
+	}
+	now := time.Now().UTC()
+	for _, op := range ops {
+		k := op.GetKind()
+		if k != v1.ObjectOpKind_OBJECT_OP_KIND_DELETE && k != v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION {
+			continue
+		}
+		id := op.GetKey() + "\x00" + op.GetVersionId()
+		if bad[id] || have[id] {
+			continue
+		}
+		have[id] = true
+		rs = append(rs, checkpoint.Retry{Section: "object", Name: op.GetKey(), VersionID: op.GetVersionId(),
+			Epoch: op.GetVersionedEpoch(), Error: recheckMark, Timestamp: op.GetTimestamp().AsTime(), NextAttempt: now.Add(delay)})
+	}
+	return rs
+}
+
+// dueRetry is a bucket shard with retries to send now (readyRetries).
+func (dw *dataWorker) dueRetry() (string, bool) {
+	now := time.Now()
+	keys := make([]string, 0)
+	for k := range dw.bounds {
+		if len(dw.order.ready(k, dw.bounds[k].Retries, now)) > 0 {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return "", false
+	}
+	sort.Strings(keys)
+	return keys[0], true
+}
+
+// sendRetries resends a bucket shard's ready retries: each object is
+// reconciled with the source's current state.
+func (dw *dataWorker) sendRetries(ctx context.Context, key string) error {
+	bs, err := parseBucketShard(key)
+	if err != nil {
+		return err
+	}
+	resent := dw.order.ready(key, dw.bounds[key].Retries, time.Now())
+	var refs []objRef
+	for _, r := range resent {
+		refs = append(refs, objRef{bs: bs, key: r.Name, version: r.VersionID, epoch: r.Epoch, ts: r.Timestamp, attempt: r.Attempts})
+	}
+	res, err := dw.reserve(ctx, refs)
+	if err != nil {
+		return err
+	}
+	ops, failed := dw.buildOps(ctx, refs, "retry:"+key, res)
+	k := dw.boundKey(key)
+	return dw.sendBatch(ctx, key, ops, failed, resent, time.Time{}, res, func(f []*v1.RetryItem) []checkpoint.Entry {
+		cur, ok := dw.bounds[key]
+		if !ok {
+			return nil // dropped meanwhile (its bucket was removed)
+		}
+		nb := *cur
+		sent := map[string]bool{}
+		for _, r := range resent {
+			sent[itemID(key, r.Name, r.VersionID)] = true
+		}
+		failedNow := map[string]bool{}
+		for _, it := range f {
+			failedNow[itemID(key, it.GetKey(), it.GetVersionId())] = true
+		}
+		var kept []checkpoint.Retry
+		for _, r := range nb.Retries {
+			id := itemID(key, r.Name, r.VersionID)
+			if sent[id] && !failedNow[id] {
+				continue // applied
+			}
+			kept = append(kept, r)
+		}
+		nb.Retries = addRetries(kept, f, dw.e, epochsOf(refs))
+		nb.UpdatedAt = time.Now().UTC()
+		dw.bounds[key] = &nb
+		return []checkpoint.Entry{{Key: k, Bound: nb}}
+	})
+}
