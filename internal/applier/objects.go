@@ -676,8 +676,13 @@ func nullVersionRefused(op *v1.ObjectOp, err error) bool {
 	return errors.As(err, &gerr) && gerr.Code == "NoSuchKey"
 }
 
-// versioningTTL is how long a bucket's versioning status read on zone-b
-// is reused.
+// versioningTTL is how long zone-b's answer "never versioned" ("") for a
+// bucket is reused. Only that answer: a bucket leaves it only through an
+// Enabled that the source logs before any write that needs it. "Enabled"
+// and "Suspended" are read for every op that depends on them: a
+// "Suspended" kept for 2 s let a null version through after zone-b's
+// bucket was enabled again, stored as a kind no DELETE ?versionId=null
+// removes (FACTS.md section 15; make chaos seed 4, v/k00598).
 const versioningTTL = 2 * time.Second
 
 type versioningSeen struct {
@@ -689,7 +694,7 @@ func (a *Applier) bucketVersioning(ctx context.Context, bucket string) (string, 
 	a.verMu.Lock()
 	v, ok := a.versioning[bucket]
 	a.verMu.Unlock()
-	if ok && time.Since(v.at) < versioningTTL {
+	if ok && v.status == "" && time.Since(v.at) < versioningTTL {
 		return v.status, nil
 	}
 	status, err := a.cfg.Objects.BucketVersioning(ctx, bucket)

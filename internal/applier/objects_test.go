@@ -142,9 +142,10 @@ type fakeDest struct {
 	delay      time.Duration    // of each Put
 	hang       map[string]bool  // keys whose Put never reads its body nor returns (until cancelled)
 
-	mu           sync.Mutex
-	calls        []string
-	active, peak int // Puts running at once
+	mu              sync.Mutex
+	calls           []string
+	versioningReads int
+	active, peak    int // Puts running at once
 }
 
 func (f *fakeDest) record(c string) {
@@ -247,6 +248,9 @@ func (f *fakeDest) PutTagging(_ context.Context, _, key, version, _ string, tags
 }
 
 func (f *fakeDest) BucketVersioning(context.Context, string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.versioningReads++
 	return f.versioning, nil
 }
 
@@ -535,4 +539,43 @@ func TestNullVersionAttrsSetInPlace(t *testing.T) {
 	require.Len(t, failed, 1)
 	require.Contains(t, failed[0].GetError(), "not Suspended yet")
 	require.Empty(t, dst.calls)
+}
+
+// TestNullVersionCheckIsNotCached: whether zone-b's bucket is suspended is
+// read again for every null version of a versioned bucket. A status kept
+// for 2 s let a null version through after zone-b's bucket had been
+// enabled again: stored there as the kind no DELETE ?versionId=null
+// removes (FACTS.md section 15; make chaos seed 4, v/k00598, written a
+// second after zone-b said Enabled).
+func TestNullVersionCheckIsNotCached(t *testing.T) {
+	dst := &fakeDest{versioning: "Suspended"}
+	a := &Applier{cfg: Config{Objects: dst, Metrics: NewMetrics(nil), ApplyConcurrency: 4}, leases: allLeases{}, log: slog.New(slog.DiscardHandler)}
+	apply := func(key string) []*v1.RetryItem {
+		op := &v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: key, VersionId: "null", VersionedEpoch: 3,
+			Timestamp: timestamppb.Now(), Owner: "u", Attrs: &v1.ObjectAttrs{Size: 1, Etag: "e"}, Body: []byte("x")}
+		failed, err := a.applyObjects(context.Background(), rgwlog.Unit{}, &v1.Batch{Objects: []*v1.ObjectOp{op}}, nil, nil)
+		require.NoError(t, err)
+		return failed
+	}
+	require.Empty(t, apply("k1"))
+	dst.mu.Lock()
+	dst.versioning = "Enabled" // metadata sync applied the source's next toggle
+	dst.mu.Unlock()
+	failed := apply("k2")
+	require.Len(t, failed, 1, "written on a status read before zone-b was enabled again")
+	require.Contains(t, failed[0].GetError(), "not Suspended yet")
+	require.Equal(t, []string{"put k1 null"}, dst.callsOf("put"))
+
+	// A bucket never versioned cannot become so without an Enabled that
+	// its own objects wait for: that status is kept (one read per bucket
+	// every 2 s, not one per object).
+	dst = &fakeDest{versioning: ""}
+	a.cfg.Objects = dst
+	for _, k := range []string{"p1", "p2", "p3"} {
+		failed, err := a.applyObjects(context.Background(), rgwlog.Unit{}, &v1.Batch{Objects: []*v1.ObjectOp{{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT,
+			Key: k, Timestamp: timestamppb.Now(), Owner: "u", Attrs: &v1.ObjectAttrs{Size: 1, Etag: "e"}, Body: []byte("x")}}}, nil, nil)
+		require.NoError(t, err)
+		require.Empty(t, failed)
+	}
+	require.Equal(t, 1, dst.versioningReads)
 }
