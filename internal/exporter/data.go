@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/rgwsync/rgwsync/internal/backoff"
+
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/checkpoint"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
@@ -184,7 +186,7 @@ func (w *worker) runData(ctx context.Context) error {
 
 func (dw *dataWorker) loop(ctx context.Context) error {
 	idle := dw.e.cfg.PollMin
-	var backoff time.Duration
+	var srcBackoff time.Duration
 	for {
 		if dw.e.isDraining() && len(dw.inflight) == 0 {
 			return nil
@@ -204,14 +206,14 @@ func (dw *dataWorker) loop(ctx context.Context) error {
 				// (no timer: one is in flight, see credit).
 				dw.stats.wait(waitAcks(len(dw.inflight), "the stream's byte window is full"))
 			case err != nil:
-				backoff = min(max(2*backoff, dw.e.cfg.PollMin), 30*time.Second)
-				dw.log.Warn("data sync step failed; will retry", "err", err, "backoff", backoff)
+				srcBackoff = min(max(2*srcBackoff, dw.e.cfg.PollMin), 30*time.Second)
+				dw.log.Warn("data sync step failed; will retry", "err", err, "backoff", srcBackoff)
 				dw.stats.update(func(s *shardStats) { s.lastErr = err.Error() })
 				dw.stats.wait("the source: " + err.Error())
 				dw.e.cfg.Metrics.errors.WithLabelValues("source").Inc()
-				wait = time.After(jitter(backoff))
+				wait = time.After(backoff.Jitter(srcBackoff))
 			case sent:
-				backoff, idle = 0, dw.e.cfg.PollMin
+				srcBackoff, idle = 0, dw.e.cfg.PollMin
 				select {
 				case ack := <-dw.sub.acks:
 					if err := dw.handleAck(ack); err != nil {

@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rgwsync/rgwsync/internal/backoff"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -165,7 +166,7 @@ func (w *worker) run(ctx context.Context) error {
 				w.stats.update(func(s *shardStats) { s.lastErr = err.Error() })
 				w.stats.wait("the source: " + err.Error())
 				w.e.cfg.Metrics.errors.WithLabelValues("source").Inc()
-				wait = time.After(jitter(srcBackoff))
+				wait = time.After(backoff.Jitter(srcBackoff))
 			case sent:
 				srcBackoff, idle = 0, w.e.cfg.PollMin
 				w.stats.update(func(s *shardStats) { s.lastErr = "" })
@@ -530,20 +531,9 @@ func (w *worker) publish() {
 	})
 }
 
+// backoff is the wait before a failed item's next attempt (attempts ≥ 1).
 func (e *Exporter) backoff(attempts uint32) time.Duration {
-	d := e.cfg.RetryMin
-	for i := uint32(1); i < attempts && d < e.cfg.RetryMax; i++ {
-		d *= 2
-	}
-	return jitter(min(d, e.cfg.RetryMax))
-}
-
-// jitter spreads d over [d/2, d).
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2)
+	return backoff.Delay(e.cfg.RetryMin, e.cfg.RetryMax, int(attempts)-1)
 }
 
 func retryKey(section, name string) string { return section + "\x00" + name }

@@ -10,13 +10,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rgwsync/rgwsync/internal/backoff"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
@@ -200,7 +201,7 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 	var lastErr error
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
-			d := c.backoff(attempt - 1)
+			d := backoff.Delay(c.cfg.RetryBaseDelay, c.cfg.RetryMaxDelay, attempt-1)
 			c.log.LogAttrs(ctx, slog.LevelWarn, "rgwadmin: retrying",
 				slog.String("op", r.op), slog.String("endpoint", c.endpoint),
 				slog.Int("attempt", attempt+1), slog.Duration("backoff", d), slog.Any("error", lastErr))
@@ -246,19 +247,6 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 		}
 		lastErr = gerr
 	}
-}
-
-// backoff is the wait before retry n (0-based): random in [d/2, d],
-// d = min(RetryMaxDelay, RetryBaseDelay<<n).
-func (c *Client) backoff(n int) time.Duration {
-	d := c.cfg.RetryMaxDelay
-	if n < 32 {
-		if b := c.cfg.RetryBaseDelay << n; b > 0 && b < d {
-			d = b
-		}
-	}
-	half := d / 2
-	return half + rand.N(d-half+1)
 }
 
 // attempt sends r once and reads the whole answer within cfg.Timeout.

@@ -66,20 +66,6 @@ func TestNewDefaults(t *testing.T) {
 	assert.Equal(t, "zg", c.cfg.Region)
 }
 
-func TestBackoff(t *testing.T) {
-	c, err := New(Config{Endpoint: "http://h", AccessKey: testAK, SecretKey: testSK,
-		RetryBaseDelay: 100 * time.Millisecond, RetryMaxDelay: time.Second})
-	require.NoError(t, err)
-	for n := range 70 {
-		want := min(time.Second, 100*time.Millisecond<<min(n, 20))
-		for range 20 {
-			d := c.backoff(n)
-			assert.GreaterOrEqual(t, d, want/2, "retry %d", n)
-			assert.LessOrEqual(t, d, want, "retry %d", n)
-		}
-	}
-}
-
 func TestRGWTime(t *testing.T) {
 	cases := []struct {
 		in   string

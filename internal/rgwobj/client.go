@@ -9,11 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/rgwsync/rgwsync/internal/backoff"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
@@ -158,7 +159,7 @@ func (c *Client) send(ctx context.Context, r call) (resp *http.Response, data []
 	}
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
-			d := backoff(attempt - 1)
+			d := backoff.Delay(retryBaseDelay, retryMaxDelay, attempt-1)
 			c.log.LogAttrs(ctx, slog.LevelWarn, "rgwobj: retrying", slog.String("op", r.op),
 				slog.Int("attempt", attempt+1), slog.Duration("backoff", d), slog.Any("error", err))
 			t := time.NewTimer(d)
@@ -181,14 +182,6 @@ func (c *Client) send(ctx context.Context, r call) (resp *http.Response, data []
 			return nil, nil, err
 		}
 	}
-}
-
-func backoff(n int) time.Duration {
-	d := retryMaxDelay
-	if b := retryBaseDelay << n; n < 16 && b < d {
-		d = b
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 func (c *Client) attempt(ctx context.Context, r call) (*http.Response, []byte, error) {
