@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"google.golang.org/grpc"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
@@ -370,6 +372,7 @@ var errFenced = errors.New("lease lost")
 func (a *Applier) applyBatch(ctx context.Context, u rgwlog.Unit, b *v1.Batch) ([]*v1.RetryItem, error) {
 	groups := map[int][]*v1.MetadataEntry{}
 	for _, en := range b.GetEntries() {
+		en = a.deletedInstanceAsDelete(en)
 		r := rgwlog.ApplyRank(en.GetSection(), en.GetOp() == v1.MetadataOp_METADATA_OP_DELETE)
 		groups[r] = append(groups[r], en)
 	}
@@ -428,6 +431,26 @@ func (a *Applier) applyBatch(ctx context.Context, u rgwlog.Unit, b *v1.Batch) ([
 		}
 	}
 	return failed, nil
+}
+
+// deletedInstanceAsDelete turns the put of a removed bucket's instance
+// (rgwlog.BucketDeleted: Tentacle keeps it with flags 64) into a delete.
+// Put onto an instance zone-b has, that blob kills a Tentacle gateway
+// (SIGSEGV in put_prepare, again after every restart: FACTS.md section 19);
+// the source's own metadata says the bucket is gone, so zone-b's instance
+// goes too. Newer exporters send it as a delete already; this guard is the
+// applier's, which alone talks to zone-b.
+func (a *Applier) deletedInstanceAsDelete(en *v1.MetadataEntry) *v1.MetadataEntry {
+	if en.GetSection() != rgwlog.SectionBucketInstance || en.GetOp() != v1.MetadataOp_METADATA_OP_PUT {
+		return en
+	}
+	if del, err := rgwlog.BucketDeleted(en.GetBlob()); err != nil || !del {
+		return en
+	}
+	a.log.Debug("bucket instance of a removed bucket (flags 64): deleted on the destination, not put", "key", en.GetName())
+	d := proto.Clone(en).(*v1.MetadataEntry)
+	d.Op, d.Blob = v1.MetadataOp_METADATA_OP_DELETE, nil
+	return d
 }
 
 // writeCtx bounds one write to u's lease: a write that starts after the

@@ -985,3 +985,26 @@ func TestReshardedInstanceIsRechecked(t *testing.T) {
 	bound = waitBound(t, r.store, mdUnit(1), func(b checkpoint.Bound) bool { return b.Marker == through })
 	require.Empty(t, bound.Retries, "no re-check of an instance that is not being resharded")
 }
+
+// TestDeletedBucketInstanceIsSentAsDelete: a removed bucket's instance as
+// Tentacle keeps it (flags 64, recorded on the lab) is sent as a delete:
+// put onto zone-b's copy it kills a Tentacle gateway (FACTS.md section 19).
+func TestDeletedBucketInstanceIsSentAsDelete(t *testing.T) {
+	blob, err := os.ReadFile("../rgwlog/testdata/tentacle-bucket-instance-deleted.json")
+	require.NoError(t, err)
+	const key = "rec-del:33dbf5ba-3f2f-45c9-9d8f-2b940f149404.4186.1"
+	src := newFakeSource()
+	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"))
+	a := r.dial(t, "a1")
+	a.fullSync(t, r)
+	a.subscribe(mdUnit(2))
+	src.mu.Lock()
+	src.n++
+	src.blobs["bucket.instance:"+key] = string(blob)
+	src.log(2, "bucket.instance", key)
+	src.mu.Unlock()
+	b := a.next()
+	require.Equal(t, []string{"bucket.instance:" + key + ":del"}, names(b))
+	require.Empty(t, b.GetEntries()[0].GetBlob())
+	a.ack(b)
+}

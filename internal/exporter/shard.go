@@ -593,6 +593,11 @@ func (e *Exporter) fetchAll(ctx context.Context, refs []keyRef) ([]*v1.MetadataE
 			case err != nil:
 				errs[i] = err
 				return
+			case r.section == rgwlog.SectionBucketInstance && bucketDeleted(blob):
+				// The source's own metadata says the bucket is removed
+				// (Tentacle keeps its instance with flags 64): deleted on
+				// the destination, never put (FACTS.md section 19).
+				en.Op = v1.MetadataOp_METADATA_OP_DELETE
 			default:
 				en.Op = v1.MetadataOp_METADATA_OP_PUT
 				en.Blob = blob
@@ -616,6 +621,11 @@ func (e *Exporter) fetchAll(ctx context.Context, refs []keyRef) ([]*v1.MetadataE
 		out = append(out, en)
 	}
 	return out, failed
+}
+
+func bucketDeleted(instance []byte) bool {
+	del, err := rgwlog.BucketDeleted(instance)
+	return err == nil && del
 }
 
 // mdlogSource reads one mdlog shard.

@@ -173,6 +173,26 @@ func Resharding(instance []byte) (bool, error) {
 	return bi.Data.BucketInfo.ReshardStatus != 0 || bi.Data.BucketInfo.NewInstance != "", nil
 }
 
+// bucketDeletedFlag is RGWBucketInfo's BUCKET_DELETED flag.
+const bucketDeletedFlag = 0x40
+
+// BucketDeleted tells whether a bucket instance blob is that of a removed
+// bucket: Tentacle keeps a removed bucket's instance, rewritten with flags
+// 64 (BUCKET_DELETED), where Pacific removes it (FACTS.md section 19).
+func BucketDeleted(instance []byte) (bool, error) {
+	var bi struct {
+		Data struct {
+			BucketInfo struct {
+				Flags uint32 `json:"flags"`
+			} `json:"bucket_info"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(instance, &bi); err != nil {
+		return false, fmt.Errorf("bucket instance: %w", err)
+	}
+	return bi.Data.BucketInfo.Flags&bucketDeletedFlag != 0, nil
+}
+
 // DefaultSections are the metadata sections replicated by default.
 var DefaultSections = []string{SectionUser, SectionBucketInstance, SectionBucket}
 

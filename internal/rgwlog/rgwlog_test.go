@@ -122,3 +122,25 @@ func TestResharding(t *testing.T) {
 	_, err := Resharding([]byte(`<html>`))
 	require.ErrorContains(t, err, "bucket instance")
 }
+
+func TestBucketDeleted(t *testing.T) {
+	// A Tentacle (20.2.4) zone-a's instance before and after DELETE of its
+	// bucket, and Pacific's (which never sets the flag).
+	for file, want := range map[string]bool{
+		"tentacle-bucket-instance-live.json":    false,
+		"tentacle-bucket-instance-deleted.json": true,
+		"bucket-instance-plain.json":            false,
+		"bucket-instance-resharded.json":        false,
+	} {
+		raw, err := os.ReadFile("testdata/" + file)
+		require.NoError(t, err)
+		got, err := BucketDeleted(raw)
+		require.NoError(t, err, file)
+		require.Equal(t, want, got, file)
+	}
+	got, err := BucketDeleted([]byte(`{"data":{"bucket_info":{"flags":66}}}`))
+	require.NoError(t, err)
+	require.True(t, got, "versioned (2) and deleted (64)")
+	_, err = BucketDeleted([]byte(`<html>`))
+	require.ErrorContains(t, err, "bucket instance")
+}

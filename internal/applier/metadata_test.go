@@ -1,0 +1,64 @@
+package applier
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/rgwadmin"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
+)
+
+// recordingDest records the metadata writes the applier sends zone-b.
+type recordingDest struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (d *recordingDest) PutMetadata(_ context.Context, section, key string, _ []byte, _ string) (rgwadmin.UpdateStatus, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.calls = append(d.calls, "put "+section+":"+key)
+	return rgwadmin.UpdateStatus{Status: "applied", Applied: true}, nil
+}
+
+func (d *recordingDest) DeleteMetadata(_ context.Context, section, key string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.calls = append(d.calls, "delete "+section+":"+key)
+	return nil
+}
+
+// TestDeletedBucketInstanceIsNeverPut: Tentacle (20.2.4) keeps a removed
+// bucket's instance with flags 64 (BUCKET_DELETED); the PUT of that blob
+// onto an instance zone-b has kills zone-b's radosgw (SIGSEGV in
+// RGWBucketInstanceMetadataHandler::put_prepare, 21 of 21 tries), and again
+// after every restart (FACTS.md section 19). The applier never sends it:
+// the source's metadata says the bucket is deleted, so zone-b's instance
+// is deleted. The blobs are the lab's Tentacle zone-a before and after
+// DELETE /bucket.
+func TestDeletedBucketInstanceIsNeverPut(t *testing.T) {
+	deleted, err := os.ReadFile("../rgwlog/testdata/tentacle-bucket-instance-deleted.json")
+	require.NoError(t, err)
+	live, err := os.ReadFile("../rgwlog/testdata/tentacle-bucket-instance-live.json")
+	require.NoError(t, err)
+	dst := &recordingDest{}
+	a := &Applier{cfg: Config{Dest: dst, Metrics: NewMetrics(nil), ApplyConcurrency: 4}, leases: allLeases{}, log: slog.New(slog.DiscardHandler)}
+	const key = "rec-del:33dbf5ba-3f2f-45c9-9d8f-2b940f149404.4186.1"
+	failed, err := a.applyBatch(context.Background(), rgwlog.Unit{}, &v1.Batch{Entries: []*v1.MetadataEntry{
+		{Section: rgwlog.SectionBucketInstance, Name: key, Op: v1.MetadataOp_METADATA_OP_PUT, Blob: live},
+	}})
+	require.NoError(t, err)
+	require.Empty(t, failed)
+	failed, err = a.applyBatch(context.Background(), rgwlog.Unit{}, &v1.Batch{Entries: []*v1.MetadataEntry{
+		{Section: rgwlog.SectionBucketInstance, Name: key, Op: v1.MetadataOp_METADATA_OP_PUT, Blob: deleted},
+	}})
+	require.NoError(t, err)
+	require.Empty(t, failed)
+	require.Equal(t, []string{"put bucket.instance:" + key, "delete bucket.instance:" + key}, dst.calls)
+}
