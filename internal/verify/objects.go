@@ -23,8 +23,30 @@ type objVersion struct {
 	Size           int64
 }
 
-func listVersions(ctx context.Context, c *s3.Client, bucket string) (map[string]objVersion, error) {
-	out := map[string]objVersion{}
+// listing is one zone's listing of a bucket: every entry by key and
+// version id, and the entries listed more than once.
+type listing struct {
+	entries map[string]objVersion
+	twice   []objVersion
+}
+
+// add files one entry. A version id is listed once; the gateway lists
+// "null" twice when a null version was written into a bucket with
+// versioning enabled over an existing one (FACTS.md section 20), and the
+// map would hide the second entry.
+func (l *listing) add(ov objVersion) {
+	k := ov.Key + "\x00" + ov.VersionID
+	if _, dup := l.entries[k]; dup {
+		l.twice = append(l.twice, ov)
+		if !ov.Latest {
+			return // keep the latest of the two
+		}
+	}
+	l.entries[k] = ov
+}
+
+func listVersions(ctx context.Context, c *s3.Client, bucket string) (*listing, error) {
+	out := &listing{entries: map[string]objVersion{}}
 	in := &s3.ListObjectVersionsInput{Bucket: aws.String(bucket)}
 	for {
 		p, err := c.ListObjectVersions(ctx, in)
@@ -32,13 +54,11 @@ func listVersions(ctx context.Context, c *s3.Client, bucket string) (map[string]
 			return nil, fmt.Errorf("list versions of %s: %w", bucket, err)
 		}
 		for _, v := range p.Versions {
-			ov := objVersion{Key: aws.ToString(v.Key), VersionID: aws.ToString(v.VersionId), Latest: aws.ToBool(v.IsLatest),
-				ETag: strings.Trim(aws.ToString(v.ETag), `"`), Size: aws.ToInt64(v.Size)}
-			out[ov.Key+"\x00"+ov.VersionID] = ov
+			out.add(objVersion{Key: aws.ToString(v.Key), VersionID: aws.ToString(v.VersionId), Latest: aws.ToBool(v.IsLatest),
+				ETag: strings.Trim(aws.ToString(v.ETag), `"`), Size: aws.ToInt64(v.Size)})
 		}
 		for _, m := range p.DeleteMarkers {
-			ov := objVersion{Key: aws.ToString(m.Key), VersionID: aws.ToString(m.VersionId), Latest: aws.ToBool(m.IsLatest), Marker: true}
-			out[ov.Key+"\x00"+ov.VersionID] = ov
+			out.add(objVersion{Key: aws.ToString(m.Key), VersionID: aws.ToString(m.VersionId), Latest: aws.ToBool(m.IsLatest), Marker: true})
 		}
 		if !aws.ToBool(p.IsTruncated) {
 			return out, nil
@@ -47,20 +67,31 @@ func listVersions(ctx context.Context, c *s3.Client, bucket string) (map[string]
 	}
 }
 
+// twiceDiffs reports the entries a zone lists more than once.
+func twiceDiffs(bucket, zone string, l *listing) []Diff {
+	var out []Diff
+	for _, ov := range l.twice {
+		out = append(out, Diff{"object", bucket + "/" + ov.Key + "@" + ov.VersionID,
+			fmt.Sprintf("listed more than once on the %s (one of them %+v)", zone, ov)})
+	}
+	return out
+}
+
 // Objects compares one bucket on two zones: every version and delete
 // marker (id, latest, ETag, size), and for every version its body digest,
 // content headers, user metadata and tags. src and dst are S3 clients that
 // may read the bucket on each zone.
 func Objects(ctx context.Context, src, dst *s3.Client, bucket string) ([]Diff, error) {
-	a, err := listVersions(ctx, src, bucket)
+	la, err := listVersions(ctx, src, bucket)
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
 	}
-	b, err := listVersions(ctx, dst, bucket)
+	lb, err := listVersions(ctx, dst, bucket)
 	if err != nil {
 		return nil, fmt.Errorf("destination: %w", err)
 	}
-	var diffs []Diff
+	diffs := append(twiceDiffs(bucket, "source", la), twiceDiffs(bucket, "destination", lb)...)
+	a, b := la.entries, lb.entries
 	keys := make([]string, 0, len(a))
 	for k := range a {
 		keys = append(keys, k)

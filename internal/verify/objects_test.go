@@ -30,3 +30,20 @@ func TestListingWithoutETag(t *testing.T) {
 	moved.etag = "9f86c7cf68cf2315e85061a928be1891"
 	require.Contains(t, diffState(same, moved), "ETag differs", "the object's own ETag is compared")
 }
+
+// TestListedTwice: zone-b listed the null version of a key twice (one
+// written with versioning enabled over another: FACTS.md section 20); the
+// verifier kept one entry per version id and so reported at most "not
+// latest", or nothing. Now an entry listed twice is a difference itself.
+func TestListedTwice(t *testing.T) {
+	l := &listing{entries: map[string]objVersion{}}
+	l.add(objVersion{Key: "k", VersionID: "V", Latest: true, ETag: "e", Size: 7})
+	l.add(objVersion{Key: "k", VersionID: "null", Latest: false, ETag: "e1", Size: 8})
+	require.Empty(t, twiceDiffs("b", "destination", l))
+	l.add(objVersion{Key: "k", VersionID: "null", Latest: false, ETag: "e2", Size: 8})
+	d := twiceDiffs("b", "destination", l)
+	require.Len(t, d, 1)
+	require.Equal(t, "b/k@null", d[0].Key)
+	require.Contains(t, d[0].What, "listed more than once on the destination")
+	require.Len(t, l.entries, 2)
+}
