@@ -74,14 +74,33 @@ type Retry struct {
 	NextAttempt time.Time `json:"next_attempt"`
 }
 
+// Phase is where a shard's bound stands in its state machine. Stored as
+// its string: the values are part of the bounds file's format.
+type Phase string
+
+// The phases of the bounds of every log.
+const (
+	// A metadata shard (and the metadata full sync, LogMetadataFull).
+	PhaseFullSync    Phase = "full-sync"   // the destination's metadata full sync has not finished
+	PhaseDone        Phase = "done"        // the metadata full sync is done
+	PhaseIncremental Phase = "incremental" // following the log from Marker (mdlog, datalog, bilog shards)
+	// A datalog shard whose bucket shards must be re-checked (set on every
+	// data shard of a destination when one found its log trimmed past its
+	// bound; survives restarts).
+	PhaseResync Phase = "resync"
+	// A bucket index shard being listed; FullStart holds the bilog marker
+	// to go on from (then PhaseIncremental).
+	PhaseBucketFull Phase = "full"
+)
+
 // Bound is what has been applied of one shard.
 type Bound struct {
 	Marker     string    `json:"marker"`
 	OldestTime time.Time `json:"oldest_time"`
 	Retries    []Retry   `json:"retries,omitempty"`
-	// Phase is the shard's state machine position ("full-sync", "done",
-	// "incremental"), interpreted by the exporter.
-	Phase     string    `json:"phase,omitempty"`
+	// Phase is the shard's position in its state machine (the Phase
+	// constants); "" for a bound that has none yet.
+	Phase     Phase     `json:"phase,omitempty"`
 	Applier   string    `json:"applier,omitempty"` // who acked last
 	UpdatedAt time.Time `json:"updated_at"`
 	// TrimSafe is the previous Marker: the source log may be trimmed up to

@@ -56,7 +56,7 @@ func (dw *dataWorker) sendBILog(ctx context.Context, key string) (sent, more boo
 			return nil // dropped meanwhile (its bucket was removed)
 		}
 		nb := *cur
-		if nb.Phase == phaseBucketInc {
+		if nb.Phase == checkpoint.PhaseIncremental {
 			// (Back in full sync since, its log found trimmed: the
 			// listing decides where the bilog is read from.)
 			nb.TrimSafe, nb.Marker = nb.Marker, last

@@ -39,12 +39,6 @@ type ObjectSource interface {
 	FindVersion(ctx context.Context, bucketShard, key, versionID string) (rgwobj.ListEntry, bool, error)
 }
 
-// Phases of a bucket index shard's bound.
-const (
-	phaseBucketFull = "full"        // listing the shard's objects; FullStart holds the bilog marker to go on from
-	phaseBucketInc  = "incremental" // following the shard's bilog from Marker
-)
-
 // dataWorker serves one datalog shard: the full sync of the bucket index
 // shards it logs, then their bilogs as the datalog names them.
 type dataWorker struct {
@@ -114,7 +108,7 @@ func (dw *dataWorker) requeueHot() bool {
 			delete(dw.hot, k)
 			continue
 		}
-		if bd, ok := dw.bounds[k]; ok && bd.Phase == phaseBucketInc && !queued[k] {
+		if bd, ok := dw.bounds[k]; ok && bd.Phase == checkpoint.PhaseIncremental && !queued[k] {
 			keys = append(keys, k)
 		}
 	}
@@ -300,7 +294,7 @@ func (dw *dataWorker) step(ctx context.Context) (bool, error) {
 			}
 		}
 	}
-	if dw.resyncSeen != dw.d.dataResync.Load() || (dw.bound.Phase == phaseResync && !dw.resyncing) {
+	if dw.resyncSeen != dw.d.dataResync.Load() || (dw.bound.Phase == checkpoint.PhaseResync && !dw.resyncing) {
 		dw.resyncSeen = dw.d.dataResync.Load()
 		return true, dw.resyncData(ctx)
 	}
@@ -361,7 +355,7 @@ func (dw *dataWorker) workQueue(ctx context.Context) (sent, handled bool, err er
 			}
 			return true, true, dw.sendFullPage(ctx, key)
 		}
-		if bd.Phase == phaseBucketFull {
+		if bd.Phase == checkpoint.PhaseBucketFull {
 			if dw.readPos[key] == fullDoneMark {
 				// Listed and sent; its bilog is read once the last page is
 				// acked (the bound then turns incremental at FullStart).
@@ -403,7 +397,7 @@ func (dw *dataWorker) startBucketShard(ctx context.Context, key string) error {
 		}
 		return fmt.Errorf("bilog info of %s: %w", key, err)
 	}
-	bd := &checkpoint.Bound{Phase: phaseBucketFull, FullStart: info.MaxMarker, UpdatedAt: time.Now().UTC()}
+	bd := &checkpoint.Bound{Phase: checkpoint.PhaseBucketFull, FullStart: info.MaxMarker, UpdatedAt: time.Now().UTC()}
 	k := dw.boundKey(key)
 	if err := dw.e.cfg.Store.Put(checkpoint.Entry{Key: k, Bound: *bd}); err != nil {
 		return err

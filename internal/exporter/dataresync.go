@@ -34,7 +34,7 @@ func (e *Exporter) initData(ctx context.Context, d *destination) error {
 			return fmt.Errorf("initialise data sync of %s: %w", d.name, err)
 		}
 		u := rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA, Shard: uint32(i)}
-		entries = append(entries, checkpoint.Entry{Key: u.Key(d.name), Bound: checkpoint.Bound{Marker: head, Phase: phaseIncremental, UpdatedAt: now}})
+		entries = append(entries, checkpoint.Entry{Key: u.Key(d.name), Bound: checkpoint.Bound{Marker: head, Phase: checkpoint.PhaseIncremental, UpdatedAt: now}})
 	}
 	shards, err := e.allBucketShards(ctx)
 	if err != nil {
@@ -44,7 +44,7 @@ func (e *Exporter) initData(ctx context.Context, d *destination) error {
 		if !e.cfg.Filter.Bucket(bs.bucket) {
 			continue
 		}
-		entries = append(entries, checkpoint.Entry{Key: e.bucketShardKey(d.name, bs), Bound: checkpoint.Bound{Phase: phaseBucketFull, UpdatedAt: now}})
+		entries = append(entries, checkpoint.Entry{Key: e.bucketShardKey(d.name, bs), Bound: checkpoint.Bound{Phase: checkpoint.PhaseBucketFull, UpdatedAt: now}})
 	}
 	// The datalog heads go in last: their presence marks the init done.
 	if err := e.cfg.Store.Put(entries[e.dataShards:]...); err != nil {
@@ -97,7 +97,7 @@ func (dw *dataWorker) resyncData(ctx context.Context) error {
 			continue
 		}
 		if _, ok := dw.bounds[bs.key]; !ok {
-			bd := &checkpoint.Bound{Phase: phaseBucketFull, UpdatedAt: now}
+			bd := &checkpoint.Bound{Phase: checkpoint.PhaseBucketFull, UpdatedAt: now}
 			dw.bounds[bs.key] = bd
 			dw.readPos[bs.key] = ""
 			entries = append(entries, checkpoint.Entry{Key: dw.e.bucketShardKey(dw.d.name, bs), Bound: *bd})
@@ -109,7 +109,7 @@ func (dw *dataWorker) resyncData(ctx context.Context) error {
 	// lease move before that queues them all again. (Stored as
 	// incremental here, the queue, only in memory, was lost.)
 	nb := dw.bound
-	nb.Marker, nb.TrimSafe, nb.UpdatedAt, nb.Phase = head, "", now, phaseResync
+	nb.Marker, nb.TrimSafe, nb.UpdatedAt, nb.Phase = head, "", now, checkpoint.PhaseResync
 	nb.Resyncs++
 	entries = append(entries, checkpoint.Entry{Key: dw.key, Bound: nb})
 	if err := dw.e.cfg.Store.Put(entries...); err != nil {
@@ -130,19 +130,14 @@ func (dw *dataWorker) resyncDone(ctx context.Context) error {
 	dw.log.Info("re-check of the bucket shards of this datalog shard sent; done once acked")
 	return dw.sendBatch(ctx, "", nil, nil, nil, time.Time{}, 0, func([]*v1.RetryItem) []checkpoint.Entry {
 		nb := dw.bound
-		if nb.Phase != phaseResync || dw.resyncing {
+		if nb.Phase != checkpoint.PhaseResync || dw.resyncing {
 			return nil // a newer re-check began meanwhile
 		}
-		nb.Phase, nb.UpdatedAt, nb.Applier = phaseIncremental, time.Now().UTC(), dw.sub.st.applier
+		nb.Phase, nb.UpdatedAt, nb.Applier = checkpoint.PhaseIncremental, time.Now().UTC(), dw.sub.st.applier
 		dw.bound = nb
 		return []checkpoint.Entry{{Key: dw.key, Bound: nb}}
 	})
 }
-
-// phaseResync marks a datalog bound whose shard must re-check its bucket
-// shards (set on every data shard of a destination when one of them found
-// its log trimmed past its bound; survives restarts).
-const phaseResync = "resync"
 
 // markDataResync makes every data shard of d re-check its bucket shards:
 // durably (each datalog bound's phase), and at once for running workers.
@@ -153,7 +148,7 @@ func (e *Exporter) markDataResync(d *destination) error {
 	}
 	var entries []checkpoint.Entry
 	for _, en := range all {
-		en.Bound.Phase = phaseResync
+		en.Bound.Phase = checkpoint.PhaseResync
 		entries = append(entries, en)
 	}
 	if err := e.cfg.Store.Put(entries...); err != nil {

@@ -406,10 +406,10 @@ func (e *Exporter) ensureInitialised(ctx context.Context, d *destination) error 
 		for i, h := range heads {
 			u := rgwlog.Unit{Log: v1.LogType_LOG_TYPE_METADATA, Shard: uint32(i)}
 			entries = append(entries, checkpoint.Entry{Key: u.Key(d.name), Bound: checkpoint.Bound{
-				Marker: h, Phase: phaseIncremental, UpdatedAt: now,
+				Marker: h, Phase: checkpoint.PhaseIncremental, UpdatedAt: now,
 			}})
 		}
-		b = checkpoint.Bound{Marker: fullPos{}.String(), Phase: phaseFullSync, UpdatedAt: now}
+		b = checkpoint.Bound{Marker: fullPos{}.String(), Phase: checkpoint.PhaseFullSync, UpdatedAt: now}
 		entries = append(entries, checkpoint.Entry{Key: fullKey, Bound: b})
 		if err := e.cfg.Store.Put(entries...); err != nil {
 			return fmt.Errorf("initialise destination %s: %w", d.name, err)
@@ -422,7 +422,7 @@ func (e *Exporter) ensureInitialised(ctx context.Context, d *destination) error 
 			return err
 		}
 	}
-	if b.Phase == phaseDone {
+	if b.Phase == checkpoint.PhaseDone {
 		d.markFullDone()
 	}
 	d.initialised = true
@@ -500,13 +500,6 @@ func (d *destination) reopenFull() {
 	default:
 	}
 }
-
-// Phases stored in bounds.
-const (
-	phaseFullSync    = "full-sync"
-	phaseDone        = "done"
-	phaseIncremental = "incremental"
-)
 
 // shardStats is what Status shows of a shard while it is served.
 type shardStats struct {

@@ -293,7 +293,7 @@ func TestFullSyncThenIncrementalWithRetry(t *testing.T) {
 	}
 	require.Equal(t, []string{"user:alice:put", "user:bob:put", "user:carol:put", "user:dave:put", "user:erin:put",
 		"bucket.instance:b1:inst:put", "bucket:b1:put"}, got, "users, then instances, then buckets")
-	waitBound(t, r.store, fullUnit, func(b checkpoint.Bound) bool { return b.Phase == phaseDone })
+	waitBound(t, r.store, fullUnit, func(b checkpoint.Bound) bool { return b.Phase == checkpoint.PhaseDone })
 
 	// Incremental from the recorded head: erin's change; the failed key is
 	// kept as a retry in the bound, then resent and cleared.
@@ -934,7 +934,7 @@ func (a *applierStream) fullSync(t *testing.T, r *rig) {
 			break
 		}
 	}
-	waitBound(t, r.store, fullUnit, func(b checkpoint.Bound) bool { return b.Phase == phaseDone })
+	waitBound(t, r.store, fullUnit, func(b checkpoint.Bound) bool { return b.Phase == checkpoint.PhaseDone })
 }
 
 // TestReshardedInstanceIsRechecked: the old instance of a reshard is

@@ -150,9 +150,9 @@ func (e *Exporter) queueShards(d *destination, keys []checkpoint.Key, fromLogSta
 		return nil
 	}
 	now := time.Now().UTC()
-	phase := phaseBucketFull
+	phase := checkpoint.PhaseBucketFull
 	if fromLogStart {
-		phase = phaseBucketInc
+		phase = checkpoint.PhaseIncremental
 	}
 	entries := make([]checkpoint.Entry, len(keys))
 	for i, k := range keys {
@@ -620,14 +620,14 @@ func (dw *dataWorker) listAgain(key, why string, keepLog bool) error {
 	fullStart := ""
 	if keepLog {
 		fullStart = nb.FullStart // still in its first listing: where that one goes on from
-		if nb.Phase == phaseBucketInc {
+		if nb.Phase == checkpoint.PhaseIncremental {
 			fullStart = nb.Marker
 			if fullStart == "" {
 				fullStart = emptyBILog
 			}
 		}
 	}
-	nb.Phase, nb.FullStart, nb.Marker, nb.TrimSafe, nb.UpdatedAt = phaseBucketFull, fullStart, "", "", time.Now().UTC()
+	nb.Phase, nb.FullStart, nb.Marker, nb.TrimSafe, nb.UpdatedAt = checkpoint.PhaseBucketFull, fullStart, "", "", time.Now().UTC()
 	nb.Resyncs++
 	if err := dw.e.cfg.Store.Put(checkpoint.Entry{Key: dw.boundKey(key), Bound: nb}); err != nil {
 		return err

@@ -20,7 +20,7 @@ import (
 func (dw *dataWorker) nextFull() (string, bool) {
 	var keys []string
 	for k, bd := range dw.bounds {
-		if bd.Phase == phaseBucketFull && dw.readPos[k] != fullDoneMark {
+		if bd.Phase == checkpoint.PhaseBucketFull && dw.readPos[k] != fullDoneMark {
 			keys = append(keys, k)
 		}
 	}
@@ -118,7 +118,7 @@ func (dw *dataWorker) sendFullPage(ctx context.Context, key string) error {
 			// A listing started again since (listAgain): this page's
 			// position is not the new listing's; only its retries count.
 		} else if next == fullDoneMark {
-			nb.Phase, nb.Marker = phaseBucketInc, nb.FullStart
+			nb.Phase, nb.Marker = checkpoint.PhaseIncremental, nb.FullStart
 			if nb.Marker == emptyBILog {
 				nb.Marker = ""
 			}

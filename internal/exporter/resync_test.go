@@ -307,7 +307,7 @@ var b1Key = checkpoint.Key{Destination: "zone-b", Log: checkpoint.LogBucketIndex
 func untilIncremental(r *rig, a *applierStream, k checkpoint.Key) {
 	inc := func() bool {
 		bd, ok, err := r.store.Get(k)
-		return err == nil && ok && bd.Phase == phaseBucketInc
+		return err == nil && ok && bd.Phase == checkpoint.PhaseIncremental
 	}
 	for !inc() {
 		a.ack(a.next())
@@ -372,10 +372,10 @@ func TestEmptyNewBucketFollowsItsBILogsFromTheStart(t *testing.T) {
 				require.NoError(t, err)
 				require.True(t, ok, "shard %d of the new bucket not queued", i)
 				if !full {
-					require.Equal(t, phaseBucketInc, bd.Phase, "shard %d of an empty instance: followed from its bilog's start", i)
+					require.Equal(t, checkpoint.PhaseIncremental, bd.Phase, "shard %d of an empty instance: followed from its bilog's start", i)
 					require.Empty(t, bd.Marker)
 				} else {
-					require.Equal(t, phaseBucketFull, bd.Phase, "shard %d of an instance with objects: listed", i)
+					require.Equal(t, checkpoint.PhaseBucketFull, bd.Phase, "shard %d of an instance with objects: listed", i)
 				}
 			}
 			objs.mu.Lock()

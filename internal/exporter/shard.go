@@ -123,7 +123,7 @@ func (w *worker) run(ctx context.Context) error {
 	phase := v1.ShardPhase_SHARD_PHASE_INCREMENTAL
 	if u.Log == v1.LogType_LOG_TYPE_METADATA_FULL {
 		phase = v1.ShardPhase_SHARD_PHASE_FULL_SYNC
-		if b.Phase == phaseDone {
+		if b.Phase == checkpoint.PhaseDone {
 			phase = v1.ShardPhase_SHARD_PHASE_DONE
 		}
 	}
@@ -239,7 +239,7 @@ func (w *worker) setPhase(ctx context.Context, p v1.ShardPhase, detail string) {
 
 func (w *worker) caughtUp(ctx context.Context, src batchSource) {
 	if w.sub.unit.Log == v1.LogType_LOG_TYPE_METADATA_FULL {
-		if w.bound.Phase == phaseDone {
+		if w.bound.Phase == checkpoint.PhaseDone {
 			w.setPhase(ctx, v1.ShardPhase_SHARD_PHASE_DONE, "")
 		}
 		return
@@ -399,8 +399,8 @@ func (w *worker) handleAck(ack *v1.Ack, src batchSource) error {
 	}
 	nb.Retries = w.addMetaRechecks(kept, sb, failed, resent, now)
 	nb.OldestTime = oldestUnapplied(w.inflight[1:], nb.Retries)
-	if w.sub.unit.Log == v1.LogType_LOG_TYPE_METADATA_FULL && src.finished(sb.through) && len(w.inflight) == 1 && nb.Phase != phaseDone {
-		nb.Phase = phaseDone
+	if w.sub.unit.Log == v1.LogType_LOG_TYPE_METADATA_FULL && src.finished(sb.through) && len(w.inflight) == 1 && nb.Phase != checkpoint.PhaseDone {
+		nb.Phase = checkpoint.PhaseDone
 	}
 	// The new bucket entry points zone-b took are to be checked (their
 	// instances' shards queued for the data sync): kept in the store with
@@ -410,7 +410,7 @@ func (w *worker) handleAck(ack *v1.Ack, src batchSource) error {
 		// Without a durable bound nothing may move on: end the subscription.
 		return fmt.Errorf("store bound %s: %w", w.key, err)
 	}
-	if nb.Phase == phaseDone && w.bound.Phase != phaseDone {
+	if nb.Phase == checkpoint.PhaseDone && w.bound.Phase != checkpoint.PhaseDone {
 		w.log.Info("metadata full sync done", "retries", len(kept))
 		w.d.markFullDone()
 	}

@@ -139,7 +139,7 @@ func (e *Exporter) shardStatus(d *destination, u rgwlog.Unit, b checkpoint.Bound
 		ss.OldestUnapplied = timestamppb.New(b.OldestTime)
 	}
 	switch {
-	case u.Log == v1.LogType_LOG_TYPE_METADATA_FULL && b.Phase == phaseDone:
+	case u.Log == v1.LogType_LOG_TYPE_METADATA_FULL && b.Phase == checkpoint.PhaseDone:
 		ss.Phase = v1.ShardPhase_SHARD_PHASE_DONE
 	case u.Log == v1.LogType_LOG_TYPE_METADATA_FULL:
 		ss.Phase = v1.ShardPhase_SHARD_PHASE_FULL_SYNC

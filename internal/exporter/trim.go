@@ -132,7 +132,7 @@ func (e *Exporter) resync(ctx context.Context, w *worker, te *trimmedError) erro
 	if err != nil {
 		return err
 	}
-	fb.Marker, fb.Phase, fb.UpdatedAt = fullPos{}.String(), phaseFullSync, now
+	fb.Marker, fb.Phase, fb.UpdatedAt = fullPos{}.String(), checkpoint.PhaseFullSync, now
 	if err := e.cfg.Store.Put(checkpoint.Entry{Key: w.key, Bound: nb}, checkpoint.Entry{Key: full.Key(d.name), Bound: fb}); err != nil {
 		return fmt.Errorf("store the re-sync of %s: %w", w.key, err)
 	}
