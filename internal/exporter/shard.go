@@ -182,7 +182,7 @@ func (w *worker) run(ctx context.Context) error {
 			default:
 				if len(w.inflight) == 0 {
 					w.caughtUp(ctx, src)
-					w.stats.wait("")
+					w.stats.wait(pendingRechecks(w.bound.Retries, time.Now()))
 				} else {
 					w.stats.wait(waitAcks(len(w.inflight), ""))
 				}
@@ -244,9 +244,31 @@ func (w *worker) caughtUp(ctx context.Context, src batchSource) {
 		}
 		return
 	}
-	if len(w.bound.Retries) == 0 {
+	// A scheduled re-check is of a change applied already: the shard is
+	// caught up, and says what it still waits for (pendingRechecks).
+	if failures(w.bound.Retries) == 0 {
 		w.setPhase(ctx, v1.ShardPhase_SHARD_PHASE_CAUGHT_UP, "")
 	}
+}
+
+// pendingRechecks says which scheduled re-checks a caught-up shard waits
+// for ("" when none).
+func pendingRechecks(rs []checkpoint.Retry, now time.Time) string {
+	n := 0
+	var next time.Time
+	for _, r := range rs {
+		if r.Error != recheckMark {
+			continue
+		}
+		n++
+		if next.IsZero() || r.NextAttempt.Before(next) {
+			next = r.NextAttempt
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("the re-check of %d applied key(s), the next in %s", n, max(next.Sub(now), 0).Round(time.Second))
 }
 
 // sendNext reads and sends one batch; false when there was nothing to send.
