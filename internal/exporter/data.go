@@ -27,6 +27,7 @@ type DataSource interface {
 	TrimDataLog(ctx context.Context, shard int, marker string) error
 	BILogInfo(ctx context.Context, bucketInstance string) (rgwadmin.BILogInfo, error)
 	ListBILog(ctx context.Context, bucketInstance, marker string, max int) ([]rgwadmin.BILogEntry, error)
+	TrimBILog(ctx context.Context, bucketInstance, endMarker string) error
 }
 
 // ObjectSource is what data sync needs of the source's S3 API.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -1040,4 +1041,52 @@ func TestPendingRecheckIsCaughtUp(t *testing.T) {
 	}, 5*time.Second, 50*time.Millisecond, "phase %v", ss.GetPhase())
 	require.Zero(t, ss.GetRetries())
 	require.Contains(t, ss.GetWaitingFor(), "re-check")
+}
+
+// TestBILogTrimPoints: a bucket index shard's bilog is trimmed below the
+// lowest bound over the destinations that have one for it (the bound's
+// own entry kept), never while one of them lists it (full sync) or has
+// read none of it; markers order by index_ver, with or without the
+// "<shard>#" the gateway puts before them (issue #14 item 6: with the
+// source's sync thread off, nothing else trims them).
+func TestBILogTrimPoints(t *testing.T) {
+	st, err := checkpoint.Open(filepath.Join(t.TempDir(), "b.db"))
+	require.NoError(t, err)
+	defer st.Close()
+	data := &fakeData{bilogs: map[string][]rgwadmin.BILogEntry{}}
+	e := &Exporter{cfg: Config{Store: st, Data: data, Metrics: NewMetrics(nil)}, dataShards: 1, log: slog.New(slog.DiscardHandler)}
+	k := func(dest, inst string) checkpoint.Key {
+		return checkpoint.Key{Destination: dest, Log: checkpoint.LogBucketIndex, Instance: inst}
+	}
+	inc := func(marker string) checkpoint.Bound {
+		return checkpoint.Bound{Phase: checkpoint.PhaseIncremental, Marker: marker}
+	}
+	const a, b, c, d = "b1:i1", "b1:i2:1", "t/b2:i3:0", "b3:i4:7"
+	require.NoError(t, st.Put(
+		checkpoint.Entry{Key: k("zb", a), Bound: inc("00000000012.5.0")},
+		checkpoint.Entry{Key: k("zc", a), Bound: inc("00000000009.77777.0")}, // lower, though "7" > "5" as strings
+		checkpoint.Entry{Key: k("zb", b), Bound: inc("1#00000000004.1.1")},
+		checkpoint.Entry{Key: k("zc", b), Bound: checkpoint.Bound{Phase: checkpoint.PhaseBucketFull}}, // zc lists it
+		checkpoint.Entry{Key: k("zb", c), Bound: inc("0#00000000002.3.0")},
+		checkpoint.Entry{Key: k("zc", c), Bound: inc("")}, // zc has read none of it
+		checkpoint.Entry{Key: k("zb", d), Bound: inc("7#00000000006.3.0")},
+	))
+	p, err := e.BILogTrimPoints()
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{a: "00000000009", d: "00000000006"}, p)
+
+	for v := 1; v <= 12; v++ {
+		data.bilogs[a] = append(data.bilogs[a], rgwadmin.BILogEntry{OpID: fmt.Sprintf("%011d.%d.0", v, 100+v)})
+	}
+	done := map[string]string{}
+	require.NoError(t, e.trimBILogs(context.Background(), done))
+	require.ElementsMatch(t, []string{a + "@00000000009", d + "@00000000006"}, data.trims)
+	require.Len(t, data.bilogs[a], 4, "entries 9 (the lowest bound's), 10, 11, 12 are kept")
+	require.Equal(t, "00000000009.109.0", data.bilogs[a][0].OpID)
+	require.NoError(t, e.trimBILogs(context.Background(), done))
+	require.Len(t, data.trims, 2, "not trimmed again to the same marker")
+
+	require.NoError(t, st.Put(checkpoint.Entry{Key: k("zb", "b9:i9"), Bound: inc("garbage")}))
+	_, err = e.BILogTrimPoints()
+	require.ErrorContains(t, err, "bucket-index log marker")
 }

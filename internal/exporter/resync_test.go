@@ -23,6 +23,7 @@ type fakeData struct {
 	mu      sync.Mutex
 	datalog []rgwadmin.DataLogEntry
 	bilogs  map[string][]rgwadmin.BILogEntry // bucket instance -> entries
+	trims   []string                         // "instance@end-marker" of each TrimBILog
 }
 
 func (f *fakeData) DataLogInfo(context.Context) (rgwadmin.LogInfo, error) {
@@ -61,6 +62,22 @@ func (f *fakeData) TrimDataLog(_ context.Context, _ int, marker string) error {
 		}
 	}
 	f.datalog = kept
+	return nil
+}
+
+func (f *fakeData) TrimBILog(_ context.Context, inst, endMarker string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	// The gateway's rule: entries whose marker sorts after endMarker stay
+	// (FACTS.md section 21; markers without the "<shard>#" prefix here).
+	var kept []rgwadmin.BILogEntry
+	for _, e := range f.bilogs[inst] {
+		if e.OpID > endMarker {
+			kept = append(kept, e)
+		}
+	}
+	f.bilogs[inst] = kept
+	f.trims = append(f.trims, inst+"@"+endMarker)
 	return nil
 }
 

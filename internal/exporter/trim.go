@@ -3,6 +3,7 @@ package exporter
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -11,9 +12,9 @@ import (
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
 )
 
-// trimLoop trims the source's mdlog shards up to what every known
-// destination has applied, keeping each destination's bound entry (see
-// checkNotTrimmed).
+// trimLoop trims the source's mdlog, datalog and bucket-index log shards
+// up to what every known destination has applied, keeping each
+// destination's bound entry (see checkNotTrimmed).
 func (e *Exporter) trimLoop(ctx context.Context) {
 	t := time.NewTicker(e.cfg.TrimInterval)
 	defer t.Stop()
@@ -25,7 +26,7 @@ func (e *Exporter) trimLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		if err := e.trimOnce(ctx, trimmed); err != nil && ctx.Err() == nil {
-			e.log.Warn("trim source mdlog", "err", err)
+			e.log.Warn("trim source logs", "err", err)
 			e.cfg.Metrics.errors.WithLabelValues("trim").Inc()
 		}
 	}
@@ -78,6 +79,108 @@ func compareMarkers(log, a, b string) (int, error) {
 	return strings.Compare(a, b), nil
 }
 
+// bilogVer is the index_ver of a bucket-index log marker
+// ("[<shard>#]<index_ver>.<n>.<n>").
+func bilogVer(m string) (uint64, error) {
+	_, rest, found := strings.Cut(m, "#")
+	if !found {
+		rest = m
+	}
+	n, _, _ := strings.Cut(rest, ".")
+	v, err := strconv.ParseUint(n, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("bucket-index log marker %q: want [<shard>#]<index_ver>.<n>.<n>", m)
+	}
+	return v, nil
+}
+
+// bilogTrimMarker is the end-marker that trims a bilog's entries numbered
+// below ver and keeps ver's own: the gateway compares it with the entries'
+// keys as a string, and "<11 digits>" sorts before "<11 digits>.<n>.<n>"
+// (FACTS.md section 21).
+func bilogTrimMarker(ver uint64) string { return fmt.Sprintf("%011d", ver) }
+
+// BILogTrimPoints returns, per bucket index shard ("[tenant/]name:instance
+// [:shard]"), the end-marker up to which its bilog may be trimmed: below
+// the lowest bound over the destinations that have one for it (the
+// bound's own entry is kept, as for the other logs, so that a trim past
+// the bound by someone else can be told apart), or nothing when one of
+// them is listing the shard (full sync) or has read none of its bilog. A
+// destination without a bound for the shard lists it first (full sync)
+// when it meets it, and needs none of its older entries.
+func (e *Exporter) BILogTrimPoints() (map[string]string, error) {
+	all, err := e.cfg.Store.List("")
+	if err != nil {
+		return nil, err
+	}
+	lowest := map[string]uint64{}
+	blocked := map[string]bool{}
+	for _, en := range all {
+		if en.Key.Log != checkpoint.LogBucketIndex {
+			continue
+		}
+		inst := en.Key.Instance
+		if blocked[inst] {
+			continue
+		}
+		b := en.Bound
+		if b.Marker == "" || b.Phase != checkpoint.PhaseIncremental {
+			blocked[inst] = true
+			delete(lowest, inst)
+			continue
+		}
+		ver, err := bilogVer(b.Marker)
+		if err != nil {
+			return nil, fmt.Errorf("bound of %s: %w", en.Key, err)
+		}
+		if cur, ok := lowest[inst]; !ok || ver < cur {
+			lowest[inst] = ver
+		}
+	}
+	points := map[string]string{}
+	for inst, ver := range lowest {
+		if ver > 1 {
+			points[inst] = bilogTrimMarker(ver)
+		}
+	}
+	return points, nil
+}
+
+// trimBILogs trims every bucket index shard's bilog to its trim point. One
+// shard that fails does not stop the others: the first error is returned
+// after all were tried, and each is counted.
+func (e *Exporter) trimBILogs(ctx context.Context, done map[string]string) error {
+	points, err := e.BILogTrimPoints()
+	if err != nil {
+		return err
+	}
+	var first error
+	n := 0
+	for inst, m := range points {
+		id := checkpoint.LogBucketIndex + "/" + inst
+		if done[id] == m {
+			continue
+		}
+		if err := e.cfg.Data.TrimBILog(ctx, inst, m); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			e.cfg.Metrics.errors.WithLabelValues("trim").Inc()
+			if first == nil {
+				first = fmt.Errorf("trim bucket-index log of %s to %s: %w", inst, m, err)
+			}
+			continue
+		}
+		done[id] = m
+		n++
+		e.cfg.Metrics.trims.WithLabelValues(checkpoint.LogBucketIndex).Inc()
+	}
+	if n > 0 {
+		e.log.Info("trimmed source bucket-index logs", "shards", n)
+	}
+	return first
+}
+
 func (e *Exporter) trimOnce(ctx context.Context, done map[string]string) error {
 	logs := []string{checkpoint.LogMetadata}
 	if e.dataShards > 0 {
@@ -105,6 +208,9 @@ func (e *Exporter) trimOnce(ctx context.Context, done map[string]string) error {
 			e.cfg.Metrics.trims.WithLabelValues(log).Inc()
 			e.log.Info("trimmed source log", "log", log, "shard", shard, "marker", m)
 		}
+	}
+	if e.dataShards > 0 {
+		return e.trimBILogs(ctx, done)
 	}
 	return nil
 }

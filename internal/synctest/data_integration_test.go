@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rgwsync/rgwsync/internal/labtest"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
 )
 
 const dataOn = "data:\n  enabled: true\n"
@@ -501,4 +502,69 @@ func TestDataSyncReshardWithoutWrites(t *testing.T) {
 	e.Lab.Admin(t, "zone-a", "bucket", "reshard", "--bucket="+b, "--num-shards=5", "--yes-i-really-mean-it")
 	e.WaitMetadataEqual(60*time.Second, Prefix(p))
 	e.WaitObjectsEqual(2*time.Minute, uid, b)
+}
+
+// With trimming on, the exporter trims each bucket index shard's bilog
+// behind every destination's bound (issue #14 item 6: with the source's
+// sync thread off nothing else does, and the index pool's omap grows for
+// good), never past it: later writes, deletes and a restart of the
+// exporter go on without a "trimmed past the bound" re-listing.
+func TestOwnBILogTrimming(t *testing.T) {
+	e, p, uid, c := newOwnedEnv(t, "bt")
+	b := p + "-b"
+	e.Bucket(c, b)
+	metrics := FreeAddr(t)
+	cfg := dataOn + fmt.Sprintf("metrics_listen: %s\ntrim:\n  enabled: true\n  interval: 500ms\n", metrics)
+	exp := e.StartExporter(cfg)
+	e.StartApplier("a1")
+	ctx := context.Background()
+	for i := range 40 {
+		PutObject(t, c, b, fmt.Sprintf("k/%02d", i), RandomBytes(100+i), nil)
+	}
+	e.WaitObjectsEqual(2*time.Minute, uid, b)
+
+	ep, err := e.Src.GetMetadata(ctx, rgwlog.SectionBucket, b)
+	require.NoError(t, err)
+	id, err := rgwlog.BucketID(ep)
+	require.NoError(t, err)
+	ib, err := e.Src.GetMetadata(ctx, rgwlog.SectionBucketInstance, b+":"+id)
+	require.NoError(t, err)
+	shards, err := rgwlog.NumShards(ib)
+	require.NoError(t, err)
+	require.Positive(t, shards)
+	count := func() int {
+		n := 0
+		for i := range shards {
+			es, err := e.Src.ListBILog(ctx, fmt.Sprintf("%s:%s:%d", b, id, i), "", 1000)
+			require.NoError(t, err)
+			n += len(es)
+		}
+		return n
+	}
+	// 40 writes logged 40 entries (one each, FACTS.md section 8); once
+	// trimmed, a shard keeps its bound's entry and what follows it.
+	require.Eventually(t, func() bool {
+		return metricValue(t, metrics, `rgwsync_exporter_log_trims_total{log="bucket-index"}`) > 0 && count() < 40
+	}, 60*time.Second, 500*time.Millisecond, "the exporter trims the bucket's bilogs")
+	left := count()
+	require.GreaterOrEqual(t, left, 1, "the bounds' own entries are kept")
+	t.Logf("bilog entries: 40 written, %d left in %d shards after the exporter's trim", left, shards)
+
+	for i := 40; i < 50; i++ {
+		PutObject(t, c, b, fmt.Sprintf("k/%02d", i), RandomBytes(100+i), nil)
+	}
+	for i := range 5 {
+		_, err := c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b), Key: aws.String(fmt.Sprintf("k/%02d", i))})
+		require.NoError(t, err)
+	}
+	e.WaitObjectsEqual(2*time.Minute, uid, b)
+	require.NoError(t, exp.Stop())
+	restarted := e.StartExporter(cfg)
+	for i := 50; i < 55; i++ {
+		PutObject(t, c, b, fmt.Sprintf("k/%02d", i), RandomBytes(100+i), nil)
+	}
+	e.WaitObjectsEqual(2*time.Minute, uid, b)
+	for _, p := range []*Proc{exp, restarted} {
+		require.NotContains(t, p.Log(), "bucket index log trimmed past the bound", "own trimming must never look like a trim past a bound")
+	}
 }
