@@ -348,13 +348,25 @@ func (c *Client) BucketVersioning(ctx context.Context, bucket string) (string, e
 	if err != nil {
 		return "", err
 	}
+	// Only the gateway's own document is read: a 200 with anything else (a
+	// proxy's HTML page) unmarshals without error into an empty Status,
+	// "never versioned", which let null versions into an enabled bucket
+	// (FACTS.md section 20).
 	var v struct {
-		Status string `xml:"Status"`
+		XMLName xml.Name
+		Status  string `xml:"Status"`
 	}
 	if err := xml.Unmarshal(data, &v); err != nil {
-		return "", fmt.Errorf("%s: %w", op, err)
+		return "", fmt.Errorf("%s: not a versioning configuration (%w): %.200q", op, err, data)
 	}
-	return v.Status, nil
+	if v.XMLName.Local != "VersioningConfiguration" {
+		return "", fmt.Errorf("%s: not a versioning configuration: %.200q", op, data)
+	}
+	switch v.Status {
+	case "", "Enabled", "Suspended":
+		return v.Status, nil
+	}
+	return "", fmt.Errorf("%s: unknown status %q", op, v.Status)
 }
 
 // Head reads what the destination has: ETag, size, version id, content-*

@@ -111,14 +111,17 @@ func (c *Client) StatRead(ctx context.Context, bucket, key, versionID string, n 
 		if err != nil {
 			return ObjectInfo{}, nil, err
 		}
+		// Only the gateway's own document: a 200 with anything else (a
+		// proxy's page) would travel as the object's ACL.
+		var p struct {
+			XMLName xml.Name
+			Owner   string `xml:"Owner>ID"`
+		}
+		if err := xml.Unmarshal(acl, &p); err != nil || p.XMLName.Local != "AccessControlPolicy" {
+			return ObjectInfo{}, nil, fmt.Errorf("%s: acl: not an access control policy (%v): %.200q", op, err, acl)
+		}
 		info.ACL = acl
 		if info.Owner == "" {
-			var p struct {
-				Owner string `xml:"Owner>ID"`
-			}
-			if err := xml.Unmarshal(acl, &p); err != nil {
-				return ObjectInfo{}, nil, fmt.Errorf("%s: acl: %w", op, err)
-			}
 			info.Owner = p.Owner
 		}
 	}
