@@ -356,6 +356,11 @@ func (a *Applier) applyOne(ctx context.Context, u rgwlog.Unit, op *v1.ObjectOp, 
 			return nil, ctx.Err() // cut by another lane's end, not a failure of its own
 		}
 		a.cfg.Metrics.errors.WithLabelValues("object").Inc()
+		if errors.Is(err, errNullWouldDuplicate) {
+			a.log.Error("null version not written: zone-b's bucket never showed versioning suspended and lists a null entry of the key already; kept for retry, later ops of the key go on",
+				"shard", u.String(), "bucket", op.GetBucket(), "object", op.GetKey(), "epoch", op.GetVersionedEpoch())
+			return item(rgwlog.ParkedPrefix + err.Error()), nil
+		}
 		if nullVersionRefused(op, err) {
 			a.log.Error("null version refused by zone-b, whose bucket never showed versioning suspended: kept for retry, later ops of the key go on",
 				"shard", u.String(), "bucket", op.GetBucket(), "object", op.GetKey(), "epoch", op.GetVersionedEpoch(), "err", err)
@@ -598,6 +603,13 @@ func defaultACL(owner string) []byte {
 	return []byte(b.String())
 }
 
+// errNullWouldDuplicate: a null version that waited nullVersionWait for
+// zone-b's bucket to show versioning suspended, while zone-b lists a null
+// entry of the key already: written into the enabled bucket it would be a
+// second "null" entry (FACTS.md section 20).
+var errNullWouldDuplicate = errors.New("zone-b's bucket has versioning enabled and lists a null entry of this key: " +
+	"the null version written while the source's bucket was suspended would be stored as a second one (FACTS.md section 20)")
+
 // nullVersionWait bounds how long a null version waits for zone-b's bucket
 // to stop being versioning-enabled (see nullVersionWritable).
 const nullVersionWait = 10 * time.Minute
@@ -629,6 +641,17 @@ func (a *Applier) nullVersionWritable(ctx context.Context, op *v1.ObjectOp) erro
 		return nil // an object of an unversioned bucket
 	}
 	if waitedForVersioning(op) {
+		// Written into an enabled bucket that lists a null entry of the
+		// key already, it would be a second "null" entry that no DELETE
+		// removes (FACTS.md section 20; make chaos seed 5, v/k00358):
+		// parked instead, kept and shown.
+		_, found, err := a.cfg.Objects.FindVersionInBucket(ctx, op.GetBucket(), op.GetKey(), "null")
+		if err != nil {
+			return fmt.Errorf("look for a null entry of the key on the destination before writing a null version into an enabled bucket: %w", err)
+		}
+		if found {
+			return errNullWouldDuplicate
+		}
 		a.log.Warn("null version written into a bucket whose versioning zone-b never showed suspended (waited long enough for the bucket's metadata)",
 			"bucket", op.GetBucket(), "object", op.GetKey(), "versioning", status, "waited", time.Since(op.GetTimestamp().AsTime()).Round(time.Second))
 		return nil

@@ -579,3 +579,27 @@ func TestNullVersionCheckIsNotCached(t *testing.T) {
 	}
 	require.Equal(t, 1, dst.versioningReads)
 }
+
+// TestWaitedNullVersionIsNotDuplicated: a null version that waited
+// nullVersionWait for zone-b's bucket to show versioning suspended was
+// written anyway into the enabled bucket; where zone-b already listed a
+// null entry of the key, that made a second one no DELETE removes (make
+// chaos seed 5, v/k00358; FACTS.md section 20). It is parked instead; with
+// no null entry there it is still written.
+func TestWaitedNullVersionIsNotDuplicated(t *testing.T) {
+	old := timestamppb.New(time.Now().Add(-nullVersionWait - time.Minute))
+	op := func() *v1.ObjectOp {
+		return &v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Key: "k", VersionId: "null", VersionedEpoch: 5, Timestamp: old}
+	}
+	dst := &fakeDest{versioning: "Enabled",
+		listed: map[string]rgwobj.ListEntry{"k\x00null": {Key: "k", VersionID: "null", VersionedEpoch: 2, ETag: "old", Size: 3}}}
+	failed := applyWith(t, dst, op())
+	require.Len(t, failed, 1)
+	require.True(t, rgwlog.Parked(failed[0].GetError()), failed[0].GetError())
+	require.Contains(t, failed[0].GetError(), "second one")
+	require.Empty(t, dst.callsOf("put"))
+
+	dst = &fakeDest{versioning: "Enabled"}
+	require.Empty(t, applyWith(t, dst, op()))
+	require.Equal(t, []string{"put k null"}, dst.callsOf("put"), "no null entry there: written after the wait, as before")
+}
