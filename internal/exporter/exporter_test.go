@@ -55,6 +55,23 @@ func (f *fakeSource) put(shard int, section, key string) {
 	f.log(shard, section, key)
 }
 
+// putBlob logs a change of key whose blob is blob (a recorded answer).
+func (f *fakeSource) putBlob(shard int, section, key string, blob []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n++
+	f.blobs[section+":"+key] = string(blob)
+	f.log(shard, section, key)
+}
+
+// vanish removes key without a log entry (as the gateway removes a
+// reshard's old instance: FACTS.md section 17).
+func (f *fakeSource) vanish(section, key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.blobs, section+":"+key)
+}
+
 func (f *fakeSource) del(shard int, section, key string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -953,16 +970,10 @@ func TestReshardedInstanceIsRechecked(t *testing.T) {
 	a := r.dial(t, "a1")
 	a.fullSync(t, r)
 	a.subscribe(mdUnit(1))
-	src.mu.Lock()
-	src.n++
-	src.blobs["bucket.instance:"+key] = string(blob)
-	src.log(1, "bucket.instance", key)
-	src.mu.Unlock()
+	src.putBlob(1, "bucket.instance", key, blob)
 	b := a.next()
 	require.Equal(t, []string{"bucket.instance:" + key + ":put"}, names(b), "written as the source has it now")
-	src.mu.Lock()
-	delete(src.blobs, "bucket.instance:"+key) // removed, no log entry
-	src.mu.Unlock()
+	src.vanish("bucket.instance", key) // removed, no log entry
 	a.ack(b)
 	bound := waitBound(t, r.store, mdUnit(1), func(b checkpoint.Bound) bool { return len(b.Retries) == 1 })
 	require.Equal(t, recheckMark, bound.Retries[0].Error)
@@ -974,11 +985,7 @@ func TestReshardedInstanceIsRechecked(t *testing.T) {
 	// A plain instance is not looked at again.
 	plain, err := os.ReadFile("../rgwlog/testdata/bucket-instance-plain.json")
 	require.NoError(t, err)
-	src.mu.Lock()
-	src.n++
-	src.blobs["bucket.instance:"+key] = string(plain)
-	src.log(1, "bucket.instance", key)
-	src.mu.Unlock()
+	src.putBlob(1, "bucket.instance", key, plain)
 	b = a.next()
 	require.Equal(t, []string{"bucket.instance:" + key + ":put"}, names(b))
 	a.ack(b)
@@ -999,11 +1006,7 @@ func TestDeletedBucketInstanceIsSentAsDelete(t *testing.T) {
 	a := r.dial(t, "a1")
 	a.fullSync(t, r)
 	a.subscribe(mdUnit(2))
-	src.mu.Lock()
-	src.n++
-	src.blobs["bucket.instance:"+key] = string(blob)
-	src.log(2, "bucket.instance", key)
-	src.mu.Unlock()
+	src.putBlob(2, "bucket.instance", key, blob)
 	b := a.next()
 	require.Equal(t, []string{"bucket.instance:" + key + ":del"}, names(b))
 	require.Empty(t, b.GetEntries()[0].GetBlob())
