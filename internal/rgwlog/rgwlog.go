@@ -135,21 +135,32 @@ func BucketID(entryPoint []byte) (string, error) {
 	return ep.Data.Bucket.BucketID, nil
 }
 
-// NumShards is the number of index shards a bucket instance blob (GET
-// /admin/metadata/bucket.instance?key=…) gives its bucket: 0 for an
-// unsharded index.
-func NumShards(instance []byte) (int, error) {
+// bucketInfo is what rgwsync reads of a bucket instance blob (GET
+// /admin/metadata/bucket.instance?key=…).
+type bucketInfo struct {
+	NumShards     int    `json:"num_shards"`
+	ReshardStatus int    `json:"reshard_status"`
+	NewInstance   string `json:"new_bucket_instance_id"`
+	Flags         uint32 `json:"flags"`
+}
+
+func decodeBucketInfo(instance []byte) (bucketInfo, error) {
 	var bi struct {
 		Data struct {
-			BucketInfo struct {
-				NumShards int `json:"num_shards"`
-			} `json:"bucket_info"`
+			BucketInfo bucketInfo `json:"bucket_info"`
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(instance, &bi); err != nil {
-		return 0, fmt.Errorf("bucket instance: %w", err)
+		return bucketInfo{}, fmt.Errorf("bucket instance: %w", err)
 	}
-	return bi.Data.BucketInfo.NumShards, nil
+	return bi.Data.BucketInfo, nil
+}
+
+// NumShards is the number of index shards a bucket instance blob gives its
+// bucket: 0 for an unsharded index.
+func NumShards(instance []byte) (int, error) {
+	bi, err := decodeBucketInfo(instance)
+	return bi.NumShards, err
 }
 
 // Resharding tells whether a bucket instance blob is one the source is
@@ -159,18 +170,8 @@ func NumShards(instance []byte) (int, error) {
 // the removal (FACTS.md section 17): whoever copied the blob must look
 // again to learn that it is gone.
 func Resharding(instance []byte) (bool, error) {
-	var bi struct {
-		Data struct {
-			BucketInfo struct {
-				ReshardStatus int    `json:"reshard_status"`
-				NewInstance   string `json:"new_bucket_instance_id"`
-			} `json:"bucket_info"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal(instance, &bi); err != nil {
-		return false, fmt.Errorf("bucket instance: %w", err)
-	}
-	return bi.Data.BucketInfo.ReshardStatus != 0 || bi.Data.BucketInfo.NewInstance != "", nil
+	bi, err := decodeBucketInfo(instance)
+	return err == nil && (bi.ReshardStatus != 0 || bi.NewInstance != ""), err
 }
 
 // bucketDeletedFlag is RGWBucketInfo's BUCKET_DELETED flag.
@@ -180,17 +181,8 @@ const bucketDeletedFlag = 0x40
 // bucket: Tentacle keeps a removed bucket's instance, rewritten with flags
 // 64 (BUCKET_DELETED), where Pacific removes it (FACTS.md section 19).
 func BucketDeleted(instance []byte) (bool, error) {
-	var bi struct {
-		Data struct {
-			BucketInfo struct {
-				Flags uint32 `json:"flags"`
-			} `json:"bucket_info"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal(instance, &bi); err != nil {
-		return false, fmt.Errorf("bucket instance: %w", err)
-	}
-	return bi.Data.BucketInfo.Flags&bucketDeletedFlag != 0, nil
+	bi, err := decodeBucketInfo(instance)
+	return err == nil && bi.Flags&bucketDeletedFlag != 0, err
 }
 
 // DefaultSections are the metadata sections replicated by default.
