@@ -26,6 +26,7 @@ import (
 	"github.com/rgwsync/rgwsync/internal/lease"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/wire"
 )
 
 // Dest is what the applier needs of the destination gateway.
@@ -323,7 +324,7 @@ func (a *Applier) work(ctx context.Context, s *session, wk *shardWorker) {
 			if s.pull {
 				ask = &asker{send: func(index uint32, skip bool, chunks uint32) {
 					s.send(ctx, &v1.ReplicateRequest{Msg: &v1.ReplicateRequest_BodyRequest{BodyRequest: &v1.BodyRequest{
-						Shard: wk.unit.Ref(), Generation: wk.gen, Seq: b.GetSeq(), Index: index, Skip: skip, Chunks: chunks}}})
+						Shard: wire.Ref(wk.unit), Generation: wk.gen, Seq: b.GetSeq(), Index: index, Skip: skip, Chunks: chunks}}})
 				}}
 				if s.chunkCredit {
 					ask.grant = chunkQueue
@@ -345,7 +346,7 @@ func (a *Applier) work(ctx context.Context, s *session, wk *shardWorker) {
 			return
 		}
 		s.send(ctx, &v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Ack{Ack: &v1.Ack{
-			Shard: wk.unit.Ref(), Seq: b.GetSeq(), ThroughMarker: b.GetThroughMarker(), Failed: failed, Generation: wk.gen}}})
+			Shard: wire.Ref(wk.unit), Seq: b.GetSeq(), ThroughMarker: b.GetThroughMarker(), Failed: failed, Generation: wk.gen}}})
 		applied := len(b.GetEntries()) + len(b.GetObjects()) - len(failed)
 		a.cfg.Metrics.batchSeconds.Observe(time.Since(start).Seconds())
 		a.audit(wk.unit, b, start)

@@ -9,6 +9,7 @@ import (
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/lease"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/wire"
 )
 
 // A chunked body that zone-b stops reading (a PUT that hangs) must hold
@@ -21,8 +22,8 @@ import (
 // as the real one does: every chunk at once to an applier that asks for
 // no credit, only the granted ones to one that does.
 func TestStuckBodyDoesNotHoldOtherShards(t *testing.T) {
-	stuck := rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA, Shard: 0}
-	other := rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA, Shard: 1}
+	stuck := rgwlog.Unit{Log: rgwlog.LogData, Shard: 0}
+	other := rgwlog.Unit{Log: rgwlog.LogData, Shard: 1}
 	f := &fakeLeases{held: map[rgwlog.Unit]time.Time{}}
 	f.set(stuck, time.Now().Add(time.Hour))
 	f.set(other, time.Now().Add(time.Hour))
@@ -40,7 +41,7 @@ func TestStuckBodyDoesNotHoldOtherShards(t *testing.T) {
 		m := nextSub(t, fx, 5*time.Second)
 		require.NotNil(t, m, "both shards are subscribed")
 		if s := m.GetSubscribe(); s != nil {
-			gens[rgwlog.UnitOf(s.GetShard())] = s.GetGeneration()
+			gens[wire.Unit(s.GetShard())] = s.GetGeneration()
 		}
 	}
 	const chunk, chunks = 1 << 10, 64
@@ -53,7 +54,7 @@ func TestStuckBodyDoesNotHoldOtherShards(t *testing.T) {
 		}
 	}
 	send(&v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Batch{Batch: &v1.Batch{
-		Shard: stuck.Ref(), Generation: gens[stuck], Seq: 1, ThroughMarker: "1", Objects: []*v1.ObjectOp{{
+		Shard: wire.Ref(stuck), Generation: gens[stuck], Seq: 1, ThroughMarker: "1", Objects: []*v1.ObjectOp{{
 			Index: 0, Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Bucket: "b", Key: "big", Owner: "u", Chunked: true,
 			Attrs: &v1.ObjectAttrs{Size: chunk * chunks, Etag: "e"}}}}}})
 
@@ -62,7 +63,7 @@ func TestStuckBodyDoesNotHoldOtherShards(t *testing.T) {
 		for ; sent < chunks && (credit > 0 || fx.hello.Load().GetChunkCredit() == 0); sent++ {
 			credit--
 			send(&v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Chunk{Chunk: &v1.ObjectChunk{
-				Shard: stuck.Ref(), Generation: gens[stuck], Seq: 1, Index: 0, Offset: int64(sent * chunk),
+				Shard: wire.Ref(stuck), Generation: gens[stuck], Seq: 1, Index: 0, Offset: int64(sent * chunk),
 				Data: make([]byte, chunk), Last: sent == chunks-1}}})
 		}
 	}
@@ -71,20 +72,20 @@ func TestStuckBodyDoesNotHoldOtherShards(t *testing.T) {
 		select {
 		case m := <-fx.msgs:
 			if r := m.GetBodyRequest(); r != nil {
-				require.Equal(t, stuck.Ref().String(), r.GetShard().String())
+				require.Equal(t, wire.Ref(stuck).String(), r.GetShard().String())
 				require.False(t, r.GetSkip())
 				credit += int(r.GetChunks())
 				sendChunks()
 				if !otherSent {
 					otherSent = true
 					send(&v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Batch{Batch: &v1.Batch{
-						Shard: other.Ref(), Generation: gens[other], Seq: 1, ThroughMarker: "1", Objects: []*v1.ObjectOp{{
+						Shard: wire.Ref(other), Generation: gens[other], Seq: 1, ThroughMarker: "1", Objects: []*v1.ObjectOp{{
 							Index: 0, Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Bucket: "b", Key: "small", Owner: "u",
 							Attrs: &v1.ObjectAttrs{Size: 1, Etag: "e"}, Body: []byte("x")}}}}})
 				}
 			}
 			if ack := m.GetAck(); ack != nil {
-				require.Equal(t, other.Ref().String(), ack.GetShard().String(), "the stuck shard cannot be acked")
+				require.Equal(t, wire.Ref(other).String(), ack.GetShard().String(), "the stuck shard cannot be acked")
 				require.Empty(t, ack.GetFailed())
 				require.Equal(t, []string{"hung big", "put small "}, dst.callsOf(""))
 				require.Less(t, sent, chunks, "the hung body was not sent whole")

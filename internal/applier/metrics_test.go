@@ -9,7 +9,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 
-	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/lease"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
 )
@@ -20,7 +19,7 @@ func TestLeaseMovesByReason(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	a, err := New(Config{ID: "a1", Destination: "d", Dest: nopDest{}, Conn: &grpcConnStub{}, Metrics: NewMetrics(reg)})
 	require.NoError(t, err)
-	u := rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA, Shard: 3}
+	u := rgwlog.Unit{Log: rgwlog.LogData, Shard: 3}
 	for _, r := range []string{"rebalanced", "locked by another applier", "expired before renewal", "expired before renewal",
 		"revoked by the exporter", "shutting down"} {
 		a.LeaseChanged(lease.Event{Unit: u, Held: true})

@@ -13,6 +13,7 @@ import (
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/wire"
 )
 
 // session is one Replicate stream.
@@ -171,7 +172,7 @@ func (a *Applier) runSession(ctx context.Context) error {
 					return nil
 				}
 			case *v1.ReplicateResponse_Revoke:
-				u := rgwlog.UnitOf(m.Revoke.GetShard())
+				u := wire.Unit(m.Revoke.GetShard())
 				a.log.Warn("exporter revoked shard", "shard", u.String(), "reason", m.Revoke.GetReason())
 				s.stopWorker(u)
 				a.mu.Lock()
@@ -179,7 +180,7 @@ func (a *Applier) runSession(ctx context.Context) error {
 				a.mu.Unlock()
 				a.leases.Release(u)
 			case *v1.ReplicateResponse_ShardState:
-				u := rgwlog.UnitOf(m.ShardState.GetShard())
+				u := wire.Unit(m.ShardState.GetShard())
 				a.shardUpdate(u, func(st *shardState) { st.phase = m.ShardState.GetPhase() })
 			}
 		}
@@ -190,7 +191,7 @@ func (a *Applier) runSession(ctx context.Context) error {
 // nil: a message for a shard unsubscribed meanwhile, or of an earlier
 // subscription, is dropped (the exporter sends it again to the holder).
 func (s *session) worker(shard *v1.ShardRef, gen uint64) *shardWorker {
-	wk := s.workers[rgwlog.UnitOf(shard)]
+	wk := s.workers[wire.Unit(shard)]
 	if wk == nil || gen != wk.gen {
 		return nil
 	}
@@ -296,7 +297,7 @@ func (s *session) subscribe(u rgwlog.Unit, expires time.Time, acq uint64) {
 		s.a.work(wctx, s, wk)
 	}()
 	s.send(s.ctx, &v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Subscribe{Subscribe: &v1.Subscribe{
-		Shard: u.Ref(), LeaseExpires: timestamppb.New(expires), Generation: wk.gen}}})
+		Shard: wire.Ref(u), LeaseExpires: timestamppb.New(expires), Generation: wk.gen}}})
 }
 
 func (s *session) unsubscribe(u rgwlog.Unit, reason string) {
@@ -305,7 +306,7 @@ func (s *session) unsubscribe(u rgwlog.Unit, reason string) {
 	}
 	s.stopWorker(u)
 	s.send(s.ctx, &v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Unsubscribe{Unsubscribe: &v1.Unsubscribe{
-		Shard: u.Ref(), Reason: reason}}})
+		Shard: wire.Ref(u), Reason: reason}}})
 }
 
 func (s *session) stopWorker(u rgwlog.Unit) {

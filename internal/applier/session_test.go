@@ -18,6 +18,7 @@ import (
 	"github.com/rgwsync/rgwsync/internal/lease"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/wire"
 )
 
 // fakeLeases is a lease manager the test drives by hand.
@@ -185,7 +186,7 @@ func nextSub(t *testing.T, fx *fakeExporter, within time.Duration) *v1.Replicate
 func TestHeldLeaseIsSubscribedWithoutAnotherEvent(t *testing.T) {
 	f := &fakeLeases{held: map[rgwlog.Unit]time.Time{}}
 	a, fx := startSession(t, f)
-	u := rgwlog.Unit{Log: v1.LogType_LOG_TYPE_METADATA, Shard: 1}
+	u := rgwlog.Unit{Log: rgwlog.LogMetadata, Shard: 1}
 	require.Nil(t, nextSub(t, fx, 300*time.Millisecond), "nothing held, nothing subscribed")
 
 	a.LeaseChanged(lease.Event{Unit: u, Held: true})
@@ -194,7 +195,7 @@ func TestHeldLeaseIsSubscribedWithoutAnotherEvent(t *testing.T) {
 
 	m := nextSub(t, fx, 5*time.Second)
 	require.NotNil(t, m, "a valid lease was never subscribed")
-	require.Equal(t, u.Ref().String(), m.GetSubscribe().GetShard().String())
+	require.Equal(t, wire.Ref(u).String(), m.GetSubscribe().GetShard().String())
 }
 
 // A lease that lapses and is taken again restarts the shard (a new
@@ -203,7 +204,7 @@ func TestHeldLeaseIsSubscribedWithoutAnotherEvent(t *testing.T) {
 // again while its old lease is still held.
 func TestLapsedLeaseRestartsRevokedDoesNot(t *testing.T) {
 	f := &fakeLeases{held: map[rgwlog.Unit]time.Time{}}
-	u := rgwlog.Unit{Log: v1.LogType_LOG_TYPE_METADATA, Shard: 0}
+	u := rgwlog.Unit{Log: rgwlog.LogMetadata, Shard: 0}
 	f.set(u, time.Now().Add(time.Minute))
 	a, fx := startSession(t, f)
 	a.LeaseChanged(lease.Event{Unit: u, Held: true})
@@ -225,7 +226,7 @@ func TestLapsedLeaseRestartsRevokedDoesNot(t *testing.T) {
 	f.held[u] = time.Now().Add(time.Minute)
 	f.sticky = true // Release is left to the manager's next tick: the lease stays held
 	f.mu.Unlock()
-	fx.out <- &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Revoke{Revoke: &v1.Revoke{Shard: u.Ref(), Reason: "subscribed by a2"}}}
+	fx.out <- &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Revoke{Revoke: &v1.Revoke{Shard: wire.Ref(u), Reason: "subscribed by a2"}}}
 	require.Nil(t, nextSub(t, fx, 2500*time.Millisecond), "a revoked shard was subscribed again while the same lease is held")
 	a.LeaseChanged(lease.Event{Unit: u, Held: true}) // taken anew
 	m = nextSub(t, fx, 5*time.Second)

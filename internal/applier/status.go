@@ -11,6 +11,7 @@ import (
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/wire"
 )
 
 // Status implements StatusService.Status: the shards this applier holds
@@ -31,13 +32,13 @@ func (a *Applier) Status(ctx context.Context, req *v1.StatusRequest) (*v1.Status
 	}
 	list := make([]rgwlog.Unit, 0, len(units))
 	for u := range units {
-		if req.GetLogType() == v1.LogType_LOG_TYPE_UNSPECIFIED || req.GetLogType() == u.Log {
+		if req.GetLogType() == v1.LogType_LOG_TYPE_UNSPECIFIED || wire.Log(req.GetLogType()) == u.Log {
 			list = append(list, u)
 		}
 	}
 	slices.SortFunc(list, rgwlog.Unit.Compare)
 	for _, u := range list {
-		ss := &v1.ShardStatus{Shard: u.Ref()}
+		ss := &v1.ShardStatus{Shard: wire.Ref(u)}
 		if exp, ok := held[u]; ok {
 			ss.LeaseHolder = a.cfg.ID
 			ss.LeaseExpires = timestamppb.New(exp)

@@ -20,14 +20,17 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
 )
 
-// Log names, as used in keys.
+// Log names, as used in keys: the logs of rgwlog by their names
+// (UnitKey), and the exporter's own lists of promised work.
 const (
-	LogMetadata     = "metadata"
-	LogMetadataFull = "metadata.full"
-	LogData         = "data"
-	LogBucketIndex  = "bucket-index"
+	LogMetadata     = "metadata"      // rgwlog.LogMetadata
+	LogMetadataFull = "metadata.full" // rgwlog.LogMetadataFull
+	LogData         = "data"          // rgwlog.LogData
+	LogBucketIndex  = "bucket-index"  // rgwlog.LogBucketIndex
 	// Work the exporter has promised to do, kept until it is done (not
 	// bounds of a source log; nothing reads a marker from them):
 	// LogInstanceCheck, a bucket whose entry point zone-b took and whose
@@ -50,6 +53,11 @@ type Key struct {
 	Log         string
 	Shard       uint32
 	Instance    string // bucket instance, for LogBucketIndex
+}
+
+// UnitKey is the key of a unit of work's bound for a destination.
+func UnitKey(destination string, u rgwlog.Unit) Key {
+	return Key{Destination: destination, Log: u.Log.String(), Shard: u.Shard}
 }
 
 func (k Key) String() string {

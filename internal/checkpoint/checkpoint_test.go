@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
 )
 
 func TestPutGetListRoundTrip(t *testing.T) {
@@ -176,4 +178,13 @@ func TestDeleteIf(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, ok, "the bound it was asked about is removed (times kept to the nanosecond)")
 	require.NoError(t, s.DeleteIf(k, older), "nothing to remove is no error")
+}
+
+// The store's names of the logs are rgwlog's: a bound written under one name
+// is found under the other.
+func TestUnitKeyNamesTheStoreLogs(t *testing.T) {
+	for l, name := range map[rgwlog.Log]string{rgwlog.LogMetadata: LogMetadata, rgwlog.LogMetadataFull: LogMetadataFull,
+		rgwlog.LogData: LogData, rgwlog.LogBucketIndex: LogBucketIndex} {
+		require.Equal(t, Key{"zone-b", name, 3, ""}, UnitKey("zone-b", rgwlog.Unit{Log: l, Shard: 3}))
+	}
 }

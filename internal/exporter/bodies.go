@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/wire"
 )
 
 // Chunked bodies. With bodies on request the applier answers each chunked
@@ -114,7 +115,7 @@ func (dw *dataWorker) chunkRoom(ctx context.Context, seq uint64, index uint32) e
 // give the body.
 func (dw *dataWorker) sendChunk(ctx context.Context, seq uint64, index uint32, offset int64, data []byte, last bool) error {
 	if err := dw.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Chunk{Chunk: &v1.ObjectChunk{
-		Shard: dw.sub.unit.Ref(), Generation: dw.sub.gen, Seq: seq, Index: index, Offset: offset, Data: data, Last: last}}}); err != nil {
+		Shard: wire.Ref(dw.sub.unit), Generation: dw.sub.gen, Seq: seq, Index: index, Offset: offset, Data: data, Last: last}}}); err != nil {
 		return err
 	}
 	dw.stats.progressed()

@@ -13,7 +13,7 @@ import (
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/checkpoint"
-	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/wire"
 )
 
 // A worker that holds window bytes never waits for more; one that holds
@@ -94,7 +94,7 @@ func TestShardsSharingTheWindowDoNotDeadlock(t *testing.T) {
 		head := src.shards[shard][len(src.shards[shard])-1].ID
 		u := mdUnit(uint32(shard))
 		require.Eventually(t, func() bool {
-			b, ok, err := r.store.Get(u.Key("zone-b"))
+			b, ok, err := r.store.Get(checkpoint.UnitKey("zone-b", u))
 			return err == nil && ok && b.Marker == head
 		}, 10*time.Second, 5*time.Millisecond, "shard %d did not reach its head: the stream's window deadlocked", shard)
 	}
@@ -117,10 +117,10 @@ func TestEndedSubscriptionGivesItsBytesBack(t *testing.T) {
 	}
 	a.subscribe(mdUnit(1))
 	b1, b2 := a.next(), a.next() // two batches, most of the window, not acked
-	require.Equal(t, mdUnit(1), rgwlog.UnitOf(b1.GetShard()))
-	require.Equal(t, mdUnit(1), rgwlog.UnitOf(b2.GetShard()))
+	require.Equal(t, mdUnit(1), wire.Unit(b1.GetShard()))
+	require.Equal(t, mdUnit(1), wire.Unit(b2.GetShard()))
 	require.NoError(t, a.s.Send(&v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Unsubscribe{Unsubscribe: &v1.Unsubscribe{
-		Shard: mdUnit(1).Ref(), Reason: "lease lost"}}}))
+		Shard: wire.Ref(mdUnit(1)), Reason: "lease lost"}}}))
 	a.subscribe(mdUnit(2))
 	got := make(chan *v1.Batch, 1)
 	go func() {
@@ -130,7 +130,7 @@ func TestEndedSubscriptionGivesItsBytesBack(t *testing.T) {
 				close(got)
 				return
 			}
-			if b := m.GetBatch(); b != nil && rgwlog.UnitOf(b.GetShard()) == mdUnit(2) {
+			if b := m.GetBatch(); b != nil && wire.Unit(b.GetShard()) == mdUnit(2) {
 				got <- b
 				return
 			}
@@ -162,7 +162,7 @@ func TestStalledShardIsShown(t *testing.T) {
 		require.NoError(t, err)
 		ds := st.GetDestinations()[0]
 		for _, ss := range ds.GetShards() {
-			if rgwlog.UnitOf(ss.GetShard()) == mdUnit(1) {
+			if wire.Unit(ss.GetShard()) == mdUnit(1) {
 				return ss, ds.GetShardsStalled()
 			}
 		}

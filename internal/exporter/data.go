@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rgwsync/rgwsync/internal/backoff"
+	"github.com/rgwsync/rgwsync/internal/wire"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/checkpoint"
@@ -442,7 +443,7 @@ func (dw *dataWorker) sendBatch(ctx context.Context, bs string, ops []*v1.Object
 	for _, op := range ops {
 		payload += opOverhead(op.GetKey()) + int64(len(op.GetBody()))
 	}
-	batch := &v1.Batch{Shard: dw.sub.unit.Ref(), Generation: dw.sub.gen, Seq: dw.seq, Objects: ops, PayloadBytes: uint64(payload),
+	batch := &v1.Batch{Shard: wire.Ref(dw.sub.unit), Generation: dw.sub.gen, Seq: dw.seq, Objects: ops, PayloadBytes: uint64(payload),
 		ThroughMarker: strconv.FormatUint(dw.seq, 10)}
 	need := min(payload, reserved)
 	dw.credit.give(reserved - need)
@@ -463,7 +464,7 @@ func (dw *dataWorker) sendBatch(ctx context.Context, bs string, ops []*v1.Object
 		commit: func(f []*v1.RetryItem) []checkpoint.Entry { return commit(append(f, srcFailed...)) }}
 	dw.inflight = append(dw.inflight, db)
 	dw.order.sent(db.seq, bs, ops, srcFailed, resent)
-	dw.e.cfg.Metrics.batchesSent.WithLabelValues(dw.d.name, logLabel(dw.sub.unit.Log)).Inc()
+	dw.e.cfg.Metrics.batchesSent.WithLabelValues(dw.d.name, dw.sub.unit.Log.String()).Inc()
 	for _, op := range ops {
 		if op.GetChunked() {
 			if dw.sub.st.pull {
@@ -517,7 +518,7 @@ func (dw *dataWorker) handleAck(ack *v1.Ack) error {
 	dw.credit.give(db.payload)
 	dw.stats.progressed()
 	applied := max(db.ops-len(ack.GetFailed()), 0)
-	dw.e.cfg.Metrics.entriesApplied.WithLabelValues(dw.d.name, logLabel(dw.sub.unit.Log)).Add(float64(applied))
+	dw.e.cfg.Metrics.entriesApplied.WithLabelValues(dw.d.name, dw.sub.unit.Log.String()).Add(float64(applied))
 	dw.e.cfg.Metrics.objectsApplied.WithLabelValues(dw.d.name).Add(float64(applied))
 	dw.stats.update(func(s *shardStats) { s.applied += uint64(applied); s.bytes += uint64(db.objBytes) })
 	dw.e.cfg.Metrics.objectBytesApplied.WithLabelValues(dw.d.name).Add(float64(db.objBytes))

@@ -22,7 +22,7 @@ import (
 // go on from — read before the shard is listed, so nothing written during
 // the listing is missed.
 func (e *Exporter) initData(ctx context.Context, d *destination) error {
-	k0 := rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA}.Key(d.name)
+	k0 := checkpoint.UnitKey(d.name, rgwlog.Unit{Log: rgwlog.LogData})
 	if _, ok, err := e.cfg.Store.Get(k0); err != nil || ok {
 		return err
 	}
@@ -33,8 +33,8 @@ func (e *Exporter) initData(ctx context.Context, d *destination) error {
 		if err != nil {
 			return fmt.Errorf("initialise data sync of %s: %w", d.name, err)
 		}
-		u := rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA, Shard: uint32(i)}
-		entries = append(entries, checkpoint.Entry{Key: u.Key(d.name), Bound: checkpoint.Bound{Marker: head, Phase: checkpoint.PhaseIncremental, UpdatedAt: now}})
+		u := rgwlog.Unit{Log: rgwlog.LogData, Shard: uint32(i)}
+		entries = append(entries, checkpoint.Entry{Key: checkpoint.UnitKey(d.name, u), Bound: checkpoint.Bound{Marker: head, Phase: checkpoint.PhaseIncremental, UpdatedAt: now}})
 	}
 	shards, err := e.allBucketShards(ctx)
 	if err != nil {

@@ -304,7 +304,7 @@ func (e *Exporter) refreshGauges() {
 	}
 	e.mu.Unlock()
 	for _, n := range names {
-		if _, err := e.destinationStatus(n, v1.LogType_LOG_TYPE_UNSPECIFIED); err != nil {
+		if _, err := e.destinationStatus(n, 0); err != nil {
 			e.log.Warn("refresh metrics", "destination", n, "err", err)
 		}
 	}
@@ -391,7 +391,7 @@ func (e *Exporter) ensureInitialised(ctx context.Context, d *destination) error 
 	if d.initialised {
 		return nil
 	}
-	fullKey := rgwlog.Unit{Log: v1.LogType_LOG_TYPE_METADATA_FULL}.Key(d.name)
+	fullKey := checkpoint.UnitKey(d.name, rgwlog.Unit{Log: rgwlog.LogMetadataFull})
 	b, ok, err := e.cfg.Store.Get(fullKey)
 	if err != nil {
 		return err
@@ -404,8 +404,8 @@ func (e *Exporter) ensureInitialised(ctx context.Context, d *destination) error 
 		entries := make([]checkpoint.Entry, 0, e.mdShards+1)
 		now := time.Now().UTC()
 		for i, h := range heads {
-			u := rgwlog.Unit{Log: v1.LogType_LOG_TYPE_METADATA, Shard: uint32(i)}
-			entries = append(entries, checkpoint.Entry{Key: u.Key(d.name), Bound: checkpoint.Bound{
+			u := rgwlog.Unit{Log: rgwlog.LogMetadata, Shard: uint32(i)}
+			entries = append(entries, checkpoint.Entry{Key: checkpoint.UnitKey(d.name, u), Bound: checkpoint.Bound{
 				Marker: h, Phase: checkpoint.PhaseIncremental, UpdatedAt: now,
 			}})
 		}

@@ -28,6 +28,7 @@ import (
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
 	"github.com/rgwsync/rgwsync/internal/rgwobj"
+	"github.com/rgwsync/rgwsync/internal/wire"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -229,7 +230,7 @@ func (r *rig) dial(t *testing.T, id string) *applierStream {
 }
 
 func (a *applierStream) subscribe(u rgwlog.Unit) {
-	require.NoError(a.t, a.s.Send(&v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Subscribe{Subscribe: &v1.Subscribe{Shard: u.Ref()}}}))
+	require.NoError(a.t, a.s.Send(&v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Subscribe{Subscribe: &v1.Subscribe{Shard: wire.Ref(u)}}}))
 }
 
 // next returns the next batch, skipping shard states.
@@ -249,9 +250,9 @@ func (a *applierStream) ack(b *v1.Batch, failed ...*v1.RetryItem) {
 		Shard: b.GetShard(), Seq: b.GetSeq(), ThroughMarker: b.GetThroughMarker(), Failed: failed}}}))
 }
 
-var fullUnit = rgwlog.Unit{Log: v1.LogType_LOG_TYPE_METADATA_FULL}
+var fullUnit = rgwlog.Unit{Log: rgwlog.LogMetadataFull}
 
-func mdUnit(n uint32) rgwlog.Unit { return rgwlog.Unit{Log: v1.LogType_LOG_TYPE_METADATA, Shard: n} }
+func mdUnit(n uint32) rgwlog.Unit { return rgwlog.Unit{Log: rgwlog.LogMetadata, Shard: n} }
 
 func names(b *v1.Batch) []string {
 	var out []string
@@ -271,7 +272,7 @@ func waitBound(t *testing.T, st *checkpoint.Store, u rgwlog.Unit, pred func(chec
 	require.Eventually(t, func() bool {
 		var ok bool
 		var err error
-		b, ok, err = st.Get(u.Key("zone-b"))
+		b, ok, err = st.Get(checkpoint.UnitKey("zone-b", u))
 		return err == nil && ok && pred(b)
 	}, 5*time.Second, 5*time.Millisecond)
 	return b
@@ -288,7 +289,7 @@ func TestFullSyncThenIncrementalWithRetry(t *testing.T) {
 	a := r.dial(t, "a1")
 
 	// Initialised: mdlog bounds are the heads recorded before the full sync.
-	b1, ok, err := r.store.Get(mdUnit(1).Key("zone-b"))
+	b1, ok, err := r.store.Get(checkpoint.UnitKey("zone-b", mdUnit(1)))
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, src.shards[1][3].ID, b1.Marker)
@@ -316,7 +317,7 @@ func TestFullSyncThenIncrementalWithRetry(t *testing.T) {
 	// Incremental from the recorded head: erin's change; the failed key is
 	// kept as a retry in the bound, then resent and cleared.
 	b := a.next()
-	require.Equal(t, mdUnit(1), rgwlog.UnitOf(b.GetShard()))
+	require.Equal(t, mdUnit(1), wire.Unit(b.GetShard()))
 	require.Equal(t, []string{"user:erin:put"}, names(b))
 	a.ack(b, &v1.RetryItem{Section: "user", Name: "erin", Error: "destination said 503", Timestamp: timestamppb.Now()})
 	bound := waitBound(t, r.store, mdUnit(1), func(b checkpoint.Bound) bool { return len(b.Retries) == 1 })
@@ -473,7 +474,7 @@ func TestOutOfOrderAckEndsTheSubscription(t *testing.T) {
 			break
 		}
 	}
-	bound, _, err := r.store.Get(fullUnit.Key("zone-b"))
+	bound, _, err := r.store.Get(checkpoint.UnitKey("zone-b", fullUnit))
 	require.NoError(t, err)
 	require.Equal(t, "0|", bound.Marker, "nothing acked properly, nothing moved")
 }
@@ -539,7 +540,7 @@ func TestTrimmedLogTriggersFullResync(t *testing.T) {
 		}
 	}
 	require.Contains(t, full, "user:lost:put")
-	rb, _, err := r.store.Get(mdUnit(2).Key("zone-b"))
+	rb, _, err := r.store.Get(checkpoint.UnitKey("zone-b", mdUnit(2)))
 	require.NoError(t, err)
 	require.Equal(t, uint32(1), rb.Resyncs)
 	require.Equal(t, src.shards[2][len(src.shards[2])-1].ID, rb.Marker, "bound moved to the head")
@@ -625,7 +626,7 @@ func TestEmptyShardStartsFromTheBeginning(t *testing.T) {
 	require.NoError(t, src.TrimMDLog(context.Background(), "", 0, src.shards[0][0].ID))
 	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"))
 	r.dial(t, "a1")
-	b, ok, err := r.store.Get(mdUnit(0).Key("zone-b"))
+	b, ok, err := r.store.Get(checkpoint.UnitKey("zone-b", mdUnit(0)))
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, "", b.Marker, "an empty (trimmed) shard starts at the beginning, not at a trimmed head")

@@ -288,7 +288,7 @@ func (e *Exporter) bucketInstanceApplied(ctx context.Context, d *destination, b 
 	if !e.checksInstances(b.name) {
 		return nil
 	}
-	if _, ok, err := e.cfg.Store.Get(rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA}.Key(d.name)); err != nil {
+	if _, ok, err := e.cfg.Store.Get(checkpoint.UnitKey(d.name, rgwlog.Unit{Log: rgwlog.LogData})); err != nil {
 		return err
 	} else if !ok {
 		return nil // data sync not initialised: its init lists every bucket

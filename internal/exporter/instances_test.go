@@ -51,7 +51,7 @@ func TestBucketChecksDoNotHoldTheMetadataShard(t *testing.T) {
 	})
 	a := r.dial(t, "a1")
 	a.fullSync(t, r)
-	a.subscribe(rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA})
+	a.subscribe(rgwlog.Unit{Log: rgwlog.LogData})
 	untilIncremental(r, a, b1Key)
 
 	const buckets = 8
@@ -130,7 +130,7 @@ func TestInstanceChecksSurviveARestart(t *testing.T) {
 	r := newRig(t, src, path, opts)
 	a := r.dial(t, "a1")
 	a.fullSync(t, r)
-	a.subscribe(rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA})
+	a.subscribe(rgwlog.Unit{Log: rgwlog.LogData})
 	untilIncremental(r, a, b1Key)
 
 	src.mu.Lock()
@@ -188,7 +188,7 @@ func TestRelistingSurvivesARestart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "b.db")
 	opts := func(c *Config) { c.Data, c.Objects = data, listedObjects{&fakeObjects{}} }
 	r := newRig(t, src, path, opts)
-	dataUnit := rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA}
+	dataUnit := rgwlog.Unit{Log: rgwlog.LogData}
 	a := r.dial(t, "a1")
 	a.fullSync(t, r)
 	a.subscribe(dataUnit)
@@ -231,7 +231,7 @@ func TestLaterCheckIsKept(t *testing.T) {
 	})
 	a := r.dial(t, "a1")
 	a.fullSync(t, r)
-	a.subscribe(rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA})
+	a.subscribe(rgwlog.Unit{Log: rgwlog.LogData})
 	untilIncremental(r, a, b1Key)
 	d := r.exp.destination("zone-b")
 	t1 := time.Now().UTC()

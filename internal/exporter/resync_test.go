@@ -129,7 +129,7 @@ func TestDataResyncSurvivesARestart(t *testing.T) {
 	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"), func(c *Config) {
 		c.Data, c.Objects = data, objs
 	})
-	dataUnit := rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA}
+	dataUnit := rgwlog.Unit{Log: rgwlog.LogData}
 	a := r.dial(t, "a1")
 	a.fullSync(t, r)
 	a.subscribe(dataUnit)
@@ -161,7 +161,7 @@ func TestDataResyncSurvivesARestart(t *testing.T) {
 	case k := <-got:
 		require.Equal(t, "obj", k)
 	case <-time.After(5 * time.Second):
-		bd, _, _ := r.store.Get(dataUnit.Key("zone-b"))
+		bd, _, _ := r.store.Get(checkpoint.UnitKey("zone-b", dataUnit))
 		t.Fatalf("after the restart obj was never sent again: the re-check was lost (datalog bound %+v)", bd)
 	}
 	a2.cancel()
@@ -202,7 +202,7 @@ func TestFullListingNotFoundIsNotGone(t *testing.T) {
 	})
 	a := r.dial(t, "a1")
 	a.fullSync(t, r)
-	a.subscribe(rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA})
+	a.subscribe(rgwlog.Unit{Log: rgwlog.LogData})
 	got := objectKeys(a, false)
 	require.Eventually(t, func() bool { return objs.listed.Load() >= 2 }, 10*time.Second, 10*time.Millisecond,
 		"the listing that failed was not tried again")
@@ -230,7 +230,7 @@ func TestBILogTrimmedPastTheBoundIsListedAgain(t *testing.T) {
 	})
 	a := r.dial(t, "a1")
 	a.fullSync(t, r)
-	a.subscribe(rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA})
+	a.subscribe(rgwlog.Unit{Log: rgwlog.LogData})
 
 	untilIncremental(r, a, b1Key)
 	// obj1 is written and sent by the bilog.
@@ -370,7 +370,7 @@ func TestEmptyNewBucketFollowsItsBILogsFromTheStart(t *testing.T) {
 			})
 			a := r.dial(t, "a1")
 			a.fullSync(t, r)
-			a.subscribe(rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA})
+			a.subscribe(rgwlog.Unit{Log: rgwlog.LogData})
 			untilIncremental(r, a, b1Key)
 
 			src.mu.Lock()

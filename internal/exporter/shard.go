@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rgwsync/rgwsync/internal/backoff"
+	"github.com/rgwsync/rgwsync/internal/wire"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -80,7 +81,7 @@ type readBatch struct {
 
 func (w *worker) run(ctx context.Context) error {
 	u := w.sub.unit
-	w.key = u.Key(w.d.name)
+	w.key = checkpoint.UnitKey(w.d.name, u)
 	w.sending = map[string]bool{}
 	w.credit = newCredit(w.sub.st.bytes, w.sub.st.maxB)
 	w.credit.onWait = func() {
@@ -92,7 +93,7 @@ func (w *worker) run(ctx context.Context) error {
 
 	var src batchSource
 	switch u.Log {
-	case v1.LogType_LOG_TYPE_METADATA:
+	case rgwlog.LogMetadata:
 		if !w.d.isFullDone() {
 			w.setPhase(ctx, v1.ShardPhase_SHARD_PHASE_WAITING_FULL_SYNC, "waiting for the metadata full sync")
 			select {
@@ -102,9 +103,9 @@ func (w *worker) run(ctx context.Context) error {
 			}
 		}
 		src = &mdlogSource{e: w.e, shard: int(u.Shard)}
-	case v1.LogType_LOG_TYPE_METADATA_FULL:
+	case rgwlog.LogMetadataFull:
 		src = &fullSource{e: w.e}
-	case v1.LogType_LOG_TYPE_DATA:
+	case rgwlog.LogData:
 		return w.runData(ctx)
 	default:
 		return fmt.Errorf("unsupported log type %v", u.Log)
@@ -121,7 +122,7 @@ func (w *worker) run(ctx context.Context) error {
 	w.pos = b.Marker
 	w.publish()
 	phase := v1.ShardPhase_SHARD_PHASE_INCREMENTAL
-	if u.Log == v1.LogType_LOG_TYPE_METADATA_FULL {
+	if u.Log == rgwlog.LogMetadataFull {
 		phase = v1.ShardPhase_SHARD_PHASE_FULL_SYNC
 		if b.Phase == checkpoint.PhaseDone {
 			phase = v1.ShardPhase_SHARD_PHASE_DONE
@@ -233,12 +234,12 @@ func (w *worker) setPhase(ctx context.Context, p v1.ShardPhase, detail string) {
 	w.stats.update(func(s *shardStats) { changed = s.phase != p; s.phase = p })
 	if changed {
 		_ = w.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_ShardState{ShardState: &v1.ShardState{
-			Shard: w.sub.unit.Ref(), Phase: p, Detail: detail}}})
+			Shard: wire.Ref(w.sub.unit), Phase: p, Detail: detail}}})
 	}
 }
 
 func (w *worker) caughtUp(ctx context.Context, src batchSource) {
-	if w.sub.unit.Log == v1.LogType_LOG_TYPE_METADATA_FULL {
+	if w.sub.unit.Log == rgwlog.LogMetadataFull {
 		if w.bound.Phase == checkpoint.PhaseDone {
 			w.setPhase(ctx, v1.ShardPhase_SHARD_PHASE_DONE, "")
 		}
@@ -310,7 +311,7 @@ func (w *worker) sendNext(ctx context.Context, src batchSource) (bool, error) {
 		payload += int64(len(en.Blob)) + int64(len(en.Name)) + 64
 	}
 	batch := &v1.Batch{
-		Shard:            w.sub.unit.Ref(),
+		Shard:            wire.Ref(w.sub.unit),
 		Generation:       w.sub.gen,
 		Seq:              w.seq,
 		Entries:          rb.entries,
@@ -337,7 +338,7 @@ func (w *worker) sendNext(ctx context.Context, src batchSource) (bool, error) {
 			sb.rechecks = append(sb.rechecks, keyRef{section: en.GetSection(), name: en.GetName(), ts: en.GetTimestamp().AsTime()})
 		}
 	}
-	if w.sub.unit.Log == v1.LogType_LOG_TYPE_METADATA {
+	if w.sub.unit.Log == rgwlog.LogMetadata {
 		sb.buckets = appliedBuckets(rb.entries)
 	}
 	if err := w.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Batch{Batch: batch}}); err != nil {
@@ -350,12 +351,12 @@ func (w *worker) sendNext(ctx context.Context, src batchSource) (bool, error) {
 	}
 	w.inflight = append(w.inflight, sb)
 	w.pos = rb.through
-	if rb.head != "" && w.sub.unit.Log == v1.LogType_LOG_TYPE_METADATA {
+	if rb.head != "" && w.sub.unit.Log == rgwlog.LogMetadata {
 		w.e.setHead(w.sub.unit.Shard, rb.head)
 	}
-	w.e.cfg.Metrics.batchesSent.WithLabelValues(w.d.name, logLabel(w.sub.unit.Log)).Inc()
+	w.e.cfg.Metrics.batchesSent.WithLabelValues(w.d.name, w.sub.unit.Log.String()).Inc()
 	w.publish()
-	if w.sub.unit.Log == v1.LogType_LOG_TYPE_METADATA {
+	if w.sub.unit.Log == rgwlog.LogMetadata {
 		w.setPhase(ctx, v1.ShardPhase_SHARD_PHASE_INCREMENTAL, "")
 	}
 	return true, nil
@@ -421,7 +422,7 @@ func (w *worker) handleAck(ack *v1.Ack, src batchSource) error {
 	}
 	nb.Retries = w.addMetaRechecks(kept, sb, failed, resent, now)
 	nb.OldestTime = oldestUnapplied(w.inflight[1:], nb.Retries)
-	if w.sub.unit.Log == v1.LogType_LOG_TYPE_METADATA_FULL && src.finished(sb.through) && len(w.inflight) == 1 && nb.Phase != checkpoint.PhaseDone {
+	if w.sub.unit.Log == rgwlog.LogMetadataFull && src.finished(sb.through) && len(w.inflight) == 1 && nb.Phase != checkpoint.PhaseDone {
 		nb.Phase = checkpoint.PhaseDone
 	}
 	// The new bucket entry points zone-b took are to be checked (their
@@ -445,8 +446,8 @@ func (w *worker) handleAck(ack *v1.Ack, src batchSource) error {
 	w.stats.progressed()
 	w.e.bucketsApplied(w.d, buckets, now)
 	applied := max(sb.applied-len(ack.GetFailed()), 0)
-	w.e.cfg.Metrics.entriesApplied.WithLabelValues(w.d.name, logLabel(w.sub.unit.Log)).Add(float64(applied))
-	w.e.cfg.Metrics.retriesFailed.WithLabelValues(w.d.name, logLabel(w.sub.unit.Log)).Add(float64(len(failed)))
+	w.e.cfg.Metrics.entriesApplied.WithLabelValues(w.d.name, w.sub.unit.Log.String()).Add(float64(applied))
+	w.e.cfg.Metrics.retriesFailed.WithLabelValues(w.d.name, w.sub.unit.Log.String()).Add(float64(len(failed)))
 	w.stats.update(func(s *shardStats) { s.applied += uint64(applied); s.bytes += uint64(sb.payload) })
 	w.publish()
 	return nil
@@ -812,18 +813,6 @@ func (s *fullSource) next(ctx context.Context, pos string, max int) (*readBatch,
 		more:      !s.finished(np.String()),
 		srcFailed: failed,
 	}, nil
-}
-
-func logLabel(t v1.LogType) string {
-	switch t {
-	case v1.LogType_LOG_TYPE_METADATA:
-		return "metadata"
-	case v1.LogType_LOG_TYPE_METADATA_FULL:
-		return "metadata.full"
-	case v1.LogType_LOG_TYPE_DATA:
-		return "data"
-	}
-	return "other"
 }
 
 var _ = proto.Size

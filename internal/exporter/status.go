@@ -13,6 +13,7 @@ import (
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/checkpoint"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/wire"
 )
 
 // Status implements StatusService.Status from the stored bounds and the
@@ -32,7 +33,7 @@ func (e *Exporter) Status(ctx context.Context, req *v1.StatusRequest) (*v1.Statu
 		return nil, status.Errorf(codes.NotFound, "no destination %q", req.GetDestination())
 	}
 	for _, n := range names {
-		ds, err := e.destinationStatus(n, req.GetLogType())
+		ds, err := e.destinationStatus(n, wire.Log(req.GetLogType()))
 		if err != nil {
 			return nil, status.Error(codes.Internal, err.Error())
 		}
@@ -41,7 +42,7 @@ func (e *Exporter) Status(ctx context.Context, req *v1.StatusRequest) (*v1.Statu
 	return resp, nil
 }
 
-func (e *Exporter) destinationStatus(name string, only v1.LogType) (*v1.DestinationStatus, error) {
+func (e *Exporter) destinationStatus(name string, only rgwlog.Log) (*v1.DestinationStatus, error) {
 	d := e.destination(name)
 	// Bucket-index bounds show through their data shard: not read here
 	// (tens of thousands in a zone with many buckets, on every call).
@@ -71,16 +72,16 @@ func (e *Exporter) destinationStatus(name string, only v1.LogType) (*v1.Destinat
 	behindByLog := map[string]float64{}
 	oldestByLog := map[string]time.Time{}
 	for _, en := range bounds {
-		t, err := rgwlog.LogTypeOf(en.Key.Log)
-		if err != nil || t == v1.LogType_LOG_TYPE_BUCKET_INDEX || (only != v1.LogType_LOG_TYPE_UNSPECIFIED && only != t) {
+		t, err := rgwlog.ParseLog(en.Key.Log)
+		if err != nil || t == rgwlog.LogBucketIndex || (only != 0 && only != t) {
 			continue // bucket index shards show through their data shard
 		}
 		u := rgwlog.Unit{Log: t, Shard: en.Key.Shard}
 		ss := e.shardStatus(d, u, en.Bound)
 		ds.Shards = append(ds.Shards, ss)
 		pending := ss.GetRetries() > 0 || ss.GetEntriesBehind() > 0 || ss.GetEntriesBehindMore() ||
-			(t == v1.LogType_LOG_TYPE_METADATA && ss.GetSourceHeadMarker() != "" && ss.GetSourceHeadMarker() != ss.GetBoundMarker()) ||
-			(t == v1.LogType_LOG_TYPE_METADATA_FULL && ss.GetPhase() != v1.ShardPhase_SHARD_PHASE_DONE)
+			(t == rgwlog.LogMetadata && ss.GetSourceHeadMarker() != "" && ss.GetSourceHeadMarker() != ss.GetBoundMarker()) ||
+			(t == rgwlog.LogMetadataFull && ss.GetPhase() != v1.ShardPhase_SHARD_PHASE_DONE)
 		if ss.GetStalledSince() != nil {
 			ds.ShardsStalled++
 		}
@@ -127,21 +128,21 @@ func (e *Exporter) destinationStatus(name string, only v1.LogType) (*v1.Destinat
 
 func (e *Exporter) shardStatus(d *destination, u rgwlog.Unit, b checkpoint.Bound) *v1.ShardStatus {
 	ss := &v1.ShardStatus{
-		Shard:       u.Ref(),
+		Shard:       wire.Ref(u),
 		BoundMarker: b.Marker,
 		Retries:     uint32(failures(b.Retries)),
 		Resyncs:     b.Resyncs,
 	}
-	if u.Log == v1.LogType_LOG_TYPE_METADATA {
+	if u.Log == rgwlog.LogMetadata {
 		ss.SourceHeadMarker = e.head(u.Shard)
 	}
 	if !b.OldestTime.IsZero() {
 		ss.OldestUnapplied = timestamppb.New(b.OldestTime)
 	}
 	switch {
-	case u.Log == v1.LogType_LOG_TYPE_METADATA_FULL && b.Phase == checkpoint.PhaseDone:
+	case u.Log == rgwlog.LogMetadataFull && b.Phase == checkpoint.PhaseDone:
 		ss.Phase = v1.ShardPhase_SHARD_PHASE_DONE
-	case u.Log == v1.LogType_LOG_TYPE_METADATA_FULL:
+	case u.Log == rgwlog.LogMetadataFull:
 		ss.Phase = v1.ShardPhase_SHARD_PHASE_FULL_SYNC
 	case !d.isFullDone():
 		ss.Phase = v1.ShardPhase_SHARD_PHASE_WAITING_FULL_SYNC
@@ -175,7 +176,7 @@ func (e *Exporter) shardStatus(d *destination, u rgwlog.Unit, b checkpoint.Bound
 			ss.OldestUnapplied = timestamppb.New(s.oldest)
 		}
 	}
-	if ss.OldestUnapplied == nil && u.Log == v1.LogType_LOG_TYPE_METADATA && ss.SourceHeadMarker != "" && ss.SourceHeadMarker != b.Marker {
+	if ss.OldestUnapplied == nil && u.Log == rgwlog.LogMetadata && ss.SourceHeadMarker != "" && ss.SourceHeadMarker != b.Marker {
 		// Behind but not being served: the bound's own time is all we know.
 		ss.OldestUnapplied = timestamppb.New(b.UpdatedAt)
 	}
@@ -198,16 +199,16 @@ func (e *Exporter) GetBounds(ctx context.Context, req *v1.GetBoundsRequest) (*v1
 	if req.GetDestination() == "" {
 		return nil, status.Error(codes.InvalidArgument, "destination is required")
 	}
-	u := rgwlog.Unit{Log: req.GetLogType(), Shard: req.GetShard()}
+	u := rgwlog.Unit{Log: wire.Log(req.GetLogType()), Shard: req.GetShard()}
 	if !e.validUnit(u) {
 		return nil, status.Errorf(codes.InvalidArgument, "no shard %s on this exporter", u)
 	}
-	b, ok, err := e.cfg.Store.Get(u.Key(req.GetDestination()))
+	b, ok, err := e.cfg.Store.Get(checkpoint.UnitKey(req.GetDestination(), u))
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	if !ok {
-		return nil, status.Errorf(codes.NotFound, "no bounds for %s", u.Key(req.GetDestination()))
+		return nil, status.Errorf(codes.NotFound, "no bounds for %s", checkpoint.UnitKey(req.GetDestination(), u))
 	}
 	resp := &v1.GetBoundsResponse{Marker: b.Marker}
 	if !b.OldestTime.IsZero() {

@@ -14,6 +14,7 @@ import (
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/wire"
 )
 
 // stream is one applier's Replicate stream.
@@ -250,16 +251,16 @@ func (e *Exporter) Replicate(ss v1.ReplicationService_ReplicateServer) error {
 		case *v1.ReplicateRequest_Subscribe:
 			e.subscribe(ctx, st, m.Subscribe)
 		case *v1.ReplicateRequest_Unsubscribe:
-			e.unsubscribe(st, rgwlog.UnitOf(m.Unsubscribe.GetShard()), m.Unsubscribe.GetReason())
+			e.unsubscribe(st, wire.Unit(m.Unsubscribe.GetShard()), m.Unsubscribe.GetReason())
 		case *v1.ReplicateRequest_Ack:
-			sub := st.sub(rgwlog.UnitOf(m.Ack.GetShard()))
+			sub := st.sub(wire.Unit(m.Ack.GetShard()))
 			if sub != nil && m.Ack.GetGeneration() != sub.gen {
-				log.Debug("ack of an earlier subscription of the shard, ignored", "shard", rgwlog.UnitOf(m.Ack.GetShard()).String(), "seq", m.Ack.GetSeq())
+				log.Debug("ack of an earlier subscription of the shard, ignored", "shard", wire.Unit(m.Ack.GetShard()).String(), "seq", m.Ack.GetSeq())
 				continue
 			}
 			if sub == nil {
 				// Revoked or unsubscribed: the new holder will get the batch again.
-				log.Debug("ack for a shard not subscribed on this stream, ignored", "shard", rgwlog.UnitOf(m.Ack.GetShard()).String(), "seq", m.Ack.GetSeq())
+				log.Debug("ack for a shard not subscribed on this stream, ignored", "shard", wire.Unit(m.Ack.GetShard()).String(), "seq", m.Ack.GetSeq())
 				continue
 			}
 			select {
@@ -268,7 +269,7 @@ func (e *Exporter) Replicate(ss v1.ReplicationService_ReplicateServer) error {
 			case <-ctx.Done():
 			}
 		case *v1.ReplicateRequest_BodyRequest:
-			sub := st.sub(rgwlog.UnitOf(m.BodyRequest.GetShard()))
+			sub := st.sub(wire.Unit(m.BodyRequest.GetShard()))
 			if sub == nil || m.BodyRequest.GetGeneration() != sub.gen {
 				continue // an earlier subscription's: its batch is sent again to the holder
 			}
@@ -311,11 +312,11 @@ func (e *Exporter) endWhenDrained(st *stream, cancel context.CancelFunc) {
 
 func (e *Exporter) validUnit(u rgwlog.Unit) bool {
 	switch u.Log {
-	case v1.LogType_LOG_TYPE_METADATA:
+	case rgwlog.LogMetadata:
 		return int(u.Shard) < e.mdShards
-	case v1.LogType_LOG_TYPE_METADATA_FULL:
+	case rgwlog.LogMetadataFull:
 		return u.Shard == 0
-	case v1.LogType_LOG_TYPE_DATA:
+	case rgwlog.LogData:
 		return int(u.Shard) < e.dataShards
 	}
 	return false
@@ -325,10 +326,10 @@ func (e *Exporter) validUnit(u rgwlog.Unit) bool {
 // at a time: a newer subscription (the lease moved) revokes the older one,
 // whose acks are refused from then on.
 func (e *Exporter) subscribe(ctx context.Context, st *stream, req *v1.Subscribe) {
-	u := rgwlog.UnitOf(req.GetShard())
+	u := wire.Unit(req.GetShard())
 	if !e.validUnit(u) {
 		_ = st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Revoke{Revoke: &v1.Revoke{
-			Shard: u.Ref(), Reason: "no such shard on this exporter"}}})
+			Shard: wire.Ref(u), Reason: "no such shard on this exporter"}}})
 		return
 	}
 	d := st.dest
@@ -364,7 +365,7 @@ func (e *Exporter) subscribe(ctx context.Context, st *stream, req *v1.Subscribe)
 			w.log.Error("shard worker stopped", "err", err)
 			stats.update(func(s *shardStats) { s.lastErr = err.Error() })
 			_ = st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Revoke{Revoke: &v1.Revoke{
-				Shard: u.Ref(), Reason: err.Error()}}})
+				Shard: wire.Ref(u), Reason: err.Error()}}})
 			e.detach(sub)
 		}
 	}()
@@ -378,7 +379,7 @@ func (e *Exporter) stopSub(sub *subscription, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Revoke{Revoke: &v1.Revoke{
-		Shard: sub.unit.Ref(), Reason: reason}}})
+		Shard: wire.Ref(sub.unit), Reason: reason}}})
 }
 
 // detach removes a subscription from its stream and destination.

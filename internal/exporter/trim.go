@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/checkpoint"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
 )
@@ -233,13 +232,13 @@ func (e *Exporter) resync(ctx context.Context, w *worker, te *trimmedError) erro
 	nb := w.bound
 	nb.Marker, nb.TrimSafe, nb.Retries, nb.OldestTime, nb.UpdatedAt = head, "", nil, time.Time{}, now
 	nb.Resyncs++
-	full := rgwlog.Unit{Log: v1.LogType_LOG_TYPE_METADATA_FULL}
-	fb, _, err := e.cfg.Store.Get(full.Key(d.name))
+	full := rgwlog.Unit{Log: rgwlog.LogMetadataFull}
+	fb, _, err := e.cfg.Store.Get(checkpoint.UnitKey(d.name, full))
 	if err != nil {
 		return err
 	}
 	fb.Marker, fb.Phase, fb.UpdatedAt = fullPos{}.String(), checkpoint.PhaseFullSync, now
-	if err := e.cfg.Store.Put(checkpoint.Entry{Key: w.key, Bound: nb}, checkpoint.Entry{Key: full.Key(d.name), Bound: fb}); err != nil {
+	if err := e.cfg.Store.Put(checkpoint.Entry{Key: w.key, Bound: nb}, checkpoint.Entry{Key: checkpoint.UnitKey(d.name, full), Bound: fb}); err != nil {
 		return fmt.Errorf("store the re-sync of %s: %w", w.key, err)
 	}
 	d.reopenFull()

@@ -10,7 +10,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
 )
@@ -42,7 +41,7 @@ func TestReleaseAllIsBounded(t *testing.T) {
 		}})
 	require.NoError(t, err)
 	for i := range 65 {
-		m.held[rgwlog.Unit{Log: v1.LogType_LOG_TYPE_DATA, Shard: uint32(i)}] = time.Now().Add(time.Minute)
+		m.held[rgwlog.Unit{Log: rgwlog.LogData, Shard: uint32(i)}] = time.Now().Add(time.Minute)
 	}
 	start := time.Now()
 	m.releaseAll()

@@ -10,9 +10,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-
-	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
-	"github.com/rgwsync/rgwsync/internal/checkpoint"
 )
 
 // Lock ids. The gateway's mdlog lock (POST /admin/log?type=metadata&lock)
@@ -26,13 +23,44 @@ const (
 	LockMemberSlot    = 30000 // + slot: applier membership
 )
 
+// Log names one of the logs rgwsync follows. The zero value is no log.
+type Log uint8
+
+// The logs. Their names (String) are also the bound store's log names
+// (checkpoint.LogMetadata, …).
+const (
+	LogMetadata     Log = iota + 1 // the metadata log, one unit per mdlog shard
+	LogMetadataFull                // the metadata full sync (one pseudo shard)
+	LogData                        // the data log, one unit per datalog shard
+	LogBucketIndex                 // a bucket-index log (bounds only, no unit of work)
+)
+
+var logNames = [...]string{LogMetadata: "metadata", LogMetadataFull: "metadata.full", LogData: "data", LogBucketIndex: "bucket-index"}
+
+func (l Log) String() string {
+	if l == 0 || int(l) >= len(logNames) {
+		return "unknown"
+	}
+	return logNames[l]
+}
+
+// ParseLog is the inverse of Log.String.
+func ParseLog(name string) (Log, error) {
+	for l := LogMetadata; l <= LogBucketIndex; l++ {
+		if l.String() == name {
+			return l, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown log %q (want metadata, metadata.full, data or bucket-index)", name)
+}
+
 // Unit is one leasable, boundable unit of work.
 type Unit struct {
-	Log   v1.LogType
+	Log   Log
 	Shard uint32
 }
 
-func (u Unit) String() string { return fmt.Sprintf("%s/%d", LogName(u.Log), u.Shard) }
+func (u Unit) String() string { return fmt.Sprintf("%s/%d", u.Log, u.Shard) }
 
 // Compare orders units by log, then shard (for slices.SortFunc).
 func (u Unit) Compare(v Unit) int {
@@ -42,60 +70,24 @@ func (u Unit) Compare(v Unit) int {
 	return cmp.Compare(u.Shard, v.Shard)
 }
 
-// Ref is the proto form.
-func (u Unit) Ref() *v1.ShardRef { return &v1.ShardRef{LogType: u.Log, Shard: u.Shard} }
-
-// UnitOf converts a proto ref.
-func UnitOf(r *v1.ShardRef) Unit { return Unit{Log: r.GetLogType(), Shard: r.GetShard()} }
-
 // LockID is the gateway lock id of the unit's lease.
 func (u Unit) LockID(base int) int {
 	switch u.Log {
-	case v1.LogType_LOG_TYPE_METADATA_FULL:
+	case LogMetadataFull:
 		return base + lockMetadataFull + int(u.Shard)
-	case v1.LogType_LOG_TYPE_DATA:
+	case LogData:
 		return base + lockData + int(u.Shard)
 	default:
 		return base + lockMetadataShard + int(u.Shard)
 	}
 }
 
-// Key is the unit's bound key for a destination.
-func (u Unit) Key(destination string) checkpoint.Key {
-	return checkpoint.Key{Destination: destination, Log: LogName(u.Log), Shard: u.Shard}
-}
-
-// LogName is the bound-store name of a log type.
-func LogName(t v1.LogType) string {
-	switch t {
-	case v1.LogType_LOG_TYPE_METADATA:
-		return checkpoint.LogMetadata
-	case v1.LogType_LOG_TYPE_METADATA_FULL:
-		return checkpoint.LogMetadataFull
-	case v1.LogType_LOG_TYPE_DATA:
-		return checkpoint.LogData
-	case v1.LogType_LOG_TYPE_BUCKET_INDEX:
-		return checkpoint.LogBucketIndex
-	}
-	return "unknown"
-}
-
-// LogTypeOf is the inverse of LogName.
-func LogTypeOf(name string) (v1.LogType, error) {
-	for _, t := range []v1.LogType{v1.LogType_LOG_TYPE_METADATA, v1.LogType_LOG_TYPE_METADATA_FULL, v1.LogType_LOG_TYPE_DATA, v1.LogType_LOG_TYPE_BUCKET_INDEX} {
-		if LogName(t) == name {
-			return t, nil
-		}
-	}
-	return v1.LogType_LOG_TYPE_UNSPECIFIED, fmt.Errorf("unknown log %q (want metadata, metadata.full, data or bucket-index)", name)
-}
-
 // MetadataUnits lists the metadata units of work: the full-sync pseudo
 // shard first, then every mdlog shard.
 func MetadataUnits(mdlogShards int) []Unit {
-	units := []Unit{{Log: v1.LogType_LOG_TYPE_METADATA_FULL}}
+	units := []Unit{{Log: LogMetadataFull}}
 	for i := range mdlogShards {
-		units = append(units, Unit{Log: v1.LogType_LOG_TYPE_METADATA, Shard: uint32(i)})
+		units = append(units, Unit{Log: LogMetadata, Shard: uint32(i)})
 	}
 	return units
 }
@@ -104,7 +96,7 @@ func MetadataUnits(mdlogShards int) []Unit {
 func DataUnits(dataShards int) []Unit {
 	units := make([]Unit, 0, dataShards)
 	for i := range dataShards {
-		units = append(units, Unit{Log: v1.LogType_LOG_TYPE_DATA, Shard: uint32(i)})
+		units = append(units, Unit{Log: LogData, Shard: uint32(i)})
 	}
 	return units
 }

@@ -7,8 +7,6 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-
-	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 )
 
 func TestCompareMDLogMarkers(t *testing.T) {
@@ -42,11 +40,11 @@ func TestLockIDsDoNotCollide(t *testing.T) {
 		seen[id] = u
 	}
 	for i := range 128 {
-		id := Unit{Log: v1.LogType_LOG_TYPE_DATA, Shard: uint32(i)}.LockID(0)
+		id := Unit{Log: LogData, Shard: uint32(i)}.LockID(0)
 		require.NotContains(t, seen, id)
 		require.Less(t, id, LockMemberSlot)
 	}
-	require.Equal(t, 100010000, Unit{Log: v1.LogType_LOG_TYPE_METADATA_FULL}.LockID(100000000))
+	require.Equal(t, 100010000, Unit{Log: LogMetadataFull}.LockID(100000000))
 }
 
 func TestApplyRankOrder(t *testing.T) {
@@ -92,8 +90,8 @@ func TestNumShards(t *testing.T) {
 }
 
 func TestUnitCompare(t *testing.T) {
-	md := func(n uint32) Unit { return Unit{Log: v1.LogType_LOG_TYPE_METADATA, Shard: n} }
-	data := func(n uint32) Unit { return Unit{Log: v1.LogType_LOG_TYPE_DATA, Shard: n} }
+	md := func(n uint32) Unit { return Unit{Log: LogMetadata, Shard: n} }
+	data := func(n uint32) Unit { return Unit{Log: LogData, Shard: n} }
 	us := []Unit{data(2), md(10), data(0), md(2)}
 	slices.SortFunc(us, Unit.Compare)
 	if want := []Unit{md(2), md(10), data(0), data(2)}; !slices.Equal(us, want) {

@@ -24,8 +24,8 @@ import (
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/config"
-	"github.com/rgwsync/rgwsync/internal/rgwlog"
 	"github.com/rgwsync/rgwsync/internal/tlsconfig"
+	"github.com/rgwsync/rgwsync/internal/wire"
 )
 
 // Report is the machine-readable form (-json).
@@ -115,7 +115,7 @@ func build(first, second *v1.StatusResponse) *Report {
 		}
 		logs := map[string]*LogReport{}
 		for _, s := range d.GetShards() {
-			name := rgwlog.LogName(s.GetShard().GetLogType())
+			name := wire.Log(s.GetShard().GetLogType()).String()
 			lr := logs[name]
 			if lr == nil {
 				lr = &LogReport{Log: name}

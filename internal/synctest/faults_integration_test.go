@@ -18,9 +18,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
-	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/labtest"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/wire"
 )
 
 // writer creates n buckets in the background with 4 goroutines and reports
@@ -160,7 +160,7 @@ func heldBy(t *testing.T, addr string) map[string]bool {
 	for _, d := range st.GetDestinations() {
 		for _, s := range d.GetShards() {
 			if s.GetLeaseHolder() != "" && s.GetLeaseExpires().AsTime().After(time.Now()) {
-				out[rgwlog.UnitOf(s.GetShard()).String()] = true
+				out[wire.Unit(s.GetShard()).String()] = true
 			}
 		}
 	}
@@ -202,7 +202,7 @@ func TestFailedKeyIsRetried(t *testing.T) {
 	// The victim shows up as an item in progress of some shard's bounds.
 	require.Eventually(t, func() bool {
 		for i := range 64 {
-			b, err := e.BoundsOf(ctx, rgwlog.Unit{Log: v1.LogType_LOG_TYPE_METADATA, Shard: uint32(i)})
+			b, err := e.BoundsOf(ctx, rgwlog.Unit{Log: rgwlog.LogMetadata, Shard: uint32(i)})
 			if err != nil {
 				continue
 			}

@@ -40,6 +40,7 @@ import (
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
 	"github.com/rgwsync/rgwsync/internal/tlsconfig"
 	"github.com/rgwsync/rgwsync/internal/verify"
+	"github.com/rgwsync/rgwsync/internal/wire"
 )
 
 var (
@@ -302,7 +303,7 @@ func (e *Env) WaitFullSyncDone(timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		b, err := e.BoundsOf(ctx, rgwlog.Unit{Log: v1.LogType_LOG_TYPE_METADATA_FULL})
+		b, err := e.BoundsOf(ctx, rgwlog.Unit{Log: rgwlog.LogMetadataFull})
 		cancel()
 		if err == nil && b.GetMarker() == "3|" {
 			return
@@ -612,7 +613,7 @@ func (e *Env) BoundsOf(ctx context.Context, u rgwlog.Unit) (*v1.GetBoundsRespons
 		return nil, err
 	}
 	defer conn.Close()
-	return v1.NewStatusServiceClient(conn).GetBounds(ctx, &v1.GetBoundsRequest{Destination: e.Dest, LogType: u.Log, Shard: u.Shard})
+	return v1.NewStatusServiceClient(conn).GetBounds(ctx, &v1.GetBoundsRequest{Destination: e.Dest, LogType: wire.LogType(u.Log), Shard: u.Shard})
 }
 
 // WaitMetadataEqual polls the verifier until the zones' metadata accepted

@@ -138,7 +138,7 @@ func TestGetBoundsAdvances(t *testing.T) {
 	// The user may have come with the full sync (which lists everything in
 	// the shared lab): wait for it to finish.
 	require.Eventually(t, func() bool {
-		full, err := e.BoundsOf(ctx, rgwlog.Unit{Log: v1.LogType_LOG_TYPE_METADATA_FULL})
+		full, err := e.BoundsOf(ctx, rgwlog.Unit{Log: rgwlog.LogMetadataFull})
 		return err == nil && full.GetMarker() == "3|"
 	}, 60*time.Second, 100*time.Millisecond, "full sync position past the last section")
 	// A user created now comes by the mdlog (the first one may have come
@@ -149,7 +149,7 @@ func TestGetBoundsAdvances(t *testing.T) {
 	moved := func() int {
 		n := 0
 		for i := range 64 {
-			b, err := e.BoundsOf(ctx, rgwlog.Unit{Log: v1.LogType_LOG_TYPE_METADATA, Shard: uint32(i)})
+			b, err := e.BoundsOf(ctx, rgwlog.Unit{Log: rgwlog.LogMetadata, Shard: uint32(i)})
 			require.NoError(t, err)
 			require.Len(t, b.GetMarkers(), 1)
 			if b.GetMarkers()[0].GetEntity() == "a1" {
