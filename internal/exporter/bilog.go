@@ -12,6 +12,7 @@ import (
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/checkpoint"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
 )
 
 // emptyBILog stands for "the bilog was empty" in FullStart (which is ""
@@ -21,7 +22,7 @@ const emptyBILog = "\x00empty"
 // sendBILog reads one page of a bucket shard's bilog after its read
 // position and sends it; more says another page may follow.
 func (dw *dataWorker) sendBILog(ctx context.Context, key string) (sent, more bool, err error) {
-	bs, err := parseBucketShard(key)
+	bs, err := rgwlog.ParseBucketShard(key)
 	if err != nil {
 		return false, false, err
 	}
@@ -71,7 +72,7 @@ func (dw *dataWorker) sendBILog(ctx context.Context, key string) (sent, more boo
 
 // objRef is an object (version) a log named, with what it asks for.
 type objRef struct {
-	bs      bucketShard
+	bs      rgwlog.BucketShard
 	key     string
 	version string
 	epoch   uint64
@@ -92,7 +93,7 @@ type objRef struct {
 // removes that version. "write" entries of versioned objects are skipped:
 // their epoch is the index's, not the object's; the link_olh that follows
 // carries the right one.
-func opsFromBILog(bs bucketShard, entries []rgwadmin.BILogEntry) []objRef {
+func opsFromBILog(bs rgwlog.BucketShard, entries []rgwadmin.BILogEntry) []objRef {
 	type k struct{ key, version string }
 	last := map[k]int{}
 	var refs []objRef

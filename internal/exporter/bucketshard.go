@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/rgwsync/rgwsync/internal/checkpoint"
@@ -19,48 +18,14 @@ import (
 	"github.com/rgwsync/rgwsync/internal/rgwobj"
 )
 
-// bucketShard names a bucket index shard as the logs do:
-// "[tenant/]name:instance[:shard]".
-type bucketShard struct {
-	key      string
-	bucket   string // "[tenant/]name"
-	instance string
-	shard    int // -1: unsharded
-}
-
-func parseBucketShard(key string) (bucketShard, error) {
-	bs := bucketShard{key: key, shard: -1}
-	rest := key
-	if i := strings.LastIndexByte(rest, ':'); i > 0 {
-		if n, err := strconv.Atoi(rest[i+1:]); err == nil && strings.Count(rest, ":") >= 2 {
-			bs.shard = n
-			rest = rest[:i]
-		}
-	}
-	i := strings.LastIndexByte(rest, ':')
-	if i <= 0 || i == len(rest)-1 {
-		return bs, fmt.Errorf("bucket shard %q: want [tenant/]bucket:instance[:shard]", key)
-	}
-	bs.bucket, bs.instance = rest[:i], rest[i+1:]
-	return bs, nil
-}
-
-// s3Bucket is the bucket as an S3 request names it (a tenant's bucket is
-// "tenant:name").
-func (b bucketShard) s3Bucket() string { return strings.Replace(b.bucket, "/", ":", 1) }
-
-// name is the bucket's name without its tenant (for the bucket filter and
-// the datalog hash the full "[tenant/]name" is used where Ceph does).
-func (b bucketShard) instanceKey() string { return b.bucket + ":" + b.instance }
-
-func (e *Exporter) bucketShardKey(dest string, bs bucketShard) checkpoint.Key {
+func (e *Exporter) bucketShardKey(dest string, bs rgwlog.BucketShard) checkpoint.Key {
 	return checkpoint.Key{Destination: dest, Log: checkpoint.LogBucketIndex,
-		Shard: uint32(rgwobj.DataLogShard(bs.bucket, bs.shard, e.dataShards)), Instance: bs.key}
+		Shard: uint32(rgwobj.DataLogShard(bs.Bucket, bs.Shard, e.dataShards)), Instance: bs.Key}
 }
 
 // allBucketShards lists the index shards of every bucket's current instance.
-func (e *Exporter) allBucketShards(ctx context.Context) ([]bucketShard, error) {
-	var out []bucketShard
+func (e *Exporter) allBucketShards(ctx context.Context) ([]rgwlog.BucketShard, error) {
+	var out []rgwlog.BucketShard
 	marker := ""
 	for {
 		page, err := e.cfg.Source.ListMetadataKeys(ctx, rgwlog.SectionBucket, marker, 1000)
@@ -85,7 +50,7 @@ func (e *Exporter) allBucketShards(ctx context.Context) ([]bucketShard, error) {
 }
 
 // shardsOf reads a bucket's current instance and its number of index shards.
-func (e *Exporter) shardsOf(ctx context.Context, bucket string) ([]bucketShard, error) {
+func (e *Exporter) shardsOf(ctx context.Context, bucket string) ([]rgwlog.BucketShard, error) {
 	id, err := e.currentInstance(ctx, bucket)
 	if err != nil {
 		return nil, err
@@ -95,7 +60,7 @@ func (e *Exporter) shardsOf(ctx context.Context, bucket string) ([]bucketShard, 
 
 // instanceShards are the index shards of bucket's instance id, numShards
 // of them (read from the source's instance when negative).
-func (e *Exporter) instanceShards(ctx context.Context, bucket, id string, numShards int) ([]bucketShard, error) {
+func (e *Exporter) instanceShards(ctx context.Context, bucket, id string, numShards int) ([]rgwlog.BucketShard, error) {
 	if id == "" {
 		return nil, fmt.Errorf("bucket %s: entry point without bucket_id", bucket)
 	}
@@ -111,11 +76,11 @@ func (e *Exporter) instanceShards(ctx context.Context, bucket, id string, numSha
 		}
 	}
 	if n <= 0 {
-		return []bucketShard{{key: inst, bucket: bucket, instance: id, shard: -1}}, nil
+		return []rgwlog.BucketShard{{Key: inst, Bucket: bucket, Instance: id, Shard: -1}}, nil
 	}
-	out := make([]bucketShard, n)
+	out := make([]rgwlog.BucketShard, n)
 	for i := range n {
-		out[i] = bucketShard{key: fmt.Sprintf("%s:%d", inst, i), bucket: bucket, instance: id, shard: i}
+		out[i] = rgwlog.BucketShard{Key: fmt.Sprintf("%s:%d", inst, i), Bucket: bucket, Instance: id, Shard: i}
 	}
 	return out, nil
 }
@@ -124,18 +89,18 @@ func (e *Exporter) instanceShards(ctx context.Context, bucket, id string, numSha
 // the source (its entry point is gone, or points at another instance: the
 // bucket was removed, maybe created again).
 func (e *Exporter) bucketGone(ctx context.Context, key string) (bool, error) {
-	bs, err := parseBucketShard(key)
+	bs, err := rgwlog.ParseBucketShard(key)
 	if err != nil {
 		return false, err
 	}
-	id, err := e.currentInstance(ctx, bs.bucket)
+	id, err := e.currentInstance(ctx, bs.Bucket)
 	if errors.Is(err, rgwadmin.ErrNotFound) {
 		return true, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	return id != bs.instance, nil
+	return id != bs.Instance, nil
 }
 
 // currentInstance is the bucket_id a bucket's entry point names (its
@@ -158,15 +123,15 @@ func (e *Exporter) currentInstance(ctx context.Context, bucket string) (string, 
 // bucket's current one — the owner is the bucket's. Before, every op of
 // the old instance's bilog tail failed its source read for good (a chaos
 // run: 1,401 failed reads of one bucket, "bucket.instance … 404").
-func (e *Exporter) bucketOwner(ctx context.Context, bs bucketShard) (string, error) {
-	b, err := e.cfg.Source.GetMetadata(ctx, rgwlog.SectionBucketInstance, bs.instanceKey())
+func (e *Exporter) bucketOwner(ctx context.Context, bs rgwlog.BucketShard) (string, error) {
+	b, err := e.cfg.Source.GetMetadata(ctx, rgwlog.SectionBucketInstance, bs.InstanceKey())
 	if errors.Is(err, rgwadmin.ErrNotFound) {
-		if id, cerr := e.currentInstance(ctx, bs.bucket); cerr == nil && id != "" && id != bs.instance {
-			b, err = e.cfg.Source.GetMetadata(ctx, rgwlog.SectionBucketInstance, bs.bucket+":"+id)
+		if id, cerr := e.currentInstance(ctx, bs.Bucket); cerr == nil && id != "" && id != bs.Instance {
+			b, err = e.cfg.Source.GetMetadata(ctx, rgwlog.SectionBucketInstance, bs.Bucket+":"+id)
 		}
 	}
 	if err != nil {
-		return "", fmt.Errorf("owner of bucket %s: %w", bs.bucket, err)
+		return "", fmt.Errorf("owner of bucket %s: %w", bs.Bucket, err)
 	}
 	var v struct {
 		Data struct {
@@ -179,7 +144,7 @@ func (e *Exporter) bucketOwner(ctx context.Context, bs bucketShard) (string, err
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(b, &v); err != nil {
-		return "", fmt.Errorf("owner of bucket %s: %w", bs.bucket, err)
+		return "", fmt.Errorf("owner of bucket %s: %w", bs.Bucket, err)
 	}
 	owner := v.Data.BucketInfo.Owner
 	if t := v.Data.BucketInfo.Bucket.Tenant; t != "" && !strings.Contains(owner, "$") {

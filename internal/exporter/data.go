@@ -314,12 +314,12 @@ func (dw *dataWorker) step(ctx context.Context) (bool, error) {
 			continue
 		}
 		seen[en.Key] = true
-		bs, err := parseBucketShard(en.Key)
+		bs, err := rgwlog.ParseBucketShard(en.Key)
 		if err != nil {
 			dw.log.Warn("datalog entry with an unexpected key, skipped", "key", en.Key, "err", err)
 			continue
 		}
-		if !dw.e.cfg.Filter.Bucket(bs.bucket) {
+		if !dw.e.cfg.Filter.Bucket(bs.Bucket) {
 			continue
 		}
 		dw.queue = append(dw.queue, en.Key)
@@ -424,8 +424,8 @@ func (dw *dataWorker) dropBucketShard(key string) {
 	delete(dw.bounds, key)
 	delete(dw.readPos, key)
 	del := []checkpoint.Key{dw.boundKey(key), relistKey(dw.boundKey(key))}
-	if bs, err := parseBucketShard(key); err == nil {
-		del = append(del, metKey(dw.d, bs.instanceKey())) // its entry point never comes now
+	if bs, err := rgwlog.ParseBucketShard(key); err == nil {
+		del = append(del, metKey(dw.d, bs.InstanceKey())) // its entry point never comes now
 	}
 	if err := dw.e.cfg.Store.Delete(del...); err != nil {
 		dw.log.Warn("forget bucket shard", "bucket_shard", key, "err", err)

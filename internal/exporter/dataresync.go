@@ -41,7 +41,7 @@ func (e *Exporter) initData(ctx context.Context, d *destination) error {
 		return fmt.Errorf("initialise data sync of %s: %w", d.name, err)
 	}
 	for _, bs := range shards {
-		if !e.cfg.Filter.Bucket(bs.bucket) {
+		if !e.cfg.Filter.Bucket(bs.Bucket) {
 			continue
 		}
 		entries = append(entries, checkpoint.Entry{Key: e.bucketShardKey(d.name, bs), Bound: checkpoint.Bound{Phase: checkpoint.PhaseBucketFull, UpdatedAt: now}})
@@ -93,16 +93,16 @@ func (dw *dataWorker) resyncData(ctx context.Context) error {
 	now := time.Now().UTC()
 	var entries []checkpoint.Entry
 	for _, bs := range shards {
-		if !dw.e.cfg.Filter.Bucket(bs.bucket) || rgwobj.DataLogShard(bs.bucket, bs.shard, dw.e.dataShards) != dw.shard {
+		if !dw.e.cfg.Filter.Bucket(bs.Bucket) || rgwobj.DataLogShard(bs.Bucket, bs.Shard, dw.e.dataShards) != dw.shard {
 			continue
 		}
-		if _, ok := dw.bounds[bs.key]; !ok {
+		if _, ok := dw.bounds[bs.Key]; !ok {
 			bd := &checkpoint.Bound{Phase: checkpoint.PhaseBucketFull, UpdatedAt: now}
-			dw.bounds[bs.key] = bd
-			dw.readPos[bs.key] = ""
+			dw.bounds[bs.Key] = bd
+			dw.readPos[bs.Key] = ""
 			entries = append(entries, checkpoint.Entry{Key: dw.e.bucketShardKey(dw.d.name, bs), Bound: *bd})
 		}
-		keys = append(keys, bs.key)
+		keys = append(keys, bs.Key)
 	}
 	// The bound moves to the head but stays phaseResync until every bucket
 	// shard queued here is read and acked (resyncDone): a restart or a

@@ -667,7 +667,7 @@ func biEntry(op, obj, inst string, epoch uint64, versioned bool) rgwadmin.BILogE
 }
 
 func TestOpsFromBILog(t *testing.T) {
-	bs := bucketShard{key: "b:inst:3", bucket: "b", instance: "inst", shard: 3}
+	bs := rgwlog.BucketShard{Key: "b:inst:3", Bucket: "b", Instance: "inst", Shard: 3}
 	ent := biEntry
 	// Entries as the lab's gateway writes them (16.2.15): a versioned put
 	// is write+link_olh; a suspended put is write+link_olh without instance.
@@ -728,7 +728,7 @@ func TestOpsFromBILog(t *testing.T) {
 // current version without its id, a new null version on zone-b: make
 // chaos seed 4's "only on the destination" null versions).
 func TestOpsFromBILogNullVersionRemoval(t *testing.T) {
-	bs := bucketShard{key: "b:inst:6", bucket: "b", instance: "inst", shard: 6}
+	bs := rgwlog.BucketShard{Key: "b:inst:6", Bucket: "b", Instance: "inst", Shard: 6}
 	ent := biEntry
 	type r struct {
 		key, version string
@@ -763,7 +763,7 @@ func TestOpsFromBILogNullVersionRemoval(t *testing.T) {
 // source's index says now, with its epoch), not skipped; a new version's
 // write (versioned true) still waits for its link_olh.
 func TestOpsFromBILogAttrChanges(t *testing.T) {
-	bs := bucketShard{key: "b:inst", bucket: "b", instance: "inst", shard: -1}
+	bs := rgwlog.BucketShard{Key: "b:inst", Bucket: "b", Instance: "inst", Shard: -1}
 	ent := func(op, inst string, epoch uint64, versioned bool) rgwadmin.BILogEntry {
 		e := rgwadmin.BILogEntry{Op: op, Object: "k", Instance: inst, State: "complete", Versioned: versioned}
 		e.Ver.Epoch = epoch
@@ -797,26 +797,6 @@ func TestOpsFromBILogAttrChanges(t *testing.T) {
 	require.Len(t, refs, 1)
 	require.Equal(t, "V1", refs[0].version)
 	require.Equal(t, v1.ObjectOpKind_OBJECT_OP_KIND_UNSPECIFIED, refs[0].kind)
-}
-
-func TestParseBucketShard(t *testing.T) {
-	for _, tc := range []struct {
-		key, bucket, instance string
-		shard                 int
-	}{
-		{"photos:5a752b8d-3653-495e-a193-937455983cc9.4176.1:8", "photos", "5a752b8d-3653-495e-a193-937455983cc9.4176.1", 8},
-		{"acme/logs:5a75.4176.4:0", "acme/logs", "5a75.4176.4", 0},
-		{"single:5a75.4176.9", "single", "5a75.4176.9", -1},
-	} {
-		bs, err := parseBucketShard(tc.key)
-		require.NoError(t, err)
-		require.Equal(t, tc.bucket, bs.bucket)
-		require.Equal(t, tc.instance, bs.instance)
-		require.Equal(t, tc.shard, bs.shard)
-	}
-	_, err := parseBucketShard("nocolon")
-	require.Error(t, err)
-	require.Equal(t, "acme:logs", bucketShard{bucket: "acme/logs"}.s3Bucket())
 }
 
 // fakeObjects is a source's S3 side for buildOp: versions by key/id; Stat
@@ -872,7 +852,7 @@ func TestBuildOpRetryOfAVersion(t *testing.T) {
 		"n\x00null": {Key: "n", VersionID: "null", VersionedEpoch: 5, Owner: "alice"},
 	}}
 	e := &Exporter{cfg: Config{Source: src, Objects: objs, InlineMax: 1 << 20}}
-	bs := bucketShard{key: "vb:inst:3", bucket: "vb", instance: "inst", shard: 3}
+	bs := rgwlog.BucketShard{Key: "vb:inst:3", Bucket: "vb", Instance: "inst", Shard: 3}
 	var budget atomic.Int64
 	budget.Store(1 << 20)
 	build := func(key, version string) *v1.ObjectOp {
@@ -923,7 +903,7 @@ func TestBuildOpNullVersionWhenTheCurrentIsAnother(t *testing.T) {
 		"d\x00V1":   {Key: "d", VersionID: "V1", VersionedEpoch: 5, Owner: "alice"},
 	}}
 	e := &Exporter{cfg: Config{Source: src, Objects: objs, InlineMax: 1 << 20}}
-	bs := bucketShard{key: "vb:inst:3", bucket: "vb", instance: "inst", shard: 3}
+	bs := rgwlog.BucketShard{Key: "vb:inst:3", Bucket: "vb", Instance: "inst", Shard: 3}
 	var budget atomic.Int64
 	budget.Store(1 << 20)
 	build := func(key string) *v1.ObjectOp {

@@ -113,7 +113,7 @@ func (n *shardNews) takeRelist(shard int) []string {
 // had one already, and how many it added. fromLogStart: the instance's
 // index was seen empty, so its bilogs are followed from their first entry
 // instead (see bucketInstanceApplied).
-func (e *Exporter) queueUnlisted(d *destination, shards []bucketShard, fromLogStart bool) (existing []checkpoint.Key, added int, err error) {
+func (e *Exporter) queueUnlisted(d *destination, shards []rgwlog.BucketShard, fromLogStart bool) (existing []checkpoint.Key, added int, err error) {
 	existing, missing, err := e.splitListed(d, shards)
 	if err != nil {
 		return nil, 0, err
@@ -126,7 +126,7 @@ func (e *Exporter) queueUnlisted(d *destination, shards []bucketShard, fromLogSt
 
 // splitListed sorts the store keys of shards into those with a bound and
 // those without.
-func (e *Exporter) splitListed(d *destination, shards []bucketShard) (existing, missing []checkpoint.Key, err error) {
+func (e *Exporter) splitListed(d *destination, shards []rgwlog.BucketShard) (existing, missing []checkpoint.Key, err error) {
 	for _, bs := range shards {
 		k := e.bucketShardKey(d.name, bs)
 		_, ok, err := e.cfg.Store.Get(k)
@@ -172,32 +172,32 @@ func (e *Exporter) queueShards(d *destination, keys []checkpoint.Key, fromLogSta
 // of a reshard, whose objects the gateway moved into shards that may never
 // see a write, and so never a datalog entry.
 func (dw *dataWorker) instanceMet(ctx context.Context, key string) error {
-	bs, err := parseBucketShard(key)
+	bs, err := rgwlog.ParseBucketShard(key)
 	if err != nil {
 		return err
 	}
-	if err := dw.e.cfg.Store.Put(checkpoint.Entry{Key: metKey(dw.d, bs.instanceKey()), Bound: checkpoint.Bound{UpdatedAt: time.Now().UTC()}}); err != nil {
+	if err := dw.e.cfg.Store.Put(checkpoint.Entry{Key: metKey(dw.d, bs.InstanceKey()), Bound: checkpoint.Bound{UpdatedAt: time.Now().UTC()}}); err != nil {
 		return err
 	}
-	if bs.shard < 0 {
+	if bs.Shard < 0 {
 		return nil // an unsharded index has no siblings
 	}
-	shards, err := dw.e.shardsOf(ctx, bs.bucket)
+	shards, err := dw.e.shardsOf(ctx, bs.Bucket)
 	if errors.Is(err, rgwadmin.ErrNotFound) {
 		return nil // removed meanwhile: its shards are dropped as they come
 	}
 	if err != nil {
-		return fmt.Errorf("index shards of %s: %w", bs.bucket, err)
+		return fmt.Errorf("index shards of %s: %w", bs.Bucket, err)
 	}
-	var siblings []bucketShard
+	var siblings []rgwlog.BucketShard
 	for _, sib := range shards {
-		if sib.instance == bs.instance && sib.key != key { // another instance current now: its shards come by the datalog
+		if sib.Instance == bs.Instance && sib.Key != key { // another instance current now: its shards come by the datalog
 			siblings = append(siblings, sib)
 		}
 	}
 	_, added, err := dw.e.queueUnlisted(dw.d, siblings, false)
 	if added > 0 {
-		dw.log.Info("bucket instance met: every index shard queued for full sync", "instance", bs.instanceKey(), "shards_added", added)
+		dw.log.Info("bucket instance met: every index shard queued for full sync", "instance", bs.InstanceKey(), "shards_added", added)
 	}
 	return err
 }
@@ -303,7 +303,7 @@ func (e *Exporter) bucketInstanceApplied(ctx context.Context, d *destination, b 
 	if err == nil && id == b.id {
 		n = b.numShards // the batch carried this instance's blob
 	}
-	var shards []bucketShard
+	var shards []rgwlog.BucketShard
 	if err == nil {
 		shards, err = e.instanceShards(ctx, b.name, id, n)
 	}
@@ -313,7 +313,7 @@ func (e *Exporter) bucketInstanceApplied(ctx context.Context, d *destination, b 
 	if err != nil {
 		return fmt.Errorf("read its index shards: %w", err)
 	}
-	mk := metKey(d, shards[0].instanceKey())
+	mk := metKey(d, shards[0].InstanceKey())
 	_, met, err := e.cfg.Store.Get(mk)
 	if err != nil {
 		return err
@@ -323,7 +323,7 @@ func (e *Exporter) bucketInstanceApplied(ctx context.Context, d *destination, b 
 		return fmt.Errorf("read its index shards' bounds: %w", err)
 	}
 	if len(missing) > 0 {
-		empty, err := e.instanceEmpty(ctx, shards[0].instanceKey())
+		empty, err := e.instanceEmpty(ctx, shards[0].InstanceKey())
 		if err != nil {
 			e.log.Debug("bucket entry point applied: could not list its instance whole (its shards are listed one by one)",
 				"destination", d.name, "bucket", b.name, "err", err)

@@ -259,10 +259,10 @@ func TestOwnerOfAReshardedBucket(t *testing.T) {
 	src.blobs["bucket:b1"] = `{"data":{"bucket":{"bucket_id":"inst2"}}}`
 	src.blobs["bucket.instance:b1:inst2"] = `{"data":{"bucket_info":{"num_shards":3,"owner":"alice","bucket":{"tenant":"acme"}}}}`
 	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"))
-	owner, err := r.exp.bucketOwner(context.Background(), bucketShard{key: "b1:inst1:0", bucket: "b1", instance: "inst1", shard: 0})
+	owner, err := r.exp.bucketOwner(context.Background(), rgwlog.BucketShard{Key: "b1:inst1:0", Bucket: "b1", Instance: "inst1", Shard: 0})
 	require.NoError(t, err)
 	require.Equal(t, "acme$alice", owner)
 	delete(src.blobs, "bucket:b1") // the bucket itself gone: still an error, not a guess
-	_, err = r.exp.bucketOwner(context.Background(), bucketShard{key: "b1:inst1:0", bucket: "b1", instance: "inst1", shard: 0})
+	_, err = r.exp.bucketOwner(context.Background(), rgwlog.BucketShard{Key: "b1:inst1:0", Bucket: "b1", Instance: "inst1", Shard: 0})
 	require.Error(t, err)
 }

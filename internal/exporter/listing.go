@@ -13,6 +13,7 @@ import (
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/checkpoint"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
 	"github.com/rgwsync/rgwsync/internal/rgwobj"
 )
 
@@ -57,7 +58,7 @@ func (dw *dataWorker) sendFullPage(ctx context.Context, key string) error {
 			return err
 		}
 	}
-	bs, err := parseBucketShard(key)
+	bs, err := rgwlog.ParseBucketShard(key)
 	if err != nil {
 		return err
 	}

@@ -55,8 +55,8 @@ func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string
 	for i, op := range ops {
 		r := refs[i]
 		item := func(msg string) *v1.RetryItem {
-			return &v1.RetryItem{Section: "object", Name: r.key, Bucket: r.bs.s3Bucket(), Key: r.key,
-				VersionId: r.version, BucketShard: r.bs.key, Error: msg, Timestamp: timestamppb.New(r.ts)}
+			return &v1.RetryItem{Section: "object", Name: r.key, Bucket: r.bs.S3Bucket(), Key: r.key,
+				VersionId: r.version, BucketShard: r.bs.Key, Error: msg, Timestamp: timestamppb.New(r.ts)}
 		}
 		if r.held != "" {
 			failed = append(failed, item(rgwlog.HeldPrefix+r.held))
@@ -64,7 +64,7 @@ func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string
 		}
 		if errs[i] != nil {
 			if ctx.Err() == nil {
-				dw.log.Warn("read object from source failed", "bucket", r.bs.bucket, "object", r.key, "version", r.version, "err", errs[i])
+				dw.log.Warn("read object from source failed", "bucket", r.bs.Bucket, "object", r.key, "version", r.version, "err", errs[i])
 			}
 			failed = append(failed, item("source: "+errs[i].Error()))
 			continue
@@ -93,7 +93,7 @@ func (e *Exporter) buildOp(ctx context.Context, r objRef, inlineBudget *atomic.I
 		// with its epoch (written without it, the destination would give
 		// it a new one and could make it current over a later version), a
 		// delete marker (Stat cannot see those), or nothing.
-		le, found, err := e.cfg.Objects.FindVersion(ctx, r.bs.key, r.key, r.version)
+		le, found, err := e.cfg.Objects.FindVersion(ctx, r.bs.Key, r.key, r.version)
 		if err != nil {
 			return nil, err
 		}
@@ -106,7 +106,7 @@ func (e *Exporter) buildOp(ctx context.Context, r objRef, inlineBudget *atomic.I
 			r.kind, r.epoch = v1.ObjectOpKind_OBJECT_OP_KIND_PUT, le.VersionedEpoch
 		}
 	}
-	op := &v1.ObjectOp{Bucket: r.bs.s3Bucket(), Key: r.key, VersionId: r.version, Marker: r.marker}
+	op := &v1.ObjectOp{Bucket: r.bs.S3Bucket(), Key: r.key, VersionId: r.version, Marker: r.marker}
 	if r.version != "" {
 		// Only a named version has an order to keep; an unversioned
 		// object written with an epoch becomes an undeletable OLH on the
@@ -148,7 +148,7 @@ func (e *Exporter) buildOp(ctx context.Context, r objRef, inlineBudget *atomic.I
 			if v == "" {
 				v = "null"
 			}
-			_, found, ferr := e.cfg.Objects.FindVersion(ctx, r.bs.key, r.key, v)
+			_, found, ferr := e.cfg.Objects.FindVersion(ctx, r.bs.Key, r.key, v)
 			switch {
 			case ferr != nil:
 				return nil, fmt.Errorf("read %s/%s: %w (checking the source's bucket index: %v)", op.Bucket, r.key, err, ferr)

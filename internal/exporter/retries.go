@@ -109,7 +109,7 @@ func (dw *dataWorker) dueRetry() (string, bool) {
 // sendRetries resends a bucket shard's ready retries: each object is
 // reconciled with the source's current state.
 func (dw *dataWorker) sendRetries(ctx context.Context, key string) error {
-	bs, err := parseBucketShard(key)
+	bs, err := rgwlog.ParseBucketShard(key)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
 )
 
 // ObjectInfo is what the source has: everything a faithful copy needs.
@@ -317,21 +319,15 @@ func (c *Client) ListShard(ctx context.Context, bucketShard, keyMarker, versionM
 	return c.listShard(ctx, op, bucket, inst, "", keyMarker, versionMarker, max)
 }
 
-// shardBucket splits a "[tenant/]bucket:instance[:shard]" key into the
-// bucket ("tenant/name": the path says /tenant:name) and the value of
-// rgwx-bucket-instance, which names the shard without the tenant: the
-// gateway answers 404 NoSuchBucket to "tenant/name:instance:shard"
-// (FACTS.md).
+// shardBucket reads a "[tenant/]bucket:instance[:shard]" key as the
+// bucket of the request's path ("tenant/name") and the value of
+// rgwx-bucket-instance (rgwlog.BucketShard.InstanceParam).
 func shardBucket(op, bucketShard string) (bucket, instance string, err error) {
-	bucket, _, ok := strings.Cut(bucketShard, ":")
-	if !ok || bucket == "" || strings.HasSuffix(bucket, "/") {
-		return "", "", fmt.Errorf("%s: want [tenant/]bucket:instance[:shard]", op)
+	bs, err := rgwlog.ParseBucketShard(bucketShard)
+	if err != nil {
+		return "", "", fmt.Errorf("%s: %w", op, err)
 	}
-	instance = bucketShard
-	if tenant, _, ok := strings.Cut(bucket, "/"); ok {
-		instance = bucketShard[len(tenant)+1:]
-	}
-	return bucket, instance, nil
+	return bs.Bucket, bs.InstanceParam(), nil
 }
 
 // FindVersion reads the listing entry of one version of key — delete
