@@ -604,7 +604,7 @@ func TestTrimPointsIsTheLowestOverDestinations(t *testing.T) {
 		checkpoint.Entry{Key: k("b", 1), Bound: checkpoint.Bound{TrimSafe: "1_1795609532.671183_40.1"}},
 		checkpoint.Entry{Key: k("c", 1), Bound: checkpoint.Bound{}}, // c has not acked shard 1: keep it all
 	))
-	p, err := e.TrimPoints(checkpoint.LogMetadata)
+	p, err := e.TrimPoints(rgwlog.LogMetadata)
 	require.NoError(t, err)
 	require.Equal(t, map[int]string{0: "1_1795609530.377534_5.1"}, p)
 }

@@ -151,7 +151,7 @@ func (w *worker) run(ctx context.Context) error {
 		}
 		if len(w.inflight) < w.sub.st.window {
 			sent, err := w.sendNext(ctx, src)
-			var trimmed *trimmedError
+			var trimmed *rgwlog.TrimmedError
 			switch {
 			case ctx.Err() != nil:
 				return nil
@@ -718,18 +718,6 @@ func (e *Exporter) wanted(section, key string) bool {
 	return e.sections[section] && e.cfg.Filter.Metadata(section, key)
 }
 
-// trimmedError: the source log no longer holds the entry at the bound, so
-// entries after it may have been trimmed before they were applied.
-type trimmedError struct {
-	shard  int
-	bound  string
-	oldest string
-}
-
-func (t *trimmedError) Error() string {
-	return fmt.Sprintf("mdlog shard %d was trimmed past the bound %q (oldest entry left: %q)", t.shard, t.bound, t.oldest)
-}
-
 // checkNotTrimmed: rgwsync never trims the entry at a bound (only up to
 // TrimSafe, the bound before it), so if the oldest entry left is after pos,
 // someone else trimmed entries that were never applied. The gateway gives
@@ -749,7 +737,7 @@ func (s *mdlogSource) checkNotTrimmed(ctx context.Context, pos string) error {
 		return nil
 	}
 	if oldest == "" || c > 0 {
-		return &trimmedError{shard: s.shard, bound: pos, oldest: oldest}
+		return &rgwlog.TrimmedError{Unit: rgwlog.Unit{Log: rgwlog.LogMetadata, Shard: uint32(s.shard)}, Bound: pos, Oldest: oldest}
 	}
 	return nil
 }

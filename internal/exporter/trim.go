@@ -3,8 +3,6 @@ package exporter
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/rgwsync/rgwsync/internal/checkpoint"
@@ -31,11 +29,11 @@ func (e *Exporter) trimLoop(ctx context.Context) {
 	}
 }
 
-// TrimPoints returns, per shard of log (checkpoint.LogMetadata or
+// TrimPoints returns, per shard of log (rgwlog.LogMetadata or
 // LogData), the marker up to which the source log may be trimmed: the
 // lowest TrimSafe over every destination, or nothing when a destination
 // has not acked past its first bound on that shard.
-func (e *Exporter) TrimPoints(log string) (map[int]string, error) {
+func (e *Exporter) TrimPoints(log rgwlog.Log) (map[int]string, error) {
 	all, err := e.cfg.Store.List("")
 	if err != nil {
 		return nil, err
@@ -43,7 +41,7 @@ func (e *Exporter) TrimPoints(log string) (map[int]string, error) {
 	points := map[int]string{}
 	blocked := map[int]bool{}
 	for _, en := range all {
-		if en.Key.Log != log {
+		if en.Key.Log != log.String() {
 			continue
 		}
 		shard := int(en.Key.Shard)
@@ -58,7 +56,7 @@ func (e *Exporter) TrimPoints(log string) (map[int]string, error) {
 			points[shard] = ts
 			continue
 		}
-		c, err := compareMarkers(log, ts, cur)
+		c, err := rgwlog.CompareMarkers(log, ts, cur)
 		if err != nil {
 			return nil, err
 		}
@@ -67,30 +65,6 @@ func (e *Exporter) TrimPoints(log string) (map[int]string, error) {
 		}
 	}
 	return points, nil
-}
-
-// compareMarkers orders two markers of one shard of log. Datalog markers
-// ("<20 digits>:<20 digits>") are fixed width: they order as strings.
-func compareMarkers(log, a, b string) (int, error) {
-	if log == checkpoint.LogMetadata {
-		return rgwlog.CompareMDLogMarkers(a, b)
-	}
-	return strings.Compare(a, b), nil
-}
-
-// bilogVer is the index_ver of a bucket-index log marker
-// ("[<shard>#]<index_ver>.<n>.<n>").
-func bilogVer(m string) (uint64, error) {
-	_, rest, found := strings.Cut(m, "#")
-	if !found {
-		rest = m
-	}
-	n, _, _ := strings.Cut(rest, ".")
-	v, err := strconv.ParseUint(n, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("bucket-index log marker %q: want [<shard>#]<index_ver>.<n>.<n>", m)
-	}
-	return v, nil
 }
 
 // bilogTrimMarker is the end-marker that trims a bilog's entries numbered
@@ -128,7 +102,7 @@ func (e *Exporter) BILogTrimPoints() (map[string]string, error) {
 			delete(lowest, inst)
 			continue
 		}
-		ver, err := bilogVer(b.Marker)
+		ver, err := rgwlog.BILogIndexVer(b.Marker)
 		if err != nil {
 			return nil, fmt.Errorf("bound of %s: %w", en.Key, err)
 		}
@@ -181,9 +155,9 @@ func (e *Exporter) trimBILogs(ctx context.Context, done map[string]string) error
 }
 
 func (e *Exporter) trimOnce(ctx context.Context, done map[string]string) error {
-	logs := []string{checkpoint.LogMetadata}
+	logs := []rgwlog.Log{rgwlog.LogMetadata}
 	if e.dataShards > 0 {
-		logs = append(logs, checkpoint.LogData)
+		logs = append(logs, rgwlog.LogData)
 	}
 	for _, log := range logs {
 		points, err := e.TrimPoints(log)
@@ -195,7 +169,7 @@ func (e *Exporter) trimOnce(ctx context.Context, done map[string]string) error {
 			if done[id] == m {
 				continue
 			}
-			if log == checkpoint.LogMetadata {
+			if log == rgwlog.LogMetadata {
 				err = e.cfg.Source.TrimMDLog(ctx, e.period, shard, m)
 			} else {
 				err = e.cfg.Data.TrimDataLog(ctx, shard, m)
@@ -204,7 +178,7 @@ func (e *Exporter) trimOnce(ctx context.Context, done map[string]string) error {
 				return fmt.Errorf("trim %s shard %d to %s: %w", log, shard, m, err)
 			}
 			done[id] = m
-			e.cfg.Metrics.trims.WithLabelValues(log).Inc()
+			e.cfg.Metrics.trims.WithLabelValues(log.String()).Inc()
 			e.log.Info("trimmed source log", "log", log, "shard", shard, "marker", m)
 		}
 	}
@@ -219,12 +193,12 @@ func (e *Exporter) trimOnce(ctx context.Context, done map[string]string) error {
 // sync runs again (incremental shards wait for it, as at first contact), so
 // whatever the trimmed entries changed is copied from the source's current
 // state. It is logged and counted, never silent.
-func (e *Exporter) resync(ctx context.Context, w *worker, te *trimmedError) error {
+func (e *Exporter) resync(ctx context.Context, w *worker, te *rgwlog.TrimmedError) error {
 	d := w.d
 	e.cfg.Metrics.resyncs.WithLabelValues(d.name).Inc()
 	e.log.Error("source log trimmed past the bound: re-running the metadata full sync", "destination", d.name,
-		"shard", te.shard, "bound", te.bound, "oldest_left", te.oldest)
-	head, err := e.startPosition(ctx, te.shard)
+		"shard", te.Unit.Shard, "bound", te.Bound, "oldest_left", te.Oldest)
+	head, err := e.startPosition(ctx, int(te.Unit.Shard))
 	if err != nil {
 		return fmt.Errorf("%v; and reading its head for the re-sync: %w", te, err)
 	}

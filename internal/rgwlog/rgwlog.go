@@ -8,7 +8,6 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 )
 
@@ -197,68 +196,6 @@ func ApplyRank(section string, del bool) int {
 		return 10 + (3 - r)
 	}
 	return r
-}
-
-// CompareMDLogMarkers orders two mdlog entry ids of one shard
-// ("1_<sec>.<usec>_<n>.1": time of the change, then a counter). An empty
-// marker is before every entry.
-func CompareMDLogMarkers(a, b string) (int, error) {
-	if a == "" || b == "" {
-		return cmpInt(boolInt(a != ""), boolInt(b != "")), nil
-	}
-	pa, err := parseMDLogMarker(a)
-	if err != nil {
-		return 0, err
-	}
-	pb, err := parseMDLogMarker(b)
-	if err != nil {
-		return 0, err
-	}
-	for i := range pa {
-		if c := cmpInt(pa[i], pb[i]); c != 0 {
-			return c, nil
-		}
-	}
-	return 0, nil
-}
-
-func parseMDLogMarker(m string) ([4]int64, error) {
-	var out [4]int64
-	// 1_1795609532.671183_40.1
-	parts := strings.Split(m, "_")
-	if len(parts) != 3 {
-		return out, fmt.Errorf("mdlog marker %q: want <gen>_<sec>.<usec>_<n>.<x>", m)
-	}
-	sec, usec, ok1 := strings.Cut(parts[1], ".")
-	n, _, ok2 := strings.Cut(parts[2], ".")
-	if !ok1 || !ok2 {
-		return out, fmt.Errorf("mdlog marker %q: want <gen>_<sec>.<usec>_<n>.<x>", m)
-	}
-	for i, s := range []string{parts[0], sec, usec, n} {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return out, fmt.Errorf("mdlog marker %q: %w", m, err)
-		}
-		out[i] = v
-	}
-	return out, nil
-}
-
-func cmpInt[T int | int64](a, b T) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // HeldPrefix starts the error of an object op's retry item that was not

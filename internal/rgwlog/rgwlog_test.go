@@ -2,6 +2,7 @@ package rgwlog
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"slices"
 	"testing"
@@ -141,4 +142,38 @@ func TestBucketDeleted(t *testing.T) {
 	require.True(t, got, "versioned (2) and deleted (64)")
 	_, err = BucketDeleted([]byte(`<html>`))
 	require.ErrorContains(t, err, "bucket instance")
+}
+
+func TestCompareMarkersOfEachLog(t *testing.T) {
+	for _, tc := range []struct {
+		log  Log
+		a, b string
+		want int
+	}{
+		// mdlog: the counter has no fixed width, "…_10.1" is after "…_9.1".
+		{LogMetadata, "1_1795609532.671183_9.1", "1_1795609532.671183_10.1", -1},
+		{LogMetadata, "", "1_1795609532.671183_9.1", -1},
+		{LogData, "1_00000000000000000012.1", "1_00000000000000000011.1", 1},
+		{LogBucketIndex, "00000000011.13.5", "00000000011.13.5", 0},
+	} {
+		got, err := CompareMarkers(tc.log, tc.a, tc.b)
+		require.NoError(t, err)
+		require.Equal(t, tc.want, got, "%s %q %q", tc.log, tc.a, tc.b)
+	}
+}
+
+func TestBILogIndexVer(t *testing.T) {
+	for m, want := range map[string]uint64{"00000000011.13.5": 11, "3#00000000042.60.6": 42} {
+		got, err := BILogIndexVer(m)
+		require.NoError(t, err)
+		require.Equal(t, want, got, m)
+	}
+	_, err := BILogIndexVer("garbage")
+	require.ErrorContains(t, err, `bucket-index log marker "garbage"`)
+}
+
+func TestTrimmedErrorIsErrTrimmed(t *testing.T) {
+	err := fmt.Errorf("poll: %w", &TrimmedError{Unit: Unit{Log: LogMetadata, Shard: 3}, Bound: "1_1.1_1.1"})
+	require.ErrorIs(t, err, ErrTrimmed)
+	require.ErrorContains(t, err, `metadata/3 was trimmed past the bound "1_1.1_1.1"`)
 }
