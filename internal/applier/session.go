@@ -72,77 +72,18 @@ func (a *Applier) runSession(ctx context.Context) error {
 			}
 		}
 	}()
-	client := v1.NewReplicationServiceClient(a.cfg.Conn)
-	stream, err := client.Replicate(sctx)
+	stream, w, err := a.handshake(sctx)
 	if err != nil {
-		return fmt.Errorf("open Replicate stream: %w", err)
-	}
-	if err := stream.Send(&v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Hello{Hello: &v1.Hello{
-		Destination: a.cfg.Destination, ApplierId: a.cfg.ID, MaxInflightBatches: a.cfg.MaxInflightBatches,
-		BodiesOnRequest: true, ChunkCredit: chunkQueue,
-	}}}); err != nil {
-		return fmt.Errorf("send Hello: %w", err)
-	}
-	first, err := stream.Recv()
-	if err != nil {
-		return fmt.Errorf("wait for Welcome: %w", err)
-	}
-	w := first.GetWelcome()
-	if w == nil {
-		return errors.New("exporter did not answer Hello with Welcome")
-	}
-	a.log.Info("connected to exporter", "exporter", w.GetExporterId(), "period", w.GetPeriod(),
-		"metadata_shards", w.GetMetadataShards(), "window", w.GetMaxInflightBatches(), "chunk_credit", w.GetChunkCredit())
-	dataShards := int(w.GetDataShards())
-	if a.cfg.Objects == nil {
-		dataShards = 0
-	}
-	if err := a.startLeases(a.leaseCtx, int(w.GetMetadataShards()), dataShards); err != nil {
 		return err
 	}
-	a.mu.Lock()
-	a.connected = true
-	a.lastErr = ""
-	a.mu.Unlock()
 
 	s := &session{a: a, out: make(chan *v1.ReplicateRequest, 256), workers: map[rgwlog.Unit]*shardWorker{}, revoked: map[rgwlog.Unit]uint64{}, ctx: sctx,
 		draining: make(chan struct{}), pull: w.GetBodiesOnRequest(), chunkCredit: w.GetBodiesOnRequest() && w.GetChunkCredit(),
 		window: max(int(w.GetMaxInflightBatches()), 64)}
 	defer s.stopAll()
 
-	sendErr := make(chan error, 1)
-	go func() {
-		for {
-			select {
-			case <-sctx.Done():
-				sendErr <- nil
-				return
-			case m := <-s.out:
-				if err := stream.Send(m); err != nil {
-					sendErr <- fmt.Errorf("send: %w", err)
-					cancel()
-					return
-				}
-			}
-		}
-	}()
-	recv := make(chan *v1.ReplicateResponse)
-	recvErr := make(chan error, 1)
-	go func() {
-		for {
-			m, err := stream.Recv()
-			if err != nil {
-				recvErr <- fmt.Errorf("receive: %w", err)
-				return
-			}
-			select {
-			case recv <- m:
-			case <-sctx.Done():
-				recvErr <- sctx.Err()
-				return
-			}
-		}
-	}()
+	sendErr := wire.Send(sctx, s.out, stream.Send, nil, cancel)
+	recv, recvErr := wire.Receive(sctx, stream.Recv)
 
 	// Subscribe to what is held now, and keep up with the leases.
 	s.reconcile()
@@ -154,37 +95,93 @@ func (a *Applier) runSession(ctx context.Context) error {
 			s.drain(stream, sendErr)
 			return nil
 		case err := <-sendErr:
-			return err
+			if err != nil {
+				return fmt.Errorf("send: %w", err)
+			}
+			return nil
 		case err := <-recvErr:
-			return err
+			if sctx.Err() != nil {
+				return sctx.Err()
+			}
+			return fmt.Errorf("receive: %w", err)
 		case <-a.leaseNote:
 			s.reconcile()
 		case <-tick.C:
 			s.reconcile()
 		case m := <-recv:
-			switch m := m.GetMsg().(type) {
-			case *v1.ReplicateResponse_Batch:
-				if wk := s.worker(m.Batch.GetShard(), m.Batch.GetGeneration()); wk != nil && !handOff(sctx, wk, wk.in, m.Batch) {
-					return nil
-				}
-			case *v1.ReplicateResponse_Chunk:
-				if wk := s.worker(m.Chunk.GetShard(), m.Chunk.GetGeneration()); wk != nil && !handOff(sctx, wk, wk.chunks, m.Chunk) {
-					return nil
-				}
-			case *v1.ReplicateResponse_Revoke:
-				u := wire.Unit(m.Revoke.GetShard())
-				a.log.Warn("exporter revoked shard", "shard", u.String(), "reason", m.Revoke.GetReason())
-				s.stopWorker(u)
-				a.mu.Lock()
-				s.revoked[u] = a.acquired[u]
-				a.mu.Unlock()
-				a.leases.Release(u)
-			case *v1.ReplicateResponse_ShardState:
-				u := wire.Unit(m.ShardState.GetShard())
-				a.shardUpdate(u, func(st *shardState) { st.phase = m.ShardState.GetPhase() })
+			if !s.handle(sctx, m) {
+				return nil
 			}
 		}
 	}
+}
+
+// handle acts on one exporter message: a batch or chunk goes to its
+// shard's worker, a revoke stops the worker and gives the lease back, a
+// shard state is shown in status. false when the session ended meanwhile.
+func (s *session) handle(ctx context.Context, m *v1.ReplicateResponse) bool {
+	a := s.a
+	switch m := m.GetMsg().(type) {
+	case *v1.ReplicateResponse_Batch:
+		if wk := s.worker(m.Batch.GetShard(), m.Batch.GetGeneration()); wk != nil && !handOff(ctx, wk, wk.in, m.Batch) {
+			return false
+		}
+	case *v1.ReplicateResponse_Chunk:
+		if wk := s.worker(m.Chunk.GetShard(), m.Chunk.GetGeneration()); wk != nil && !handOff(ctx, wk, wk.chunks, m.Chunk) {
+			return false
+		}
+	case *v1.ReplicateResponse_Revoke:
+		u := wire.Unit(m.Revoke.GetShard())
+		a.log.Warn("exporter revoked shard", "shard", u.String(), "reason", m.Revoke.GetReason())
+		s.stopWorker(u)
+		a.mu.Lock()
+		s.revoked[u] = a.acquired[u]
+		a.mu.Unlock()
+		a.leases.Release(u)
+	case *v1.ReplicateResponse_ShardState:
+		u := wire.Unit(m.ShardState.GetShard())
+		a.shardUpdate(u, func(st *shardState) { st.phase = m.ShardState.GetPhase() })
+	}
+	return true
+}
+
+// handshake opens the stream, says Hello, takes the exporter's Welcome and
+// starts the leases of the units it names. The applier shows as connected.
+func (a *Applier) handshake(ctx context.Context) (v1.ReplicationService_ReplicateClient, *v1.Welcome, error) {
+	client := v1.NewReplicationServiceClient(a.cfg.Conn)
+	stream, err := client.Replicate(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open Replicate stream: %w", err)
+	}
+	if err := stream.Send(&v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Hello{Hello: &v1.Hello{
+		Destination: a.cfg.Destination, ApplierId: a.cfg.ID, MaxInflightBatches: a.cfg.MaxInflightBatches,
+		BodiesOnRequest: true, ChunkCredit: chunkQueue,
+	}}}); err != nil {
+		return nil, nil, fmt.Errorf("send Hello: %w", err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return nil, nil, fmt.Errorf("wait for Welcome: %w", err)
+	}
+	w := first.GetWelcome()
+	if w == nil {
+		return nil, nil, errors.New("exporter did not answer Hello with Welcome")
+	}
+	a.log.Info("connected to exporter", "exporter", w.GetExporterId(), "period", w.GetPeriod(),
+		"metadata_shards", w.GetMetadataShards(), "window", w.GetMaxInflightBatches(), "chunk_credit", w.GetChunkCredit())
+	dataShards := int(w.GetDataShards())
+	if a.cfg.Objects == nil {
+		dataShards = 0
+	}
+	if err := a.startLeases(a.leaseCtx, int(w.GetMetadataShards()), dataShards); err != nil {
+		return nil, nil, err
+	}
+	a.mu.Lock()
+	a.connected = true
+	a.lastErr = ""
+	a.mu.Unlock()
+
+	return stream, w, nil
 }
 
 // worker is the live worker of shard for subscription generation gen, or

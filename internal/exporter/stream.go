@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -34,6 +35,8 @@ type stream struct {
 	// for them (BodyRequest.chunks; see bodies.go).
 	chunkCredit bool
 
+	log *slog.Logger
+
 	mu   sync.Mutex
 	subs map[rgwlog.Unit]*subscription
 }
@@ -50,6 +53,14 @@ func chunkCost(m *v1.ReplicateResponse) int64 {
 		return min(int64(len(c.GetData())), chunkQueueBytes)
 	}
 	return 0
+}
+
+// sent gives back what a chunk held of chunkQueueBytes once the writer
+// sent it.
+func (s *stream) sent(m *v1.ReplicateResponse) {
+	if n := chunkCost(m); n > 0 {
+		s.queued.Release(n)
+	}
 }
 
 // send queues a message for the stream's single writer.
@@ -113,117 +124,33 @@ type subscription struct {
 	done   chan struct{}
 }
 
-// Replicate implements the stream: Hello, then subscriptions and acks.
+// Replicate implements the stream: the handshake (Hello, Welcome), then two
+// pumps (the stream's single writer, and its reader) around one dispatch
+// loop for subscriptions, acks and body requests.
 func (e *Exporter) Replicate(ss v1.ReplicationService_ReplicateServer) error {
 	ctx, cancel := context.WithCancel(ss.Context())
 	defer cancel()
 
-	first, err := ss.Recv()
+	st, err := e.handshake(ctx, ss)
 	if err != nil {
 		return err
 	}
-	hello := first.GetHello()
-	if hello == nil {
-		return status.Error(codes.InvalidArgument, "the first message on Replicate must be Hello")
-	}
-	if hello.GetDestination() == "" || hello.GetApplierId() == "" {
-		return status.Error(codes.InvalidArgument, "Hello needs destination and applier_id")
-	}
-	d := e.destination(hello.GetDestination())
-	if err := e.ensureInitialised(ctx, d); err != nil {
-		e.log.Error("initialise destination", "destination", d.name, "err", err)
-		return status.Errorf(codes.Unavailable, "initialise destination %s: %v", d.name, err)
-	}
-
-	window := e.cfg.MaxInflightBatches
-	if w := int(hello.GetMaxInflightBatches()); w > 0 && w < window {
-		window = w
-	}
-	maxB := e.cfg.MaxInflightBytes
-	if b := int64(hello.GetMaxInflightBytes()); b > 0 && b < maxB {
-		maxB = b
-	}
-	st := &stream{
-		applier:     hello.GetApplierId(),
-		dest:        d,
-		out:         make(chan *v1.ReplicateResponse, 64),
-		window:      window,
-		bytes:       semaphore.NewWeighted(maxB),
-		maxB:        maxB,
-		queued:      semaphore.NewWeighted(chunkQueueBytes),
-		limiter:     newLimiter(e.cfg.BandwidthBytesPerSecond),
-		done:        ctx.Done(),
-		pull:        hello.GetBodiesOnRequest(),
-		chunkCredit: hello.GetBodiesOnRequest() && hello.GetChunkCredit() > 0,
-		subs:        map[rgwlog.Unit]*subscription{},
-	}
-	d.mu.Lock()
-	d.appliers[st.applier]++
-	d.mu.Unlock()
-	e.cfg.Metrics.streams.Inc()
-	log := e.log.With("destination", d.name, "applier", st.applier)
-	log.Info("applier connected", "window", window, "max_inflight_bytes", maxB)
-	defer func() {
-		e.dropStream(st)
-		d.mu.Lock()
-		if d.appliers[st.applier]--; d.appliers[st.applier] <= 0 {
-			delete(d.appliers, st.applier)
-		}
-		d.mu.Unlock()
-		e.cfg.Metrics.streams.Dec()
-		log.Info("applier disconnected")
-	}()
-
+	defer e.closeStream(st)
 	if err := ss.Send(&v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Welcome{Welcome: &v1.Welcome{
 		ExporterId:         e.cfg.ID,
 		Period:             e.period,
 		MetadataShards:     uint32(e.mdShards),
 		DataShards:         uint32(e.dataShards),
-		MaxInflightBatches: uint32(window),
-		MaxInflightBytes:   uint64(maxB),
+		MaxInflightBatches: uint32(st.window),
+		MaxInflightBytes:   uint64(st.maxB),
 		BodiesOnRequest:    st.pull,
 		ChunkCredit:        st.chunkCredit,
 	}}}); err != nil {
 		return err
 	}
 
-	sendErr := make(chan error, 1)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				sendErr <- nil
-				return
-			case m := <-st.out:
-				err := ss.Send(m)
-				if n := chunkCost(m); n > 0 {
-					st.queued.Release(n)
-				}
-				if err != nil {
-					sendErr <- err
-					cancel()
-					return
-				}
-			}
-		}
-	}()
-
-	recv := make(chan *v1.ReplicateRequest)
-	recvErr := make(chan error, 1)
-	go func() {
-		for {
-			msg, err := ss.Recv()
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			select {
-			case recv <- msg:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	sendErr := wire.Send(ctx, st.out, ss.Send, st.sent, cancel)
+	recv, recvErr := wire.Receive(ctx, ss.Recv)
 	draining := e.draining
 	for {
 		var msg *v1.ReplicateRequest
@@ -247,44 +174,117 @@ func (e *Exporter) Replicate(ss v1.ReplicationService_ReplicateServer) error {
 			return ctx.Err()
 		case msg = <-recv:
 		}
-		switch m := msg.GetMsg().(type) {
-		case *v1.ReplicateRequest_Subscribe:
-			e.subscribe(ctx, st, m.Subscribe)
-		case *v1.ReplicateRequest_Unsubscribe:
-			e.unsubscribe(st, wire.Unit(m.Unsubscribe.GetShard()), m.Unsubscribe.GetReason())
-		case *v1.ReplicateRequest_Ack:
-			sub := st.sub(wire.Unit(m.Ack.GetShard()))
-			if sub != nil && m.Ack.GetGeneration() != sub.gen {
-				log.Debug("ack of an earlier subscription of the shard, ignored", "shard", wire.Unit(m.Ack.GetShard()).String(), "seq", m.Ack.GetSeq())
-				continue
-			}
-			if sub == nil {
-				// Revoked or unsubscribed: the new holder will get the batch again.
-				log.Debug("ack for a shard not subscribed on this stream, ignored", "shard", wire.Unit(m.Ack.GetShard()).String(), "seq", m.Ack.GetSeq())
-				continue
-			}
-			select {
-			case sub.acks <- m.Ack:
-			case <-sub.done:
-			case <-ctx.Done():
-			}
-		case *v1.ReplicateRequest_BodyRequest:
-			sub := st.sub(wire.Unit(m.BodyRequest.GetShard()))
-			if sub == nil || m.BodyRequest.GetGeneration() != sub.gen {
-				continue // an earlier subscription's: its batch is sent again to the holder
-			}
-			if st.chunkCredit && !sub.credit.grant(m.BodyRequest) {
-				continue // more room for the body being sent: never waits
-			}
-			select {
-			case sub.bodies <- m.BodyRequest:
-			case <-sub.done:
-			case <-ctx.Done():
-			}
-		default:
-			return status.Error(codes.InvalidArgument, "unexpected message on Replicate")
+		if err := e.dispatch(ctx, st, msg); err != nil {
+			return err
 		}
 	}
+}
+
+// handshake reads the applier's Hello, makes sure the destination has its
+// bounds, and opens the stream with the window both sides allow (the
+// smaller of each). The caller sends Welcome and closes the stream.
+func (e *Exporter) handshake(ctx context.Context, ss v1.ReplicationService_ReplicateServer) (*stream, error) {
+	first, err := ss.Recv()
+	if err != nil {
+		return nil, err
+	}
+	hello := first.GetHello()
+	if hello == nil {
+		return nil, status.Error(codes.InvalidArgument, "the first message on Replicate must be Hello")
+	}
+	if hello.GetDestination() == "" || hello.GetApplierId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "Hello needs destination and applier_id")
+	}
+	d := e.destination(hello.GetDestination())
+	if err := e.ensureInitialised(ctx, d); err != nil {
+		e.log.Error("initialise destination", "destination", d.name, "err", err)
+		return nil, status.Errorf(codes.Unavailable, "initialise destination %s: %v", d.name, err)
+	}
+
+	window := e.cfg.MaxInflightBatches
+	if w := int(hello.GetMaxInflightBatches()); w > 0 && w < window {
+		window = w
+	}
+	maxB := e.cfg.MaxInflightBytes
+	if b := int64(hello.GetMaxInflightBytes()); b > 0 && b < maxB {
+		maxB = b
+	}
+	st := &stream{
+		applier:     hello.GetApplierId(),
+		dest:        d,
+		out:         make(chan *v1.ReplicateResponse, 64),
+		window:      window,
+		bytes:       semaphore.NewWeighted(maxB),
+		maxB:        maxB,
+		queued:      semaphore.NewWeighted(chunkQueueBytes),
+		limiter:     newLimiter(e.cfg.BandwidthBytesPerSecond),
+		done:        ctx.Done(),
+		pull:        hello.GetBodiesOnRequest(),
+		chunkCredit: hello.GetBodiesOnRequest() && hello.GetChunkCredit() > 0,
+		subs:        map[rgwlog.Unit]*subscription{},
+		log:         e.log.With("destination", d.name, "applier", hello.GetApplierId()),
+	}
+	d.mu.Lock()
+	d.appliers[st.applier]++
+	d.mu.Unlock()
+	e.cfg.Metrics.streams.Inc()
+	st.log.Info("applier connected", "window", window, "max_inflight_bytes", maxB)
+	return st, nil
+}
+
+// closeStream ends the stream's subscriptions and forgets its applier.
+func (e *Exporter) closeStream(st *stream) {
+	e.dropStream(st)
+	d := st.dest
+	d.mu.Lock()
+	if d.appliers[st.applier]--; d.appliers[st.applier] <= 0 {
+		delete(d.appliers, st.applier)
+	}
+	d.mu.Unlock()
+	e.cfg.Metrics.streams.Dec()
+	st.log.Info("applier disconnected")
+}
+
+// dispatch hands one applier message to the shard it names. An ack or a
+// body request of an earlier subscription of the shard, or of a shard not
+// (or no longer) subscribed on this stream, is dropped: the shard's next
+// holder gets the batch again.
+func (e *Exporter) dispatch(ctx context.Context, st *stream, msg *v1.ReplicateRequest) error {
+	switch m := msg.GetMsg().(type) {
+	case *v1.ReplicateRequest_Subscribe:
+		e.subscribe(ctx, st, m.Subscribe)
+	case *v1.ReplicateRequest_Unsubscribe:
+		e.unsubscribe(st, wire.Unit(m.Unsubscribe.GetShard()), m.Unsubscribe.GetReason())
+	case *v1.ReplicateRequest_Ack:
+		u := wire.Unit(m.Ack.GetShard())
+		sub := st.sub(u)
+		if sub == nil || m.Ack.GetGeneration() != sub.gen {
+			st.log.Debug("ack of a shard not subscribed on this stream (or of an earlier subscription), ignored",
+				"shard", u.String(), "seq", m.Ack.GetSeq())
+			return nil
+		}
+		select {
+		case sub.acks <- m.Ack:
+		case <-sub.done:
+		case <-ctx.Done():
+		}
+	case *v1.ReplicateRequest_BodyRequest:
+		sub := st.sub(wire.Unit(m.BodyRequest.GetShard()))
+		if sub == nil || m.BodyRequest.GetGeneration() != sub.gen {
+			return nil
+		}
+		if st.chunkCredit && !sub.credit.grant(m.BodyRequest) {
+			return nil // more room for the body being sent: never waits
+		}
+		select {
+		case sub.bodies <- m.BodyRequest:
+		case <-sub.done:
+		case <-ctx.Done():
+		}
+	default:
+		return status.Error(codes.InvalidArgument, "unexpected message on Replicate")
+	}
+	return nil
 }
 
 // endWhenDrained ends a draining stream once every subscription on it has

@@ -1,6 +1,7 @@
-// Package wire converts between rgwsync's own values (rgwlog's units and
-// logs) and their protobuf forms, so that the log model does not depend on
-// the wire format. Both services use it.
+// Package wire is what both services share of the gRPC link: the
+// conversions between rgwsync's own values (rgwlog's units and logs) and
+// their protobuf forms, so that the log model does not depend on the wire
+// format, and the two pumps of a bidirectional stream (Receive, Send).
 package wire
 
 import (
