@@ -38,146 +38,6 @@ type ObjectDest interface {
 	PutTagging(ctx context.Context, bucket, key, versionID, owner string, tags map[string]string) error
 }
 
-// asker answers the exporter's chunked ops when it sends bodies on request
-// (BodyRequest): send asks for op index's body (skip false, granting chunks
-// of room with chunk credit) or says it is not needed (skip true).
-type asker struct {
-	send func(index uint32, skip bool, chunks uint32)
-	// grant is the room asked with a body (the worker's chunk queue), one
-	// chunk more granted per chunk taken from it; 0 without chunk credit.
-	grant uint32
-}
-
-// chunkReader reads one chunked op's body from the batch's chunk channel.
-// Chunks arrive in op-index order; a chunk with Offset -1 says the
-// exporter could not read the source.
-//
-// The HTTP transport may go on reading a request body in its own goroutine
-// after the request has returned (an early answer, a reset connection), so
-// every read is serialised, and drain first detaches the transport: its
-// later reads get an error instead of stealing chunks (a chaos run crashed
-// an applier on this race).
-type chunkReader struct {
-	ctx   context.Context
-	ch    <-chan *v1.ObjectChunk
-	index uint32
-	// ask, when the exporter sends bodies on request, asks for the body
-	// (skip false) or says it is not needed (skip true); once per op.
-	ask   *asker
-	asked bool
-	skip  bool
-
-	mu       sync.Mutex
-	buf      []byte
-	off      int64
-	done     bool
-	failed   bool
-	detached bool
-}
-
-var (
-	errSourceBody = errors.New("the exporter could not read the object's body from the source")
-	errDetached   = errors.New("body no longer available to this request")
-)
-
-func (r *chunkReader) Read(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.detached {
-		return 0, errDetached
-	}
-	return r.read(p)
-}
-
-// want asks the exporter for the body (when it sends bodies on request).
-func (r *chunkReader) want() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.answer(false)
-}
-
-// notWanted tells the exporter the body is not needed: no chunk of it
-// will come.
-func (r *chunkReader) notWanted() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.answer(true)
-}
-
-func (r *chunkReader) answer(skip bool) {
-	if r.ask == nil || r.asked {
-		return
-	}
-	r.asked, r.skip = true, skip
-	var chunks uint32
-	if !skip {
-		chunks = r.ask.grant
-	}
-	r.ask.send(r.index, skip, chunks)
-}
-
-func (r *chunkReader) read(p []byte) (int, error) {
-	r.answer(false) // a read before any answer asks for the body
-	if r.skip {
-		return 0, io.EOF
-	}
-	for len(r.buf) == 0 {
-		if r.done {
-			return 0, io.EOF
-		}
-		select {
-		case <-r.ctx.Done():
-			return 0, r.ctx.Err()
-		case c, ok := <-r.ch:
-			if !ok {
-				return 0, errors.New("stream ended inside an object's body")
-			}
-			if c.GetIndex() != r.index {
-				return 0, fmt.Errorf("protocol: chunk of op %d while reading op %d", c.GetIndex(), r.index)
-			}
-			if c.GetOffset() < 0 {
-				r.done, r.failed = true, true
-				return 0, errSourceBody
-			}
-			if c.GetOffset() != r.off {
-				return 0, fmt.Errorf("protocol: chunk at offset %d, expected %d", c.GetOffset(), r.off)
-			}
-			r.buf = c.GetData()
-			r.off += int64(len(r.buf))
-			r.done = c.GetLast()
-			if !r.done && r.ask != nil && r.ask.grant > 0 {
-				r.ask.send(r.index, false, 1) // its place in the queue is free again
-			}
-		}
-	}
-	n := copy(p, r.buf)
-	r.buf = r.buf[n:]
-	return n, nil
-}
-
-// sourceFailed says the exporter reported that it could not read the body.
-func (r *chunkReader) sourceFailed() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.failed
-}
-
-// drain detaches the request (see chunkReader) and consumes the rest of
-// the op's chunks (after a failure or a skip), so the next op's chunks
-// line up.
-func (r *chunkReader) drain() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.detached = true
-	r.answer(true) // never asked for (the op failed before): none will come
-	buf := make([]byte, 32<<10)
-	for {
-		if _, err := r.read(buf); err != nil {
-			return
-		}
-	}
-}
-
 func infoOf(op *v1.ObjectOp) rgwobj.ObjectInfo {
 	a := op.GetAttrs()
 	return rgwobj.ObjectInfo{
@@ -375,6 +235,7 @@ func (a *Applier) applyOne(ctx context.Context, u rgwlog.Unit, op *v1.ObjectOp, 
 	return nil, nil
 }
 
+// applyObject applies one object op on zone-b.
 func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body *chunkReader) error {
 	dst := a.cfg.Objects
 	switch op.GetKind() {
@@ -391,58 +252,71 @@ func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body *chunkR
 		a.cfg.Metrics.objects.WithLabelValues("delete_version").Inc()
 		return nil
 	case v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER:
-		// Written again with its epoch (a batch re-sent after a kill
-		// between apply and ack), a delete marker the destination has
-		// already stops being current once a later op moved the key's
-		// epoch on (TestReplayedLinkWithOlderEpochIsNotCurrent): look first.
-		en, found, err := dst.FindVersionInBucket(ctx, op.GetBucket(), op.GetKey(), op.GetVersionId())
-		if err != nil {
-			return fmt.Errorf("look for the delete marker on the destination: %w", err)
-		}
-		null := op.GetVersionId() == "null"
-		if found && null && en.VersionedEpoch < op.GetVersionedEpoch() {
-			// The id "null" is reused: an earlier null delete marker or
-			// null version, which this one replaces (make chaos seed 4:
-			// the later null marker skipped as a replay of the earlier,
-			// another version left current on zone-b).
-			found = false
-		}
-		switch {
-		case found && en.DeleteMarker:
-			a.cfg.Metrics.objects.WithLabelValues("skipped").Inc()
-			return nil
-		case found && !null:
-			return fmt.Errorf("version %s is a delete marker on the source, an object on the destination", op.GetVersionId())
-		}
-		if null {
-			// A DELETE in a suspended bucket: its null delete marker
-			// replaces the null version (found or not), in a bucket
-			// versioned on zone-b, enabled or suspended (FACTS.md section
-			// 13). Not yet versioned there (its metadata is behind), the
-			// marker would turn the key of an unversioned bucket into an
-			// OLH: retried.
-			status, err := a.bucketVersioning(ctx, op.GetBucket())
-			if err != nil {
-				return fmt.Errorf("read zone-b's versioning of the bucket before laying a null delete marker: %w", err)
-			}
-			if status == "" {
-				a.forgetVersioning(op.GetBucket())
-				return fmt.Errorf("bucket %s is not versioned on zone-b yet (its metadata is behind): the null delete marker waits (retried)", op.GetBucket())
-			}
-		}
-		if err := dst.PutDeleteMarker(ctx, op.GetBucket(), op.GetKey(), op.GetOwner(), op.GetVersionId(), op.GetVersionedEpoch()); err != nil {
-			return err
-		}
-		a.cfg.Metrics.objects.WithLabelValues("delete_marker").Inc()
-		return nil
+		return a.applyDeleteMarker(ctx, op)
 	case v1.ObjectOpKind_OBJECT_OP_KIND_PUT:
-	default:
-		return fmt.Errorf("unknown object op %v", op.GetKind())
+		return a.applyPut(ctx, op, body)
 	}
+	return fmt.Errorf("unknown object op %v", op.GetKind())
+}
+
+// applyDeleteMarker lays a delete marker with its version id and epoch,
+// unless zone-b has it already.
+func (a *Applier) applyDeleteMarker(ctx context.Context, op *v1.ObjectOp) error {
+	dst := a.cfg.Objects
+	// Written again with its epoch (a batch re-sent after a kill
+	// between apply and ack), a delete marker the destination has
+	// already stops being current once a later op moved the key's
+	// epoch on (TestReplayedLinkWithOlderEpochIsNotCurrent): look first.
+	en, found, err := dst.FindVersionInBucket(ctx, op.GetBucket(), op.GetKey(), op.GetVersionId())
+	if err != nil {
+		return fmt.Errorf("look for the delete marker on the destination: %w", err)
+	}
+	null := op.GetVersionId() == "null"
+	if found && null && en.VersionedEpoch < op.GetVersionedEpoch() {
+		// The id "null" is reused: an earlier null delete marker or
+		// null version, which this one replaces (make chaos seed 4:
+		// the later null marker skipped as a replay of the earlier,
+		// another version left current on zone-b).
+		found = false
+	}
+	switch {
+	case found && en.DeleteMarker:
+		a.cfg.Metrics.objects.WithLabelValues("skipped").Inc()
+		return nil
+	case found && !null:
+		return fmt.Errorf("version %s is a delete marker on the source, an object on the destination", op.GetVersionId())
+	}
+	if null {
+		// A DELETE in a suspended bucket: its null delete marker
+		// replaces the null version (found or not), in a bucket
+		// versioned on zone-b, enabled or suspended (FACTS.md section
+		// 13). Not yet versioned there (its metadata is behind), the
+		// marker would turn the key of an unversioned bucket into an
+		// OLH: retried.
+		status, err := a.bucketVersioning(ctx, op.GetBucket())
+		if err != nil {
+			return fmt.Errorf("read zone-b's versioning of the bucket before laying a null delete marker: %w", err)
+		}
+		if status == "" {
+			a.forgetVersioning(op.GetBucket())
+			return fmt.Errorf("bucket %s is not versioned on zone-b yet (its metadata is behind): the null delete marker waits (retried)", op.GetBucket())
+		}
+	}
+	if err := dst.PutDeleteMarker(ctx, op.GetBucket(), op.GetKey(), op.GetOwner(), op.GetVersionId(), op.GetVersionedEpoch()); err != nil {
+		return err
+	}
+	a.cfg.Metrics.objects.WithLabelValues("delete_marker").Inc()
+	return nil
+}
+
+// applyPut writes an object or a version, unless zone-b has it as the op
+// describes it already (then nothing is written, or only its tags or ACL).
+func (a *Applier) applyPut(ctx context.Context, op *v1.ObjectOp, body *chunkReader) error {
+	dst := a.cfg.Objects
 	info := infoOf(op)
 	// Already there, as the op describes it? Then the body need not cross
 	// the link (a chunked one), and a version is not written a second time
-	// (see the delete markers above). An unversioned object whose body came
+	// (see applyDeleteMarker). An unversioned object whose body came
 	// inline is written without asking: the same number of requests at
 	// worst, one fewer round trip in the common case (not there yet).
 	have, err := rgwobj.ObjectInfo{}, rgwobj.ErrNotFound
@@ -471,39 +345,50 @@ func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body *chunkR
 		a.cfg.Metrics.objects.WithLabelValues("skipped").Inc()
 		return nil
 	case attrsOnly:
-		// A version the destination has but for its tags or ACL (they
-		// changed at the source since — a PUT ?tagging or ?acl with
-		// versionId logs a "write" of that instance — or the ACL request
-		// after its write failed). Written again with its epoch it could
-		// stop being current (see the delete markers above): its tags and
-		// ACL are set in place.
-		if body != nil {
-			body.notWanted()
-		}
-		if !maps.Equal(have.Tags, info.Tags) {
-			if err := dst.PutTagging(ctx, info.Bucket, info.Key, info.VersionID, info.Owner, info.Tags); err != nil {
-				return err
-			}
-			a.cfg.Metrics.objects.WithLabelValues("tags").Inc()
-		}
-		if !bytes.Equal(have.ACL, info.ACL) {
-			if info.ACL == nil {
-				// The default ACL is the owner's full control: the
-				// source went back to it.
-				info.ACL = defaultACL(info.Owner)
-			}
-			if err := dst.PutACL(ctx, info.Bucket, info.Key, info.VersionID, info.Owner, info.ACL); err != nil {
-				return err
-			}
-			a.cfg.Metrics.objects.WithLabelValues("acl").Inc()
-		}
-		return nil
+		return a.setAttrsInPlace(ctx, have, info, body)
 	case err != nil && !errors.Is(err, rgwobj.ErrNotFound) && op.GetVersionedEpoch() > 0:
 		// Whether the destination has this version decides whether it may
 		// be written (a second write with its epoch can leave it not
 		// current): unknown now, so retried.
 		return fmt.Errorf("look for the version on the destination: %w", err)
 	}
+	return a.writeObject(ctx, op, info, body)
+}
+
+// setAttrsInPlace sets the tags and ACL of a version that zone-b has but
+// for them (they changed at the source since — a PUT ?tagging or ?acl with
+// versionId logs a "write" of that instance — or the ACL request after its
+// write failed). Written again with its epoch it could stop being current
+// (see applyDeleteMarker): its tags and ACL are set in place.
+func (a *Applier) setAttrsInPlace(ctx context.Context, have, info rgwobj.ObjectInfo, body *chunkReader) error {
+	dst := a.cfg.Objects
+	if body != nil {
+		body.notWanted()
+	}
+	if !maps.Equal(have.Tags, info.Tags) {
+		if err := dst.PutTagging(ctx, info.Bucket, info.Key, info.VersionID, info.Owner, info.Tags); err != nil {
+			return err
+		}
+		a.cfg.Metrics.objects.WithLabelValues("tags").Inc()
+	}
+	if !bytes.Equal(have.ACL, info.ACL) {
+		if info.ACL == nil {
+			// The default ACL is the owner's full control: the
+			// source went back to it.
+			info.ACL = defaultACL(info.Owner)
+		}
+		if err := dst.PutACL(ctx, info.Bucket, info.Key, info.VersionID, info.Owner, info.ACL); err != nil {
+			return err
+		}
+		a.cfg.Metrics.objects.WithLabelValues("acl").Inc()
+	}
+	return nil
+}
+
+// writeObject writes the op's object (its body inline or read from the
+// chunks as they arrive) once zone-b's bucket versioning allows it.
+func (a *Applier) writeObject(ctx context.Context, op *v1.ObjectOp, info rgwobj.ObjectInfo, body *chunkReader) error {
+	dst := a.cfg.Objects
 	if info.VersionID == "" || info.VersionID == "null" {
 		if err := a.nullVersionWritable(ctx, op); err != nil {
 			return err
@@ -526,7 +411,10 @@ func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body *chunkR
 	} else if int64(len(op.GetBody())) != info.Size {
 		return fmt.Errorf("inline body of %d bytes for an object of %d", len(op.GetBody()), info.Size)
 	}
-	var etag string
+	var (
+		etag string
+		err  error
+	)
 	if len(info.PartSizes) > 0 {
 		etag, err = dst.PutMultipart(ctx, info, func(_ int, _ int64, size int64) (io.ReadCloser, error) {
 			return io.NopCloser(io.LimitReader(r, size)), nil
@@ -601,140 +489,4 @@ func defaultACL(owner string) []byte {
 	_ = xml.EscapeText(&b, []byte(owner))
 	b.WriteString(`</ID></Grantee><Permission>FULL_CONTROL</Permission></Grant></AccessControlList></AccessControlPolicy>`)
 	return []byte(b.String())
-}
-
-// errNullWouldDuplicate: a null version that waited nullVersionWait for
-// zone-b's bucket to show versioning suspended, while zone-b lists a null
-// entry of the key already: written into the enabled bucket it would be a
-// second "null" entry (FACTS.md section 20).
-var errNullWouldDuplicate = errors.New("zone-b's bucket has versioning enabled and lists a null entry of this key: " +
-	"the null version written while the source's bucket was suspended would be stored as a second one (FACTS.md section 20)")
-
-// nullVersionWait bounds how long a null version waits for zone-b's bucket
-// to stop being versioning-enabled (see nullVersionWritable).
-const nullVersionWait = 10 * time.Minute
-
-// nullVersionWritable: an object without a version id (a plain write, or
-// the null version of a bucket whose versioning is suspended) is not
-// written while zone-b's bucket still has versioning enabled — the source
-// logs such a write only when its bucket is not enabled, so zone-b's
-// metadata is behind — and a null version with an epoch (a write that
-// replaced a versioned key's null version) waits for zone-b to show the
-// bucket suspended. Still enabled there (its metadata behind), the
-// gateway stores a different kind of null version for good (HEAD answers
-// x-amz-version-id: null where the source answers none; an existing key
-// answers 404); never enabled there, the write makes an OLH no DELETE
-// removes (TestNullVersionWithEpochIsNotDeletable). Measured, FACTS.md section 9 (issue #11, hole 2). The op
-// fails (retried) until the bucket's new state is applied — data does not
-// overtake the metadata it depends on. If zone-b never shows it (the
-// source enabled versioning again before the bucket was synced), it is
-// written after nullVersionWait, with a warning.
-func (a *Applier) nullVersionWritable(ctx context.Context, op *v1.ObjectOp) error {
-	status, err := a.bucketVersioning(ctx, op.GetBucket())
-	if err != nil {
-		return fmt.Errorf("read zone-b's versioning of the bucket before writing a null version: %w", err)
-	}
-	switch {
-	case status == "Suspended":
-		return nil
-	case status == "" && op.GetVersionedEpoch() == 0:
-		return nil // an object of an unversioned bucket
-	}
-	if waitedForVersioning(op) {
-		// Written into an enabled bucket that lists a null entry of the
-		// key already, it would be a second "null" entry that no DELETE
-		// removes (FACTS.md section 20; make chaos seed 5, v/k00358):
-		// parked instead, kept and shown.
-		_, found, err := a.cfg.Objects.FindVersionInBucket(ctx, op.GetBucket(), op.GetKey(), "null")
-		if err != nil {
-			return fmt.Errorf("look for a null entry of the key on the destination before writing a null version into an enabled bucket: %w", err)
-		}
-		if found {
-			return errNullWouldDuplicate
-		}
-		a.log.Warn("null version written into a bucket whose versioning zone-b never showed suspended (waited long enough for the bucket's metadata)",
-			"bucket", op.GetBucket(), "object", op.GetKey(), "versioning", status, "waited", time.Since(op.GetTimestamp().AsTime()).Round(time.Second))
-		return nil
-	}
-	a.forgetVersioning(op.GetBucket())
-	return fmt.Errorf("bucket %s has versioning %q on zone-b, not Suspended yet (its metadata is behind): a null version written now would be stored as another kind (retried)", op.GetBucket(), status)
-}
-
-// versioningIs: zone-b's bucket has versioning want (read fresh when it
-// does not), or an error naming what waits for it (retried).
-func (a *Applier) versioningIs(ctx context.Context, bucket, want, what string) error {
-	status, err := a.bucketVersioning(ctx, bucket)
-	if err != nil {
-		return fmt.Errorf("read zone-b's versioning of the bucket before writing %s: %w", what, err)
-	}
-	if status != want {
-		a.forgetVersioning(bucket)
-		return fmt.Errorf("bucket %s has versioning %q on zone-b, not %s: %s waits (retried)", bucket, status, want, what)
-	}
-	return nil
-}
-
-// waitedForVersioning: the op was logged more than nullVersionWait ago,
-// long enough for its bucket's versioning state to have reached zone-b.
-func waitedForVersioning(op *v1.ObjectOp) bool {
-	ts := op.GetTimestamp()
-	return ts != nil && time.Since(ts.AsTime()) > nullVersionWait
-}
-
-// nullVersionRefused: the write of a null version with an epoch, past
-// nullVersionWait (zone-b's bucket never showed suspended), answered
-// NoSuchKey — what the gateway answers for a null version of a key with
-// versions while the bucket is enabled (FACTS.md section 9). Such an op is
-// parked (rgwlog.ParkedPrefix): held behind it, every later op of the key,
-// the current version included, stayed off zone-b for good (chaos,
-// CHAOS_EXTENDED, RELIABILITY.md finding 14).
-func nullVersionRefused(op *v1.ObjectOp, err error) bool {
-	if op.GetKind() != v1.ObjectOpKind_OBJECT_OP_KIND_PUT || op.GetVersionId() != "null" || op.GetVersionedEpoch() == 0 {
-		return false
-	}
-	if !waitedForVersioning(op) {
-		return false
-	}
-	var gerr *rgwobj.GatewayError
-	return errors.As(err, &gerr) && gerr.Code == "NoSuchKey"
-}
-
-// versioningTTL is how long zone-b's answer "never versioned" ("") for a
-// bucket is reused. Only that answer: a bucket leaves it only through an
-// Enabled that the source logs before any write that needs it. "Enabled"
-// and "Suspended" are read for every op that depends on them: a
-// "Suspended" kept for 2 s let a null version through after zone-b's
-// bucket was enabled again, stored as a kind no DELETE ?versionId=null
-// removes (FACTS.md section 15; make chaos seed 4, v/k00598).
-const versioningTTL = 2 * time.Second
-
-type versioningSeen struct {
-	status string
-	at     time.Time
-}
-
-func (a *Applier) bucketVersioning(ctx context.Context, bucket string) (string, error) {
-	a.verMu.Lock()
-	v, ok := a.versioning[bucket]
-	a.verMu.Unlock()
-	if ok && v.status == "" && time.Since(v.at) < versioningTTL {
-		return v.status, nil
-	}
-	status, err := a.cfg.Objects.BucketVersioning(ctx, bucket)
-	if err != nil {
-		return "", err
-	}
-	a.verMu.Lock()
-	if a.versioning == nil || len(a.versioning) > 10000 {
-		a.versioning = map[string]versioningSeen{}
-	}
-	a.versioning[bucket] = versioningSeen{status: status, at: time.Now()}
-	a.verMu.Unlock()
-	return status, nil
-}
-
-func (a *Applier) forgetVersioning(bucket string) {
-	a.verMu.Lock()
-	delete(a.versioning, bucket)
-	a.verMu.Unlock()
 }
