@@ -1,8 +1,8 @@
 package exporter
 
-// Retries and re-checks of a data shard: failed items kept with their
-// epochs, deletes checked once more after RecheckDelay, and the due ones
-// sent again.
+// Retries and re-checks: failed items kept with their epochs (data) or
+// keys (metadata), deletes and resharded instances checked once more after
+// RecheckDelay, and the due ones sent again.
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/backoff"
 	"github.com/rgwsync/rgwsync/internal/checkpoint"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
 )
@@ -151,4 +152,145 @@ func (dw *dataWorker) sendRetries(ctx context.Context, key string) error {
 		dw.bounds[key] = &nb
 		return []checkpoint.Entry{{Key: k, Bound: nb}}
 	})
+}
+
+// needsRecheck: an entry whose key is fetched once more after RecheckDelay.
+//
+// A delete: a metadata delete on the destination can be undone by the
+// gateway itself: with object writes to a bucket in flight, a deleted
+// bucket entrypoint is still served (HEAD bucket 200, GET metadata 200)
+// until deleted a second time (measured on 16.2.15, about one delete in ten
+// under 8 writers; chaos seed 1: a removed bucket still on zone-b).
+//
+// A bucket instance the source is resharding away: the source removes it
+// moments after its last logged write and logs no entry for the removal
+// (FACTS.md section 17), so a copy fetched in that moment would stay on
+// zone-b for good; fetched again, it is found gone and deleted.
+func needsRecheck(en *v1.MetadataEntry) bool {
+	if en.GetOp() == v1.MetadataOp_METADATA_OP_DELETE {
+		return true
+	}
+	if en.GetSection() != rgwlog.SectionBucketInstance {
+		return false
+	}
+	r, err := rgwlog.Resharding(en.GetBlob())
+	return err == nil && r
+}
+
+// addMetaRechecks schedules one re-check, RecheckDelay later, of every key
+// of the acked batch that needsRecheck (not the failed ones, not re-checks
+// themselves): it is fetched from the source again and applied as found.
+func (w *worker) addMetaRechecks(rs []checkpoint.Retry, sb *sentBatch, failed []*v1.RetryItem,
+	resent map[string]checkpoint.Retry, now time.Time) []checkpoint.Retry {
+	if w.e.cfg.RecheckDelay <= 0 {
+		return rs
+	}
+	skip := map[string]bool{}
+	for _, f := range failed {
+		skip[retryKey(f.GetSection(), f.GetName())] = true
+	}
+	for _, r := range rs {
+		skip[retryKey(r.Section, r.Name)] = true
+	}
+	for _, d := range sb.rechecks {
+		k := retryKey(d.section, d.name)
+		if skip[k] {
+			continue
+		}
+		if r, ok := resent[k]; ok && r.Error == recheckMark {
+			continue // the re-check itself: once is enough
+		}
+		skip[k] = true
+		rs = append(rs, checkpoint.Retry{Section: d.section, Name: d.name, Error: recheckMark, Timestamp: d.ts,
+			NextAttempt: now.Add(w.e.cfg.RecheckDelay)})
+	}
+	return rs
+}
+
+// failures counts the retries that are failures (not scheduled re-checks).
+func failures(rs []checkpoint.Retry) int {
+	n := 0
+	for _, r := range rs {
+		if r.Error != recheckMark {
+			n++
+		}
+	}
+	return n
+}
+
+// oldestUnapplied: the first entry of the oldest unacked batch, or the
+// oldest retry; zero when everything read has been applied.
+func oldestUnapplied(inflight []*sentBatch, retries []checkpoint.Retry) time.Time {
+	var t time.Time
+	for _, sb := range inflight {
+		if !sb.first.IsZero() && (t.IsZero() || sb.first.Before(t)) {
+			t = sb.first
+		}
+	}
+	for _, r := range retries {
+		if r.Error == recheckMark {
+			continue // applied already; only checked once more
+		}
+		if !r.Timestamp.IsZero() && (t.IsZero() || r.Timestamp.Before(t)) {
+			t = r.Timestamp
+		}
+	}
+	return t
+}
+
+// publish copies the worker's view into the shard's status.
+func (w *worker) publish() {
+	var behind uint64
+	more := false
+	for _, sb := range w.inflight {
+		behind += uint64(sb.entries)
+		more = sb.more
+	}
+	oldest := oldestUnapplied(w.inflight, w.bound.Retries)
+	w.stats.update(func(s *shardStats) {
+		s.behind, s.behindMore, s.oldest = behind, more, oldest
+		s.retries = failures(w.bound.Retries)
+		s.inflight = len(w.inflight)
+		s.bound = w.bound.Marker
+	})
+}
+
+// backoff is the wait before a failed item's next attempt (attempts ≥ 1).
+func (e *Exporter) backoff(attempts uint32) time.Duration {
+	return backoff.Delay(e.cfg.RetryMin, e.cfg.RetryMax, int(attempts)-1)
+}
+
+func retryKey(section, name string) string { return section + "\x00" + name }
+
+type keyRef struct {
+	section, name string
+	ts            time.Time
+	marker        string
+}
+
+func retryRefs(rs []checkpoint.Retry) []keyRef {
+	out := make([]keyRef, len(rs))
+	for i, r := range rs {
+		out[i] = keyRef{section: r.Section, name: r.Name, ts: r.Timestamp}
+	}
+	return out
+}
+
+func attemptsOf(rs []checkpoint.Retry, section, name string) uint32 {
+	for _, r := range rs {
+		if r.Section == section && r.Name == name {
+			return r.Attempts
+		}
+	}
+	return 0
+}
+
+func oldestRetry(rs []checkpoint.Retry) time.Time {
+	var t time.Time
+	for _, r := range rs {
+		if t.IsZero() || r.Timestamp.Before(t) {
+			t = r.Timestamp
+		}
+	}
+	return t
 }

@@ -5,20 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/rgwsync/rgwsync/internal/backoff"
 	"github.com/rgwsync/rgwsync/internal/wire"
 
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
-
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/checkpoint"
-	"github.com/rgwsync/rgwsync/internal/rgwadmin"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
 )
 
@@ -91,6 +84,20 @@ func (w *worker) run(ctx context.Context) error {
 	// what they held of the window goes back to the stream now.
 	defer w.credit.giveAll()
 
+	if u.Log == rgwlog.LogData {
+		return w.runData(ctx)
+	}
+	src, err := w.start(ctx)
+	if err != nil || src == nil {
+		return err
+	}
+	return w.loop(ctx, src)
+}
+
+// start readies a metadata shard: its source (an mdlog shard waits for the
+// metadata full sync first), its bound, its phase. A nil source: ctx ended.
+func (w *worker) start(ctx context.Context) (batchSource, error) {
+	u := w.sub.unit
 	var src batchSource
 	switch u.Log {
 	case rgwlog.LogMetadata:
@@ -98,25 +105,23 @@ func (w *worker) run(ctx context.Context) error {
 			w.setPhase(ctx, v1.ShardPhase_SHARD_PHASE_WAITING_FULL_SYNC, "waiting for the metadata full sync")
 			select {
 			case <-ctx.Done():
-				return nil
+				return nil, nil
 			case <-w.d.fullDoneCh():
 			}
 		}
 		src = &mdlogSource{e: w.e, shard: int(u.Shard)}
 	case rgwlog.LogMetadataFull:
 		src = &fullSource{e: w.e}
-	case rgwlog.LogData:
-		return w.runData(ctx)
 	default:
-		return fmt.Errorf("unsupported log type %v", u.Log)
+		return nil, fmt.Errorf("unsupported log type %v", u.Log)
 	}
 
 	b, ok, err := w.e.cfg.Store.Get(w.key)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !ok {
-		return fmt.Errorf("no bound for %s: destination not initialised", w.key)
+		return nil, fmt.Errorf("no bound for %s: destination not initialised", w.key)
 	}
 	w.bound = b
 	w.pos = b.Marker
@@ -130,6 +135,13 @@ func (w *worker) run(ctx context.Context) error {
 	}
 	w.setPhase(ctx, phase, "")
 
+	return src, nil
+}
+
+// loop is the shard's engine: it sends batches while the window has room,
+// turns acks into bounds, backs off when the source fails and polls with a
+// growing idle wait when there is nothing new.
+func (w *worker) loop(ctx context.Context, src batchSource) error {
 	idle := w.e.cfg.PollMin
 	var srcBackoff time.Duration
 	for {
@@ -452,355 +464,3 @@ func (w *worker) handleAck(ack *v1.Ack, src batchSource) error {
 	w.publish()
 	return nil
 }
-
-// needsRecheck: an entry whose key is fetched once more after RecheckDelay.
-//
-// A delete: a metadata delete on the destination can be undone by the
-// gateway itself: with object writes to a bucket in flight, a deleted
-// bucket entrypoint is still served (HEAD bucket 200, GET metadata 200)
-// until deleted a second time (measured on 16.2.15, about one delete in ten
-// under 8 writers; chaos seed 1: a removed bucket still on zone-b).
-//
-// A bucket instance the source is resharding away: the source removes it
-// moments after its last logged write and logs no entry for the removal
-// (FACTS.md section 17), so a copy fetched in that moment would stay on
-// zone-b for good; fetched again, it is found gone and deleted.
-func needsRecheck(en *v1.MetadataEntry) bool {
-	if en.GetOp() == v1.MetadataOp_METADATA_OP_DELETE {
-		return true
-	}
-	if en.GetSection() != rgwlog.SectionBucketInstance {
-		return false
-	}
-	r, err := rgwlog.Resharding(en.GetBlob())
-	return err == nil && r
-}
-
-// addMetaRechecks schedules one re-check, RecheckDelay later, of every key
-// of the acked batch that needsRecheck (not the failed ones, not re-checks
-// themselves): it is fetched from the source again and applied as found.
-func (w *worker) addMetaRechecks(rs []checkpoint.Retry, sb *sentBatch, failed []*v1.RetryItem,
-	resent map[string]checkpoint.Retry, now time.Time) []checkpoint.Retry {
-	if w.e.cfg.RecheckDelay <= 0 {
-		return rs
-	}
-	skip := map[string]bool{}
-	for _, f := range failed {
-		skip[retryKey(f.GetSection(), f.GetName())] = true
-	}
-	for _, r := range rs {
-		skip[retryKey(r.Section, r.Name)] = true
-	}
-	for _, d := range sb.rechecks {
-		k := retryKey(d.section, d.name)
-		if skip[k] {
-			continue
-		}
-		if r, ok := resent[k]; ok && r.Error == recheckMark {
-			continue // the re-check itself: once is enough
-		}
-		skip[k] = true
-		rs = append(rs, checkpoint.Retry{Section: d.section, Name: d.name, Error: recheckMark, Timestamp: d.ts,
-			NextAttempt: now.Add(w.e.cfg.RecheckDelay)})
-	}
-	return rs
-}
-
-// failures counts the retries that are failures (not scheduled re-checks).
-func failures(rs []checkpoint.Retry) int {
-	n := 0
-	for _, r := range rs {
-		if r.Error != recheckMark {
-			n++
-		}
-	}
-	return n
-}
-
-// oldestUnapplied: the first entry of the oldest unacked batch, or the
-// oldest retry; zero when everything read has been applied.
-func oldestUnapplied(inflight []*sentBatch, retries []checkpoint.Retry) time.Time {
-	var t time.Time
-	for _, sb := range inflight {
-		if !sb.first.IsZero() && (t.IsZero() || sb.first.Before(t)) {
-			t = sb.first
-		}
-	}
-	for _, r := range retries {
-		if r.Error == recheckMark {
-			continue // applied already; only checked once more
-		}
-		if !r.Timestamp.IsZero() && (t.IsZero() || r.Timestamp.Before(t)) {
-			t = r.Timestamp
-		}
-	}
-	return t
-}
-
-// publish copies the worker's view into the shard's status.
-func (w *worker) publish() {
-	var behind uint64
-	more := false
-	for _, sb := range w.inflight {
-		behind += uint64(sb.entries)
-		more = sb.more
-	}
-	oldest := oldestUnapplied(w.inflight, w.bound.Retries)
-	w.stats.update(func(s *shardStats) {
-		s.behind, s.behindMore, s.oldest = behind, more, oldest
-		s.retries = failures(w.bound.Retries)
-		s.inflight = len(w.inflight)
-		s.bound = w.bound.Marker
-	})
-}
-
-// backoff is the wait before a failed item's next attempt (attempts ≥ 1).
-func (e *Exporter) backoff(attempts uint32) time.Duration {
-	return backoff.Delay(e.cfg.RetryMin, e.cfg.RetryMax, int(attempts)-1)
-}
-
-func retryKey(section, name string) string { return section + "\x00" + name }
-
-type keyRef struct {
-	section, name string
-	ts            time.Time
-	marker        string
-}
-
-func retryRefs(rs []checkpoint.Retry) []keyRef {
-	out := make([]keyRef, len(rs))
-	for i, r := range rs {
-		out[i] = keyRef{section: r.Section, name: r.Name, ts: r.Timestamp}
-	}
-	return out
-}
-
-func attemptsOf(rs []checkpoint.Retry, section, name string) uint32 {
-	for _, r := range rs {
-		if r.Section == section && r.Name == name {
-			return r.Attempts
-		}
-	}
-	return 0
-}
-
-func oldestRetry(rs []checkpoint.Retry) time.Time {
-	var t time.Time
-	for _, r := range rs {
-		if t.IsZero() || r.Timestamp.Before(t) {
-			t = r.Timestamp
-		}
-	}
-	return t
-}
-
-// fetchAll fetches the current blob of each key from the source, in
-// parallel, keeping the order. A key the source no longer has becomes a
-// delete; a key that cannot be fetched is returned as failed (kept as a
-// retry once the batch is acked) so one bad key never stalls a shard.
-func (e *Exporter) fetchAll(ctx context.Context, refs []keyRef) ([]*v1.MetadataEntry, []*v1.RetryItem) {
-	entries := make([]*v1.MetadataEntry, len(refs))
-	errs := make([]error, len(refs))
-	sem := make(chan struct{}, e.cfg.FetchConcurrency)
-	var wg sync.WaitGroup
-	for i, r := range refs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			en := &v1.MetadataEntry{Marker: r.marker, Section: r.section, Name: r.name, Timestamp: timestamppb.New(r.ts)}
-			blob, err := e.cfg.Source.GetMetadata(ctx, r.section, r.name)
-			switch {
-			case errors.Is(err, rgwadmin.ErrNotFound):
-				en.Op = v1.MetadataOp_METADATA_OP_DELETE
-			case err != nil:
-				errs[i] = err
-				return
-			case r.section == rgwlog.SectionBucketInstance && bucketDeleted(blob):
-				// The source's own metadata says the bucket is removed
-				// (Tentacle keeps its instance with flags 64): deleted on
-				// the destination, never put (FACTS.md section 19).
-				en.Op = v1.MetadataOp_METADATA_OP_DELETE
-			default:
-				en.Op = v1.MetadataOp_METADATA_OP_PUT
-				en.Blob = blob
-				e.cfg.Metrics.bytesRead.Add(float64(len(blob)))
-			}
-			entries[i] = en
-		}()
-	}
-	wg.Wait()
-	var out []*v1.MetadataEntry
-	var failed []*v1.RetryItem
-	for i, en := range entries {
-		if errs[i] != nil {
-			if ctx.Err() == nil {
-				e.log.Warn("fetch metadata from source failed", "section", refs[i].section, "key", refs[i].name, "err", errs[i])
-			}
-			failed = append(failed, &v1.RetryItem{Section: refs[i].section, Name: refs[i].name,
-				Error: "source: " + errs[i].Error(), Timestamp: timestamppb.New(refs[i].ts)})
-			continue
-		}
-		out = append(out, en)
-	}
-	return out, failed
-}
-
-func bucketDeleted(instance []byte) bool {
-	del, err := rgwlog.BucketDeleted(instance)
-	return err == nil && del
-}
-
-// mdlogSource reads one mdlog shard.
-type mdlogSource struct {
-	e       *Exporter
-	shard   int
-	checked time.Time // last trim check
-}
-
-// idleTrimCheck: how often an idle shard checks that its bound's entry is
-// still in the source log.
-const idleTrimCheck = 5 * time.Second
-
-func (s *mdlogSource) finished(string) bool { return false }
-
-func (s *mdlogSource) next(ctx context.Context, pos string, max int) (*readBatch, error) {
-	page, err := s.e.cfg.Source.ListMDLog(ctx, s.e.period, s.shard, pos, max)
-	if err != nil {
-		return nil, fmt.Errorf("list mdlog shard %d after %q: %w", s.shard, pos, err)
-	}
-	// A page read from a trimmed bound looks like any other, so check that
-	// the bound's entry is still there before using a page, and now and
-	// then while idle (a log trimmed to empty reads as "nothing new").
-	if pos != "" && (len(page.Entries) > 0 || time.Since(s.checked) > idleTrimCheck) {
-		if err := s.checkNotTrimmed(ctx, pos); err != nil {
-			return nil, err
-		}
-		s.checked = time.Now()
-	}
-	if len(page.Entries) == 0 {
-		s.e.setHead(uint32(s.shard), pos) // nothing after pos: it is the head
-		return nil, nil
-	}
-	// De-duplicate (section, name) within the batch: the blob is fetched
-	// once, as it is now; each change is logged twice (write, complete).
-	last := map[string]int{}
-	for i, en := range page.Entries {
-		if s.e.wanted(en.Section, en.Name) {
-			last[retryKey(en.Section, en.Name)] = i
-		}
-	}
-	var refs []keyRef
-	for i, en := range page.Entries {
-		if s.e.wanted(en.Section, en.Name) && last[retryKey(en.Section, en.Name)] == i {
-			refs = append(refs, keyRef{section: en.Section, name: en.Name, ts: en.Timestamp, marker: en.ID})
-		}
-	}
-	entries, failed := s.e.fetchAll(ctx, refs)
-	lastEntry := page.Entries[len(page.Entries)-1]
-	head := ""
-	if !page.Truncated {
-		head = lastEntry.ID
-	}
-	return &readBatch{
-		head:      head,
-		entries:   entries,
-		through:   lastEntry.ID,
-		raw:       len(page.Entries),
-		first:     page.Entries[0].Timestamp,
-		more:      page.Truncated,
-		srcFailed: failed,
-	}, nil
-}
-
-// wanted: the section is replicated and the key passes the bucket filter.
-func (e *Exporter) wanted(section, key string) bool {
-	return e.sections[section] && e.cfg.Filter.Metadata(section, key)
-}
-
-// checkNotTrimmed: rgwsync never trims the entry at a bound (only up to
-// TrimSafe, the bound before it), so if the oldest entry left is after pos,
-// someone else trimmed entries that were never applied. The gateway gives
-// no other sign: a listing from a trimmed marker just returns what is left.
-func (s *mdlogSource) checkNotTrimmed(ctx context.Context, pos string) error {
-	first, err := s.e.cfg.Source.ListMDLog(ctx, s.e.period, s.shard, "", 1)
-	if err != nil {
-		return fmt.Errorf("read the oldest entry of mdlog shard %d: %w", s.shard, err)
-	}
-	oldest := ""
-	if len(first.Entries) > 0 {
-		oldest = first.Entries[0].ID
-	}
-	c, err := rgwlog.CompareMDLogMarkers(oldest, pos)
-	if err != nil {
-		s.e.log.Warn("cannot order mdlog markers; trim detection skipped", "shard", s.shard, "err", err)
-		return nil
-	}
-	if oldest == "" || c > 0 {
-		return &rgwlog.TrimmedError{Unit: rgwlog.Unit{Log: rgwlog.LogMetadata, Shard: uint32(s.shard)}, Bound: pos, Oldest: oldest}
-	}
-	return nil
-}
-
-// fullPos is the full sync's position: the section being listed and the
-// listing marker within it. Stored as "<section index>|<marker>".
-type fullPos struct {
-	section int
-	marker  string
-}
-
-func (p fullPos) String() string { return strconv.Itoa(p.section) + "|" + p.marker }
-
-func parseFullPos(s string) (fullPos, error) {
-	i, m, ok := strings.Cut(s, "|")
-	n, err := strconv.Atoi(i)
-	if !ok || err != nil || n < 0 {
-		return fullPos{}, fmt.Errorf("bad full sync position %q", s)
-	}
-	return fullPos{section: n, marker: m}, nil
-}
-
-// fullSource lists every key of every section, page by page.
-type fullSource struct{ e *Exporter }
-
-func (s *fullSource) finished(pos string) bool {
-	p, err := parseFullPos(pos)
-	return err == nil && p.section >= len(s.e.cfg.Sections)
-}
-
-func (s *fullSource) next(ctx context.Context, pos string, max int) (*readBatch, error) {
-	p, err := parseFullPos(pos)
-	if err != nil {
-		return nil, err
-	}
-	if p.section >= len(s.e.cfg.Sections) {
-		return nil, nil
-	}
-	section := s.e.cfg.Sections[p.section]
-	page, err := s.e.cfg.Source.ListMetadataKeys(ctx, section, p.marker, max)
-	if err != nil {
-		return nil, fmt.Errorf("list %s keys after %q: %w", section, p.marker, err)
-	}
-	now := time.Now().UTC()
-	refs := make([]keyRef, 0, len(page.Keys))
-	for _, k := range page.Keys {
-		if s.e.cfg.Filter.Metadata(section, k) {
-			refs = append(refs, keyRef{section: section, name: k, ts: now, marker: p.String()})
-		}
-	}
-	entries, failed := s.e.fetchAll(ctx, refs)
-	np := fullPos{section: p.section, marker: page.Marker}
-	if !page.Truncated || page.Marker == "" {
-		np = fullPos{section: p.section + 1}
-	}
-	return &readBatch{
-		entries:   entries,
-		through:   np.String(),
-		raw:       len(page.Keys),
-		first:     now,
-		more:      !s.finished(np.String()),
-		srcFailed: failed,
-	}, nil
-}
-
-var _ = proto.Size
