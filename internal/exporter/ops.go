@@ -88,22 +88,9 @@ func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string
 // (and its body, when small).
 func (e *Exporter) buildOp(ctx context.Context, r objRef, inlineBudget *atomic.Int64) (*v1.ObjectOp, error) {
 	if r.kind == v1.ObjectOpKind_OBJECT_OP_KIND_UNSPECIFIED && r.version != "" {
-		// A retry or re-check of one version: what it must be on the
-		// destination is what the source's index says now — a version
-		// with its epoch (written without it, the destination would give
-		// it a new one and could make it current over a later version), a
-		// delete marker (Stat cannot see those), or nothing.
-		le, found, err := e.cfg.Objects.FindVersion(ctx, r.bs.Key, r.key, r.version)
-		if err != nil {
+		var err error
+		if r, err = e.resolveVersion(ctx, r); err != nil {
 			return nil, err
-		}
-		switch {
-		case !found:
-			r.kind = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION
-		case le.DeleteMarker:
-			r.kind, r.epoch = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, le.VersionedEpoch
-		default:
-			r.kind, r.epoch = v1.ObjectOpKind_OBJECT_OP_KIND_PUT, le.VersionedEpoch
 		}
 	}
 	op := &v1.ObjectOp{Bucket: r.bs.S3Bucket(), Key: r.key, VersionId: r.version, Marker: r.marker}
@@ -116,12 +103,7 @@ func (e *Exporter) buildOp(ctx context.Context, r objRef, inlineBudget *atomic.I
 	switch r.kind {
 	case v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION:
 		op.Kind = r.kind
-		owner, err := e.bucketOwner(ctx, r.bs)
-		if err != nil {
-			return nil, err
-		}
-		op.Owner = owner
-		return op, nil
+		return e.withOwner(ctx, op, r)
 	}
 	// Small objects come whole with their attributes (one request instead
 	// of a Stat and a GET: the source gateway's CPU is what a catch-up of
@@ -140,33 +122,7 @@ func (e *Exporter) buildOp(ctx context.Context, r objRef, inlineBudget *atomic.I
 		return e.buildOp(ctx, r, inlineBudget)
 	}
 	if errors.Is(err, rgwobj.ErrNotFound) {
-		if r.kind == v1.ObjectOpKind_OBJECT_OP_KIND_PUT {
-			// The version is gone already (a later entry removes it) if
-			// the source's bucket index agrees; a 404 alone is no proof
-			// (a wrong address answers it too).
-			v := r.version
-			if v == "" {
-				v = "null"
-			}
-			_, found, ferr := e.cfg.Objects.FindVersion(ctx, r.bs.Key, r.key, v)
-			switch {
-			case ferr != nil:
-				return nil, fmt.Errorf("read %s/%s: %w (checking the source's bucket index: %v)", op.Bucket, r.key, err, ferr)
-			case found:
-				return nil, fmt.Errorf("read %s/%s: the source answered not found, but its bucket index lists the object: %w", op.Bucket, r.key, err)
-			}
-			return nil, nil
-		}
-		op.Kind = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE
-		if r.version != "" {
-			op.Kind = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION
-		}
-		owner, err := e.bucketOwner(ctx, r.bs)
-		if err != nil {
-			return nil, err
-		}
-		op.Owner = owner
-		return op, nil
+		return e.notFoundOp(ctx, op, r, err)
 	}
 	if err != nil {
 		return nil, err
@@ -215,6 +171,68 @@ func (e *Exporter) buildOp(ctx context.Context, r objRef, inlineBudget *atomic.I
 	op.Body = body
 	e.cfg.Metrics.objectBytesRead.Add(float64(len(body)))
 	return op, nil
+}
+
+// resolveVersion gives a retry or re-check of one version the kind the
+// source's bucket index says it has now.
+func (e *Exporter) resolveVersion(ctx context.Context, r objRef) (objRef, error) {
+	// A retry or re-check of one version: what it must be on the
+	// destination is what the source's index says now — a version
+	// with its epoch (written without it, the destination would give
+	// it a new one and could make it current over a later version), a
+	// delete marker (Stat cannot see those), or nothing.
+	le, found, err := e.cfg.Objects.FindVersion(ctx, r.bs.Key, r.key, r.version)
+	if err != nil {
+		return r, err
+	}
+	switch {
+	case !found:
+		r.kind = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION
+	case le.DeleteMarker:
+		r.kind, r.epoch = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, le.VersionedEpoch
+	default:
+		r.kind, r.epoch = v1.ObjectOpKind_OBJECT_OP_KIND_PUT, le.VersionedEpoch
+	}
+	return r, nil
+}
+
+// withOwner completes a delete op with its bucket's owner (the gateway
+// writes a delete on the owner's behalf).
+func (e *Exporter) withOwner(ctx context.Context, op *v1.ObjectOp, r objRef) (*v1.ObjectOp, error) {
+	owner, err := e.bucketOwner(ctx, r.bs)
+	if err != nil {
+		return nil, err
+	}
+	op.Owner = owner
+	return op, nil
+}
+
+// notFoundOp is the op of an object the source answered 404 for (err): a
+// delete, or nothing when a written version is gone already — and an error
+// when the source's bucket index does not agree that it is gone.
+func (e *Exporter) notFoundOp(ctx context.Context, op *v1.ObjectOp, r objRef, err error) (*v1.ObjectOp, error) {
+	if r.kind == v1.ObjectOpKind_OBJECT_OP_KIND_PUT {
+		// The version is gone already (a later entry removes it) if
+		// the source's bucket index agrees; a 404 alone is no proof
+		// (a wrong address answers it too).
+		v := r.version
+		if v == "" {
+			v = "null"
+		}
+		_, found, ferr := e.cfg.Objects.FindVersion(ctx, r.bs.Key, r.key, v)
+		switch {
+		case ferr != nil:
+			return nil, fmt.Errorf("read %s/%s: %w (checking the source's bucket index: %v)", op.Bucket, r.key, err, ferr)
+		case found:
+			return nil, fmt.Errorf("read %s/%s: the source answered not found, but its bucket index lists the object: %w", op.Bucket, r.key, err)
+		}
+		return nil, nil
+	}
+	op.Kind = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE
+	if r.version != "" {
+		op.Kind = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION
+	}
+	return e.withOwner(ctx, op, r)
 }
 
 // statReadAhead is how much of a body buildOp reads with the attributes:
