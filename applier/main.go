@@ -6,9 +6,9 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -17,7 +17,6 @@ import (
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -46,31 +45,21 @@ func run(args []string) error {
 	if len(args) > 0 && args[0] == "status" {
 		return statuscli.Main(args[1:], "127.0.0.1:7444", os.Stdout)
 	}
-	fs := flag.NewFlagSet("rgwsync-applier", flag.ContinueOnError)
-	path := fs.String("config", "", "YAML configuration file")
-	listen := fs.String("listen", "", "status gRPC listen address (overrides listen)")
-	metrics := fs.String("metrics-listen", "", "Prometheus /metrics listen address (overrides metrics_listen)")
-	exporterAddr := fs.String("exporter", "", "exporter host:port (overrides exporter)")
-	id := fs.String("id", "", "applier id, unique per process (overrides id)")
-	level := fs.String("log-level", "", "debug, info, warn or error (overrides log_level)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := config.LoadApplier(*path)
+	cl := config.NewCommandLine[config.Applier]("rgwsync-applier")
+	cl.Override("listen", "listen", "status gRPC listen address", func(c *config.Applier) *string { return &c.Listen })
+	cl.Override("metrics-listen", "metrics_listen", "Prometheus /metrics listen address", func(c *config.Applier) *string { return &c.MetricsListen })
+	cl.Override("exporter", "exporter", "exporter host:port", func(c *config.Applier) *string { return &c.Exporter })
+	cl.Override("id", "id", "applier id, unique per process", func(c *config.Applier) *string { return &c.ID })
+	cl.Override("log-level", "log_level", "debug, info, warn or error", func(c *config.Applier) *string { return &c.LogLevel })
+	cfg, err := cl.Load(args, config.LoadApplier)
 	if err != nil {
 		return err
 	}
-	override(&cfg.Listen, *listen)
-	override(&cfg.MetricsListen, *metrics)
-	override(&cfg.Exporter, *exporterAddr)
-	override(&cfg.ID, *id)
-	override(&cfg.LogLevel, *level)
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	if cfg.ID == "" {
-		host, _ := os.Hostname()
-		cfg.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
+		cfg.ID = config.DefaultID()
 	}
 	log := rpcserver.NewLogger(cfg.LogLevel, "applier").With("applier", cfg.ID)
 
@@ -82,35 +71,10 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("destination: %w", err)
 	}
-	// A signed read proves the endpoint and the keys before anything starts,
-	// and names the destination zone (the leases' tag).
-	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	// A gateway answering 5xx or garbage for a while delays the start
-	// (logged); wrong keys or an unknown endpoint stop it at once.
-	zoneID, zoneName := cfg.Destination.ZoneID, cfg.Destination.Name
-	err = rgwadmin.RetryTransient(startCtx, log, "read the destination", func(ctx context.Context) error {
-		if cfg.Destination.ZoneID != "" {
-			_, err := dst.ListMetadataKeys(ctx, "user", "", 1)
-			return err
-		}
-		var err error
-		zoneID, zoneName, err = dst.ZoneID(ctx, cfg.Destination.Endpoint)
-		return err
-	})
-	if errors.Is(err, rgwadmin.ErrUnknownEndpoint) {
-		err = fmt.Errorf("%w (behind a load balancer or proxy? set destination.zone_id)", err)
-	}
-	cancel()
+	zoneID, err := destinationZone(ctx, cfg, dst, log)
 	if err != nil {
-		return fmt.Errorf("destination %s: %w", cfg.Destination.Endpoint, err)
+		return err
 	}
-	if cfg.Destination.Name == "" {
-		cfg.Destination.Name = zoneName
-	}
-	if cfg.Destination.Name == "" {
-		return errors.New("destination.name: required when destination.zone_id is set")
-	}
-	log.Info("destination zone", "zone", zoneName, "zone_id", zoneID, "destination", cfg.Destination.Name)
 
 	creds, err := tlsconfig.ClientCreds(cfg.TLS, cfg.Exporter, log)
 	if err != nil {
@@ -124,19 +88,12 @@ func run(args []string) error {
 			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 		}
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := rpcserver.NewRegistry()
 	clientMetrics := grpcprom.NewClientMetrics()
 	reg.MustRegister(clientMetrics)
-	conn, err := grpc.NewClient(cfg.Exporter,
-		grpc.WithChainUnaryInterceptor(clientMetrics.UnaryClientInterceptor()),
-		grpc.WithChainStreamInterceptor(clientMetrics.StreamClientInterceptor()),
-		grpc.WithTransportCredentials(creds),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)),
-	)
+	conn, err := dialExporter(cfg.Exporter, creds, clientMetrics)
 	if err != nil {
-		return fmt.Errorf("exporter %s: %w", cfg.Exporter, err)
+		return err
 	}
 	defer conn.Close()
 
@@ -169,21 +126,9 @@ func run(args []string) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return app.Run(gctx) })
 	if cfg.Listen != "" {
-		srv := rpcserver.New(rpcserver.Options{Logger: log, Creds: screds, Auth: tlsconfig.Authorizer(cfg.TLS), Registerer: reg})
-		v1.RegisterStatusServiceServer(srv.GRPC, app)
-		srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-		srv.Health.SetServingStatus(v1.StatusService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-		lis, err := net.Listen("tcp", cfg.Listen)
-		if err != nil {
-			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		if err := serveStatus(gctx, g, cfg, screds, reg, app, log); err != nil {
+			return err
 		}
-		log.Info("applier status listening", "addr", lis.Addr().String(), "exporter", cfg.Exporter)
-		g.Go(func() error { return srv.Serve(lis) })
-		g.Go(func() error {
-			<-gctx.Done()
-			srv.Stop(5 * time.Second)
-			return nil
-		})
 	}
 	if cfg.MetricsListen != "" {
 		g.Go(func() error { return rpcserver.ServeMetrics(gctx, cfg.MetricsListen, reg, log) })
@@ -203,8 +148,74 @@ func auditWriter(f *os.File) io.Writer {
 	return f
 }
 
-func override(dst *string, v string) {
-	if v != "" {
-		*dst = v
+// destinationZone proves the destination's endpoint and keys with a signed
+// read before anything starts, and names the destination zone (the
+// leases' tag): its id, and cfg.Destination.Name when the file names none.
+func destinationZone(ctx context.Context, cfg *config.Applier, dst *rgwadmin.Client, log *slog.Logger) (string, error) {
+	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	// A gateway answering 5xx or garbage for a while delays the start
+	// (logged); wrong keys or an unknown endpoint stop it at once.
+	zoneID, zoneName := cfg.Destination.ZoneID, cfg.Destination.Name
+	err := rgwadmin.RetryTransient(startCtx, log, "read the destination", func(ctx context.Context) error {
+		if cfg.Destination.ZoneID != "" {
+			_, err := dst.ListMetadataKeys(ctx, "user", "", 1)
+			return err
+		}
+		var err error
+		zoneID, zoneName, err = dst.ZoneID(ctx, cfg.Destination.Endpoint)
+		return err
+	})
+	if errors.Is(err, rgwadmin.ErrUnknownEndpoint) {
+		err = fmt.Errorf("%w (behind a load balancer or proxy? set destination.zone_id)", err)
 	}
+	if err != nil {
+		return "", fmt.Errorf("destination %s: %w", cfg.Destination.Endpoint, err)
+	}
+	if cfg.Destination.Name == "" {
+		cfg.Destination.Name = zoneName
+	}
+	if cfg.Destination.Name == "" {
+		return "", errors.New("destination.name: required when destination.zone_id is set")
+	}
+	log.Info("destination zone", "zone", zoneName, "zone_id", zoneID, "destination", cfg.Destination.Name)
+	return zoneID, nil
+}
+
+// dialExporter opens the mTLS link to the exporter (the connection is made
+// lazily, and again after every failure).
+func dialExporter(addr string, creds credentials.TransportCredentials, m *grpcprom.ClientMetrics) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(addr,
+		grpc.WithChainUnaryInterceptor(m.UnaryClientInterceptor()),
+		grpc.WithChainStreamInterceptor(m.StreamClientInterceptor()),
+		grpc.WithTransportCredentials(creds),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 20 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("exporter %s: %w", addr, err)
+	}
+	return conn, nil
+}
+
+// serveStatus serves the applier's status service (health, reflection,
+// StatusService) on cfg.Listen until ctx ends.
+func serveStatus(ctx context.Context, g *errgroup.Group, cfg *config.Applier, creds credentials.TransportCredentials,
+	reg *prometheus.Registry, app *applier.Applier, log *slog.Logger) error {
+	srv := rpcserver.New(rpcserver.Options{Logger: log, Creds: creds, Auth: tlsconfig.Authorizer(cfg.TLS), Registerer: reg})
+	v1.RegisterStatusServiceServer(srv.GRPC, app)
+	srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	srv.Health.SetServingStatus(v1.StatusService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	log.Info("applier status listening", "addr", lis.Addr().String(), "exporter", cfg.Exporter)
+	g.Go(func() error { return srv.Serve(lis) })
+	g.Go(func() error {
+		<-ctx.Done()
+		srv.Stop(5 * time.Second)
+		return nil
+	})
+	return nil
 }

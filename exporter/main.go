@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -13,8 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -41,30 +38,21 @@ func run(args []string) error {
 	if len(args) > 0 && args[0] == "status" {
 		return statuscli.Main(args[1:], "127.0.0.1:7443", os.Stdout)
 	}
-	fs := flag.NewFlagSet("rgwsync-exporter", flag.ContinueOnError)
-	path := fs.String("config", "", "YAML configuration file")
-	listen := fs.String("listen", "", "gRPC listen address (overrides listen)")
-	metrics := fs.String("metrics-listen", "", "Prometheus /metrics listen address (overrides metrics_listen)")
-	bounds := fs.String("bounds", "", "bounds file (overrides bounds_path)")
-	level := fs.String("log-level", "", "debug, info, warn or error (overrides log_level)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := config.LoadExporter(*path)
+	cl := config.NewCommandLine[config.Exporter]("rgwsync-exporter")
+	cl.Override("listen", "listen", "gRPC listen address", func(c *config.Exporter) *string { return &c.Listen })
+	cl.Override("metrics-listen", "metrics_listen", "Prometheus /metrics listen address", func(c *config.Exporter) *string { return &c.MetricsListen })
+	cl.Override("bounds", "bounds_path", "bounds file", func(c *config.Exporter) *string { return &c.BoundsPath })
+	cl.Override("log-level", "log_level", "debug, info, warn or error", func(c *config.Exporter) *string { return &c.LogLevel })
+	cfg, err := cl.Load(args, config.LoadExporter)
 	if err != nil {
 		return err
 	}
-	override(&cfg.Listen, *listen)
-	override(&cfg.MetricsListen, *metrics)
-	override(&cfg.BoundsPath, *bounds)
-	override(&cfg.LogLevel, *level)
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	log := rpcserver.NewLogger(cfg.LogLevel, "exporter")
 	if cfg.ID == "" {
-		host, _ := os.Hostname()
-		cfg.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
+		cfg.ID = config.DefaultID()
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -85,8 +73,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := rpcserver.NewRegistry()
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	var data exporter.DataSource
 	var objects exporter.ObjectSource
@@ -158,10 +145,4 @@ func run(args []string) error {
 		return err
 	}
 	return nil
-}
-
-func override(dst *string, v string) {
-	if v != "" {
-		*dst = v
-	}
 }
