@@ -30,6 +30,9 @@ type ObjectDest interface {
 	// FindVersionInBucket reads one version's listing entry (delete
 	// markers included, which Stat cannot see).
 	FindVersionInBucket(ctx context.Context, bucket, key, versionID string) (rgwobj.ListEntry, bool, error)
+	// LatestInBucket reads the key's current entry (a version or a
+	// delete marker).
+	LatestInBucket(ctx context.Context, bucket, key string) (rgwobj.ListEntry, bool, error)
 	PutACL(ctx context.Context, bucket, key, versionID, owner string, acl []byte) error
 	// BucketVersioning is the bucket's versioning status ("Enabled",
 	// "Suspended", "").
@@ -216,6 +219,11 @@ func (a *Applier) applyOne(ctx context.Context, u rgwlog.Unit, op *v1.ObjectOp, 
 			return nil, ctx.Err() // cut by another lane's end, not a failure of its own
 		}
 		a.cfg.Metrics.errors.WithLabelValues("object").Inc()
+		if errors.Is(err, errMarkerOverMarker) {
+			a.log.Error("delete marker declined by zone-b over its current delete marker; kept for retry, later ops of the key go on",
+				"shard", u.String(), "bucket", op.GetBucket(), "object", op.GetKey(), "version", op.GetVersionId(), "err", err)
+			return item(rgwlog.ParkedPrefix + err.Error()), nil
+		}
 		if errors.Is(err, errNullWouldDuplicate) {
 			a.log.Error("null version not written: zone-b's bucket never showed versioning suspended and lists a null entry of the key already; kept for retry, later ops of the key go on",
 				"shard", u.String(), "bucket", op.GetBucket(), "object", op.GetKey(), "epoch", op.GetVersionedEpoch())
@@ -302,11 +310,36 @@ func (a *Applier) applyDeleteMarker(ctx context.Context, op *v1.ObjectOp) error 
 			return fmt.Errorf("bucket %s is not versioned on zone-b yet (its metadata is behind): the null delete marker waits (retried)", op.GetBucket())
 		}
 	}
-	if err := dst.PutDeleteMarker(ctx, op.GetBucket(), op.GetKey(), op.GetOwner(), op.GetVersionId(), op.GetVersionedEpoch()); err != nil {
+	err = dst.PutDeleteMarker(ctx, op.GetBucket(), op.GetKey(), op.GetOwner(), op.GetVersionId(), op.GetVersionedEpoch())
+	if errors.Is(err, rgwobj.ErrMarkerDeclined) {
+		return a.markerDeclined(ctx, op, err)
+	}
+	if err != nil {
 		return err
 	}
 	a.cfg.Metrics.objects.WithLabelValues("delete_marker").Inc()
 	return nil
+}
+
+// errMarkerOverMarker: zone-b's gateway declined a delete marker because
+// the key's current entry there is a delete marker and the new one
+// replaces no null version (FACTS.md section 22). Retried, it would be
+// declined again while holding every later op of the key.
+var errMarkerOverMarker = errors.New("zone-b's gateway lays no delete marker over a key whose current entry is a delete marker " +
+	"unless it replaces a null version (FACTS.md section 22): this non-current delete marker of the source stays missing on zone-b; " +
+	"the key reads as deleted on both")
+
+// markerDeclined says why the gateway declined a delete marker (err): over
+// a delete marker, errMarkerOverMarker (parked); else err, retried.
+func (a *Applier) markerDeclined(ctx context.Context, op *v1.ObjectOp, err error) error {
+	cur, found, lerr := a.cfg.Objects.LatestInBucket(ctx, op.GetBucket(), op.GetKey())
+	switch {
+	case lerr != nil:
+		return fmt.Errorf("%w; and reading zone-b's current entry of the key: %v", err, lerr)
+	case found && cur.DeleteMarker:
+		return fmt.Errorf("%w (zone-b's current entry is delete marker %q, epoch %d)", errMarkerOverMarker, cur.VersionID, cur.VersionedEpoch)
+	}
+	return fmt.Errorf("%w, and zone-b's current entry of the key is not a delete marker (%+v): cause unknown, retried", err, cur)
 }
 
 // applyPut writes an object or a version, unless zone-b has it as the op

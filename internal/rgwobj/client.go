@@ -50,6 +50,12 @@ type Config struct {
 // (NoSuchKey, NoSuchVersion, NoSuchBucket). Test with errors.Is.
 var ErrNotFound = errors.New("rgwobj: not found")
 
+// ErrMarkerDeclined: the gateway answered a delete marker's DELETE with its
+// version id but without x-amz-delete-marker and stored nothing. It does so
+// when the key's current entry is a delete marker and the marker replaces
+// no null version (FACTS.md section 22).
+var ErrMarkerDeclined = errors.New("the gateway declined to lay the delete marker")
+
 // GatewayError is a non-2xx answer of the gateway.
 type GatewayError struct {
 	Op        string // "put pb1/obj"

@@ -288,7 +288,11 @@ func (c *Client) PutDeleteMarker(ctx context.Context, bucket, key, owner, marker
 	if err != nil {
 		return err
 	}
-	if got := resp.Header.Get("X-Amz-Version-Id"); got != markerVersionID || resp.Header.Get("X-Amz-Delete-Marker") != "true" {
+	got, dm := resp.Header.Get("X-Amz-Version-Id"), resp.Header.Get("X-Amz-Delete-Marker")
+	if got == markerVersionID && dm == "" {
+		return fmt.Errorf("%s: %w (answered with its version id and no x-amz-delete-marker)", op, ErrMarkerDeclined)
+	}
+	if got != markerVersionID || dm != "true" {
 		return fmt.Errorf("%s: the gateway made version %q (delete marker %q): is the bucket versioned?",
 			op, got, resp.Header.Get("X-Amz-Delete-Marker"))
 	}

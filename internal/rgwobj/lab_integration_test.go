@@ -972,3 +972,29 @@ func TestNullVersionAttrsInPlace(t *testing.T) {
 		})
 	}
 }
+
+// TestDeleteMarkerOverDeleteMarker: the gateway lays a delete marker over a
+// key whose current entry is a delete marker only when it replaces a null
+// version (FACTS.md section 22): in either order, the second of two markers
+// on a key without versions is declined — 204, our version id, no
+// x-amz-delete-marker, nothing stored (make chaos seed 5, v/k02081). Its
+// own S3 DELETE behaves the same. PutDeleteMarker says so with
+// ErrMarkerDeclined (it failed before with "is the bucket versioned?").
+func TestDeleteMarkerOverDeleteMarker(t *testing.T) {
+	e := newEnv(t)
+	const named = "9yZADrZa6AQ65qBNn0qb43r5-feu1Qb"
+	for _, order := range [][2]string{{"null", named}, {named, "null"}} {
+		bucket := labtest.RandomName("dd")
+		e.bucket(bucket, true)
+		epochs := map[string]uint64{"null": 3, named: 2}
+		require.NoError(t, e.b.PutDeleteMarker(e.ctx, bucket, "k", e.uid, order[0], epochs[order[0]]))
+		err := e.b.PutDeleteMarker(e.ctx, bucket, "k", e.uid, order[1], epochs[order[1]])
+		require.ErrorIs(t, err, ErrMarkerDeclined, "%s over %s", order[1], order[0])
+		_, found, ferr := e.b.FindVersionInBucket(e.ctx, bucket, "k", order[1])
+		require.NoError(t, ferr)
+		require.False(t, found, "the declined marker %s is not stored", order[1])
+		cur, found, ferr := e.b.LatestInBucket(e.ctx, bucket, "k")
+		require.NoError(t, ferr)
+		require.True(t, found && cur.DeleteMarker && cur.VersionID == order[0], "the first marker stays current: %+v", cur)
+	}
+}

@@ -356,7 +356,22 @@ func (c *Client) FindVersionInBucket(ctx context.Context, bucket, key, versionID
 	return c.findVersion(ctx, fmt.Sprintf("find version %q of %s/%s", versionID, bucket, key), bucket, "", key, versionID)
 }
 
+// LatestInBucket reads the listing entry of key's current version or
+// delete marker (found false: the bucket lists no version of key).
+func (c *Client) LatestInBucket(ctx context.Context, bucket, key string) (en ListEntry, found bool, err error) {
+	if bucket == "" {
+		return ListEntry{}, false, fmt.Errorf("find the current version of %q: no bucket", key)
+	}
+	return c.findEntry(ctx, fmt.Sprintf("find the current version of %s/%s", bucket, key), bucket, "", key,
+		func(en ListEntry) bool { return en.IsLatest })
+}
+
 func (c *Client) findVersion(ctx context.Context, op, bucket, bucketShard, key, versionID string) (en ListEntry, found bool, err error) {
+	return c.findEntry(ctx, op, bucket, bucketShard, key, func(en ListEntry) bool { return en.VersionID == versionID })
+}
+
+// findEntry is the first listing entry of key that match accepts.
+func (c *Client) findEntry(ctx context.Context, op, bucket, bucketShard, key string, match func(ListEntry) bool) (en ListEntry, found bool, err error) {
 	km, vm := "", ""
 	for {
 		page, err := c.listShard(ctx, op, bucket, bucketShard, key, km, vm, 100)
@@ -368,7 +383,7 @@ func (c *Client) findVersion(ctx context.Context, op, bucket, bucketShard, key, 
 				// The versions of key come first; then keys it prefixes.
 				return ListEntry{}, false, nil
 			}
-			if en.VersionID == versionID {
+			if match(en) {
 				return en, true, nil
 			}
 		}
