@@ -28,7 +28,9 @@ var authCodes = map[string]bool{
 	"AccessDenied":          true,
 }
 
-// GatewayError is a non-2xx answer of the gateway.
+// GatewayError is a non-2xx answer of the gateway, on the admin API (this
+// package) or the S3 API (rgwobj, which sets NotFound): the one error type
+// of both clients.
 type GatewayError struct {
 	Op        string // "list mdlog shard 3"
 	Method    string
@@ -39,28 +41,34 @@ type GatewayError struct {
 	RequestID string // "tx00000…-zone-a", to find the request in the gateway's log
 	Message   string
 	Attempts  int // how many times the request was sent (>1 after retried 5xx)
+	// NotFound is the sentinel a 404 matches (errors.Is); nil means this
+	// package's ErrNotFound. A 404 of the S3 API (rgwobj.ErrNotFound) is
+	// kept apart from one of the admin API: neither is proof that
+	// something is gone, and a caller that reads "metadata key gone" from
+	// ErrNotFound must never be handed an object's 404.
+	NotFound error
 }
 
-func newGatewayError(r request, resp *response, attempts int) *GatewayError {
-	e := &GatewayError{
-		Op:        r.op,
-		Method:    r.method,
-		Path:      r.path,
-		Query:     r.query.Encode(),
-		Status:    resp.status,
-		RequestID: resp.header.Get("X-Amz-Request-Id"),
-		Attempts:  attempts,
-	}
-	code, msg, reqID := parseErrorBody(resp.body)
+// NewGatewayError is the error of a non-2xx answer whose body is body
+// (the gateway's JSON or XML error document, or anything else). notFound
+// is the sentinel a 404 matches (nil: ErrNotFound).
+func NewGatewayError(op, method, path, query string, status int, requestID string, body []byte, attempts int, notFound error) *GatewayError {
+	e := &GatewayError{Op: op, Method: method, Path: path, Query: query, Status: status, RequestID: requestID,
+		Attempts: attempts, NotFound: notFound}
+	code, msg, reqID := parseErrorBody(body)
 	e.Code, e.Message = code, msg
 	if e.RequestID == "" {
 		e.RequestID = reqID
 	}
-	if e.Code == "" && e.Message == "" && len(resp.body) > 0 && !json.Valid(resp.body) {
+	if e.Code == "" && e.Message == "" && len(body) > 0 && !json.Valid(body) {
 		// Not an RGW error document (a proxy's page?): show its start.
-		e.Message = snippet(resp.body, 200)
+		e.Message = snippet(body, 200)
 	}
 	return e
+}
+
+func newGatewayError(r request, resp *response, attempts int) *GatewayError {
+	return NewGatewayError(r.op, r.method, r.path, r.query.Encode(), resp.status, resp.header.Get("X-Amz-Request-Id"), resp.body, attempts, nil)
 }
 
 // parseErrorBody reads RGW's error document: JSON on the admin API
@@ -114,8 +122,11 @@ func (e *GatewayError) isAuth() bool { return e.Status == 403 && authCodes[e.Cod
 // Is makes errors.Is(err, ErrNotFound / ErrLocked / ErrAuth) work.
 func (e *GatewayError) Is(target error) bool {
 	switch target {
-	case ErrNotFound:
-		return e.Status == 404
+	case e.NotFound, ErrNotFound:
+		if e.Status != 404 {
+			return false
+		}
+		return target == e.NotFound || e.NotFound == nil
 	case ErrLocked:
 		return e.Status == 423
 	case ErrAuth:

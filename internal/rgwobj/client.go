@@ -56,36 +56,9 @@ var ErrNotFound = errors.New("rgwobj: not found")
 // no null version (FACTS.md section 22).
 var ErrMarkerDeclined = errors.New("the gateway declined to lay the delete marker")
 
-// GatewayError is a non-2xx answer of the gateway.
-type GatewayError struct {
-	Op        string // "put pb1/obj"
-	Method    string
-	Path      string // the escaped path sent
-	Status    int
-	Code      string // "NoSuchKey", "SignatureDoesNotMatch", …
-	Message   string
-	RequestID string
-}
-
-func (e *GatewayError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %s %s: status %d", e.Op, e.Method, e.Path, e.Status)
-	if e.Code != "" {
-		b.WriteString(" " + e.Code)
-	}
-	if e.Message != "" {
-		fmt.Fprintf(&b, " %q", e.Message)
-	}
-	if e.RequestID != "" {
-		b.WriteString(" (request id " + e.RequestID + ")")
-	}
-	return b.String()
-}
-
-// Is makes errors.Is(err, ErrNotFound) work.
-func (e *GatewayError) Is(target error) bool {
-	return target == ErrNotFound && e.Status == http.StatusNotFound
-}
+// GatewayError is a non-2xx answer of the gateway: the admin API's type,
+// its 404 matching ErrNotFound (this package's), not rgwadmin.ErrNotFound.
+type GatewayError = rgwadmin.GatewayError
 
 // Client talks to one gateway. It is safe for concurrent use.
 type Client struct {
@@ -293,10 +266,7 @@ func (b *cancelOnClose) Close() error {
 }
 
 func gatewayError(r call, path string, resp *http.Response, body []byte) *GatewayError {
-	e := &GatewayError{Op: r.op, Method: r.method, Path: path, Status: resp.StatusCode,
-		RequestID: resp.Header.Get("X-Amz-Request-Id")}
-	e.Code, e.Message = parseError(body)
-	return e
+	return rgwadmin.NewGatewayError(r.op, r.method, path, "", resp.StatusCode, resp.Header.Get("X-Amz-Request-Id"), body, 1, ErrNotFound)
 }
 
 // objectPath is the request path, escaped once: every byte but the

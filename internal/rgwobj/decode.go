@@ -2,7 +2,6 @@ package rgwobj
 
 import (
 	"encoding/binary"
-	"encoding/xml"
 	"errors"
 	"fmt"
 )
@@ -214,16 +213,4 @@ func aclSummary(b []byte) (owner string, isDefault bool, err error) {
 		return owner, false, fmt.Errorf("acl grants: %w", err)
 	}
 	return owner, gtype == 0 && gid == owner && id == owner && perm == 0xf, nil
-}
-
-// parseError reads the S3 error document.
-func parseError(b []byte) (code, msg string) {
-	var x struct {
-		Code    string `xml:"Code"`
-		Message string `xml:"Message"`
-	}
-	if xml.Unmarshal(b, &x) == nil {
-		return x.Code, x.Message
-	}
-	return "", ""
 }

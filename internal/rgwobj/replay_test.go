@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rgwsync/rgwsync/internal/rgwadmin"
 	"github.com/stretchr/testify/require"
 )
 
@@ -360,4 +361,23 @@ func TestShardBucketOfTenant(t *testing.T) {
 		_, _, err := shardBucket("list", bad)
 		require.Error(t, err, bad)
 	}
+}
+
+// One error type for both gateway clients, two 404s: an object's 404 is
+// rgwobj.ErrNotFound and never rgwadmin.ErrNotFound (which callers of the
+// metadata API read as "that key is gone"), and the other way round.
+func TestGatewayErrorKeepsTheTwoNotFoundsApart(t *testing.T) {
+	s3 := rgwadmin.NewGatewayError("stat b/k", "GET", "/b/k", "", 404, "tx1", []byte("<Error><Code>NoSuchKey</Code></Error>"), 1, ErrNotFound)
+	require.ErrorIs(t, s3, ErrNotFound)
+	require.NotErrorIs(t, s3, rgwadmin.ErrNotFound)
+	require.Equal(t, "NoSuchKey", s3.Code)
+	admin := rgwadmin.NewGatewayError("get metadata", "GET", "/admin/metadata/user", "key=u", 404, "", []byte(`{"Code":"NoSuchKey"}`), 1, nil)
+	require.ErrorIs(t, admin, rgwadmin.ErrNotFound)
+	require.NotErrorIs(t, admin, ErrNotFound)
+	var ge *GatewayError
+	require.ErrorAs(t, fmt.Errorf("wrapped: %w", s3), &ge)
+	auth := rgwadmin.NewGatewayError("put b/k", "PUT", "/b/k", "", 403, "", []byte("<Error><Code>SignatureDoesNotMatch</Code></Error>"), 1, ErrNotFound)
+	require.ErrorIs(t, auth, rgwadmin.ErrAuth, "a wrong key is named the same way on both APIs")
+	page := rgwadmin.NewGatewayError("put b/k", "PUT", "/b/k", "", 502, "", []byte("<html><body>Bad Gateway</body></html>"), 1, ErrNotFound)
+	require.Contains(t, page.Error(), "Bad Gateway", "a proxy's page is shown")
 }
