@@ -203,3 +203,96 @@ func opsFromBILog(bs rgwlog.BucketShard, entries []rgwadmin.BILogEntry) []objRef
 	}
 	return out
 }
+
+// checkBILogTrim tells whether a bilog read after pos found entries
+// trimmed unread (then the shard is back in full sync: bilogTrimmed).
+// index_ver numbers a shard's entries one by one (the number in the op
+// id), and max_marker outlives a trim (FACTS.md section 8): a first entry
+// past the read position's next one, or an empty listing while max_marker
+// is past the position (listed again first, to rule out a write in
+// between), means entries were trimmed (issue #11, hole 7). An empty
+// position is the start of a log that had no entry when the shard was
+// listed: any entry since is after it, but its first number is not known
+// (a reshard's new shards start at 2: FACTS.md section 10). It returns the
+// entries to go on with (listed again when the first listing was empty).
+func (dw *dataWorker) checkBILogTrim(ctx context.Context, key, pos string, entries []rgwadmin.BILogEntry) ([]rgwadmin.BILogEntry, bool, error) {
+	n, numbered := bilogIndexVer(pos)
+	fromStart := pos == ""
+	if len(entries) == 0 && (numbered || fromStart) {
+		info, err := dw.e.cfg.Data.BILogInfo(ctx, key)
+		if err != nil {
+			return nil, false, fmt.Errorf("bilog info of %s: %w", key, err)
+		}
+		m, ok := bilogIndexVer(info.MaxMarker)
+		if !ok || (!fromStart && m <= n) {
+			return nil, false, nil
+		}
+		// Or written since the listing: list again to tell.
+		entries, err = dw.e.cfg.Data.ListBILog(ctx, key, pos, dw.e.cfg.BatchEntries)
+		if err != nil {
+			return nil, false, fmt.Errorf("list bilog %s after %q: %w", key, pos, err)
+		}
+		if len(entries) == 0 {
+			return nil, true, dw.bilogTrimmed(key, n, rgwadmin.BILogEntry{OpID: info.MaxMarker, IndexVer: m})
+		}
+	}
+	if numbered && len(entries) > 0 && entries[0].IndexVer > n+1 {
+		return nil, true, dw.bilogTrimmed(key, n, entries[0])
+	}
+	return entries, false, nil
+}
+
+// bilogIndexVer is the index_ver in a bilog marker ("[N#]00000000008.14057.6"
+// → 8); ok is false for "", the empty-log mark and index_ver 0.
+func bilogIndexVer(marker string) (uint64, bool) {
+	n, err := rgwlog.BILogIndexVer(marker)
+	return n, err == nil && n > 0
+}
+
+// bilogTrimmed puts a bucket shard whose bilog was trimmed past its read
+// position back into full sync: its objects are listed and copied again
+// (the retries it holds stay), then its bilog is followed from the marker
+// recorded when the listing starts. Deletes logged only in the trimmed
+// range are not replayed: an object removed there stays on zone-b until
+// it is touched again (README, known problems).
+func (dw *dataWorker) bilogTrimmed(key string, at uint64, first rgwadmin.BILogEntry) error {
+	dw.log.Error("bucket index log trimmed past the bound: listing the bucket shard again (full sync)",
+		"bucket_shard", key, "bound_index_ver", at, "first_entry_index_ver", first.IndexVer, "first_entry", first.OpID)
+	dw.e.cfg.Metrics.resyncs.WithLabelValues(dw.d.name).Inc()
+	return dw.listAgain(key, "", false)
+}
+
+// listAgain puts a bucket shard back into full sync (retries kept).
+// keepLog: its bilog is then read on from where it was (nothing logged
+// since is skipped: a delete logged after the old position is applied
+// after the listing, which only copies what exists); otherwise from the
+// head when the listing starts (the log was trimmed: nothing older is
+// left to read).
+func (dw *dataWorker) listAgain(key, why string, keepLog bool) error {
+	if why != "" {
+		dw.log.Info("listing the bucket shard again (full sync)", "bucket_shard", key, "why", why)
+	}
+	nb := *dw.bounds[key]
+	fullStart := ""
+	if keepLog {
+		fullStart = nb.FullStart // still in its first listing: where that one goes on from
+		if nb.Phase == checkpoint.PhaseIncremental {
+			fullStart = nb.Marker
+			if fullStart == "" {
+				fullStart = emptyBILog
+			}
+		}
+	}
+	nb.Phase, nb.FullStart, nb.Marker, nb.TrimSafe, nb.UpdatedAt = checkpoint.PhaseBucketFull, fullStart, "", "", time.Now().UTC()
+	nb.Resyncs++
+	if err := dw.e.cfg.Store.Put(checkpoint.Entry{Key: dw.boundKey(key), Bound: nb}); err != nil {
+		return err
+	}
+	dw.bounds[key] = &nb
+	dw.readPos[key] = ""
+	if dw.listGen == nil {
+		dw.listGen = map[string]int{}
+	}
+	dw.listGen[key]++
+	return nil
+}
