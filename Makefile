@@ -157,7 +157,7 @@ test: test-unit test-integration ## unit tests, then integration tests (the shor
 test-unit: ## go test -race ./...
 	go test -race -count=1 ./...
 
-# The integration tests call .bin/grpcurl (internal/synctest), so it is built here too.
+# The integration tests call .bin/grpcurl (internal/testkit/synctest), so it is built here too.
 test-integration: deps $(GRPCURL) ## go test -tags integration ./... against a lab of its own, booted and stopped around it
 	LAB=$(TEST_LAB) MON_PORT=$(TEST_MON_PORT) RGW_A_PORT=$(TEST_RGW_A_PORT) RGW_B_PORT=$(TEST_RGW_B_PORT) \
 	  deploy/ceph-lab/with-lab.sh go test -tags integration -count=1 -p 1 -timeout 25m ./...
@@ -190,11 +190,11 @@ chaos: deps ## full fault-injection run (>= 100 kills, >= 20 link faults, < 20 m
 	  CHAOS_SEED=$(CHAOS_SEED) CHAOS_KILLS=$(CHAOS_KILLS) CHAOS_LINK_FAULTS=$(CHAOS_LINK_FAULTS) \
 	  CHAOS_LEASE_FAULTS=$(CHAOS_LEASE_FAULTS) CHAOS_GATEWAY_FAULTS=$(CHAOS_GATEWAY_FAULTS) CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_CONVERGE=$(CHAOS_CONVERGE) \
 	  CHAOS_REPORT=$(CURDIR)/$(TMP)/chaos-report.txt CHAOS_EXTENDED=$(CHAOS_EXTENDED) \
-	  deploy/ceph-lab/with-lab.sh go test -tags integration -count=1 -run '^TestChaos$$' -v -timeout 50m ./internal/chaos/
+	  deploy/ceph-lab/with-lab.sh go test -tags integration -count=1 -run '^TestChaos$$' -v -timeout 50m ./internal/testkit/chaos/
 
 chaos-short: deps ## the short seeded fault run alone (~3 min; also part of make test), on a lab of its own; CHAOS_SHORT_SEED=n
 	LAB=$(CHAOS_LAB) MON_PORT=$(CHAOS_MON_PORT) RGW_A_PORT=$(CHAOS_RGW_A_PORT) RGW_B_PORT=$(CHAOS_RGW_B_PORT) CHAOS_SEED=$(CHAOS_SHORT_SEED) CHAOS_EXTENDED=$(CHAOS_EXTENDED) \
-	  deploy/ceph-lab/with-lab.sh go test -tags integration -count=1 -run '^TestChaosShort$$' -v -timeout 20m ./internal/chaos/
+	  deploy/ceph-lab/with-lab.sh go test -tags integration -count=1 -run '^TestChaosShort$$' -v -timeout 20m ./internal/testkit/chaos/
 
 # ---- benchmark ----
 
@@ -206,7 +206,7 @@ BENCH_LAB    ?= /tmp/rgwsync-bench-lab
 BENCH_BUILTIN_LAB ?= /tmp/rgwsync-bench-builtin-lab
 
 bench: deps ## benchmark rgwsync vs Ceph's built-in sync and a plain copier, labs of its own (BENCH_N=rounds, BENCH_FLAGS=-quick); see BENCHMARKS.md
-	go run ./internal/bench -n $(BENCH_N) -lab-dir $(BENCH_LAB) -builtin-lab-dir $(BENCH_BUILTIN_LAB) \
+	go run ./internal/testkit/bench -n $(BENCH_N) -lab-dir $(BENCH_LAB) -builtin-lab-dir $(BENCH_BUILTIN_LAB) \
 	  -mon-port 29789 -zone-a-port 29001 -zone-b-port 29002 \
 	  -builtin-mon-port 29889 -builtin-zone-a-port 29101 -builtin-zone-b-port 29102 $(BENCH_FLAGS)
 

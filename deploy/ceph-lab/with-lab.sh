@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # with-lab.sh CMD [ARG...]: boot a lab of its own (start.sh), run CMD against it
-# with the RGWSYNC_LAB_* variables that internal/labtest reads, then stop and
+# with the RGWSYNC_LAB_* variables that internal/testkit/labtest reads, then stop and
 # wipe the lab whatever happened (stop.sh --wipe signals only the lab's own
 # recorded PIDs).  Exits with CMD's exit code (1 if the lab did not boot).
 # When CMD fails, the tail of the gateway logs is printed and $LAB/log is

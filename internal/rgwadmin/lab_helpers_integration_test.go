@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rgwsync/rgwsync/internal/labtest"
+	"github.com/rgwsync/rgwsync/internal/testkit/labtest"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
 )
 

@@ -17,7 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/rgwsync/rgwsync/internal/labtest"
+	"github.com/rgwsync/rgwsync/internal/testkit/labtest"
 )
 
 var record = flag.Bool("record", false, "record the real gateway's answers into testdata/ for the unit tests")

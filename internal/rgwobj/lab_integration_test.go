@@ -24,10 +24,10 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rgwsync/rgwsync/internal/labtest"
+	"github.com/rgwsync/rgwsync/internal/testkit/labtest"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
-	"github.com/rgwsync/rgwsync/internal/synctest"
+	"github.com/rgwsync/rgwsync/internal/testkit/synctest"
 )
 
 var record = flag.Bool("record", false, "write the lab's answers into testdata/ for the unit tests")

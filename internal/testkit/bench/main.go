@@ -13,7 +13,7 @@
 // first the rgwsync lab (rgwsync and the copy floor), then the built-in
 // sync lab, one after the other so their memstores never add up.
 //
-//	go run ./internal/bench [-n 1] [-quick] ...   (make bench)
+//	go run ./internal/testkit/bench [-n 1] [-quick] ...   (make bench)
 package main
 
 import (
@@ -21,7 +21,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/rgwsync/rgwsync/internal/synctest"
+	"github.com/rgwsync/rgwsync/internal/testkit/synctest"
 	"os"
 	"os/signal"
 	"path/filepath"

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/rgwsync/rgwsync/internal/labtest"
+	"github.com/rgwsync/rgwsync/internal/testkit/labtest"
 )
 
 // labSpec is one lab booted by deploy/ceph-lab/start.sh.

@@ -22,8 +22,8 @@ import (
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/certs"
-	"github.com/rgwsync/rgwsync/internal/labtest"
-	"github.com/rgwsync/rgwsync/internal/synctest"
+	"github.com/rgwsync/rgwsync/internal/testkit/labtest"
+	"github.com/rgwsync/rgwsync/internal/testkit/synctest"
 )
 
 // Bad input the other suites do not cover already (malformed and unknown

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rgwsync/rgwsync/internal/labtest"
-	"github.com/rgwsync/rgwsync/internal/synctest"
+	"github.com/rgwsync/rgwsync/internal/testkit/labtest"
+	"github.com/rgwsync/rgwsync/internal/testkit/synctest"
 )
 
 func TestMain(m *testing.M) {

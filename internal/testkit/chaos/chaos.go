@@ -1,6 +1,6 @@
 // Package chaos is the fault-injection suite: it runs the real exporter and
-// three appliers (internal/synctest) against the lab while a seeded workload
-// (internal/workload) writes on zone-a, injects process, link, lease and
+// three appliers (internal/testkit/synctest) against the lab while a seeded workload
+// (internal/testkit/workload) writes on zone-a, injects process, link, lease and
 // gateway faults, then heals everything, waits until the verifiers find
 // zone-b equal to zone-a and reports what it did and what it found.
 //
@@ -29,11 +29,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/rgwsync/rgwsync/internal/labtest"
+	"github.com/rgwsync/rgwsync/internal/testkit/labtest"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
-	"github.com/rgwsync/rgwsync/internal/synctest"
+	"github.com/rgwsync/rgwsync/internal/testkit/synctest"
 	"github.com/rgwsync/rgwsync/internal/verify"
-	"github.com/rgwsync/rgwsync/internal/workload"
+	"github.com/rgwsync/rgwsync/internal/testkit/workload"
 )
 
 // Config is one chaos run.
