@@ -106,7 +106,7 @@ func (dw *dataWorker) chunkRoom(ctx context.Context, seq uint64, index uint32) e
 	if err := dw.sub.credit.take(ctx, seq, index); err != nil {
 		return err
 	}
-	dw.stats.wait(waitAcks(len(dw.inflight), "")) // the batch is in flight
+	dw.stats.wait(waitAcks(len(dw.sent), "")) // the batch is in flight
 	return nil
 }
 

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/rgwsync/rgwsync/internal/backoff"
 	"github.com/rgwsync/rgwsync/internal/wire"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
@@ -52,7 +51,7 @@ type dataWorker struct {
 	queue      []string                     // bucket shards named by the datalog page being worked
 	dlPos      string                       // datalog read position
 	dlNext     string                       // marker to advance to once the queue is done
-	inflight   []*dataBatch
+	sent       []*dataBatch
 	order      keyOrder       // the per-key order of versioned ops (keyorder.go)
 	checked    time.Time      // last trim check
 	resyncSeen uint64         // destination's data re-sync epoch this worker has done
@@ -177,68 +176,7 @@ func (w *worker) runData(ctx context.Context) error {
 		return err
 	}
 	w.setPhase(ctx, v1.ShardPhase_SHARD_PHASE_INCREMENTAL, "")
-	return dw.loop(ctx)
-}
-
-func (dw *dataWorker) loop(ctx context.Context) error {
-	idle := dw.e.cfg.PollMin
-	var srcBackoff time.Duration
-	for {
-		if dw.e.isDraining() && len(dw.inflight) == 0 {
-			return nil
-		}
-		var wait <-chan time.Time
-		if dw.e.isDraining() {
-			dw.stats.wait(waitAcks(len(dw.inflight), "draining"))
-		} else if len(dw.inflight) >= dw.sub.st.window {
-			dw.stats.wait(waitAcks(len(dw.inflight), "the shard's window of batches is full"))
-		} else {
-			sent, err := dw.step(ctx)
-			switch {
-			case ctx.Err() != nil:
-				return nil
-			case errors.Is(err, errNoCredit):
-				// Only this shard's acks free what it holds: wait for one
-				// (no timer: one is in flight, see credit).
-				dw.stats.wait(waitAcks(len(dw.inflight), "the stream's byte window is full"))
-			case err != nil:
-				srcBackoff = min(max(2*srcBackoff, dw.e.cfg.PollMin), 30*time.Second)
-				dw.log.Warn("data sync step failed; will retry", "err", err, "backoff", srcBackoff)
-				dw.stats.update(func(s *shardStats) { s.lastErr = err.Error() })
-				dw.stats.wait("the source: " + err.Error())
-				dw.e.cfg.Metrics.errors.WithLabelValues("source").Inc()
-				wait = time.After(backoff.Jitter(srcBackoff))
-			case sent:
-				srcBackoff, idle = 0, dw.e.cfg.PollMin
-				select {
-				case ack := <-dw.sub.acks:
-					if err := dw.handleAck(ack); err != nil {
-						return err
-					}
-				default:
-				}
-				continue
-			default:
-				if len(dw.inflight) == 0 {
-					dw.setPhase(ctx, v1.ShardPhase_SHARD_PHASE_CAUGHT_UP, "")
-					dw.stats.wait("")
-				} else {
-					dw.stats.wait(waitAcks(len(dw.inflight), ""))
-				}
-				wait = time.After(idle)
-				idle = min(2*idle, dw.e.cfg.PollMax)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case ack := <-dw.sub.acks:
-			if err := dw.handleAck(ack); err != nil {
-				return err
-			}
-		case <-wait:
-		}
-	}
+	return w.runEngine(ctx, dw)
 }
 
 // step sends the next batch of work, if any: due retries, then bucket
@@ -281,7 +219,7 @@ func (dw *dataWorker) step(ctx context.Context) (bool, error) {
 	}
 	// As for the mdlog: the entry at the bound is never trimmed by us, so
 	// an oldest entry after it means someone trimmed entries not applied.
-	if dw.dlPos != "" && len(dw.inflight) == 0 && (len(page.Entries) > 0 || time.Since(dw.checked) > idleTrimCheck) {
+	if dw.dlPos != "" && len(dw.sent) == 0 && (len(page.Entries) > 0 || time.Since(dw.checked) > idleTrimCheck) {
 		dw.checked = time.Now()
 		if trimmed, oldest, err := dw.dataTrimmed(ctx); err != nil {
 			return false, err
@@ -462,7 +400,7 @@ func (dw *dataWorker) sendBatch(ctx context.Context, bs string, ops []*v1.Object
 	}
 	db := &dataBatch{seq: dw.seq, payload: need, objBytes: objBytes, ops: len(ops), first: first,
 		commit: func(f []*v1.RetryItem) []checkpoint.Entry { return commit(append(f, srcFailed...)) }}
-	dw.inflight = append(dw.inflight, db)
+	dw.sent = append(dw.sent, db)
 	dw.order.sent(db.seq, bs, ops, srcFailed, resent)
 	dw.e.cfg.Metrics.batchesSent.WithLabelValues(dw.d.name, dw.sub.unit.Log.String()).Inc()
 	for _, op := range ops {
@@ -504,16 +442,16 @@ func (dw *dataWorker) reserve(ctx context.Context, refs []objRef) (int64, error)
 	return dw.credit.take(ctx, n)
 }
 
-func (dw *dataWorker) handleAck(ack *v1.Ack) error {
-	if len(dw.inflight) == 0 || ack.GetSeq() != dw.inflight[0].seq {
+func (dw *dataWorker) commitAck(ack *v1.Ack) error {
+	if len(dw.sent) == 0 || ack.GetSeq() != dw.sent[0].seq {
 		return fmt.Errorf("protocol: ack for batch %d out of order", ack.GetSeq())
 	}
-	db := dw.inflight[0]
+	db := dw.sent[0]
 	entries := db.commit(ack.GetFailed())
 	if err := dw.e.cfg.Store.Put(entries...); err != nil {
 		return fmt.Errorf("store data bounds: %w", err)
 	}
-	dw.inflight = dw.inflight[1:]
+	dw.sent = dw.sent[1:]
 	dw.order.acked(db.seq)
 	dw.credit.give(db.payload)
 	dw.stats.progressed()
@@ -537,7 +475,7 @@ func (dw *dataWorker) handleAck(ack *v1.Ack) error {
 func (dw *dataWorker) publishData() {
 	var behind uint64
 	var oldest time.Time
-	for _, b := range dw.inflight {
+	for _, b := range dw.sent {
 		behind += uint64(b.ops)
 		if !b.first.IsZero() && (oldest.IsZero() || b.first.Before(oldest)) {
 			oldest = b.first
@@ -557,6 +495,6 @@ func (dw *dataWorker) publishData() {
 	}
 	dw.stats.update(func(s *shardStats) {
 		s.behind, s.behindMore, s.oldest = behind, len(dw.queue) > 0 || dw.dlNext != "", oldest
-		s.retries, s.inflight, s.bound = retries, len(dw.inflight), dw.bound.Marker
+		s.retries, s.inflight, s.bound = retries, len(dw.sent), dw.bound.Marker
 	})
 }

@@ -2,12 +2,10 @@ package exporter
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/rgwsync/rgwsync/internal/backoff"
 	"github.com/rgwsync/rgwsync/internal/wire"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
@@ -91,7 +89,7 @@ func (w *worker) run(ctx context.Context) error {
 	if err != nil || src == nil {
 		return err
 	}
-	return w.loop(ctx, src)
+	return w.runEngine(ctx, mdLoop{w: w, src: src})
 }
 
 // start readies a metadata shard: its source (an mdlog shard waits for the
@@ -136,85 +134,6 @@ func (w *worker) start(ctx context.Context) (batchSource, error) {
 	w.setPhase(ctx, phase, "")
 
 	return src, nil
-}
-
-// loop is the shard's engine: it sends batches while the window has room,
-// turns acks into bounds, backs off when the source fails and polls with a
-// growing idle wait when there is nothing new.
-func (w *worker) loop(ctx context.Context, src batchSource) error {
-	idle := w.e.cfg.PollMin
-	var srcBackoff time.Duration
-	for {
-		var wait <-chan time.Time
-		if w.e.isDraining() {
-			if len(w.inflight) == 0 {
-				return nil
-			}
-			// Take the acks of what is in flight; send nothing new.
-			select {
-			case <-ctx.Done():
-				return nil
-			case ack := <-w.sub.acks:
-				if err := w.handleAck(ack, src); err != nil {
-					return err
-				}
-			}
-			continue
-		}
-		if len(w.inflight) < w.sub.st.window {
-			sent, err := w.sendNext(ctx, src)
-			var trimmed *rgwlog.TrimmedError
-			switch {
-			case ctx.Err() != nil:
-				return nil
-			case errors.Is(err, errNoCredit):
-				// Only this shard's acks free what it holds: wait for one
-				// (no timer: one is in flight, see credit).
-				w.stats.wait(waitAcks(len(w.inflight), "the stream's byte window is full"))
-			case errors.As(err, &trimmed):
-				return w.e.resync(ctx, w, trimmed)
-			case err != nil:
-				srcBackoff = min(max(2*srcBackoff, w.e.cfg.PollMin), 30*time.Second)
-				w.log.Warn("read from source failed; will retry", "err", err, "backoff", srcBackoff)
-				w.stats.update(func(s *shardStats) { s.lastErr = err.Error() })
-				w.stats.wait("the source: " + err.Error())
-				w.e.cfg.Metrics.errors.WithLabelValues("source").Inc()
-				wait = time.After(backoff.Jitter(srcBackoff))
-			case sent:
-				srcBackoff, idle = 0, w.e.cfg.PollMin
-				w.stats.update(func(s *shardStats) { s.lastErr = "" })
-				// Look at acks without waiting, then read on.
-				select {
-				case ack := <-w.sub.acks:
-					if err := w.handleAck(ack, src); err != nil {
-						return err
-					}
-				default:
-				}
-				continue
-			default:
-				if len(w.inflight) == 0 {
-					w.caughtUp(ctx, src)
-					w.stats.wait(pendingRechecks(w.bound.Retries, time.Now()))
-				} else {
-					w.stats.wait(waitAcks(len(w.inflight), ""))
-				}
-				wait = time.After(w.untilNextWork(idle))
-				idle = min(2*idle, w.e.cfg.PollMax)
-			}
-		} else {
-			w.stats.wait(waitAcks(len(w.inflight), "the shard's window of batches is full"))
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case ack := <-w.sub.acks:
-			if err := w.handleAck(ack, src); err != nil {
-				return err
-			}
-		case <-wait:
-		}
-	}
 }
 
 // waitAcks says a worker waits for the acks of n batches in flight.
