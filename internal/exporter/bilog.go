@@ -50,23 +50,8 @@ func (dw *dataWorker) sendBILog(ctx context.Context, key string) (sent, more boo
 	}
 	dw.readPos[key] = last
 	ops, failed := dw.buildOps(ctx, refs, key, res)
-	k := dw.boundKey(key)
-	err = dw.sendBatch(ctx, key, ops, failed, nil, entries[0].Timestamp, res, func(f []*v1.RetryItem) []checkpoint.Entry {
-		cur, ok := dw.bounds[key]
-		if !ok {
-			return nil // dropped meanwhile (its bucket was removed)
-		}
-		nb := *cur
-		if nb.Phase == checkpoint.PhaseIncremental {
-			// (Back in full sync since, its log found trimmed: the
-			// listing decides where the bilog is read from.)
-			nb.TrimSafe, nb.Marker = nb.Marker, last
-		}
-		nb.UpdatedAt = time.Now().UTC()
-		nb.Retries = addRechecks(addRetries(nb.Retries, f, dw.e, epochsOf(refs)), ops, f, dw.e.cfg.RecheckDelay)
-		dw.bounds[key] = &nb
-		return []checkpoint.Entry{{Key: k, Bound: nb}}
-	})
+	err = dw.sendBatch(ctx, ops, failed, entries[0].Timestamp, res,
+		batchCommit{kind: commitBILog, key: key, marker: last, epochs: epochsOf(refs), ops: ops})
 	return err == nil, len(entries) >= dw.e.cfg.BatchEntries, err
 }
 

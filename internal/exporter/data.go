@@ -124,8 +124,11 @@ type dataBatch struct {
 	objBytes int64 // object bytes the batch writes (inline and chunked)
 	ops      int
 	first    time.Time
-	// commit returns the bounds this batch moves, given the failed items.
-	commit func(failed []*v1.RetryItem) []checkpoint.Entry
+	// commit is what the batch's ack moves (commitOf); srcFailed the
+	// items the source could not give, kept as retries with the
+	// applier's failures.
+	commit    batchCommit
+	srcFailed []*v1.RetryItem
 }
 
 func (w *worker) runData(ctx context.Context) error {
@@ -206,12 +209,7 @@ func (dw *dataWorker) step(ctx context.Context) (bool, error) {
 		next := dw.dlNext
 		dw.dlNext = ""
 		dw.dlPos = next
-		return true, dw.sendBatch(ctx, "", nil, nil, nil, time.Time{}, 0, func([]*v1.RetryItem) []checkpoint.Entry {
-			nb := dw.bound
-			nb.TrimSafe, nb.Marker, nb.UpdatedAt, nb.Applier = nb.Marker, next, time.Now().UTC(), dw.sub.st.applier
-			dw.bound = nb
-			return []checkpoint.Entry{{Key: dw.key, Bound: nb}}
-		})
+		return true, dw.sendBatch(ctx, nil, nil, time.Time{}, 0, batchCommit{kind: commitDatalog, marker: next})
 	}
 	page, err := dw.e.cfg.Data.ListDataLog(ctx, dw.shard, dw.dlPos, dw.e.cfg.BatchEntries)
 	if err != nil {
@@ -373,9 +371,10 @@ func (dw *dataWorker) dropBucketShard(key string) {
 // sendBatch sends ops (and the chunks of chunked ones) as one batch.
 // reserved is what the caller took of the stream's window for it
 // (reserve); what the batch does not need of it goes back at once.
-// resent are the retries the batch sends again (keyOrder).
-func (dw *dataWorker) sendBatch(ctx context.Context, bs string, ops []*v1.ObjectOp, srcFailed []*v1.RetryItem, resent []checkpoint.Retry, first time.Time,
-	reserved int64, commit func([]*v1.RetryItem) []checkpoint.Entry) error {
+// c says what its ack moves (its bucket shard, and for retries what it
+// sends again: keyOrder).
+func (dw *dataWorker) sendBatch(ctx context.Context, ops []*v1.ObjectOp, srcFailed []*v1.RetryItem, first time.Time,
+	reserved int64, c batchCommit) error {
 	dw.seq++
 	var payload int64
 	for _, op := range ops {
@@ -399,9 +398,9 @@ func (dw *dataWorker) sendBatch(ctx context.Context, bs string, ops []*v1.Object
 		objBytes += op.GetAttrs().GetSize()
 	}
 	db := &dataBatch{seq: dw.seq, payload: need, objBytes: objBytes, ops: len(ops), first: first,
-		commit: func(f []*v1.RetryItem) []checkpoint.Entry { return commit(append(f, srcFailed...)) }}
+		commit: c, srcFailed: srcFailed}
 	dw.sent = append(dw.sent, db)
-	dw.order.sent(db.seq, bs, ops, srcFailed, resent)
+	dw.order.sent(db.seq, c.key, ops, srcFailed, c.resent)
 	dw.e.cfg.Metrics.batchesSent.WithLabelValues(dw.d.name, dw.sub.unit.Log.String()).Inc()
 	for _, op := range ops {
 		if op.GetChunked() {
@@ -447,7 +446,7 @@ func (dw *dataWorker) commitAck(ack *v1.Ack) error {
 		return fmt.Errorf("protocol: ack for batch %d out of order", ack.GetSeq())
 	}
 	db := dw.sent[0]
-	entries := db.commit(ack.GetFailed())
+	entries := dw.commitOf(db.commit, append(append([]*v1.RetryItem(nil), ack.GetFailed()...), db.srcFailed...))
 	if err := dw.e.cfg.Store.Put(entries...); err != nil {
 		return fmt.Errorf("store data bounds: %w", err)
 	}

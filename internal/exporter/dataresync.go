@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"time"
 
-	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/checkpoint"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
 	"github.com/rgwsync/rgwsync/internal/rgwobj"
@@ -128,15 +127,7 @@ func (dw *dataWorker) resyncData(ctx context.Context) error {
 func (dw *dataWorker) resyncDone(ctx context.Context) error {
 	dw.resyncing = false
 	dw.log.Info("re-check of the bucket shards of this datalog shard sent; done once acked")
-	return dw.sendBatch(ctx, "", nil, nil, nil, time.Time{}, 0, func([]*v1.RetryItem) []checkpoint.Entry {
-		nb := dw.bound
-		if nb.Phase != checkpoint.PhaseResync || dw.resyncing {
-			return nil // a newer re-check began meanwhile
-		}
-		nb.Phase, nb.UpdatedAt, nb.Applier = checkpoint.PhaseIncremental, time.Now().UTC(), dw.sub.st.applier
-		dw.bound = nb
-		return []checkpoint.Entry{{Key: dw.key, Bound: nb}}
-	})
+	return dw.sendBatch(ctx, nil, nil, time.Time{}, 0, batchCommit{kind: commitResyncDone})
 }
 
 // markDataResync makes every data shard of d re-check its bucket shards:

@@ -106,29 +106,6 @@ func (dw *dataWorker) sendFullPage(ctx context.Context, key string) error {
 	}
 	dw.readPos[key] = next
 	ops, failed := dw.buildOps(ctx, refs, "full:"+key, res)
-	k := dw.boundKey(key)
-	gen := dw.listGen[key]
-	return dw.sendBatch(ctx, key, ops, failed, nil, time.Now().UTC(), res, func(f []*v1.RetryItem) []checkpoint.Entry {
-		cur, ok := dw.bounds[key]
-		if !ok {
-			return nil // dropped meanwhile (its bucket was removed)
-		}
-		nb := *cur
-		nb.UpdatedAt = time.Now().UTC()
-		if dw.listGen[key] != gen {
-			// A listing started again since (listAgain): this page's
-			// position is not the new listing's; only its retries count.
-		} else if next == fullDoneMark {
-			nb.Phase, nb.Marker = checkpoint.PhaseIncremental, nb.FullStart
-			if nb.Marker == emptyBILog {
-				nb.Marker = ""
-			}
-			dw.readPos[key] = nb.Marker
-		} else {
-			nb.Marker = next
-		}
-		nb.Retries = addRechecks(addRetries(nb.Retries, f, dw.e, epochsOf(refs)), ops, f, dw.e.cfg.RecheckDelay)
-		dw.bounds[key] = &nb
-		return []checkpoint.Entry{{Key: k, Bound: nb}}
-	})
+	return dw.sendBatch(ctx, ops, failed, time.Now().UTC(), res,
+		batchCommit{kind: commitListing, key: key, marker: next, listGen: dw.listGen[key], epochs: epochsOf(refs), ops: ops})
 }

@@ -124,34 +124,8 @@ func (dw *dataWorker) sendRetries(ctx context.Context, key string) error {
 		return err
 	}
 	ops, failed := dw.buildOps(ctx, refs, "retry:"+key, res)
-	k := dw.boundKey(key)
-	return dw.sendBatch(ctx, key, ops, failed, resent, time.Time{}, res, func(f []*v1.RetryItem) []checkpoint.Entry {
-		cur, ok := dw.bounds[key]
-		if !ok {
-			return nil // dropped meanwhile (its bucket was removed)
-		}
-		nb := *cur
-		sent := map[string]bool{}
-		for _, r := range resent {
-			sent[itemID(key, r.Name, r.VersionID)] = true
-		}
-		failedNow := map[string]bool{}
-		for _, it := range f {
-			failedNow[itemID(key, it.GetKey(), it.GetVersionId())] = true
-		}
-		var kept []checkpoint.Retry
-		for _, r := range nb.Retries {
-			id := itemID(key, r.Name, r.VersionID)
-			if sent[id] && !failedNow[id] {
-				continue // applied
-			}
-			kept = append(kept, r)
-		}
-		nb.Retries = addRetries(kept, f, dw.e, epochsOf(refs))
-		nb.UpdatedAt = time.Now().UTC()
-		dw.bounds[key] = &nb
-		return []checkpoint.Entry{{Key: k, Bound: nb}}
-	})
+	return dw.sendBatch(ctx, ops, failed, time.Time{}, res,
+		batchCommit{kind: commitRetries, key: key, epochs: epochsOf(refs), resent: resent})
 }
 
 // needsRecheck: an entry whose key is fetched once more after RecheckDelay.
