@@ -12,7 +12,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/lease"
@@ -76,6 +78,8 @@ type fakeExporter struct {
 	out     chan *v1.ReplicateResponse
 	welcome func(*v1.Hello) *v1.Welcome
 	hello   atomic.Pointer[v1.Hello]
+	hellos  atomic.Int32  // sessions opened
+	cut     chan struct{} // closed: the first session ends with Unavailable
 }
 
 func (f *fakeExporter) Replicate(ss v1.ReplicationService_ReplicateServer) error {
@@ -103,15 +107,33 @@ func (f *fakeExporter) Replicate(ss v1.ReplicationService_ReplicateServer) error
 			}
 		}
 	}()
-	for {
-		m, err := ss.Recv()
+	var cut chan struct{}
+	if f.hellos.Add(1) == 1 {
+		cut = f.cut
+	}
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			m, err := ss.Recv()
+			if err != nil {
+				errc <- err
+				return
+			}
+			select {
+			case f.msgs <- m:
+			case <-ss.Context().Done():
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-errc:
 		if err == io.EOF {
 			return nil
 		}
-		if err != nil {
-			return err
-		}
-		f.msgs <- m
+		return err
+	case <-cut:
+		return status.Error(codes.Unavailable, "stream cut by the test")
 	}
 }
 
