@@ -21,8 +21,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
-	"github.com/rgwsync/rgwsync/internal/testkit/labtest"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/testkit/labtest"
 	"github.com/rgwsync/rgwsync/internal/testkit/synctest"
 	"github.com/rgwsync/rgwsync/internal/verify"
 )

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rgwsync/rgwsync/internal/testkit/labtest"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/testkit/labtest"
 )
 
 func TestMain(m *testing.M) {

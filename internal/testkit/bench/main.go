@@ -21,7 +21,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/rgwsync/rgwsync/internal/testkit/synctest"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -30,6 +29,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/rgwsync/rgwsync/internal/testkit/synctest"
 )
 
 type options struct {

@@ -29,11 +29,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/rgwsync/rgwsync/internal/testkit/labtest"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/testkit/labtest"
 	"github.com/rgwsync/rgwsync/internal/testkit/synctest"
-	"github.com/rgwsync/rgwsync/internal/verify"
 	"github.com/rgwsync/rgwsync/internal/testkit/workload"
+	"github.com/rgwsync/rgwsync/internal/verify"
 )
 
 // Config is one chaos run.

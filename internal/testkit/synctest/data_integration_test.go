@@ -16,8 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rgwsync/rgwsync/internal/testkit/labtest"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/testkit/labtest"
 )
 
 const dataOn = "data:\n  enabled: true\n"

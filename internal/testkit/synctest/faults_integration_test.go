@@ -18,8 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rgwsync/rgwsync/internal/testkit/labtest"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/testkit/labtest"
 	"github.com/rgwsync/rgwsync/internal/wire"
 )
 

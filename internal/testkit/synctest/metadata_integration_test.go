@@ -13,8 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
-	"github.com/rgwsync/rgwsync/internal/testkit/labtest"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/testkit/labtest"
 	"github.com/rgwsync/rgwsync/internal/verify"
 )
 
