@@ -83,10 +83,39 @@ func run(d *demoTB) {
 	exp := e.StartExporter("")
 	app := e.StartApplier("demo-applier")
 	fmt.Printf("  exporter gRPC %s, applier status gRPC %s\n", exp.Addr, app.Addr)
-	fmt.Printf("  try: %s status -addr %s -cacert %s -cert %s -key %s -server-name %s\n",
-		expBin, exp.Addr, certs.CA, opCert, opKey, synctest.ExporterIdentity)
+	// The demo's binaries are temporary: point at the ones make build left.
+	statusBin := expBin
+	if p := filepath.Join(labtest.Root(), "bin", "rgwsync-exporter"); fileExists(p) {
+		statusBin = p
+	}
+	fmt.Printf("  try (while the demo runs): %s status -addr %s -cacert %s -cert %s -key %s -server-name %s\n",
+		statusBin, exp.Addr, certs.CA, opCert, opKey, synctest.ExporterIdentity)
 
 	stopProgress := progress(e)
+	changeMetadata(d, e, owner)
+	writeObjects(d, e, owner)
+	verifyEqual(d, e, stopProgress)
+
+	step("the status command, over mTLS as the operator")
+	out, err := exec.Command(expBin, "status", "-addr", exp.Addr, "-cacert", certs.CA, "-cert", opCert, "-key", opKey,
+		"-server-name", synctest.ExporterIdentity, "-interval", "0").CombinedOutput()
+	fmt.Print(indent(string(out)))
+	if err != nil {
+		d.Fatalf("status command: %v", err)
+	}
+
+	step("stopping the services (SIGTERM: graceful, leases released)")
+	if err := app.Stop(); err != nil {
+		d.Fatal(err)
+	}
+	if err := exp.Stop(); err != nil {
+		d.Fatal(err)
+	}
+}
+
+// changeMetadata changes users and buckets on zone-a while the applier
+// catches up.
+func changeMetadata(d *demoTB, e *synctest.Env, owner *s3.Client) {
 	step("changing zone-a while the applier catches up")
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -116,6 +145,10 @@ func run(d *demoTB) {
 		e.Lab.Admin(d, "zone-a", "user", "rm", "--uid=demo-pre-user-0")
 	}()
 	wg.Wait()
+}
+
+// writeObjects writes every kind of object the demo checks on zone-a.
+func writeObjects(d *demoTB, e *synctest.Env, owner *s3.Client) {
 	step("writing objects on zone-a: small, large (chunked), multipart, overwritten, deleted, versioned")
 	e.Bucket(owner, "demo-objects")
 	for i := range 200 {
@@ -148,6 +181,10 @@ func run(d *demoTB) {
 		d.Fatal(err)
 	}
 
+}
+
+// verifyEqual waits until zone-b equals zone-a, then says what it compared.
+func verifyEqual(d *demoTB, e *synctest.Env, stopProgress func()) {
 	step("waiting until zone-b equals zone-a: metadata, then every object (body digest, headers, tags, versions)")
 	start := time.Now()
 	e.WaitMetadataEqual(3*time.Minute, nil)
@@ -174,21 +211,6 @@ func run(d *demoTB) {
 	fmt.Printf("    %d users, %d buckets, %d bucket instances on zone-b; %d entries applied; %d shards caught up, %d behind; %d retries\n",
 		counts["user"], counts["bucket"], counts["bucket.instance"], ds.GetEntriesApplied(), ds.GetShardsCaughtUp(), ds.GetShardsBehind(), ds.GetRetries())
 
-	step("the status command, over mTLS as the operator")
-	out, err := exec.Command(expBin, "status", "-addr", exp.Addr, "-cacert", certs.CA, "-cert", opCert, "-key", opKey,
-		"-server-name", synctest.ExporterIdentity, "-interval", "0").CombinedOutput()
-	fmt.Print(indent(string(out)))
-	if err != nil {
-		d.Fatalf("status command: %v", err)
-	}
-
-	step("stopping the services (SIGTERM: graceful, leases released)")
-	if err := app.Stop(); err != nil {
-		d.Fatal(err)
-	}
-	if err := exp.Stop(); err != nil {
-		d.Fatal(err)
-	}
 }
 
 // progress prints the exporter's status every second until stopped.
@@ -299,4 +321,9 @@ func (d *demoTB) cleanup() {
 	for i := len(d.cleanups) - 1; i >= 0; i-- {
 		d.cleanups[i]()
 	}
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
 }
