@@ -38,6 +38,9 @@ func run(args []string) error {
 	if len(args) > 0 && args[0] == "status" {
 		return statuscli.Main(args[1:], "127.0.0.1:7443", os.Stdout)
 	}
+	if len(args) > 0 && args[0] == "errors" {
+		return statuscli.ErrorsMain(args[1:], "127.0.0.1:7443", os.Stdout)
+	}
 	cl := config.NewCommandLine[config.Exporter]("rgwsync-exporter")
 	cl.Override("listen", "listen", "gRPC listen address", func(c *config.Exporter) *string { return &c.Listen })
 	cl.Override("metrics-listen", "metrics_listen", "Prometheus /metrics listen address", func(c *config.Exporter) *string { return &c.MetricsListen })

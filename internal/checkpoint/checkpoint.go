@@ -78,8 +78,11 @@ type Retry struct {
 	Epoch       uint64    `json:"epoch,omitempty"`
 	Error       string    `json:"error,omitempty"`
 	Attempts    uint32    `json:"attempts"`
-	Timestamp   time.Time `json:"timestamp"`
+	Timestamp   time.Time `json:"timestamp"` // when the change was logged (first seen)
 	NextAttempt time.Time `json:"next_attempt"`
+	// LastAttempt: when the last attempt failed (zero in bounds written
+	// before it was kept).
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
 }
 
 // Phase is where a shard's bound stands in its state machine. Stored as

@@ -26,7 +26,7 @@ func addRetries(rs []checkpoint.Retry, failed []*v1.RetryItem, e *Exporter, epoc
 					rs[i].Attempts++ // held again is not a failure of its own: no longer backoff
 				}
 				rs[i].Error = f.GetError()
-				rs[i].NextAttempt = now.Add(e.backoff(rs[i].Attempts))
+				rs[i].NextAttempt, rs[i].LastAttempt = now.Add(e.backoff(rs[i].Attempts)), now
 				if ep := epochs[f.GetKey()+"\x00"+f.GetVersionId()]; ep > 0 {
 					rs[i].Epoch = ep
 				}
@@ -36,7 +36,7 @@ func addRetries(rs []checkpoint.Retry, failed []*v1.RetryItem, e *Exporter, epoc
 		if !found {
 			rs = append(rs, checkpoint.Retry{Section: "object", Name: f.GetKey(), VersionID: f.GetVersionId(),
 				Epoch: epochs[f.GetKey()+"\x00"+f.GetVersionId()],
-				Error: f.GetError(), Attempts: 1, Timestamp: f.GetTimestamp().AsTime(), NextAttempt: now.Add(e.backoff(1))})
+				Error: f.GetError(), Attempts: 1, Timestamp: f.GetTimestamp().AsTime(), NextAttempt: now.Add(e.backoff(1)), LastAttempt: now})
 		}
 	}
 	return rs

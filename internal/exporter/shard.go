@@ -341,13 +341,13 @@ func (w *worker) handleAck(ack *v1.Ack, src batchSource) error {
 		for i := range kept {
 			if retryKey(kept[i].Section, kept[i].Name) == k {
 				kept[i].Error, kept[i].Attempts = f.GetError(), max(kept[i].Attempts, attempts)
-				kept[i].NextAttempt = now.Add(w.e.backoff(kept[i].Attempts))
+				kept[i].NextAttempt, kept[i].LastAttempt = now.Add(w.e.backoff(kept[i].Attempts)), now
 				replaced = true
 			}
 		}
 		if !replaced {
 			kept = append(kept, checkpoint.Retry{Section: f.GetSection(), Name: f.GetName(), Error: f.GetError(),
-				Attempts: attempts, Timestamp: ts, NextAttempt: now.Add(w.e.backoff(attempts))})
+				Attempts: attempts, Timestamp: ts, NextAttempt: now.Add(w.e.backoff(attempts)), LastAttempt: now})
 		}
 		w.log.Warn("item failed; kept for retry", "section", f.GetSection(), "key", f.GetName(), "attempts", attempts, "err", f.GetError())
 	}

@@ -9,7 +9,6 @@ package statuscli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -230,46 +229,69 @@ func human(b float64) string {
 	return fmt.Sprintf("%.1f %s", b, units[i])
 }
 
-// Main runs `<binary> status [flags]`.
+// link is the connection flags every operator subcommand takes: the
+// service's address and the operator's mTLS credentials.
+type link struct {
+	addr, ca, cert, key, serverName *string
+	insecure                        *bool
+	timeout                         *time.Duration
+}
+
+func linkFlags(fs *flag.FlagSet, defaultAddr string) *link {
+	return &link{
+		addr:       fs.String("addr", defaultAddr, "gRPC address of the exporter or applier"),
+		insecure:   fs.Bool("insecure", false, "plaintext (services started with tls.insecure)"),
+		ca:         fs.String("cacert", "", "CA bundle (PEM) that signed the service's certificate"),
+		cert:       fs.String("cert", "", "client certificate (PEM), e.g. an operator certificate from rgwsync-certs"),
+		key:        fs.String("key", "", "client key (PEM)"),
+		serverName: fs.String("server-name", "", "name expected in the service's certificate (default: the host of -addr)"),
+		timeout:    fs.Duration("timeout", 30*time.Second, "overall timeout"),
+	}
+}
+
+// dial connects to the service (cmd names the subcommand in errors).
+func (l *link) dial(cmd string) (*grpc.ClientConn, error) {
+	var creds credentials.TransportCredentials
+	if *l.insecure {
+		creds = insecure.NewCredentials()
+	} else {
+		if *l.ca == "" || *l.cert == "" || *l.key == "" {
+			return nil, fmt.Errorf("%s: -cacert, -cert and -key are required (or -insecure for a plaintext service)", cmd)
+		}
+		var err error
+		creds, err = tlsconfig.ClientCreds(config.TLS{CA: *l.ca, Cert: *l.cert, Key: *l.key, ServerName: *l.serverName}, *l.addr,
+			slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", cmd, err)
+		}
+	}
+	conn, err := grpc.NewClient(*l.addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cmd, err)
+	}
+	return conn, nil
+}
+
+// Main is the status subcommand.
 func Main(args []string, defaultAddr string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	addr := fs.String("addr", defaultAddr, "gRPC address of the exporter or applier")
+	l := linkFlags(fs, defaultAddr)
 	dest := fs.String("destination", "", "only this destination (exporter)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	interval := fs.Duration("interval", time.Second, "time between the two readings that give the rates (0: one reading, no rates)")
-	insecureFlag := fs.Bool("insecure", false, "plaintext (services started with tls.insecure)")
-	ca := fs.String("cacert", "", "CA bundle (PEM) that signed the service's certificate")
-	cert := fs.String("cert", "", "client certificate (PEM), e.g. an operator certificate from rgwsync-certs")
-	key := fs.String("key", "", "client key (PEM)")
-	serverName := fs.String("server-name", "", "name expected in the service's certificate (default: the host of -addr)")
-	timeout := fs.Duration("timeout", 30*time.Second, "overall timeout")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var creds credentials.TransportCredentials
-	if *insecureFlag {
-		creds = insecure.NewCredentials()
-	} else {
-		if *ca == "" || *cert == "" || *key == "" {
-			return errors.New("status: -cacert, -cert and -key are required (or -insecure for a plaintext service)")
-		}
-		var err error
-		creds, err = tlsconfig.ClientCreds(config.TLS{CA: *ca, Cert: *cert, Key: *key, ServerName: *serverName}, *addr,
-			slog.New(slog.NewTextHandler(io.Discard, nil)))
-		if err != nil {
-			return fmt.Errorf("status: %w", err)
-		}
-	}
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds))
+	conn, err := l.dial("status")
 	if err != nil {
-		return fmt.Errorf("status: %w", err)
+		return err
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), *l.timeout)
 	defer cancel()
 	r, err := Collect(ctx, conn, *dest, *interval)
 	if err != nil {
-		return fmt.Errorf("%s: %w", *addr, err)
+		return fmt.Errorf("%s: %w", *l.addr, err)
 	}
 	return Print(stdout, r, *asJSON)
 }

@@ -22,6 +22,68 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ErrorState says what kind of item it is.
+type ErrorState int32
+
+const (
+	ErrorState_ERROR_STATE_UNSPECIFIED ErrorState = 0
+	// Failed; tried again with backoff.
+	ErrorState_ERROR_STATE_FAILED ErrorState = 1
+	// Not tried: an earlier op of its key failed (it goes once that one does).
+	ErrorState_ERROR_STATE_HELD ErrorState = 2
+	// Failed for a reason the destination gateway will not change (see its
+	// error); kept and shown, later ops of its key go on.
+	ErrorState_ERROR_STATE_PARKED ErrorState = 3
+	// Applied; fetched once more after sync.recheck_delay (a delete the
+	// gateway could undo, a resharded instance): not a failure.
+	ErrorState_ERROR_STATE_RECHECK ErrorState = 4
+)
+
+// Enum value maps for ErrorState.
+var (
+	ErrorState_name = map[int32]string{
+		0: "ERROR_STATE_UNSPECIFIED",
+		1: "ERROR_STATE_FAILED",
+		2: "ERROR_STATE_HELD",
+		3: "ERROR_STATE_PARKED",
+		4: "ERROR_STATE_RECHECK",
+	}
+	ErrorState_value = map[string]int32{
+		"ERROR_STATE_UNSPECIFIED": 0,
+		"ERROR_STATE_FAILED":      1,
+		"ERROR_STATE_HELD":        2,
+		"ERROR_STATE_PARKED":      3,
+		"ERROR_STATE_RECHECK":     4,
+	}
+)
+
+func (x ErrorState) Enum() *ErrorState {
+	p := new(ErrorState)
+	*p = x
+	return p
+}
+
+func (x ErrorState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorState) Descriptor() protoreflect.EnumDescriptor {
+	return file_rgwsync_v1_status_proto_enumTypes[0].Descriptor()
+}
+
+func (ErrorState) Type() protoreflect.EnumType {
+	return &file_rgwsync_v1_status_proto_enumTypes[0]
+}
+
+func (x ErrorState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorState.Descriptor instead.
+func (ErrorState) EnumDescriptor() ([]byte, []int) {
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{0}
+}
+
 type StatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only this destination (exporter); empty for all.
@@ -710,6 +772,271 @@ func (x *ItemMarker) GetError() string {
 	return ""
 }
 
+type ListErrorsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this destination; empty for all.
+	Destination string `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
+	// Only the items of this bucket ("name", or "tenant/name" for a
+	// tenant's); empty for all.
+	Bucket string `protobuf:"bytes,2,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	// At most this many items (0: 1000).
+	Limit uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Also the scheduled re-checks of applied deletes (not failures).
+	IncludeRechecks bool `protobuf:"varint,4,opt,name=include_rechecks,json=includeRechecks,proto3" json:"include_rechecks,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ListErrorsRequest) Reset() {
+	*x = ListErrorsRequest{}
+	mi := &file_rgwsync_v1_status_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListErrorsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListErrorsRequest) ProtoMessage() {}
+
+func (x *ListErrorsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rgwsync_v1_status_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListErrorsRequest.ProtoReflect.Descriptor instead.
+func (*ListErrorsRequest) Descriptor() ([]byte, []int) {
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListErrorsRequest) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *ListErrorsRequest) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *ListErrorsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListErrorsRequest) GetIncludeRechecks() bool {
+	if x != nil {
+		return x.IncludeRechecks
+	}
+	return false
+}
+
+type ListErrorsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Oldest first.
+	Items []*ErrorItem `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	// How many items matched, before the limit.
+	Total         uint32 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListErrorsResponse) Reset() {
+	*x = ListErrorsResponse{}
+	mi := &file_rgwsync_v1_status_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListErrorsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListErrorsResponse) ProtoMessage() {}
+
+func (x *ListErrorsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rgwsync_v1_status_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListErrorsResponse.ProtoReflect.Descriptor instead.
+func (*ListErrorsResponse) Descriptor() ([]byte, []int) {
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListErrorsResponse) GetItems() []*ErrorItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *ListErrorsResponse) GetTotal() uint32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+type ErrorItem struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Destination string                 `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
+	// The log shard that keeps the item (a datalog shard for objects).
+	Shard *ShardRef `protobuf:"bytes,2,opt,name=shard,proto3" json:"shard,omitempty"`
+	// Objects: the bucket index shard ("[tenant/]name:instance[:shard]").
+	BucketShard string `protobuf:"bytes,3,opt,name=bucket_shard,json=bucketShard,proto3" json:"bucket_shard,omitempty"`
+	// "user", "bucket", "bucket.instance" or "object".
+	Section string `protobuf:"bytes,4,opt,name=section,proto3" json:"section,omitempty"`
+	// The metadata key, or the object's key.
+	Name      string     `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`
+	VersionId string     `protobuf:"bytes,6,opt,name=version_id,json=versionId,proto3" json:"version_id,omitempty"`
+	State     ErrorState `protobuf:"varint,7,opt,name=state,proto3,enum=rgwsync.v1.ErrorState" json:"state,omitempty"`
+	Error     string     `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	Attempts  uint32     `protobuf:"varint,9,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// When the change was logged at the source.
+	FirstSeen *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=first_seen,json=firstSeen,proto3" json:"first_seen,omitempty"`
+	// When the last attempt failed (unset for items kept by an older version).
+	LastAttempt   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=last_attempt,json=lastAttempt,proto3" json:"last_attempt,omitempty"`
+	NextAttempt   *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=next_attempt,json=nextAttempt,proto3" json:"next_attempt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ErrorItem) Reset() {
+	*x = ErrorItem{}
+	mi := &file_rgwsync_v1_status_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ErrorItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ErrorItem) ProtoMessage() {}
+
+func (x *ErrorItem) ProtoReflect() protoreflect.Message {
+	mi := &file_rgwsync_v1_status_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ErrorItem.ProtoReflect.Descriptor instead.
+func (*ErrorItem) Descriptor() ([]byte, []int) {
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ErrorItem) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *ErrorItem) GetShard() *ShardRef {
+	if x != nil {
+		return x.Shard
+	}
+	return nil
+}
+
+func (x *ErrorItem) GetBucketShard() string {
+	if x != nil {
+		return x.BucketShard
+	}
+	return ""
+}
+
+func (x *ErrorItem) GetSection() string {
+	if x != nil {
+		return x.Section
+	}
+	return ""
+}
+
+func (x *ErrorItem) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ErrorItem) GetVersionId() string {
+	if x != nil {
+		return x.VersionId
+	}
+	return ""
+}
+
+func (x *ErrorItem) GetState() ErrorState {
+	if x != nil {
+		return x.State
+	}
+	return ErrorState_ERROR_STATE_UNSPECIFIED
+}
+
+func (x *ErrorItem) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *ErrorItem) GetAttempts() uint32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *ErrorItem) GetFirstSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstSeen
+	}
+	return nil
+}
+
+func (x *ErrorItem) GetLastAttempt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastAttempt
+	}
+	return nil
+}
+
+func (x *ErrorItem) GetNextAttempt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttempt
+	}
+	return nil
+}
+
 var File_rgwsync_v1_status_proto protoreflect.FileDescriptor
 
 const file_rgwsync_v1_status_proto_rawDesc = "" +
@@ -775,10 +1102,43 @@ const file_rgwsync_v1_status_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x128\n" +
 	"\ttimestamp\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x1a\n" +
 	"\battempts\x18\x03 \x01(\rR\battempts\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error2\x9a\x01\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\x8e\x01\n" +
+	"\x11ListErrorsRequest\x12 \n" +
+	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x16\n" +
+	"\x06bucket\x18\x02 \x01(\tR\x06bucket\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\x12)\n" +
+	"\x10include_rechecks\x18\x04 \x01(\bR\x0fincludeRechecks\"W\n" +
+	"\x12ListErrorsResponse\x12+\n" +
+	"\x05items\x18\x01 \x03(\v2\x15.rgwsync.v1.ErrorItemR\x05items\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\rR\x05total\"\xe2\x03\n" +
+	"\tErrorItem\x12 \n" +
+	"\vdestination\x18\x01 \x01(\tR\vdestination\x12*\n" +
+	"\x05shard\x18\x02 \x01(\v2\x14.rgwsync.v1.ShardRefR\x05shard\x12!\n" +
+	"\fbucket_shard\x18\x03 \x01(\tR\vbucketShard\x12\x18\n" +
+	"\asection\x18\x04 \x01(\tR\asection\x12\x12\n" +
+	"\x04name\x18\x05 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"version_id\x18\x06 \x01(\tR\tversionId\x12,\n" +
+	"\x05state\x18\a \x01(\x0e2\x16.rgwsync.v1.ErrorStateR\x05state\x12\x14\n" +
+	"\x05error\x18\b \x01(\tR\x05error\x12\x1a\n" +
+	"\battempts\x18\t \x01(\rR\battempts\x129\n" +
+	"\n" +
+	"first_seen\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tfirstSeen\x12=\n" +
+	"\flast_attempt\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\vlastAttempt\x12=\n" +
+	"\fnext_attempt\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\vnextAttempt*\x88\x01\n" +
+	"\n" +
+	"ErrorState\x12\x1b\n" +
+	"\x17ERROR_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12ERROR_STATE_FAILED\x10\x01\x12\x14\n" +
+	"\x10ERROR_STATE_HELD\x10\x02\x12\x16\n" +
+	"\x12ERROR_STATE_PARKED\x10\x03\x12\x17\n" +
+	"\x13ERROR_STATE_RECHECK\x10\x042\xe7\x01\n" +
 	"\rStatusService\x12?\n" +
 	"\x06Status\x12\x19.rgwsync.v1.StatusRequest\x1a\x1a.rgwsync.v1.StatusResponse\x12H\n" +
-	"\tGetBounds\x12\x1c.rgwsync.v1.GetBoundsRequest\x1a\x1d.rgwsync.v1.GetBoundsResponseB5Z3github.com/rgwsync/rgwsync/gen/rgwsync/v1;rgwsyncv1b\x06proto3"
+	"\tGetBounds\x12\x1c.rgwsync.v1.GetBoundsRequest\x1a\x1d.rgwsync.v1.GetBoundsResponse\x12K\n" +
+	"\n" +
+	"ListErrors\x12\x1d.rgwsync.v1.ListErrorsRequest\x1a\x1e.rgwsync.v1.ListErrorsResponseB5Z3github.com/rgwsync/rgwsync/gen/rgwsync/v1;rgwsyncv1b\x06proto3"
 
 var (
 	file_rgwsync_v1_status_proto_rawDescOnce sync.Once
@@ -792,47 +1152,60 @@ func file_rgwsync_v1_status_proto_rawDescGZIP() []byte {
 	return file_rgwsync_v1_status_proto_rawDescData
 }
 
-var file_rgwsync_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_rgwsync_v1_status_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_rgwsync_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_rgwsync_v1_status_proto_goTypes = []any{
-	(*StatusRequest)(nil),         // 0: rgwsync.v1.StatusRequest
-	(*StatusResponse)(nil),        // 1: rgwsync.v1.StatusResponse
-	(*DestinationStatus)(nil),     // 2: rgwsync.v1.DestinationStatus
-	(*ShardStatus)(nil),           // 3: rgwsync.v1.ShardStatus
-	(*GetBoundsRequest)(nil),      // 4: rgwsync.v1.GetBoundsRequest
-	(*GetBoundsResponse)(nil),     // 5: rgwsync.v1.GetBoundsResponse
-	(*PositionMarker)(nil),        // 6: rgwsync.v1.PositionMarker
-	(*ItemMarker)(nil),            // 7: rgwsync.v1.ItemMarker
-	(LogType)(0),                  // 8: rgwsync.v1.LogType
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
-	(*ShardRef)(nil),              // 10: rgwsync.v1.ShardRef
-	(ShardPhase)(0),               // 11: rgwsync.v1.ShardPhase
+	(ErrorState)(0),               // 0: rgwsync.v1.ErrorState
+	(*StatusRequest)(nil),         // 1: rgwsync.v1.StatusRequest
+	(*StatusResponse)(nil),        // 2: rgwsync.v1.StatusResponse
+	(*DestinationStatus)(nil),     // 3: rgwsync.v1.DestinationStatus
+	(*ShardStatus)(nil),           // 4: rgwsync.v1.ShardStatus
+	(*GetBoundsRequest)(nil),      // 5: rgwsync.v1.GetBoundsRequest
+	(*GetBoundsResponse)(nil),     // 6: rgwsync.v1.GetBoundsResponse
+	(*PositionMarker)(nil),        // 7: rgwsync.v1.PositionMarker
+	(*ItemMarker)(nil),            // 8: rgwsync.v1.ItemMarker
+	(*ListErrorsRequest)(nil),     // 9: rgwsync.v1.ListErrorsRequest
+	(*ListErrorsResponse)(nil),    // 10: rgwsync.v1.ListErrorsResponse
+	(*ErrorItem)(nil),             // 11: rgwsync.v1.ErrorItem
+	(LogType)(0),                  // 12: rgwsync.v1.LogType
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*ShardRef)(nil),              // 14: rgwsync.v1.ShardRef
+	(ShardPhase)(0),               // 15: rgwsync.v1.ShardPhase
 }
 var file_rgwsync_v1_status_proto_depIdxs = []int32{
-	8,  // 0: rgwsync.v1.StatusRequest.log_type:type_name -> rgwsync.v1.LogType
-	2,  // 1: rgwsync.v1.StatusResponse.destinations:type_name -> rgwsync.v1.DestinationStatus
-	9,  // 2: rgwsync.v1.StatusResponse.now:type_name -> google.protobuf.Timestamp
-	3,  // 3: rgwsync.v1.DestinationStatus.shards:type_name -> rgwsync.v1.ShardStatus
-	9,  // 4: rgwsync.v1.DestinationStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
-	10, // 5: rgwsync.v1.ShardStatus.shard:type_name -> rgwsync.v1.ShardRef
-	11, // 6: rgwsync.v1.ShardStatus.phase:type_name -> rgwsync.v1.ShardPhase
-	9,  // 7: rgwsync.v1.ShardStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
-	9,  // 8: rgwsync.v1.ShardStatus.lease_expires:type_name -> google.protobuf.Timestamp
-	9,  // 9: rgwsync.v1.ShardStatus.stalled_since:type_name -> google.protobuf.Timestamp
-	8,  // 10: rgwsync.v1.GetBoundsRequest.log_type:type_name -> rgwsync.v1.LogType
-	9,  // 11: rgwsync.v1.GetBoundsResponse.oldest_time:type_name -> google.protobuf.Timestamp
-	6,  // 12: rgwsync.v1.GetBoundsResponse.markers:type_name -> rgwsync.v1.PositionMarker
-	9,  // 13: rgwsync.v1.PositionMarker.position_time:type_name -> google.protobuf.Timestamp
-	7,  // 14: rgwsync.v1.PositionMarker.items_in_progress:type_name -> rgwsync.v1.ItemMarker
-	9,  // 15: rgwsync.v1.ItemMarker.timestamp:type_name -> google.protobuf.Timestamp
-	0,  // 16: rgwsync.v1.StatusService.Status:input_type -> rgwsync.v1.StatusRequest
-	4,  // 17: rgwsync.v1.StatusService.GetBounds:input_type -> rgwsync.v1.GetBoundsRequest
-	1,  // 18: rgwsync.v1.StatusService.Status:output_type -> rgwsync.v1.StatusResponse
-	5,  // 19: rgwsync.v1.StatusService.GetBounds:output_type -> rgwsync.v1.GetBoundsResponse
-	18, // [18:20] is the sub-list for method output_type
-	16, // [16:18] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	12, // 0: rgwsync.v1.StatusRequest.log_type:type_name -> rgwsync.v1.LogType
+	3,  // 1: rgwsync.v1.StatusResponse.destinations:type_name -> rgwsync.v1.DestinationStatus
+	13, // 2: rgwsync.v1.StatusResponse.now:type_name -> google.protobuf.Timestamp
+	4,  // 3: rgwsync.v1.DestinationStatus.shards:type_name -> rgwsync.v1.ShardStatus
+	13, // 4: rgwsync.v1.DestinationStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
+	14, // 5: rgwsync.v1.ShardStatus.shard:type_name -> rgwsync.v1.ShardRef
+	15, // 6: rgwsync.v1.ShardStatus.phase:type_name -> rgwsync.v1.ShardPhase
+	13, // 7: rgwsync.v1.ShardStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
+	13, // 8: rgwsync.v1.ShardStatus.lease_expires:type_name -> google.protobuf.Timestamp
+	13, // 9: rgwsync.v1.ShardStatus.stalled_since:type_name -> google.protobuf.Timestamp
+	12, // 10: rgwsync.v1.GetBoundsRequest.log_type:type_name -> rgwsync.v1.LogType
+	13, // 11: rgwsync.v1.GetBoundsResponse.oldest_time:type_name -> google.protobuf.Timestamp
+	7,  // 12: rgwsync.v1.GetBoundsResponse.markers:type_name -> rgwsync.v1.PositionMarker
+	13, // 13: rgwsync.v1.PositionMarker.position_time:type_name -> google.protobuf.Timestamp
+	8,  // 14: rgwsync.v1.PositionMarker.items_in_progress:type_name -> rgwsync.v1.ItemMarker
+	13, // 15: rgwsync.v1.ItemMarker.timestamp:type_name -> google.protobuf.Timestamp
+	11, // 16: rgwsync.v1.ListErrorsResponse.items:type_name -> rgwsync.v1.ErrorItem
+	14, // 17: rgwsync.v1.ErrorItem.shard:type_name -> rgwsync.v1.ShardRef
+	0,  // 18: rgwsync.v1.ErrorItem.state:type_name -> rgwsync.v1.ErrorState
+	13, // 19: rgwsync.v1.ErrorItem.first_seen:type_name -> google.protobuf.Timestamp
+	13, // 20: rgwsync.v1.ErrorItem.last_attempt:type_name -> google.protobuf.Timestamp
+	13, // 21: rgwsync.v1.ErrorItem.next_attempt:type_name -> google.protobuf.Timestamp
+	1,  // 22: rgwsync.v1.StatusService.Status:input_type -> rgwsync.v1.StatusRequest
+	5,  // 23: rgwsync.v1.StatusService.GetBounds:input_type -> rgwsync.v1.GetBoundsRequest
+	9,  // 24: rgwsync.v1.StatusService.ListErrors:input_type -> rgwsync.v1.ListErrorsRequest
+	2,  // 25: rgwsync.v1.StatusService.Status:output_type -> rgwsync.v1.StatusResponse
+	6,  // 26: rgwsync.v1.StatusService.GetBounds:output_type -> rgwsync.v1.GetBoundsResponse
+	10, // 27: rgwsync.v1.StatusService.ListErrors:output_type -> rgwsync.v1.ListErrorsResponse
+	25, // [25:28] is the sub-list for method output_type
+	22, // [22:25] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_rgwsync_v1_status_proto_init() }
@@ -846,13 +1219,14 @@ func file_rgwsync_v1_status_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rgwsync_v1_status_proto_rawDesc), len(file_rgwsync_v1_status_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   8,
+			NumEnums:      1,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_rgwsync_v1_status_proto_goTypes,
 		DependencyIndexes: file_rgwsync_v1_status_proto_depIdxs,
+		EnumInfos:         file_rgwsync_v1_status_proto_enumTypes,
 		MessageInfos:      file_rgwsync_v1_status_proto_msgTypes,
 	}.Build()
 	File_rgwsync_v1_status_proto = out.File

@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	StatusService_Status_FullMethodName    = "/rgwsync.v1.StatusService/Status"
-	StatusService_GetBounds_FullMethodName = "/rgwsync.v1.StatusService/GetBounds"
+	StatusService_Status_FullMethodName     = "/rgwsync.v1.StatusService/Status"
+	StatusService_GetBounds_FullMethodName  = "/rgwsync.v1.StatusService/GetBounds"
+	StatusService_ListErrors_FullMethodName = "/rgwsync.v1.StatusService/ListErrors"
 )
 
 // StatusServiceClient is the client API for StatusService service.
@@ -36,6 +37,10 @@ type StatusServiceClient interface {
 	// GetBounds returns one shard's bounds in the shape of the old
 	// /admin/replica_log?bounds answer.
 	GetBounds(ctx context.Context, in *GetBoundsRequest, opts ...grpc.CallOption) (*GetBoundsResponse, error)
+	// ListErrors lists the items kept for retry, oldest first (the
+	// `radosgw-admin sync error list` analogue): what failed, why, how often,
+	// since when. Served by the exporter, which keeps them with the bounds.
+	ListErrors(ctx context.Context, in *ListErrorsRequest, opts ...grpc.CallOption) (*ListErrorsResponse, error)
 }
 
 type statusServiceClient struct {
@@ -66,6 +71,16 @@ func (c *statusServiceClient) GetBounds(ctx context.Context, in *GetBoundsReques
 	return out, nil
 }
 
+func (c *statusServiceClient) ListErrors(ctx context.Context, in *ListErrorsRequest, opts ...grpc.CallOption) (*ListErrorsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListErrorsResponse)
+	err := c.cc.Invoke(ctx, StatusService_ListErrors_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StatusServiceServer is the server API for StatusService service.
 // All implementations must embed UnimplementedStatusServiceServer
 // for forward compatibility.
@@ -79,6 +94,10 @@ type StatusServiceServer interface {
 	// GetBounds returns one shard's bounds in the shape of the old
 	// /admin/replica_log?bounds answer.
 	GetBounds(context.Context, *GetBoundsRequest) (*GetBoundsResponse, error)
+	// ListErrors lists the items kept for retry, oldest first (the
+	// `radosgw-admin sync error list` analogue): what failed, why, how often,
+	// since when. Served by the exporter, which keeps them with the bounds.
+	ListErrors(context.Context, *ListErrorsRequest) (*ListErrorsResponse, error)
 	mustEmbedUnimplementedStatusServiceServer()
 }
 
@@ -94,6 +113,9 @@ func (UnimplementedStatusServiceServer) Status(context.Context, *StatusRequest) 
 }
 func (UnimplementedStatusServiceServer) GetBounds(context.Context, *GetBoundsRequest) (*GetBoundsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBounds not implemented")
+}
+func (UnimplementedStatusServiceServer) ListErrors(context.Context, *ListErrorsRequest) (*ListErrorsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListErrors not implemented")
 }
 func (UnimplementedStatusServiceServer) mustEmbedUnimplementedStatusServiceServer() {}
 func (UnimplementedStatusServiceServer) testEmbeddedByValue()                       {}
@@ -152,6 +174,24 @@ func _StatusService_GetBounds_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StatusService_ListErrors_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListErrorsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StatusServiceServer).ListErrors(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StatusService_ListErrors_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StatusServiceServer).ListErrors(ctx, req.(*ListErrorsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // StatusService_ServiceDesc is the grpc.ServiceDesc for StatusService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -166,6 +206,10 @@ var StatusService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetBounds",
 			Handler:    _StatusService_GetBounds_Handler,
+		},
+		{
+			MethodName: "ListErrors",
+			Handler:    _StatusService_ListErrors_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -4,6 +4,7 @@ package synctest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -216,6 +217,28 @@ func TestFailedKeyIsRetried(t *testing.T) {
 		}
 		return false
 	}, 90*time.Second, 500*time.Millisecond, "victim key kept as a retry in the bounds")
+	// The errors command lists it (the sync error list analogue).
+	expBin, _ := Binaries(t)
+	out := run(t, expBin, "errors", "-insecure", "-addr", e.ExporterAddr, "-destination", e.Dest, "-json")
+	var errs struct {
+		Total uint32 `json:"total"`
+		Items []struct {
+			Section, Name, State, Error, Shard string
+			Attempts                           uint32
+		} `json:"items"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &errs), out)
+	found := false
+	for _, it := range errs.Items {
+		if it.Section == "user" && it.Name == victim {
+			found = true
+			require.Equal(t, "failed", it.State, out)
+			require.Contains(t, it.Error, "503", out)
+			require.GreaterOrEqual(t, it.Attempts, uint32(1))
+			require.True(t, strings.HasPrefix(it.Shard, "metadata/"), out)
+		}
+	}
+	require.True(t, found, "the errors command lists the failing key: %s", out)
 	e.WaitMetadataEqual(30*time.Second, Prefix(p+"-ok"))
 	_, err := e.Dst.GetMetadata(ctx, "user", victim)
 	require.Error(t, err, "victim must not be on the destination while it fails")
@@ -229,6 +252,8 @@ func TestFailedKeyIsRetried(t *testing.T) {
 		st, err = StatusOf(ctx, e.ExporterAddr, e.Dest)
 		return err == nil && st.GetDestinations()[0].GetRetries() == 0
 	}, 30*time.Second, 200*time.Millisecond, "retries drained")
+	out = run(t, expBin, "errors", "-insecure", "-addr", e.ExporterAddr, "-destination", e.Dest)
+	require.Equal(t, "no items kept for retry\n", out)
 }
 
 // grpcurl lists the services (reflection) and calls Status and GetBounds.
