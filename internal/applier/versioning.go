@@ -39,7 +39,8 @@ const nullVersionWait = 10 * time.Minute
 // fails (retried) until the bucket's new state is applied — data does not
 // overtake the metadata it depends on. If zone-b never shows it (the
 // source enabled versioning again before the bucket was synced), it is
-// written after nullVersionWait, with a warning.
+// written once the exporter says the metadata logged before it is applied
+// (ObjectOp.metadata_settled), or after nullVersionWait, with a warning.
 func (a *Applier) nullVersionWritable(ctx context.Context, op *v1.ObjectOp) error {
 	status, err := a.bucketVersioning(ctx, op.GetBucket())
 	if err != nil {
@@ -63,8 +64,9 @@ func (a *Applier) nullVersionWritable(ctx context.Context, op *v1.ObjectOp) erro
 		if found {
 			return errNullWouldDuplicate
 		}
-		a.log.Warn("null version written into a bucket whose versioning zone-b never showed suspended (waited long enough for the bucket's metadata)",
-			"bucket", op.GetBucket(), "object", op.GetKey(), "versioning", status, "waited", time.Since(op.GetTimestamp().AsTime()).Round(time.Second))
+		a.log.Warn("null version written into a bucket whose versioning zone-b never showed suspended (the bucket's metadata is applied past the write, or it waited long enough)",
+			"bucket", op.GetBucket(), "object", op.GetKey(), "versioning", status, "metadata_settled", op.GetMetadataSettled(),
+			"waited", time.Since(op.GetTimestamp().AsTime()).Round(time.Second))
 		return nil
 	}
 	a.forgetVersioning(op.GetBucket())
@@ -85,9 +87,16 @@ func (a *Applier) versioningIs(ctx context.Context, bucket, want, what string) e
 	return nil
 }
 
-// waitedForVersioning: the op was logged more than nullVersionWait ago,
-// long enough for its bucket's versioning state to have reached zone-b.
+// waitedForVersioning: zone-b's bucket state is as new as the op's, so
+// waiting for an older one is useless: the exporter says every metadata
+// change the source logged before the op is applied (MetadataSettled: a
+// versioning state the source held for a moment, coalesced away by the
+// metadata sync, which copies current blobs, is never written), or, as a
+// backstop, the op was logged more than nullVersionWait ago.
 func waitedForVersioning(op *v1.ObjectOp) bool {
+	if op.GetMetadataSettled() {
+		return true
+	}
 	ts := op.GetTimestamp()
 	return ts != nil && time.Since(ts.AsTime()) > nullVersionWait
 }

@@ -141,6 +141,11 @@ func (m mdLoop) commitAck(ack *v1.Ack) error { return m.w.handleAck(ack, m.src) 
 
 func (m mdLoop) idleState(ctx context.Context) string {
 	m.w.caughtUp(ctx, m.src)
+	// Nothing in flight, nothing failed, and the log read empty: the
+	// shard is applied up to that read (settled.go).
+	if src, ok := m.src.(*mdlogSource); ok && !src.readEmpty.IsZero() && failures(m.w.bound.Retries) == 0 {
+		m.w.d.settled.record(m.w.sub.unit.Shard, src.readEmpty)
+	}
 	return pendingRechecks(m.w.bound.Retries, time.Now())
 }
 

@@ -343,6 +343,9 @@ type destination struct {
 	shardsAdded atomic.Uint64
 	news        shardNews
 
+	// settled: how far in time the metadata is applied (settled.go).
+	settled mdSettled
+
 	mu       sync.Mutex
 	fullDone chan struct{} // closed once the full sync is done
 	subs     map[rgwlog.Unit]*subscription

@@ -82,6 +82,9 @@ type mdlogSource struct {
 	e       *Exporter
 	shard   int
 	checked time.Time // last trim check
+	// readEmpty: when the last read that found nothing after the bound
+	// began (zero after a read that found entries).
+	readEmpty time.Time
 }
 
 // idleTrimCheck: how often an idle shard checks that its bound's entry is
@@ -91,6 +94,7 @@ const idleTrimCheck = 5 * time.Second
 func (s *mdlogSource) finished(string) bool { return false }
 
 func (s *mdlogSource) next(ctx context.Context, pos string, max int) (*readBatch, error) {
+	start := time.Now()
 	page, err := s.e.cfg.Source.ListMDLog(ctx, s.e.period, s.shard, pos, max)
 	if err != nil {
 		return nil, fmt.Errorf("list mdlog shard %d after %q: %w", s.shard, pos, err)
@@ -106,8 +110,10 @@ func (s *mdlogSource) next(ctx context.Context, pos string, max int) (*readBatch
 	}
 	if len(page.Entries) == 0 {
 		s.e.setHead(uint32(s.shard), pos) // nothing after pos: it is the head
+		s.readEmpty = start
 		return nil, nil
 	}
+	s.readEmpty = time.Time{}
 	// De-duplicate (section, name) within the batch: the blob is fetched
 	// once, as it is now; each change is logged twice (write, complete).
 	last := map[string]int{}

@@ -79,6 +79,9 @@ func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string
 		dw.log.Debug("object op", "bucket", op.GetBucket(), "object", op.GetKey(), "version", op.GetVersionId(),
 			"op", op.GetKind().String(), "epoch", op.GetVersionedEpoch(), "size", op.GetAttrs().GetSize(), "marker", op.GetMarker())
 		op.Timestamp = timestamppb.New(r.ts)
+		if dependsOnVersioning(op) {
+			op.MetadataSettled = dw.d.isFullDone() && dw.d.settled.settled(dw.e.mdShards, r.ts)
+		}
 		out = append(out, op)
 	}
 	return out, failed
@@ -233,6 +236,14 @@ func (e *Exporter) notFoundOp(ctx context.Context, op *v1.ObjectOp, r objRef, er
 		op.Kind = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION
 	}
 	return e.withOwner(ctx, op, r)
+}
+
+// dependsOnVersioning: an op whose write on zone-b depends on its bucket's
+// versioning state there (a null version: the applier waits for zone-b to
+// show the state the source had), which says whether that wait is over.
+func dependsOnVersioning(op *v1.ObjectOp) bool {
+	v := op.GetVersionId()
+	return op.GetKind() == v1.ObjectOpKind_OBJECT_OP_KIND_PUT && (v == "" || v == "null")
 }
 
 // statReadAhead is how much of a body buildOp reads with the attributes:

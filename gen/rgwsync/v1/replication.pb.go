@@ -1348,10 +1348,16 @@ type ObjectOp struct {
 	// The body follows in ObjectChunk messages.
 	Chunked bool `protobuf:"varint,10,opt,name=chunked,proto3" json:"chunked,omitempty"`
 	// The log position (bilog op id or full-sync position) that named it.
-	Marker        string                 `protobuf:"bytes,11,opt,name=marker,proto3" json:"marker,omitempty"`
-	Timestamp     *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Marker    string                 `protobuf:"bytes,11,opt,name=marker,proto3" json:"marker,omitempty"`
+	Timestamp *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	// Every metadata change the source logged before this op (timestamp) is
+	// applied on the destination, as far as the exporter knows: the bucket's
+	// state there (its versioning) is as new as the op's or newer, and waiting
+	// for an older one is useless (a state the source held only for a moment
+	// is never written by the metadata sync, which copies current blobs).
+	MetadataSettled bool `protobuf:"varint,13,opt,name=metadata_settled,json=metadataSettled,proto3" json:"metadata_settled,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ObjectOp) Reset() {
@@ -1466,6 +1472,13 @@ func (x *ObjectOp) GetTimestamp() *timestamppb.Timestamp {
 		return x.Timestamp
 	}
 	return nil
+}
+
+func (x *ObjectOp) GetMetadataSettled() bool {
+	if x != nil {
+		return x.MetadataSettled
+	}
+	return false
 }
 
 // ObjectAttrs is everything a faithful copy keeps (mtime cannot be kept).
@@ -2015,7 +2028,7 @@ const file_rgwsync_v1_replication_proto_rawDesc = "" +
 	"\aobjects\x18\b \x03(\v2\x14.rgwsync.v1.ObjectOpR\aobjects\x12\x1e\n" +
 	"\n" +
 	"generation\x18\t \x01(\x04R\n" +
-	"generation\"\x85\x03\n" +
+	"generation\"\xb0\x03\n" +
 	"\bObjectOp\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12,\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x18.rgwsync.v1.ObjectOpKindR\x04kind\x12\x16\n" +
@@ -2030,7 +2043,8 @@ const file_rgwsync_v1_replication_proto_rawDesc = "" +
 	"\achunked\x18\n" +
 	" \x01(\bR\achunked\x12\x16\n" +
 	"\x06marker\x18\v \x01(\tR\x06marker\x128\n" +
-	"\ttimestamp\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\"\xff\x04\n" +
+	"\ttimestamp\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12)\n" +
+	"\x10metadata_settled\x18\r \x01(\bR\x0fmetadataSettled\"\xff\x04\n" +
 	"\vObjectAttrs\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x12!\n" +
