@@ -21,6 +21,20 @@ func decodeJSON(op string, body []byte, v any) error {
 	return nil
 }
 
+// getJSON sends r and decodes its 2xx answer into a T; the answer's body
+// is returned too, for the error of a field found missing.
+func getJSON[T any](ctx context.Context, c *Client, r request) (T, []byte, error) {
+	var w T
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return w, nil, err
+	}
+	if err := decodeJSON(r.op, resp.body, &w); err != nil {
+		return w, nil, err
+	}
+	return w, resp.body, nil
+}
+
 func missing(op string, body []byte, field string) error {
 	return &DecodeError{Op: op, Body: body, Err: fmt.Errorf("no %q in the answer", field)}
 }
@@ -35,17 +49,13 @@ func checkShard(op string, shard int) error {
 // MDLogInfo returns the metadata log's shard count and current period.
 func (c *Client) MDLogInfo(ctx context.Context) (LogInfo, error) {
 	const op = "get mdlog info"
-	resp, err := c.do(ctx, request{op: op, method: http.MethodGet, path: logPath,
+	w, body, err := getJSON[wireLogInfo](ctx, c, request{op: op, method: http.MethodGet, path: logPath,
 		query: url.Values{"type": {"metadata"}}})
 	if err != nil {
 		return LogInfo{}, err
 	}
-	var w wireLogInfo
-	if err := decodeJSON(op, resp.body, &w); err != nil {
-		return LogInfo{}, err
-	}
 	if w.NumObjects == nil {
-		return LogInfo{}, missing(op, resp.body, "num_objects")
+		return LogInfo{}, missing(op, body, "num_objects")
 	}
 	return LogInfo{NumShards: *w.NumObjects, Period: w.Period, RealmEpoch: w.RealmEpoch}, nil
 }
@@ -94,16 +104,12 @@ func (c *Client) ListMDLog(ctx context.Context, period string, shard int, marker
 	}
 	q := mdlogQuery(period, shard)
 	setPaging(q, "marker", marker, max)
-	resp, err := c.do(ctx, request{op: op, method: http.MethodGet, path: logPath, query: q})
+	w, body, err := getJSON[wireMDLogPage](ctx, c, request{op: op, method: http.MethodGet, path: logPath, query: q})
 	if err != nil {
 		return MDLogPage{}, err
 	}
-	var w wireMDLogPage
-	if err := decodeJSON(op, resp.body, &w); err != nil {
-		return MDLogPage{}, err
-	}
 	if w.Entries == nil {
-		return MDLogPage{}, missing(op, resp.body, "entries")
+		return MDLogPage{}, missing(op, body, "entries")
 	}
 	page := MDLogPage{Marker: w.Marker, Truncated: bool(w.Truncated), Entries: make([]MDLogEntry, 0, len(*w.Entries))}
 	for _, e := range *w.Entries {
@@ -127,17 +133,13 @@ func setPaging(q url.Values, markerParam, marker string, max int) {
 // DataLogInfo returns the data log's shard count (NumShards only).
 func (c *Client) DataLogInfo(ctx context.Context) (LogInfo, error) {
 	const op = "get datalog info"
-	resp, err := c.do(ctx, request{op: op, method: http.MethodGet, path: logPath,
+	w, body, err := getJSON[wireLogInfo](ctx, c, request{op: op, method: http.MethodGet, path: logPath,
 		query: url.Values{"type": {"data"}}})
 	if err != nil {
 		return LogInfo{}, err
 	}
-	var w wireLogInfo
-	if err := decodeJSON(op, resp.body, &w); err != nil {
-		return LogInfo{}, err
-	}
 	if w.NumObjects == nil || *w.NumObjects <= 0 {
-		return LogInfo{}, missing(op, resp.body, "num_objects")
+		return LogInfo{}, missing(op, body, "num_objects")
 	}
 	c.mu.Lock()
 	c.dataShards = *w.NumObjects
@@ -192,16 +194,12 @@ func (c *Client) ListDataLog(ctx context.Context, shard int, marker string, max 
 	}
 	q := url.Values{"type": {"data"}, "id": {strconv.Itoa(shard)}, "extra-info": {"true"}}
 	setPaging(q, "marker", marker, max)
-	resp, err := c.do(ctx, request{op: op, method: http.MethodGet, path: logPath, query: q})
+	w, body, err := getJSON[wireDataLogPage](ctx, c, request{op: op, method: http.MethodGet, path: logPath, query: q})
 	if err != nil {
 		return DataLogPage{}, err
 	}
-	var w wireDataLogPage
-	if err := decodeJSON(op, resp.body, &w); err != nil {
-		return DataLogPage{}, err
-	}
 	if w.Entries == nil {
-		return DataLogPage{}, missing(op, resp.body, "entries")
+		return DataLogPage{}, missing(op, body, "entries")
 	}
 	page := DataLogPage{Marker: w.Marker, Truncated: bool(w.Truncated), Entries: make([]DataLogEntry, 0, len(*w.Entries))}
 	for i := range *w.Entries {
@@ -215,16 +213,12 @@ func (c *Client) ListDataLog(ctx context.Context, shard int, marker string, max 
 func (c *Client) BILogInfo(ctx context.Context, bucketInstance string) (BILogInfo, error) {
 	op := fmt.Sprintf("get bilog info of %s", bucketInstance)
 	q := url.Values{"type": {"bucket-index"}, "bucket-instance": {bucketInstance}, "info": {""}}
-	resp, err := c.do(ctx, request{op: op, method: http.MethodGet, path: logPath, query: q})
+	w, body, err := getJSON[wireBILogInfo](ctx, c, request{op: op, method: http.MethodGet, path: logPath, query: q})
 	if err != nil {
 		return BILogInfo{}, err
 	}
-	var w wireBILogInfo
-	if err := decodeJSON(op, resp.body, &w); err != nil {
-		return BILogInfo{}, err
-	}
 	if w.MaxMarker == nil {
-		return BILogInfo{}, missing(op, resp.body, "max_marker")
+		return BILogInfo{}, missing(op, body, "max_marker")
 	}
 	return BILogInfo{BucketVer: w.BucketVer, MasterVer: w.MasterVer, MaxMarker: *w.MaxMarker, SyncStopped: bool(w.SyncStopped)}, nil
 }
@@ -237,16 +231,12 @@ func (c *Client) ListBILog(ctx context.Context, bucketInstance, marker string, m
 	op := fmt.Sprintf("list bilog of %s", bucketInstance)
 	q := url.Values{"type": {"bucket-index"}, "bucket-instance": {bucketInstance}}
 	setPaging(q, "marker", marker, max)
-	resp, err := c.do(ctx, request{op: op, method: http.MethodGet, path: logPath, query: q})
+	w, body, err := getJSON[[]wireBILE](ctx, c, request{op: op, method: http.MethodGet, path: logPath, query: q})
 	if err != nil {
 		return nil, err
 	}
-	var w []wireBILE
-	if err := decodeJSON(op, resp.body, &w); err != nil {
-		return nil, err
-	}
 	if w == nil {
-		return nil, missing(op, resp.body, "[entries]")
+		return nil, missing(op, body, "[entries]")
 	}
 	out := make([]BILogEntry, 0, len(w))
 	for i := range w {

@@ -42,16 +42,12 @@ func checkSection(op, section string) error {
 // "bucket.instance", "otp", "user", …).
 func (c *Client) ListMetadataSections(ctx context.Context) ([]string, error) {
 	const op = "list metadata sections"
-	resp, err := c.do(ctx, request{op: op, method: http.MethodGet, path: "/admin/metadata", query: url.Values{}})
+	out, body, err := getJSON[[]string](ctx, c, request{op: op, method: http.MethodGet, path: "/admin/metadata", query: url.Values{}})
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	if err := decodeJSON(op, resp.body, &out); err != nil {
-		return nil, err
-	}
 	if out == nil {
-		return nil, missing(op, resp.body, "[sections]")
+		return nil, missing(op, body, "[sections]")
 	}
 	return out, nil
 }
@@ -71,16 +67,12 @@ func (c *Client) ListMetadataKeys(ctx context.Context, section, marker string, m
 	}
 	q := url.Values{}
 	setPaging(q, "marker", marker, max)
-	resp, err := c.do(ctx, request{op: op, method: http.MethodGet, path: metadataPath(section), query: q})
+	w, body, err := getJSON[wireKeyPage](ctx, c, request{op: op, method: http.MethodGet, path: metadataPath(section), query: q})
 	if err != nil {
 		return KeyPage{}, err
 	}
-	var w wireKeyPage
-	if err := decodeJSON(op, resp.body, &w); err != nil {
-		return KeyPage{}, err
-	}
 	if w.Keys == nil {
-		return KeyPage{}, missing(op, resp.body, "keys")
+		return KeyPage{}, missing(op, body, "keys")
 	}
 	return KeyPage{Keys: *w.Keys, Truncated: bool(w.Truncated), Marker: w.Marker, Count: w.Count}, nil
 }

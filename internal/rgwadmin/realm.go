@@ -18,16 +18,12 @@ func (c *Client) ZoneID(ctx context.Context, endpoint string) (id, name string, 
 	if want == "" {
 		return "", "", fmt.Errorf("%s: empty endpoint", op)
 	}
-	resp, err := c.do(ctx, request{op: op, method: http.MethodGet, path: "/admin/realm/period", query: url.Values{}})
+	p, body, err := getJSON[wirePeriod](ctx, c, request{op: op, method: http.MethodGet, path: "/admin/realm/period", query: url.Values{}})
 	if err != nil {
 		return "", "", err
 	}
-	var p wirePeriod
-	if err := decodeJSON(op, resp.body, &p); err != nil {
-		return "", "", err
-	}
 	if p.PeriodMap == nil {
-		return "", "", missing(op, resp.body, "period_map")
+		return "", "", missing(op, body, "period_map")
 	}
 	var seen []string
 	for _, zg := range p.PeriodMap.Zonegroups {
