@@ -383,129 +383,19 @@ func (w *Workload) step(ctx context.Context) error {
 	case OpPut:
 		return w.putNew(ctx)
 	case OpMultipart:
-		b, k := w.randomBucket(), w.newKey()+".mp"
-		parts := []int{w.cfg.PartSize, 1 + w.rng.IntN(512<<10)}
-		if w.rng.IntN(3) == 0 {
-			parts = []int{w.cfg.PartSize, w.cfg.PartSize, 1 + w.rng.IntN(w.cfg.PartSize)}
-		}
-		if err := w.multipart(ctx, b, k, parts); err != nil {
-			return err
-		}
-		w.addKey(b, k)
-		w.record(Record{Op: op, Bucket: b, Key: k, Size: sum(parts)})
-		return nil
+		return w.multipartObject(ctx, op)
 	case OpOverwrite, OpDelete:
-		b := w.randomBucket()
-		ks := w.keys[b]
-		if len(ks) == 0 {
-			return w.putNew(ctx)
-		}
-		i := w.rng.IntN(len(ks))
-		k := ks[i]
-		if op == OpOverwrite {
-			n := w.smallSize()
-			if _, err := w.put(ctx, b, k, w.body(n)); err != nil {
-				return err
-			}
-			w.record(Record{Op: op, Bucket: b, Key: k, Size: n})
-			return nil
-		}
-		if _, err := w.owner.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b), Key: aws.String(k)}); err != nil {
-			return fmt.Errorf("delete %s/%s: %w", b, k, err)
-		}
-		w.keys[b] = slices.Delete(ks, i, i+1)
-		w.record(Record{Op: op, Bucket: b, Key: k})
-		return nil
+		return w.overwriteOrDelete(ctx, op)
 	case OpPutThenDelete:
-		// The source object is gone by the time the exporter fetches it
-		// (most of the time): the log names a write whose object is gone.
-		b, k := w.randomBucket(), w.newKey()+".flash"
-		if _, err := w.put(ctx, b, k, w.body(w.smallSize())); err != nil {
-			return err
-		}
-		if _, err := w.owner.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b), Key: aws.String(k)}); err != nil {
-			return fmt.Errorf("delete %s/%s: %w", b, k, err)
-		}
-		w.record(Record{Op: op, Bucket: b, Key: k})
-		return nil
+		return w.putThenDelete(ctx, op)
 	case OpRemoveBucket:
-		if len(w.buckets) < 2 {
-			return w.putNew(ctx)
-		}
-		i := 1 + w.rng.IntN(len(w.buckets)-1)
-		b := w.buckets[i]
-		for _, k := range w.keys[b] {
-			if _, err := w.owner.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b), Key: aws.String(k)}); err != nil {
-				return fmt.Errorf("delete %s/%s: %w", b, k, err)
-			}
-		}
-		if _, err := w.owner.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(b)}); err != nil {
-			return fmt.Errorf("delete bucket %s: %w", b, err)
-		}
-		w.mu.Lock()
-		w.buckets = slices.Delete(w.buckets, i, i+1)
-		w.removed = append(w.removed, b)
-		w.mu.Unlock()
-		n := len(w.keys[b])
-		delete(w.keys, b)
-		w.record(Record{Op: op, Bucket: b, Size: n})
-		return nil
+		return w.removeBucket(ctx, op)
 	case OpVersionedPut, OpVersionedOverw:
-		k := fmt.Sprintf("v/k%05d", w.n)
-		if op == OpVersionedOverw && len(w.vkeys) > 0 {
-			k = w.vkeys[w.rng.IntN(len(w.vkeys))]
-		} else {
-			w.vkeys = append(w.vkeys, k)
-		}
-		n := w.smallSize()
-		v, err := w.put(ctx, w.versioned, k, w.body(n))
-		if err != nil {
-			return err
-		}
-		w.record(Record{Op: op, Bucket: w.versioned, Key: k, Version: v, Size: n})
-		return nil
+		return w.versionedPut(ctx, op)
 	case OpDeleteMarker:
-		if len(w.vkeys) == 0 {
-			return w.putNew(ctx)
-		}
-		k := w.vkeys[w.rng.IntN(len(w.vkeys))]
-		out, err := w.owner.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(w.versioned), Key: aws.String(k)})
-		if err != nil {
-			return fmt.Errorf("delete marker %s/%s: %w", w.versioned, k, err)
-		}
-		w.record(Record{Op: op, Bucket: w.versioned, Key: k, Version: aws.ToString(out.VersionId)})
-		return nil
+		return w.deleteMarker(ctx, op)
 	case OpDeleteVersion:
-		if len(w.vkeys) == 0 {
-			return w.putNew(ctx)
-		}
-		k := w.vkeys[w.rng.IntN(len(w.vkeys))]
-		vs, err := w.owner.ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: aws.String(w.versioned), Prefix: aws.String(k)})
-		if err != nil {
-			return fmt.Errorf("list versions %s/%s: %w", w.versioned, k, err)
-		}
-		var ids []string
-		for _, v := range vs.Versions {
-			if aws.ToString(v.Key) == k {
-				ids = append(ids, aws.ToString(v.VersionId))
-			}
-		}
-		for _, m := range vs.DeleteMarkers {
-			if aws.ToString(m.Key) == k {
-				ids = append(ids, aws.ToString(m.VersionId))
-			}
-		}
-		if len(ids) == 0 {
-			return w.putNew(ctx)
-		}
-		sort.Strings(ids) // listing order is the zone's; the choice must be the seed's
-		id := ids[w.rng.IntN(len(ids))]
-		if _, err := w.owner.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(w.versioned), Key: aws.String(k),
-			VersionId: aws.String(id)}); err != nil {
-			return fmt.Errorf("delete version %s/%s@%s: %w", w.versioned, k, id, err)
-		}
-		w.record(Record{Op: op, Bucket: w.versioned, Key: k, Version: id})
-		return nil
+		return w.deleteVersion(ctx, op)
 	case OpVersionTags, OpVersionACL:
 		return w.versionAttrs(ctx, op)
 	case OpToggleVersions:
@@ -516,6 +406,86 @@ func (w *Workload) step(ctx context.Context) error {
 		return w.tenantObject(ctx, op)
 	}
 	return fmt.Errorf("unknown op %q", op)
+}
+
+// multipartObject writes a new multipart object.
+func (w *Workload) multipartObject(ctx context.Context, op string) error {
+	b, k := w.randomBucket(), w.newKey()+".mp"
+	parts := []int{w.cfg.PartSize, 1 + w.rng.IntN(512<<10)}
+	if w.rng.IntN(3) == 0 {
+		parts = []int{w.cfg.PartSize, w.cfg.PartSize, 1 + w.rng.IntN(w.cfg.PartSize)}
+	}
+	if err := w.multipart(ctx, b, k, parts); err != nil {
+		return err
+	}
+	w.addKey(b, k)
+	w.record(Record{Op: op, Bucket: b, Key: k, Size: sum(parts)})
+	return nil
+}
+
+// overwriteOrDelete overwrites or deletes an existing object (a new one when there is none).
+func (w *Workload) overwriteOrDelete(ctx context.Context, op string) error {
+	b := w.randomBucket()
+	ks := w.keys[b]
+	if len(ks) == 0 {
+		return w.putNew(ctx)
+	}
+	i := w.rng.IntN(len(ks))
+	k := ks[i]
+	if op == OpOverwrite {
+		n := w.smallSize()
+		if _, err := w.put(ctx, b, k, w.body(n)); err != nil {
+			return err
+		}
+		w.record(Record{Op: op, Bucket: b, Key: k, Size: n})
+		return nil
+	}
+	if _, err := w.owner.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b), Key: aws.String(k)}); err != nil {
+		return fmt.Errorf("delete %s/%s: %w", b, k, err)
+	}
+	w.keys[b] = slices.Delete(ks, i, i+1)
+	w.record(Record{Op: op, Bucket: b, Key: k})
+	return nil
+}
+
+// putThenDelete writes an object and deletes it at once.
+func (w *Workload) putThenDelete(ctx context.Context, op string) error {
+	// The source object is gone by the time the exporter fetches it
+	// (most of the time): the log names a write whose object is gone.
+	b, k := w.randomBucket(), w.newKey()+".flash"
+	if _, err := w.put(ctx, b, k, w.body(w.smallSize())); err != nil {
+		return err
+	}
+	if _, err := w.owner.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b), Key: aws.String(k)}); err != nil {
+		return fmt.Errorf("delete %s/%s: %w", b, k, err)
+	}
+	w.record(Record{Op: op, Bucket: b, Key: k})
+	return nil
+}
+
+// removeBucket empties and removes a bucket (never the first).
+func (w *Workload) removeBucket(ctx context.Context, op string) error {
+	if len(w.buckets) < 2 {
+		return w.putNew(ctx)
+	}
+	i := 1 + w.rng.IntN(len(w.buckets)-1)
+	b := w.buckets[i]
+	for _, k := range w.keys[b] {
+		if _, err := w.owner.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b), Key: aws.String(k)}); err != nil {
+			return fmt.Errorf("delete %s/%s: %w", b, k, err)
+		}
+	}
+	if _, err := w.owner.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(b)}); err != nil {
+		return fmt.Errorf("delete bucket %s: %w", b, err)
+	}
+	w.mu.Lock()
+	w.buckets = slices.Delete(w.buckets, i, i+1)
+	w.removed = append(w.removed, b)
+	w.mu.Unlock()
+	n := len(w.keys[b])
+	delete(w.keys, b)
+	w.record(Record{Op: op, Bucket: b, Size: n})
+	return nil
 }
 
 func (w *Workload) putNew(ctx context.Context) error {
