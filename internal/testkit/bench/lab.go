@@ -160,7 +160,7 @@ func signalDaemon(dir, name string, sig syscall.Signal) error {
 func builtinSyncStatus(ctx context.Context, lab *labtest.Lab) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "radosgw-admin", "-c", filepath.Join(lab.Dir, "ceph.conf"), "-n", "client.admin",
+	cmd := exec.CommandContext(ctx, (&labtest.Lab{Dir: lab.Dir}).RadosgwAdmin(), "-c", filepath.Join(lab.Dir, "ceph.conf"), "-n", "client.admin",
 		"--rgw-zone=zone-b", "sync", "status")
 	out, err := cmd.Output()
 	return string(out), err

@@ -121,13 +121,28 @@ func (l *Lab) Admin(t TB, zone string, args ...string) string {
 	// stdout only: radosgw-admin prints warnings (e.g. about its admin
 	// socket) on stderr, which would corrupt the JSON callers parse.
 	var stderr bytes.Buffer
-	cmd := exec.Command("radosgw-admin", full...)
+	cmd := exec.Command(l.RadosgwAdmin(), full...)
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("radosgw-admin %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
 	}
 	return string(out)
+}
+
+// RadosgwAdmin is the lab's radosgw-admin: the one of its release
+// ($LAB/bin/radosgw-admin, written by start.sh for a release run in a
+// chroot), else the host's.
+func (l *Lab) RadosgwAdmin() string {
+	if p := filepath.Join(l.Dir, "bin", "radosgw-admin"); fileExists(p) {
+		return p
+	}
+	return "radosgw-admin"
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
 }
 
 // RandomName returns prefix followed by 8 random hex digits (lower case, so

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/rgwsync/rgwsync/internal/testkit/labtest"
 )
 
 // versionAttrs sets or removes the tags, or sets the canned ACL, of one
@@ -74,7 +75,7 @@ func (w *Workload) toggleVersioning(ctx context.Context, op string) error {
 func (w *Workload) reshard(ctx context.Context, op string) error {
 	b := w.randomBucket()
 	n := 2 + w.rng.IntN(22)
-	cmd := exec.CommandContext(ctx, "radosgw-admin", "-c", filepath.Join(w.cfg.LabDir, "ceph.conf"), "-n", "client.admin",
+	cmd := exec.CommandContext(ctx, (&labtest.Lab{Dir: w.cfg.LabDir}).RadosgwAdmin(), "-c", filepath.Join(w.cfg.LabDir, "ceph.conf"), "-n", "client.admin",
 		"--rgw-zone="+w.cfg.Zone, "bucket", "reshard", "--bucket="+b, fmt.Sprintf("--num-shards=%d", n), "--yes-i-really-mean-it")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("radosgw-admin bucket reshard %s: %v\n%s", b, err, out)

@@ -24,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/rgwsync/rgwsync/internal/testkit/labtest"
 )
 
 // Op kinds, as counted in Counts.
@@ -181,7 +182,7 @@ func (w *Workload) newUser(ctx context.Context, uid string) (*s3.Client, error) 
 	args := append([]string{"-c", filepath.Join(w.cfg.LabDir, "ceph.conf"), "-n", "client.admin",
 		"--rgw-zone=" + w.cfg.Zone, "user", "create"}, id...)
 	args = append(args, "--display-name=workload "+uid, "--access-key="+ak, "--secret="+sk)
-	cmd := exec.CommandContext(ctx, "radosgw-admin", args...)
+	cmd := exec.CommandContext(ctx, (&labtest.Lab{Dir: w.cfg.LabDir}).RadosgwAdmin(), args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("radosgw-admin user create %s: %v\n%s", uid, err, out)
 	}
