@@ -224,6 +224,11 @@ func (a *Applier) applyOne(ctx context.Context, u rgwlog.Unit, op *v1.ObjectOp, 
 				"shard", u.String(), "bucket", op.GetBucket(), "object", op.GetKey(), "version", op.GetVersionId(), "err", err)
 			return item(rgwlog.ParkedPrefix + err.Error()), nil
 		}
+		if errors.Is(err, errNullSuspensionMissed) {
+			a.log.Warn("null version parked: written in a suspension zone-b never showed; kept for retry, later ops of the key go on",
+				"shard", u.String(), "bucket", op.GetBucket(), "object", op.GetKey(), "epoch", op.GetVersionedEpoch())
+			return item(rgwlog.ParkedPrefix + err.Error()), nil
+		}
 		if errors.Is(err, errNullWouldDuplicate) {
 			a.log.Error("null version not written: zone-b's bucket never showed versioning suspended and lists a null entry of the key already; kept for retry, later ops of the key go on",
 				"shard", u.String(), "bucket", op.GetBucket(), "object", op.GetKey(), "epoch", op.GetVersionedEpoch())

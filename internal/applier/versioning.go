@@ -39,8 +39,9 @@ const nullVersionWait = 10 * time.Minute
 // fails (retried) until the bucket's new state is applied — data does not
 // overtake the metadata it depends on. If zone-b never shows it (the
 // source enabled versioning again before the bucket was synced), it is
-// written once the exporter says the metadata logged before it is applied
-// (ObjectOp.metadata_settled), or after nullVersionWait, with a warning.
+// parked as soon as the exporter says the metadata logged before it is
+// applied (ObjectOp.metadata_settled: waiting is useless, the later ops of
+// its key go on) and written after nullVersionWait, with a warning.
 func (a *Applier) nullVersionWritable(ctx context.Context, op *v1.ObjectOp) error {
 	status, err := a.bucketVersioning(ctx, op.GetBucket())
 	if err != nil {
@@ -52,7 +53,18 @@ func (a *Applier) nullVersionWritable(ctx context.Context, op *v1.ObjectOp) erro
 	case status == "" && op.GetVersionedEpoch() == 0:
 		return nil // an object of an unversioned bucket
 	}
-	if waitedForVersioning(op) {
+	if op.GetMetadataSettled() && !waitedLong(op) {
+		// zone-b's metadata is applied past the write and its bucket is
+		// not suspended: the suspension the source wrote it in was too
+		// short for the metadata sync to see, and waiting for it is
+		// useless. Written now, into the enabled bucket, it would be the
+		// other kind of null version, which a later null write in a
+		// suspended bucket lists twice (make chaos seed 1, 9 keys).
+		// Parked: kept and shown, the key's later ops go on, retried (and
+		// written once zone-b's bucket is suspended again).
+		return errNullSuspensionMissed
+	}
+	if waitedLong(op) {
 		// Written into an enabled bucket that lists a null entry of the
 		// key already, it would be a second "null" entry that no DELETE
 		// removes (FACTS.md section 20; make chaos seed 5, v/k00358):
@@ -64,9 +76,8 @@ func (a *Applier) nullVersionWritable(ctx context.Context, op *v1.ObjectOp) erro
 		if found {
 			return errNullWouldDuplicate
 		}
-		a.log.Warn("null version written into a bucket whose versioning zone-b never showed suspended (the bucket's metadata is applied past the write, or it waited long enough)",
-			"bucket", op.GetBucket(), "object", op.GetKey(), "versioning", status, "metadata_settled", op.GetMetadataSettled(),
-			"waited", time.Since(op.GetTimestamp().AsTime()).Round(time.Second))
+		a.log.Warn("null version written into a bucket whose versioning zone-b never showed suspended (waited long enough for the bucket's metadata)",
+			"bucket", op.GetBucket(), "object", op.GetKey(), "versioning", status, "waited", time.Since(op.GetTimestamp().AsTime()).Round(time.Second))
 		return nil
 	}
 	a.forgetVersioning(op.GetBucket())
@@ -87,19 +98,16 @@ func (a *Applier) versioningIs(ctx context.Context, bucket, want, what string) e
 	return nil
 }
 
-// waitedForVersioning: zone-b's bucket state is as new as the op's, so
-// waiting for an older one is useless: the exporter says every metadata
-// change the source logged before the op is applied (MetadataSettled: a
-// versioning state the source held for a moment, coalesced away by the
-// metadata sync, which copies current blobs, is never written), or, as a
-// backstop, the op was logged more than nullVersionWait ago.
-func waitedForVersioning(op *v1.ObjectOp) bool {
-	if op.GetMetadataSettled() {
-		return true
-	}
+// waitedLong: the op was logged more than nullVersionWait ago.
+func waitedLong(op *v1.ObjectOp) bool {
 	ts := op.GetTimestamp()
 	return ts != nil && time.Since(ts.AsTime()) > nullVersionWait
 }
+
+// errNullSuspensionMissed: see nullVersionWritable (parked).
+var errNullSuspensionMissed = errors.New("the source wrote this null version while its bucket was suspended for a moment that " +
+	"zone-b's metadata never showed (it is applied past the write, and zone-b's bucket is not suspended): zone-b cannot store it " +
+	"faithfully while its bucket is enabled (FACTS.md sections 9, 20); kept, and written if zone-b's bucket is suspended again")
 
 // nullVersionRefused: the write of a null version with an epoch, past
 // nullVersionWait (zone-b's bucket never showed suspended), answered
@@ -112,7 +120,7 @@ func nullVersionRefused(op *v1.ObjectOp, err error) bool {
 	if op.GetKind() != v1.ObjectOpKind_OBJECT_OP_KIND_PUT || op.GetVersionId() != "null" || op.GetVersionedEpoch() == 0 {
 		return false
 	}
-	if !waitedForVersioning(op) {
+	if !waitedLong(op) {
 		return false
 	}
 	var gerr *rgwobj.GatewayError
