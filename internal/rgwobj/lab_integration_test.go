@@ -27,7 +27,6 @@ import (
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
 	"github.com/rgwsync/rgwsync/internal/testkit/labtest"
-	"github.com/rgwsync/rgwsync/internal/testkit/synctest"
 )
 
 var record = flag.Bool("record", false, "write the lab's answers into testdata/ for the unit tests")
@@ -131,7 +130,7 @@ func newEnv(t *testing.T) *env {
 	ak, sk := strings.ToUpper(e.uid)+"AK", e.uid+"-secret"
 	lab.Admin(t, "zone-a", "user", "create", "--uid="+e.uid, "--display-name=User "+e.uid, "--access-key="+ak, "--secret="+sk)
 	e.copyMeta("user", e.uid)
-	e.user = synctest.S3(lab.ZoneA, ak, sk)
+	e.user = labtest.S3(lab.ZoneA, ak, sk)
 	return e
 }
 

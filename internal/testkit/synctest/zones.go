@@ -53,21 +53,6 @@ func Prefix(p string) func(section, key string) bool {
 	return func(_, key string) bool { return strings.Contains(key, p) }
 }
 
-// S3 returns an S3 client for a user on zone-a (path style, no checksum
-// extensions the gateway does not know).
-func S3(endpoint, ak, sk string) *s3.Client {
-	return s3.New(s3.Options{
-		Region:       "us-east-1",
-		BaseEndpoint: aws.String(endpoint),
-		UsePathStyle: true,
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: ak, SecretAccessKey: sk}, nil
-		}),
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
-	})
-}
-
 // User creates a user on zone-a with radosgw-admin and returns an S3 client
 // for it. uid may be "tenant$name".
 func (e *Env) User(uid, display string) *s3.Client {
@@ -80,7 +65,7 @@ func (e *Env) User(uid, display string) *s3.Client {
 		args = append(args, "--uid="+uid)
 	}
 	e.Lab.Admin(e.T, "zone-a", args...)
-	return S3(e.Lab.ZoneA, ak, sk)
+	return labtest.S3(e.Lab.ZoneA, ak, sk)
 }
 
 // Bucket creates a bucket with the client.
@@ -112,7 +97,7 @@ func userKeys(uid string) (ak, sk string) {
 // endpoint (the user's keys reach zone-b with the metadata sync).
 func UserOn(endpoint, uid string) *s3.Client {
 	ak, sk := userKeys(uid)
-	return S3(endpoint, ak, sk)
+	return labtest.S3(endpoint, ak, sk)
 }
 
 // WaitObjectsEqual polls the object verifier on buckets (as seen by uid on

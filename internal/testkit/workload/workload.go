@@ -160,16 +160,7 @@ func Keys(uid string) (ak, sk string) {
 // Client is an S3 client of uid on endpoint.
 func Client(endpoint, uid string) *s3.Client {
 	ak, sk := Keys(uid)
-	return s3.New(s3.Options{
-		Region:       "us-east-1",
-		BaseEndpoint: aws.String(endpoint),
-		UsePathStyle: true,
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: ak, SecretAccessKey: sk}, nil
-		}),
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
-	})
+	return labtest.S3(endpoint, ak, sk)
 }
 
 // newUser creates uid ("tenant$name" for a tenant's user) on the source.
