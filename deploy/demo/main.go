@@ -85,7 +85,7 @@ func run(d *demoTB) {
 	fmt.Printf("  exporter gRPC %s, applier status gRPC %s\n", exp.Addr, app.Addr)
 	// The demo's binaries are temporary: point at the ones make build left.
 	statusBin := expBin
-	if p := filepath.Join(labtest.Root(), "bin", "rgwsync-exporter"); fileExists(p) {
+	if p := filepath.Join(labtest.Root(), "bin", "rgwsync-exporter"); labtest.FileExists(p) {
 		statusBin = p
 	}
 	fmt.Printf("  try (while the demo runs): %s status -addr %s -cacert %s -cert %s -key %s -server-name %s\n",
@@ -321,9 +321,4 @@ func (d *demoTB) cleanup() {
 	for i := len(d.cleanups) - 1; i >= 0; i-- {
 		d.cleanups[i]()
 	}
-}
-
-func fileExists(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && !st.IsDir()
 }

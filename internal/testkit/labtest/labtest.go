@@ -138,13 +138,14 @@ func (l *Lab) Admin(t TB, zone string, args ...string) string {
 // ($LAB/bin/radosgw-admin, written by start.sh for a release run in a
 // chroot), else the host's.
 func (l *Lab) RadosgwAdmin() string {
-	if p := filepath.Join(l.Dir, "bin", "radosgw-admin"); fileExists(p) {
+	if p := filepath.Join(l.Dir, "bin", "radosgw-admin"); FileExists(p) {
 		return p
 	}
 	return "radosgw-admin"
 }
 
-func fileExists(p string) bool {
+// FileExists: p is a file (not a directory).
+func FileExists(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && !st.IsDir()
 }

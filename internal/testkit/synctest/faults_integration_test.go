@@ -290,7 +290,7 @@ func findGrpcurl(t *testing.T) string {
 	if p := os.Getenv("GRPCURL"); p != "" {
 		return p
 	}
-	if p := filepath.Join(labtest.Root(), ".bin", "grpcurl"); fileExists(p) {
+	if p := filepath.Join(labtest.Root(), ".bin", "grpcurl"); labtest.FileExists(p) {
 		return p
 	}
 	p, err := exec.LookPath("grpcurl")
@@ -299,8 +299,6 @@ func findGrpcurl(t *testing.T) string {
 	}
 	return p
 }
-
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
