@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"strings"
 	"sync"
@@ -219,19 +220,10 @@ func (a *Applier) applyOne(ctx context.Context, u rgwlog.Unit, op *v1.ObjectOp, 
 			return nil, ctx.Err() // cut by another lane's end, not a failure of its own
 		}
 		a.cfg.Metrics.errors.WithLabelValues("object").Inc()
-		if errors.Is(err, errMarkerOverMarker) {
-			a.log.Error("delete marker declined by zone-b over its current delete marker; kept for retry, later ops of the key go on",
-				"shard", u.String(), "bucket", op.GetBucket(), "object", op.GetKey(), "version", op.GetVersionId(), "err", err)
-			return item(rgwlog.ParkedPrefix + err.Error()), nil
-		}
-		if errors.Is(err, errNullSuspensionMissed) {
-			a.log.Warn("null version parked: written in a suspension zone-b never showed; kept for retry, later ops of the key go on",
-				"shard", u.String(), "bucket", op.GetBucket(), "object", op.GetKey(), "epoch", op.GetVersionedEpoch())
-			return item(rgwlog.ParkedPrefix + err.Error()), nil
-		}
-		if errors.Is(err, errNullWouldDuplicate) {
-			a.log.Error("null version not written: zone-b's bucket never showed versioning suspended and lists a null entry of the key already; kept for retry, later ops of the key go on",
-				"shard", u.String(), "bucket", op.GetBucket(), "object", op.GetKey(), "epoch", op.GetVersionedEpoch())
+		if lvl, ok := parkedLevel(err); ok {
+			a.log.Log(ctx, lvl, "op parked: zone-b will not take it as it is; kept for retry, later ops of the key go on",
+				"shard", u.String(), "bucket", op.GetBucket(), "object", op.GetKey(), "version", op.GetVersionId(),
+				"epoch", op.GetVersionedEpoch(), "err", err)
 			return item(rgwlog.ParkedPrefix + err.Error()), nil
 		}
 		if nullVersionRefused(op, err) {
@@ -324,6 +316,21 @@ func (a *Applier) applyDeleteMarker(ctx context.Context, op *v1.ObjectOp) error 
 	}
 	a.cfg.Metrics.objects.WithLabelValues("delete_marker").Inc()
 	return nil
+}
+
+// parkedLevel says whether err parks its op (kept for retry and shown, not
+// holding the later ops of its key: the destination gateway will not take
+// it as it is) and the level it is logged at: Error, but Warn for a null
+// version whose suspension zone-b never showed, parked again at every retry
+// until zone-b's bucket is suspended.
+func parkedLevel(err error) (slog.Level, bool) {
+	switch {
+	case errors.Is(err, errNullSuspensionMissed):
+		return slog.LevelWarn, true
+	case errors.Is(err, errMarkerOverMarker), errors.Is(err, errNullWouldDuplicate):
+		return slog.LevelError, true
+	}
+	return 0, false
 }
 
 // errMarkerOverMarker: zone-b's gateway declined a delete marker because

@@ -53,7 +53,8 @@ func (a *Applier) nullVersionWritable(ctx context.Context, op *v1.ObjectOp) erro
 	case status == "" && op.GetVersionedEpoch() == 0:
 		return nil // an object of an unversioned bucket
 	}
-	if op.GetMetadataSettled() && !waitedLong(op) {
+	waited := waitedLong(op)
+	if op.GetMetadataSettled() && !waited {
 		// zone-b's metadata is applied past the write and its bucket is
 		// not suspended: the suspension the source wrote it in was too
 		// short for the metadata sync to see, and waiting for it is
@@ -64,7 +65,7 @@ func (a *Applier) nullVersionWritable(ctx context.Context, op *v1.ObjectOp) erro
 		// written once zone-b's bucket is suspended again).
 		return errNullSuspensionMissed
 	}
-	if waitedLong(op) {
+	if waited {
 		// Written into an enabled bucket that lists a null entry of the
 		// key already, it would be a second "null" entry that no DELETE
 		// removes (FACTS.md section 20; make chaos seed 5, v/k00358):
