@@ -31,6 +31,7 @@ import (
 
 // Dest is what the applier needs of the destination gateway.
 type Dest interface {
+	GetMetadata(ctx context.Context, section, key string) ([]byte, error)
 	PutMetadata(ctx context.Context, section, key string, blob []byte, updateType string) (rgwadmin.UpdateStatus, error)
 	DeleteMetadata(ctx context.Context, section, key string) error
 }
@@ -114,8 +115,12 @@ type Applier struct {
 	leaseCtx   context.Context
 	auditMu    sync.Mutex
 
+	gates      bucketGates // a bucket's writes against a suspension write
 	verMu      sync.Mutex
 	versioning map[string]versioningSeen // zone-b's bucket versioning, recently read
+	// leftChecked: buckets whose zone-b instance this process looked at
+	// for a suspension left by an interrupted write (undoLeftSuspension).
+	leftChecked map[string]bool
 
 	mu        sync.Mutex
 	shards    map[rgwlog.Unit]*shardState
@@ -469,6 +474,12 @@ func (a *Applier) writeCtx(ctx context.Context, u rgwlog.Unit) (context.Context,
 }
 
 func (a *Applier) applyEntry(ctx context.Context, en *v1.MetadataEntry) error {
+	if en.GetSection() == rgwlog.SectionBucketInstance {
+		// Not while a null version is written in a suspension of the
+		// bucket (writeInSuspension), which puts the instance back after.
+		release := a.gates.shared(instanceBucket(en.GetName()))
+		defer release()
+	}
 	switch en.GetOp() {
 	case v1.MetadataOp_METADATA_OP_PUT:
 		st, err := a.cfg.Dest.PutMetadata(ctx, en.GetSection(), en.GetName(), en.GetBlob(), a.cfg.UpdateType)

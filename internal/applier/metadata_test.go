@@ -2,6 +2,7 @@ package applier
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"sync"
@@ -25,6 +26,10 @@ func (d *recordingDest) PutMetadata(_ context.Context, section, key string, _ []
 	defer d.mu.Unlock()
 	d.calls = append(d.calls, "put "+section+":"+key)
 	return rgwadmin.UpdateStatus{Status: "applied", Applied: true}, nil
+}
+
+func (d *recordingDest) GetMetadata(_ context.Context, section, key string) ([]byte, error) {
+	return nil, fmt.Errorf("recordingDest has no %s:%s: %w", section, key, rgwadmin.ErrNotFound)
 }
 
 func (d *recordingDest) DeleteMetadata(_ context.Context, section, key string) error {

@@ -39,7 +39,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "rgwsync", Subsystem: "applier",
 			Name: "batch_apply_seconds", Help: "Time to apply one batch.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
 		objects: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "rgwsync", Subsystem: "applier",
-			Name: "objects_applied_total", Help: "Object operations applied to the destination, by result (put, skipped, acl, delete, delete_version, delete_marker)."}, []string{"result"}),
+			Name: "objects_applied_total", Help: "Object operations applied to the destination, by result (put, skipped, acl, tags, delete, delete_version, delete_marker; suspension: a null version written in a suspension of its bucket on the destination, counted beside its put)."}, []string{"result"}),
 		objectSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "rgwsync", Subsystem: "applier",
 			Name: "object_apply_seconds", Help: "Time to apply one object operation.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 18)}),
 	}

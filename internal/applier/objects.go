@@ -196,14 +196,14 @@ func (a *Applier) applyOne(ctx context.Context, u rgwlog.Unit, op *v1.ObjectOp, 
 		// A large body may outlast one lease term: bounded by the lease as
 		// it is renewed (cut when the lease is lost).
 		wctx, cancel := a.whileLeased(ctx, u)
-		err = a.applyObject(wctx, op, body)
+		err = a.applyGated(wctx, op, body)
 		cancel()
 	} else {
 		lctx, cancel, lerr := a.writeCtx(ctx, u)
 		if lerr != nil {
 			return nil, lerr
 		}
-		err = a.applyObject(lctx, op, body)
+		err = a.applyGated(lctx, op, body)
 		cancel()
 	}
 	if err != nil && !a.leases.Valid(u) {

@@ -270,7 +270,14 @@ func (allLeases) Release(rgwlog.Unit)                    {}
 
 func applyWith(t *testing.T, dst *fakeDest, ops ...*v1.ObjectOp) []*v1.RetryItem {
 	t.Helper()
-	a := &Applier{cfg: Config{Objects: dst, Metrics: NewMetrics(nil), ApplyConcurrency: 4}, leases: allLeases{}, log: slog.New(slog.DiscardHandler)}
+	return applyWithAdmin(t, dst, nil, ops...)
+}
+
+// applyWithAdmin applies ops with admin as zone-b's admin API (nil: none).
+func applyWithAdmin(t *testing.T, dst *fakeDest, admin Dest, ops ...*v1.ObjectOp) []*v1.RetryItem {
+	t.Helper()
+	a := &Applier{cfg: Config{Objects: dst, Dest: admin, Metrics: NewMetrics(nil), ApplyConcurrency: 4}, leases: allLeases{},
+		log: slog.New(slog.DiscardHandler)}
 	for i, op := range ops {
 		op.Index = uint32(i)
 		if op.Kind == v1.ObjectOpKind_OBJECT_OP_KIND_PUT && op.Attrs == nil {

@@ -2,6 +2,7 @@ package applier
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -143,6 +144,9 @@ func (nopDest) PutMetadata(context.Context, string, string, []byte, string) (rgw
 	return rgwadmin.UpdateStatus{}, nil
 }
 func (nopDest) DeleteMetadata(context.Context, string, string) error { return nil }
+func (nopDest) GetMetadata(context.Context, string, string) ([]byte, error) {
+	return nil, fmt.Errorf("nopDest has no metadata: %w", rgwadmin.ErrNotFound)
+}
 
 // startSession runs an applier with leases f against a fake exporter.
 func startSession(t *testing.T, f *fakeLeases) (*Applier, *fakeExporter) {

@@ -39,9 +39,13 @@ const nullVersionWait = 10 * time.Minute
 // fails (retried) until the bucket's new state is applied — data does not
 // overtake the metadata it depends on. If zone-b never shows it (the
 // source enabled versioning again before the bucket was synced), it is
-// parked as soon as the exporter says the metadata logged before it is
-// applied (ObjectOp.metadata_settled: waiting is useless, the later ops of
-// its key go on) and written after nullVersionWait, with a warning.
+// written in a suspension of zone-b's bucket of its own
+// (writeInSuspension) as soon as the exporter says the metadata logged
+// before it is applied (ObjectOp.metadata_settled: waiting is useless), or
+// after nullVersionWait. A body that comes in chunks is not (the gate it
+// would hold alone could wait on chunks queued behind its own): parked
+// once the metadata is settled (the later ops of its key go on), and
+// written after nullVersionWait, with a warning.
 func (a *Applier) nullVersionWritable(ctx context.Context, op *v1.ObjectOp) error {
 	status, err := a.bucketVersioning(ctx, op.GetBucket())
 	if err != nil {
@@ -54,6 +58,14 @@ func (a *Applier) nullVersionWritable(ctx context.Context, op *v1.ObjectOp) erro
 		return nil // an object of an unversioned bucket
 	}
 	waited := waitedLong(op)
+	if (op.GetMetadataSettled() || waited) && !op.GetChunked() && a.cfg.Dest != nil {
+		// zone-b's metadata is applied past the write (or it waited long
+		// enough) and its bucket is not suspended: the suspension the
+		// source wrote it in was too short for the metadata sync to
+		// see. Written in a suspension of zone-b's bucket of its own
+		// (writeInSuspension).
+		return errSuspensionNeeded
+	}
 	if op.GetMetadataSettled() && !waited {
 		// zone-b's metadata is applied past the write and its bucket is
 		// not suspended: the suspension the source wrote it in was too

@@ -10,10 +10,12 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
 	"github.com/rgwsync/rgwsync/internal/rgwobj"
+	"github.com/rgwsync/rgwsync/internal/wire"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -52,6 +54,10 @@ func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string
 	holdBehindFailures(refs, srcFailed)
 	var out []*v1.ObjectOp
 	var failed []*v1.RetryItem
+	var (
+		settledRead, settledOK bool // of the batch: read once (settled.go)
+		settledUpTo            time.Time
+	)
 	for i, op := range ops {
 		r := refs[i]
 		item := func(msg string) *v1.RetryItem {
@@ -79,8 +85,13 @@ func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string
 		dw.log.Debug("object op", "bucket", op.GetBucket(), "object", op.GetKey(), "version", op.GetVersionId(),
 			"op", op.GetKind().String(), "epoch", op.GetVersionedEpoch(), "size", op.GetAttrs().GetSize(), "marker", op.GetMarker())
 		op.Timestamp = timestamppb.New(r.ts)
-		if dependsOnVersioning(op) {
-			op.MetadataSettled = dw.d.isFullDone() && dw.d.settled.settled(dw.e.mdShards, r.ts)
+		if wire.DependsOnVersioning(op) {
+			if !settledRead {
+				settledUpTo, settledOK = dw.d.settled.upTo(dw.e.mdShards)
+				settledOK = settledOK && dw.d.isFullDone()
+				settledRead = true
+			}
+			op.MetadataSettled = settledOK && !r.ts.IsZero() && !r.ts.After(settledUpTo)
 		}
 		out = append(out, op)
 	}
@@ -236,14 +247,6 @@ func (e *Exporter) notFoundOp(ctx context.Context, op *v1.ObjectOp, r objRef, er
 		op.Kind = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION
 	}
 	return e.withOwner(ctx, op, r)
-}
-
-// dependsOnVersioning: an op whose write on zone-b depends on its bucket's
-// versioning state there (a null version: the applier waits for zone-b to
-// show the state the source had), which says whether that wait is over.
-func dependsOnVersioning(op *v1.ObjectOp) bool {
-	v := op.GetVersionId()
-	return op.GetKind() == v1.ObjectOpKind_OBJECT_OP_KIND_PUT && (v == "" || v == "null")
 }
 
 // statReadAhead is how much of a body buildOp reads with the attributes:

@@ -37,15 +37,29 @@ func (m *mdSettled) record(shard uint32, t time.Time) {
 // settled: every one of shards mdlog shards is applied up to t (and the
 // margin); false while one of them has not been read empty since.
 func (m *mdSettled) settled(shards int, t time.Time) bool {
-	if shards <= 0 || t.IsZero() {
-		return false
+	upTo, ok := m.upTo(shards)
+	return ok && !t.IsZero() && !t.After(upTo)
+}
+
+// upTo is the latest time every one of shards mdlog shards is applied up
+// to, less the margin (ok false while one of them was never read empty):
+// an op logged at or before it is settled. Read once for a whole batch.
+func (m *mdSettled) upTo(shards int) (time.Time, bool) {
+	if shards <= 0 {
+		return time.Time{}, false
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	var oldest time.Time
 	for i := range shards {
-		if !m.at[uint32(i)].After(t.Add(settledMargin)) {
-			return false
+		at, ok := m.at[uint32(i)]
+		if !ok {
+			return time.Time{}, false
+		}
+		if i == 0 || at.Before(oldest) {
+			oldest = at
 		}
 	}
-	return true
+	// settled when at > t + margin for every shard: t < oldest - margin.
+	return oldest.Add(-settledMargin).Add(-time.Nanosecond), true
 }

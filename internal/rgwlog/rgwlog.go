@@ -5,9 +5,12 @@
 package rgwlog
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -174,6 +177,104 @@ const bucketDeletedFlag = 0x40
 func BucketDeleted(instance []byte) (bool, error) {
 	bi, err := decodeBucketInfo(instance)
 	return err == nil && bi.Flags&bucketDeletedFlag != 0, err
+}
+
+// RGWBucketInfo's versioning flags: BUCKET_VERSIONED, and with it
+// BUCKET_VERSIONS_SUSPENDED for a suspended bucket (flags 2: Enabled, 6:
+// Suspended; FACTS.md section 9).
+const (
+	bucketVersionedFlag  = 0x2
+	bucketSuspendedFlag  = 0x4
+	bucketVersioningMask = bucketVersionedFlag | bucketSuspendedFlag
+)
+
+// Versioning is the S3 versioning status a bucket instance blob gives its
+// bucket: "Enabled", "Suspended", or "" (never versioned).
+func Versioning(instance []byte) (string, error) {
+	bi, err := decodeBucketInfo(instance)
+	if err != nil {
+		return "", err
+	}
+	switch bi.Flags & bucketVersioningMask {
+	case bucketVersionedFlag:
+		return "Enabled", nil
+	case bucketVersioningMask:
+		return "Suspended", nil
+	}
+	return "", nil
+}
+
+// SuspensionTag prefixes the version tag (ver.tag) of a bucket instance
+// blob that rgwsync's applier put on zone-b to write one null version in a
+// suspension (applier/suspension.go): the gateway stores the tag a put
+// gives (FACTS.md section 24), so a blob left so by a process killed
+// before it put the instance back is recognised (WithoutSuspension).
+const SuspensionTag = "rgwsync-suspension:"
+
+// WithVersioningSuspended is the bucket instance blob with its versioning
+// flags saying Suspended and its version tag marked with SuspensionTag,
+// every other field as it was (numbers kept literally). Refused for a blob
+// that is not a versioned bucket's instance.
+func WithVersioningSuspended(instance []byte) ([]byte, error) {
+	return editInstance(instance, func(flags uint64, tag string) (uint64, string, error) {
+		if flags&bucketVersionedFlag == 0 {
+			return 0, "", fmt.Errorf("bucket instance: flags %d: the bucket was never versioned", flags)
+		}
+		return flags | bucketSuspendedFlag, SuspensionTag + tag, nil
+	})
+}
+
+// WithoutSuspension undoes WithVersioningSuspended: for a blob whose version
+// tag carries SuspensionTag, the blob as it was (ok true); else ok false.
+func WithoutSuspension(instance []byte) (orig []byte, ok bool, err error) {
+	orig, err = editInstance(instance, func(flags uint64, tag string) (uint64, string, error) {
+		t, found := strings.CutPrefix(tag, SuspensionTag)
+		ok = found
+		return flags &^ bucketSuspendedFlag, t, nil
+	})
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	return orig, true, nil
+}
+
+// editInstance rewrites a bucket instance blob's data.bucket_info.flags
+// and ver.tag with edit, every other field as it was.
+func editInstance(instance []byte, edit func(flags uint64, tag string) (uint64, string, error)) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(instance))
+	dec.UseNumber()
+	var blob map[string]any
+	if err := dec.Decode(&blob); err != nil {
+		return nil, fmt.Errorf("bucket instance: %w", err)
+	}
+	data, _ := blob["data"].(map[string]any)
+	info, _ := data["bucket_info"].(map[string]any)
+	n, ok := info["flags"].(json.Number)
+	if !ok {
+		return nil, errors.New("bucket instance: no data.bucket_info.flags")
+	}
+	ver, _ := blob["ver"].(map[string]any)
+	tag, ok := ver["tag"].(string)
+	if !ok {
+		return nil, errors.New("bucket instance: no ver.tag")
+	}
+	flags, err := strconv.ParseUint(n.String(), 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("bucket instance: flags %q: %w", n, err)
+	}
+	flags, tag, err = edit(flags, tag)
+	if err != nil {
+		return nil, err
+	}
+	info["flags"] = json.Number(strconv.FormatUint(flags, 10))
+	ver["tag"] = tag
+	var out bytes.Buffer
+	enc := json.NewEncoder(&out)
+	enc.SetEscapeHTML(false) // the gateway's names and attrs as they were
+	if err := enc.Encode(blob); err != nil {
+		return nil, fmt.Errorf("bucket instance: %w", err)
+	}
+	return bytes.TrimSuffix(out.Bytes(), []byte("\n")), nil
 }
 
 // DefaultSections are the metadata sections replicated by default.

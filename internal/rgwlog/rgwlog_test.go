@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -176,4 +177,52 @@ func TestTrimmedErrorIsErrTrimmed(t *testing.T) {
 	err := fmt.Errorf("poll: %w", &TrimmedError{Unit: Unit{Log: LogMetadata, Shard: 3}, Bound: "1_1.1_1.1"})
 	require.ErrorIs(t, err, ErrTrimmed)
 	require.ErrorContains(t, err, `metadata/3 was trimmed past the bound "1_1.1_1.1"`)
+}
+
+// Recorded on the lab (Pacific zone-b): a bucket's instance with
+// versioning enabled (flags 2), and one never versioned (flags 0).
+func TestWithVersioningSuspended(t *testing.T) {
+	enabled, err := os.ReadFile("testdata/bucket-instance-enabled.json")
+	require.NoError(t, err)
+	st, err := Versioning(enabled)
+	require.NoError(t, err)
+	require.Equal(t, "Enabled", st)
+
+	suspended, err := WithVersioningSuspended(enabled)
+	require.NoError(t, err)
+	st, err = Versioning(suspended)
+	require.NoError(t, err)
+	require.Equal(t, "Suspended", st)
+	// Everything else as it was: the same JSON apart from the flags.
+	var before, after map[string]any
+	require.NoError(t, json.Unmarshal(enabled, &before))
+	require.NoError(t, json.Unmarshal(suspended, &after))
+	after["data"].(map[string]any)["bucket_info"].(map[string]any)["flags"] = float64(2)
+	tag := after["ver"].(map[string]any)["tag"].(string)
+	require.True(t, strings.HasPrefix(tag, SuspensionTag), tag)
+	after["ver"].(map[string]any)["tag"] = strings.TrimPrefix(tag, SuspensionTag)
+	require.Equal(t, before, after)
+	require.NotContains(t, string(suspended), `\u003c`, "nothing escaped that was not")
+
+	// A blob left suspended (a kill between the two puts) is recognised
+	// and undone; zone-b's own blobs are not.
+	orig, ok, err := WithoutSuspension(suspended)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.JSONEq(t, string(enabled), string(orig))
+	_, ok, err = WithoutSuspension(enabled)
+	require.NoError(t, err)
+	require.False(t, ok)
+
+	plain, err := os.ReadFile("testdata/bucket-instance-plain.json")
+	require.NoError(t, err)
+	st, err = Versioning(plain)
+	require.NoError(t, err)
+	require.Equal(t, "", st)
+	_, err = WithVersioningSuspended(plain)
+	require.ErrorContains(t, err, "never versioned")
+	_, err = WithVersioningSuspended([]byte(`<html>`))
+	require.ErrorContains(t, err, "bucket instance")
+	_, err = WithVersioningSuspended([]byte(`{"data":{}}`))
+	require.ErrorContains(t, err, "no data.bucket_info.flags")
 }

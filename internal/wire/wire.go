@@ -46,3 +46,13 @@ func Ref(u rgwlog.Unit) *v1.ShardRef { return &v1.ShardRef{LogType: LogType(u.Lo
 func Unit(r *v1.ShardRef) rgwlog.Unit {
 	return rgwlog.Unit{Log: Log(r.GetLogType()), Shard: r.GetShard()}
 }
+
+// DependsOnVersioning: an object op whose write on zone-b lands according
+// to its bucket's versioning state there (FACTS.md section 9): a write
+// without a version id, or of the null version. The exporter says whether
+// the metadata it waits for is applied (metadata_settled); the applier
+// checks zone-b's state before writing it.
+func DependsOnVersioning(op *v1.ObjectOp) bool {
+	v := op.GetVersionId()
+	return op.GetKind() == v1.ObjectOpKind_OBJECT_OP_KIND_PUT && (v == "" || v == "null")
+}
