@@ -127,6 +127,20 @@ func (a *Applier) applyGated(ctx context.Context, op *v1.ObjectOp, body *chunkRe
 // writes of its bucket to end (then it fails and is retried).
 const suspensionWait = 10 * time.Second
 
+// alone holds bucket's gate alone (bucketGates.alone), or says why not:
+// the context's end, or the other writes of the bucket that did not pause
+// within suspensionWait (the op fails and is retried).
+func (a *Applier) alone(ctx context.Context, bucket, what string) (release func(), err error) {
+	release, ok := a.gates.alone(ctx, bucket, suspensionWait)
+	if ok {
+		return release, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return nil, fmt.Errorf("bucket %s: the other writes of the bucket did not pause within %s %s (retried)", bucket, suspensionWait, what)
+}
+
 // writeInSuspension writes a null version the source wrote while its bucket
 // was suspended for a moment that the metadata sync never showed zone-b
 // (it copies current blobs; the source's bucket is enabled again): alone
@@ -142,13 +156,9 @@ const suspensionWait = 10 * time.Second
 // (sections 9, 15, 20).
 func (a *Applier) writeInSuspension(ctx context.Context, op *v1.ObjectOp) error {
 	bucket := op.GetBucket()
-	release, ok := a.gates.alone(ctx, bucket, suspensionWait)
-	if !ok {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		return fmt.Errorf("bucket %s: the other writes of the bucket did not pause within %s for the write of a null version "+
-			"in a suspension (retried)", bucket, suspensionWait)
+	release, err := a.alone(ctx, bucket, "for the write of a null version in a suspension")
+	if err != nil {
+		return err
 	}
 	defer release()
 	key, blob, err := a.zoneBInstance(ctx, bucket)
@@ -275,13 +285,9 @@ func (a *Applier) undoLeftSuspension(ctx context.Context, bucket string) error {
 }
 
 func (a *Applier) putBackLeftSuspension(ctx context.Context, bucket string) error {
-	release, ok := a.gates.alone(ctx, bucket, suspensionWait)
-	if !ok {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		return fmt.Errorf("bucket %s: the other writes of the bucket did not pause within %s to put back zone-b's "+
-			"bucket instance left suspended (retried)", bucket, suspensionWait)
+	release, err := a.alone(ctx, bucket, "to put back zone-b's bucket instance left suspended")
+	if err != nil {
+		return err
 	}
 	defer release()
 	key, blob, err := a.zoneBInstance(ctx, bucket)
