@@ -192,18 +192,34 @@ func (a *Applier) writeInSuspension(ctx context.Context, op *v1.ObjectOp) error 
 	}
 	a.log.Info("null version written in a suspension of zone-b's bucket (the source's was too short for the metadata sync to show)",
 		"bucket", bucket, "object", op.GetKey(), "epoch", op.GetVersionedEpoch(), "instance", key)
-	if _, err := a.cfg.Dest.PutMetadata(ctx, rgwlog.SectionBucketInstance, key, suspended, ""); err != nil {
-		return fmt.Errorf("suspend zone-b's bucket instance %s for a null version: %w", key, err)
+	_, werr := a.cfg.Dest.PutMetadata(ctx, rgwlog.SectionBucketInstance, key, suspended, "")
+	if werr != nil {
+		// The put may have been applied with its answer lost (a reset
+		// connection, a spoiled answer): put back below all the same.
+		werr = fmt.Errorf("suspend zone-b's bucket instance %s for a null version: %w", key, werr)
+	} else {
+		werr = a.applyObject(ctx, op, nil)
 	}
-	werr := a.applyObject(ctx, op, nil)
 	a.forgetVersioning(bucket)
 	if err := a.restoreInstance(ctx, key, blob); err != nil {
-		a.log.Error("zone-b's bucket left suspended after a null version's write: its next metadata change restores it",
-			"bucket", bucket, "instance", key, "err", err)
+		a.log.Error("zone-b's bucket may be left suspended after a null version's write: put back by the next write "+
+			"that depends on its versioning, or its next metadata change", "bucket", bucket, "instance", key, "err", err)
+		a.lookAgainForLeftSuspension(bucket)
 		return fmt.Errorf("put zone-b's bucket instance %s back after a null version's write: %w", key, err)
 	}
+	if werr != nil {
+		return werr
+	}
 	a.cfg.Metrics.objects.WithLabelValues("suspension").Inc()
-	return werr
+	return nil
+}
+
+// lookAgainForLeftSuspension makes the next write of bucket that depends on
+// its versioning look for a suspension left on zone-b (undoLeftSuspension).
+func (a *Applier) lookAgainForLeftSuspension(bucket string) {
+	a.verMu.Lock()
+	delete(a.leftChecked, bucket)
+	a.verMu.Unlock()
 }
 
 // restoreInstance puts zone-b's bucket instance back as it was before a

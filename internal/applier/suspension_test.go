@@ -23,6 +23,8 @@ import (
 type adminDest struct {
 	objects *fakeDest
 	putErr  error // of every instance put after the first
+	// failFirst: the first instance put is applied and answers this
+	failFirst error
 
 	mu    sync.Mutex
 	blobs map[string][]byte // section + "\x00" + key
@@ -77,6 +79,9 @@ func (d *adminDest) PutMetadata(_ context.Context, section, key string, blob []b
 	d.objects.versioning = st
 	d.objects.mu.Unlock()
 	d.objects.record("instance " + st)
+	if d.puts == 1 && d.failFirst != nil {
+		return rgwadmin.UpdateStatus{}, d.failFirst // applied, its answer lost
+	}
 	return rgwadmin.UpdateStatus{Applied: true}, nil
 }
 
@@ -156,6 +161,16 @@ func TestSuspensionIsUndoneWhenTheWriteFails(t *testing.T) {
 	failed = applyWithAdmin(t, dst, admin, op())
 	require.Len(t, failed, 1)
 	require.Contains(t, failed[0].GetError(), "back after a null version's write")
+
+	// The suspending put answered an error that may hide its success: the
+	// instance is put back all the same, and nothing written.
+	dst = &fakeDest{}
+	admin, _ = newAdminDest(t, dst)
+	admin.failFirst = errors.New("200 with an HTML page, from the fake")
+	failed = applyWithAdmin(t, dst, admin, op())
+	require.Len(t, failed, 1)
+	require.Contains(t, failed[0].GetError(), "suspend zone-b's bucket instance")
+	require.Equal(t, []string{"instance Suspended", "instance Enabled"}, dst.calls)
 }
 
 // A suspension write waits for the bucket's writes under way and holds off
