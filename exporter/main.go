@@ -30,6 +30,10 @@ import (
 func main() {
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "rgwsync-exporter:", err)
+		var exit *statuscli.ExitError
+		if errors.As(err, &exit) {
+			os.Exit(exit.Code)
+		}
 		os.Exit(1)
 	}
 }
@@ -40,6 +44,9 @@ func run(args []string) error {
 	}
 	if len(args) > 0 && args[0] == "errors" {
 		return statuscli.ErrorsMain(args[1:], "127.0.0.1:7443", os.Stdout)
+	}
+	if len(args) > 0 && args[0] == "wait" {
+		return statuscli.WaitMain(args[1:], "127.0.0.1:7443", os.Stdout, os.Stderr)
 	}
 	cl := config.NewCommandLine[config.Exporter]("rgwsync-exporter")
 	cl.Override("listen", "listen", "gRPC listen address", func(c *config.Exporter) *string { return &c.Listen })

@@ -18,7 +18,7 @@ import (
 // analogue): the items the exporter keeps for retry, oldest first.
 func ErrorsMain(args []string, defaultAddr string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("errors", flag.ContinueOnError)
-	l := linkFlags(fs, defaultAddr)
+	l := linkFlags(fs, defaultAddr, 30*time.Second)
 	dest := fs.String("destination", "", "only this destination")
 	bucket := fs.String("bucket", "", `only the items of this bucket ("name", or "tenant/name")`)
 	limit := fs.Uint("limit", 100, "at most this many items (0: the exporter's bound, 1000)")

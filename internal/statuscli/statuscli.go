@@ -237,7 +237,7 @@ type link struct {
 	timeout                         *time.Duration
 }
 
-func linkFlags(fs *flag.FlagSet, defaultAddr string) *link {
+func linkFlags(fs *flag.FlagSet, defaultAddr string, timeout time.Duration) *link {
 	return &link{
 		addr:       fs.String("addr", defaultAddr, "gRPC address of the exporter or applier"),
 		insecure:   fs.Bool("insecure", false, "plaintext (services started with tls.insecure)"),
@@ -245,7 +245,7 @@ func linkFlags(fs *flag.FlagSet, defaultAddr string) *link {
 		cert:       fs.String("cert", "", "client certificate (PEM), e.g. an operator certificate from rgwsync-certs"),
 		key:        fs.String("key", "", "client key (PEM)"),
 		serverName: fs.String("server-name", "", "name expected in the service's certificate (default: the host of -addr)"),
-		timeout:    fs.Duration("timeout", 30*time.Second, "overall timeout"),
+		timeout:    fs.Duration("timeout", timeout, "overall timeout"),
 	}
 }
 
@@ -275,7 +275,7 @@ func (l *link) dial(cmd string) (*grpc.ClientConn, error) {
 // Main is the status subcommand.
 func Main(args []string, defaultAddr string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	l := linkFlags(fs, defaultAddr)
+	l := linkFlags(fs, defaultAddr, 30*time.Second)
 	dest := fs.String("destination", "", "only this destination (exporter)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	interval := fs.Duration("interval", time.Second, "time between the two readings that give the rates (0: one reading, no rates)")

@@ -1037,6 +1037,209 @@ func (x *ErrorItem) GetNextAttempt() *timestamppb.Timestamp {
 	return nil
 }
 
+type WaitRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The destination; empty for the only one the exporter keeps bounds for.
+	Destination string `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
+	// Only this bucket ("name", or "tenant:name" / "tenant/name"): its index
+	// shards, not the metadata. Empty: the metadata and every bucket.
+	Bucket        string `protobuf:"bytes,2,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WaitRequest) Reset() {
+	*x = WaitRequest{}
+	mi := &file_rgwsync_v1_status_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WaitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WaitRequest) ProtoMessage() {}
+
+func (x *WaitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rgwsync_v1_status_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
+func (*WaitRequest) Descriptor() ([]byte, []int) {
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *WaitRequest) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *WaitRequest) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+type WaitResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the heads were read: what the source had logged by then is
+	// waited for.
+	Started *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=started,proto3" json:"started,omitempty"`
+	// Shards (mdlog shards and bucket index shards) whose changes logged
+	// before started are all applied, out of shards_total.
+	ShardsDone  uint32 `protobuf:"varint,2,opt,name=shards_done,json=shardsDone,proto3" json:"shards_done,omitempty"`
+	ShardsTotal uint32 `protobuf:"varint,3,opt,name=shards_total,json=shardsTotal,proto3" json:"shards_total,omitempty"`
+	// Some of the shards still waited for (at most 20), with why.
+	Waiting []*WaitingShard `protobuf:"bytes,4,rep,name=waiting,proto3" json:"waiting,omitempty"`
+	// Items kept for retry that the destination will not take as they are
+	// (parked, see ListErrors) among the shards waited for: while they are
+	// kept the wait does not end by itself.
+	Parked uint32 `protobuf:"varint,5,opt,name=parked,proto3" json:"parked,omitempty"`
+	// Every change logged before started is applied: the last message.
+	Done          bool `protobuf:"varint,6,opt,name=done,proto3" json:"done,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WaitResponse) Reset() {
+	*x = WaitResponse{}
+	mi := &file_rgwsync_v1_status_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WaitResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WaitResponse) ProtoMessage() {}
+
+func (x *WaitResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rgwsync_v1_status_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WaitResponse.ProtoReflect.Descriptor instead.
+func (*WaitResponse) Descriptor() ([]byte, []int) {
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WaitResponse) GetStarted() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Started
+	}
+	return nil
+}
+
+func (x *WaitResponse) GetShardsDone() uint32 {
+	if x != nil {
+		return x.ShardsDone
+	}
+	return 0
+}
+
+func (x *WaitResponse) GetShardsTotal() uint32 {
+	if x != nil {
+		return x.ShardsTotal
+	}
+	return 0
+}
+
+func (x *WaitResponse) GetWaiting() []*WaitingShard {
+	if x != nil {
+		return x.Waiting
+	}
+	return nil
+}
+
+func (x *WaitResponse) GetParked() uint32 {
+	if x != nil {
+		return x.Parked
+	}
+	return 0
+}
+
+func (x *WaitResponse) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+type WaitingShard struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "metadata/12", or a bucket index shard "bucket:instance:3".
+	Shard string `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	// What it waits for: "bound 00000000012.34.5 < head 00000000014.36.5",
+	// "2 items kept for retry", "not met yet", "full sync".
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WaitingShard) Reset() {
+	*x = WaitingShard{}
+	mi := &file_rgwsync_v1_status_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WaitingShard) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WaitingShard) ProtoMessage() {}
+
+func (x *WaitingShard) ProtoReflect() protoreflect.Message {
+	mi := &file_rgwsync_v1_status_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WaitingShard.ProtoReflect.Descriptor instead.
+func (*WaitingShard) Descriptor() ([]byte, []int) {
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *WaitingShard) GetShard() string {
+	if x != nil {
+		return x.Shard
+	}
+	return ""
+}
+
+func (x *WaitingShard) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_rgwsync_v1_status_proto protoreflect.FileDescriptor
 
 const file_rgwsync_v1_status_proto_rawDesc = "" +
@@ -1126,19 +1329,34 @@ const file_rgwsync_v1_status_proto_rawDesc = "" +
 	"first_seen\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tfirstSeen\x12=\n" +
 	"\flast_attempt\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\vlastAttempt\x12=\n" +
-	"\fnext_attempt\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\vnextAttempt*\x88\x01\n" +
+	"\fnext_attempt\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\vnextAttempt\"G\n" +
+	"\vWaitRequest\x12 \n" +
+	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x16\n" +
+	"\x06bucket\x18\x02 \x01(\tR\x06bucket\"\xe8\x01\n" +
+	"\fWaitResponse\x124\n" +
+	"\astarted\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x12\x1f\n" +
+	"\vshards_done\x18\x02 \x01(\rR\n" +
+	"shardsDone\x12!\n" +
+	"\fshards_total\x18\x03 \x01(\rR\vshardsTotal\x122\n" +
+	"\awaiting\x18\x04 \x03(\v2\x18.rgwsync.v1.WaitingShardR\awaiting\x12\x16\n" +
+	"\x06parked\x18\x05 \x01(\rR\x06parked\x12\x12\n" +
+	"\x04done\x18\x06 \x01(\bR\x04done\"<\n" +
+	"\fWaitingShard\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\tR\x05shard\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason*\x88\x01\n" +
 	"\n" +
 	"ErrorState\x12\x1b\n" +
 	"\x17ERROR_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ERROR_STATE_FAILED\x10\x01\x12\x14\n" +
 	"\x10ERROR_STATE_HELD\x10\x02\x12\x16\n" +
 	"\x12ERROR_STATE_PARKED\x10\x03\x12\x17\n" +
-	"\x13ERROR_STATE_RECHECK\x10\x042\xe7\x01\n" +
+	"\x13ERROR_STATE_RECHECK\x10\x042\xa4\x02\n" +
 	"\rStatusService\x12?\n" +
 	"\x06Status\x12\x19.rgwsync.v1.StatusRequest\x1a\x1a.rgwsync.v1.StatusResponse\x12H\n" +
 	"\tGetBounds\x12\x1c.rgwsync.v1.GetBoundsRequest\x1a\x1d.rgwsync.v1.GetBoundsResponse\x12K\n" +
 	"\n" +
-	"ListErrors\x12\x1d.rgwsync.v1.ListErrorsRequest\x1a\x1e.rgwsync.v1.ListErrorsResponseB5Z3github.com/rgwsync/rgwsync/gen/rgwsync/v1;rgwsyncv1b\x06proto3"
+	"ListErrors\x12\x1d.rgwsync.v1.ListErrorsRequest\x1a\x1e.rgwsync.v1.ListErrorsResponse\x12;\n" +
+	"\x04Wait\x12\x17.rgwsync.v1.WaitRequest\x1a\x18.rgwsync.v1.WaitResponse0\x01B5Z3github.com/rgwsync/rgwsync/gen/rgwsync/v1;rgwsyncv1b\x06proto3"
 
 var (
 	file_rgwsync_v1_status_proto_rawDescOnce sync.Once
@@ -1153,7 +1371,7 @@ func file_rgwsync_v1_status_proto_rawDescGZIP() []byte {
 }
 
 var file_rgwsync_v1_status_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_rgwsync_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_rgwsync_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_rgwsync_v1_status_proto_goTypes = []any{
 	(ErrorState)(0),               // 0: rgwsync.v1.ErrorState
 	(*StatusRequest)(nil),         // 1: rgwsync.v1.StatusRequest
@@ -1167,45 +1385,52 @@ var file_rgwsync_v1_status_proto_goTypes = []any{
 	(*ListErrorsRequest)(nil),     // 9: rgwsync.v1.ListErrorsRequest
 	(*ListErrorsResponse)(nil),    // 10: rgwsync.v1.ListErrorsResponse
 	(*ErrorItem)(nil),             // 11: rgwsync.v1.ErrorItem
-	(LogType)(0),                  // 12: rgwsync.v1.LogType
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
-	(*ShardRef)(nil),              // 14: rgwsync.v1.ShardRef
-	(ShardPhase)(0),               // 15: rgwsync.v1.ShardPhase
+	(*WaitRequest)(nil),           // 12: rgwsync.v1.WaitRequest
+	(*WaitResponse)(nil),          // 13: rgwsync.v1.WaitResponse
+	(*WaitingShard)(nil),          // 14: rgwsync.v1.WaitingShard
+	(LogType)(0),                  // 15: rgwsync.v1.LogType
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*ShardRef)(nil),              // 17: rgwsync.v1.ShardRef
+	(ShardPhase)(0),               // 18: rgwsync.v1.ShardPhase
 }
 var file_rgwsync_v1_status_proto_depIdxs = []int32{
-	12, // 0: rgwsync.v1.StatusRequest.log_type:type_name -> rgwsync.v1.LogType
+	15, // 0: rgwsync.v1.StatusRequest.log_type:type_name -> rgwsync.v1.LogType
 	3,  // 1: rgwsync.v1.StatusResponse.destinations:type_name -> rgwsync.v1.DestinationStatus
-	13, // 2: rgwsync.v1.StatusResponse.now:type_name -> google.protobuf.Timestamp
+	16, // 2: rgwsync.v1.StatusResponse.now:type_name -> google.protobuf.Timestamp
 	4,  // 3: rgwsync.v1.DestinationStatus.shards:type_name -> rgwsync.v1.ShardStatus
-	13, // 4: rgwsync.v1.DestinationStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
-	14, // 5: rgwsync.v1.ShardStatus.shard:type_name -> rgwsync.v1.ShardRef
-	15, // 6: rgwsync.v1.ShardStatus.phase:type_name -> rgwsync.v1.ShardPhase
-	13, // 7: rgwsync.v1.ShardStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
-	13, // 8: rgwsync.v1.ShardStatus.lease_expires:type_name -> google.protobuf.Timestamp
-	13, // 9: rgwsync.v1.ShardStatus.stalled_since:type_name -> google.protobuf.Timestamp
-	12, // 10: rgwsync.v1.GetBoundsRequest.log_type:type_name -> rgwsync.v1.LogType
-	13, // 11: rgwsync.v1.GetBoundsResponse.oldest_time:type_name -> google.protobuf.Timestamp
+	16, // 4: rgwsync.v1.DestinationStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
+	17, // 5: rgwsync.v1.ShardStatus.shard:type_name -> rgwsync.v1.ShardRef
+	18, // 6: rgwsync.v1.ShardStatus.phase:type_name -> rgwsync.v1.ShardPhase
+	16, // 7: rgwsync.v1.ShardStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
+	16, // 8: rgwsync.v1.ShardStatus.lease_expires:type_name -> google.protobuf.Timestamp
+	16, // 9: rgwsync.v1.ShardStatus.stalled_since:type_name -> google.protobuf.Timestamp
+	15, // 10: rgwsync.v1.GetBoundsRequest.log_type:type_name -> rgwsync.v1.LogType
+	16, // 11: rgwsync.v1.GetBoundsResponse.oldest_time:type_name -> google.protobuf.Timestamp
 	7,  // 12: rgwsync.v1.GetBoundsResponse.markers:type_name -> rgwsync.v1.PositionMarker
-	13, // 13: rgwsync.v1.PositionMarker.position_time:type_name -> google.protobuf.Timestamp
+	16, // 13: rgwsync.v1.PositionMarker.position_time:type_name -> google.protobuf.Timestamp
 	8,  // 14: rgwsync.v1.PositionMarker.items_in_progress:type_name -> rgwsync.v1.ItemMarker
-	13, // 15: rgwsync.v1.ItemMarker.timestamp:type_name -> google.protobuf.Timestamp
+	16, // 15: rgwsync.v1.ItemMarker.timestamp:type_name -> google.protobuf.Timestamp
 	11, // 16: rgwsync.v1.ListErrorsResponse.items:type_name -> rgwsync.v1.ErrorItem
-	14, // 17: rgwsync.v1.ErrorItem.shard:type_name -> rgwsync.v1.ShardRef
+	17, // 17: rgwsync.v1.ErrorItem.shard:type_name -> rgwsync.v1.ShardRef
 	0,  // 18: rgwsync.v1.ErrorItem.state:type_name -> rgwsync.v1.ErrorState
-	13, // 19: rgwsync.v1.ErrorItem.first_seen:type_name -> google.protobuf.Timestamp
-	13, // 20: rgwsync.v1.ErrorItem.last_attempt:type_name -> google.protobuf.Timestamp
-	13, // 21: rgwsync.v1.ErrorItem.next_attempt:type_name -> google.protobuf.Timestamp
-	1,  // 22: rgwsync.v1.StatusService.Status:input_type -> rgwsync.v1.StatusRequest
-	5,  // 23: rgwsync.v1.StatusService.GetBounds:input_type -> rgwsync.v1.GetBoundsRequest
-	9,  // 24: rgwsync.v1.StatusService.ListErrors:input_type -> rgwsync.v1.ListErrorsRequest
-	2,  // 25: rgwsync.v1.StatusService.Status:output_type -> rgwsync.v1.StatusResponse
-	6,  // 26: rgwsync.v1.StatusService.GetBounds:output_type -> rgwsync.v1.GetBoundsResponse
-	10, // 27: rgwsync.v1.StatusService.ListErrors:output_type -> rgwsync.v1.ListErrorsResponse
-	25, // [25:28] is the sub-list for method output_type
-	22, // [22:25] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	16, // 19: rgwsync.v1.ErrorItem.first_seen:type_name -> google.protobuf.Timestamp
+	16, // 20: rgwsync.v1.ErrorItem.last_attempt:type_name -> google.protobuf.Timestamp
+	16, // 21: rgwsync.v1.ErrorItem.next_attempt:type_name -> google.protobuf.Timestamp
+	16, // 22: rgwsync.v1.WaitResponse.started:type_name -> google.protobuf.Timestamp
+	14, // 23: rgwsync.v1.WaitResponse.waiting:type_name -> rgwsync.v1.WaitingShard
+	1,  // 24: rgwsync.v1.StatusService.Status:input_type -> rgwsync.v1.StatusRequest
+	5,  // 25: rgwsync.v1.StatusService.GetBounds:input_type -> rgwsync.v1.GetBoundsRequest
+	9,  // 26: rgwsync.v1.StatusService.ListErrors:input_type -> rgwsync.v1.ListErrorsRequest
+	12, // 27: rgwsync.v1.StatusService.Wait:input_type -> rgwsync.v1.WaitRequest
+	2,  // 28: rgwsync.v1.StatusService.Status:output_type -> rgwsync.v1.StatusResponse
+	6,  // 29: rgwsync.v1.StatusService.GetBounds:output_type -> rgwsync.v1.GetBoundsResponse
+	10, // 30: rgwsync.v1.StatusService.ListErrors:output_type -> rgwsync.v1.ListErrorsResponse
+	13, // 31: rgwsync.v1.StatusService.Wait:output_type -> rgwsync.v1.WaitResponse
+	28, // [28:32] is the sub-list for method output_type
+	24, // [24:28] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_rgwsync_v1_status_proto_init() }
@@ -1220,7 +1445,7 @@ func file_rgwsync_v1_status_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rgwsync_v1_status_proto_rawDesc), len(file_rgwsync_v1_status_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

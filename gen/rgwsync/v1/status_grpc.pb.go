@@ -22,6 +22,7 @@ const (
 	StatusService_Status_FullMethodName     = "/rgwsync.v1.StatusService/Status"
 	StatusService_GetBounds_FullMethodName  = "/rgwsync.v1.StatusService/GetBounds"
 	StatusService_ListErrors_FullMethodName = "/rgwsync.v1.StatusService/ListErrors"
+	StatusService_Wait_FullMethodName       = "/rgwsync.v1.StatusService/Wait"
 )
 
 // StatusServiceClient is the client API for StatusService service.
@@ -41,6 +42,14 @@ type StatusServiceClient interface {
 	// `radosgw-admin sync error list` analogue): what failed, why, how often,
 	// since when. Served by the exporter, which keeps them with the bounds.
 	ListErrors(ctx context.Context, in *ListErrorsRequest, opts ...grpc.CallOption) (*ListErrorsResponse, error)
+	// Wait streams progress until every change the source had logged when
+	// the call began is applied on the destination (the `radosgw-admin bucket
+	// sync checkpoint` analogue, for fail-over scripts): the heads of the
+	// mdlog shards and of the bucket index shards (of one bucket, or of every
+	// bucket) are read first, and the stream ends with done once every bound
+	// is at or past its head with no item kept for retry. Served by the
+	// exporter; cancel the call to stop waiting.
+	Wait(ctx context.Context, in *WaitRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WaitResponse], error)
 }
 
 type statusServiceClient struct {
@@ -81,6 +90,25 @@ func (c *statusServiceClient) ListErrors(ctx context.Context, in *ListErrorsRequ
 	return out, nil
 }
 
+func (c *statusServiceClient) Wait(ctx context.Context, in *WaitRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WaitResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &StatusService_ServiceDesc.Streams[0], StatusService_Wait_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WaitRequest, WaitResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type StatusService_WaitClient = grpc.ServerStreamingClient[WaitResponse]
+
 // StatusServiceServer is the server API for StatusService service.
 // All implementations must embed UnimplementedStatusServiceServer
 // for forward compatibility.
@@ -98,6 +126,14 @@ type StatusServiceServer interface {
 	// `radosgw-admin sync error list` analogue): what failed, why, how often,
 	// since when. Served by the exporter, which keeps them with the bounds.
 	ListErrors(context.Context, *ListErrorsRequest) (*ListErrorsResponse, error)
+	// Wait streams progress until every change the source had logged when
+	// the call began is applied on the destination (the `radosgw-admin bucket
+	// sync checkpoint` analogue, for fail-over scripts): the heads of the
+	// mdlog shards and of the bucket index shards (of one bucket, or of every
+	// bucket) are read first, and the stream ends with done once every bound
+	// is at or past its head with no item kept for retry. Served by the
+	// exporter; cancel the call to stop waiting.
+	Wait(*WaitRequest, grpc.ServerStreamingServer[WaitResponse]) error
 	mustEmbedUnimplementedStatusServiceServer()
 }
 
@@ -116,6 +152,9 @@ func (UnimplementedStatusServiceServer) GetBounds(context.Context, *GetBoundsReq
 }
 func (UnimplementedStatusServiceServer) ListErrors(context.Context, *ListErrorsRequest) (*ListErrorsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListErrors not implemented")
+}
+func (UnimplementedStatusServiceServer) Wait(*WaitRequest, grpc.ServerStreamingServer[WaitResponse]) error {
+	return status.Error(codes.Unimplemented, "method Wait not implemented")
 }
 func (UnimplementedStatusServiceServer) mustEmbedUnimplementedStatusServiceServer() {}
 func (UnimplementedStatusServiceServer) testEmbeddedByValue()                       {}
@@ -192,6 +231,17 @@ func _StatusService_ListErrors_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StatusService_Wait_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WaitRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(StatusServiceServer).Wait(m, &grpc.GenericServerStream[WaitRequest, WaitResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type StatusService_WaitServer = grpc.ServerStreamingServer[WaitResponse]
+
 // StatusService_ServiceDesc is the grpc.ServiceDesc for StatusService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -212,6 +262,12 @@ var StatusService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _StatusService_ListErrors_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Wait",
+			Handler:       _StatusService_Wait_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "rgwsync/v1/status.proto",
 }

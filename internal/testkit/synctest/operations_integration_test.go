@@ -17,7 +17,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
 	"github.com/rgwsync/rgwsync/internal/testkit/labtest"
+	"github.com/rgwsync/rgwsync/internal/verify"
 )
 
 // The source mdlog is trimmed (by someone else) past the bound of a stopped
@@ -270,4 +272,66 @@ func TestGracefulStopDrains(t *testing.T) {
 	e.StartExporter("")
 	<-w.done
 	e.WaitMetadataEqual(2*time.Minute, Prefix(p))
+}
+
+// `rgwsync-exporter wait` (issue #14 item 5, the `bucket sync checkpoint`
+// analogue): with the applier stopped it does not return 0 (exit 1 at its
+// timeout, naming what it waits for); once it returns 0 every change made
+// before it started is on zone-b at that moment — the zones are compared
+// once, without waiting — for one bucket, and for the metadata and every
+// bucket.
+func TestWaitCommand(t *testing.T) {
+	e, p, uid, c := newOwnedEnv(t, "wt")
+	b := p + "-b"
+	e.Bucket(c, b)
+	e.StartExporter(dataOn)
+	app := e.StartApplier("a1")
+	e.WaitObjectsEqual(2*time.Minute, uid, b)
+	expBin, _ := Binaries(t)
+	wait := func(timeout string, args ...string) (string, int) {
+		cmd := exec.Command(expBin, append([]string{"wait", "-insecure", "-addr", e.ExporterAddr, "-destination", e.Dest,
+			"-timeout", timeout}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			var exit *exec.ExitError
+			require.ErrorAs(t, err, &exit, "%s", out)
+			return string(out), exit.ExitCode()
+		}
+		return string(out), 0
+	}
+
+	require.NoError(t, app.Stop())
+	for i := range 30 {
+		PutObject(t, c, b, fmt.Sprintf("k/%02d", i), RandomBytes(100+i), nil)
+	}
+	out, code := wait("5s", "-bucket", b)
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "waiting for "+b+":", out)
+
+	e.StartApplier("a1")
+	for i := range 30 {
+		PutObject(t, c, b, fmt.Sprintf("more/%02d", i), RandomBytes(200+i), nil)
+	}
+	out, code = wait("3m", "-bucket", b)
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, "applied: every change logged before")
+	d, err := verify.Objects(context.Background(), UserOn(e.Lab.ZoneA, uid), UserOn(e.Lab.ZoneB, uid), b)
+	require.NoError(t, err)
+	require.Empty(t, d, "zone-b once wait said applied")
+
+	e.User(p+"-other", "Other")
+	second := p + "-c"
+	e.Bucket(c, second)
+	PutObject(t, c, second, "x", []byte("in a new bucket"), nil)
+	out, code = wait("3m")
+	require.Equal(t, 0, code, out)
+	md, err := verify.Metadata(context.Background(), e.Src, e.Dst, rgwlog.DefaultSections, Prefix(p))
+	require.NoError(t, err)
+	require.Empty(t, md, "metadata once wait said applied")
+	d, err = verify.Objects(context.Background(), UserOn(e.Lab.ZoneA, uid), UserOn(e.Lab.ZoneB, uid), second)
+	require.NoError(t, err)
+	require.Empty(t, d, "the new bucket once wait said applied")
+
+	out, code = wait("5s", "-bucket", "no-such-bucket-"+p)
+	require.Equal(t, 2, code, out)
 }

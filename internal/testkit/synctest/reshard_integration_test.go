@@ -87,7 +87,7 @@ func TestDataSyncDeletesAroundAReshard(t *testing.T) {
 	time.Sleep(time.Second)
 	exp.Kill()
 	reshard(17)
-	exp = e.StartExporter(dataOn)
+	e.StartExporter(dataOn)
 	time.Sleep(time.Second)
 	reshard(4)
 	time.Sleep(time.Second)
