@@ -42,6 +42,9 @@ type Leases interface {
 	Deadline(u rgwlog.Unit) (time.Time, bool)
 	Held() map[rgwlog.Unit]time.Time
 	Release(u rgwlog.Unit)
+	// Exclusive: a lock one applier of the destination holds at a time
+	// (lease.Manager.Exclusive).
+	Exclusive(ctx context.Context, name string) (release func(), err error)
 }
 
 // Config of an Applier.

@@ -22,6 +22,16 @@ type asker struct {
 	grant uint32
 }
 
+// objectBody is a chunked op's body as the writes use it: a chunkReader, or
+// a spooledBody (a body read to a file before a suspension write). A nil
+// objectBody is an op whose body is inline.
+type objectBody interface {
+	io.Reader
+	want()          // the body is needed: ask the exporter for it
+	notWanted()     // it is not: no chunk of it will come
+	sourceFailed() bool
+}
+
 // chunkReader reads one chunked op's body from the batch's chunk channel.
 // Chunks arrive in op-index order; a chunk with Offset -1 says the
 // exporter could not read the source.

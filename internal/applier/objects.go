@@ -241,7 +241,7 @@ func (a *Applier) applyOne(ctx context.Context, u rgwlog.Unit, op *v1.ObjectOp, 
 }
 
 // applyObject applies one object op on zone-b.
-func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body *chunkReader) error {
+func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body objectBody) error {
 	dst := a.cfg.Objects
 	switch op.GetKind() {
 	case v1.ObjectOpKind_OBJECT_OP_KIND_DELETE:
@@ -356,7 +356,7 @@ func (a *Applier) markerDeclined(ctx context.Context, op *v1.ObjectOp, err error
 
 // applyPut writes an object or a version, unless zone-b has it as the op
 // describes it already (then nothing is written, or only its tags or ACL).
-func (a *Applier) applyPut(ctx context.Context, op *v1.ObjectOp, body *chunkReader) error {
+func (a *Applier) applyPut(ctx context.Context, op *v1.ObjectOp, body objectBody) error {
 	dst := a.cfg.Objects
 	info := infoOf(op)
 	// Already there, as the op describes it? Then the body need not cross
@@ -405,7 +405,7 @@ func (a *Applier) applyPut(ctx context.Context, op *v1.ObjectOp, body *chunkRead
 // versionId logs a "write" of that instance — or the ACL request after its
 // write failed). Written again with its epoch it could stop being current
 // (see applyDeleteMarker): its tags and ACL are set in place.
-func (a *Applier) setAttrsInPlace(ctx context.Context, have, info rgwobj.ObjectInfo, body *chunkReader) error {
+func (a *Applier) setAttrsInPlace(ctx context.Context, have, info rgwobj.ObjectInfo, body objectBody) error {
 	dst := a.cfg.Objects
 	if body != nil {
 		body.notWanted()
@@ -432,7 +432,7 @@ func (a *Applier) setAttrsInPlace(ctx context.Context, have, info rgwobj.ObjectI
 
 // writeObject writes the op's object (its body inline or read from the
 // chunks as they arrive) once zone-b's bucket versioning allows it.
-func (a *Applier) writeObject(ctx context.Context, op *v1.ObjectOp, info rgwobj.ObjectInfo, body *chunkReader) error {
+func (a *Applier) writeObject(ctx context.Context, op *v1.ObjectOp, info rgwobj.ObjectInfo, body objectBody) error {
 	dst := a.cfg.Objects
 	if info.VersionID == "" || info.VersionID == "null" {
 		if err := a.nullVersionWritable(ctx, op); err != nil {

@@ -147,7 +147,8 @@ type fakeDest struct {
 	mu              sync.Mutex
 	calls           []string
 	versioningReads int
-	active, peak    int // Puts running at once
+	active, peak    int    // Puts running at once
+	lastBody        []byte // of the last Put
 }
 
 func (f *fakeDest) record(c string) {
@@ -190,7 +191,10 @@ func (f *fakeDest) Put(ctx context.Context, info rgwobj.ObjectInfo, body io.Read
 	if err := f.putErr[info.Key+"\x00"+info.VersionID]; err != nil {
 		return "", err
 	}
-	_, _ = io.Copy(io.Discard, body)
+	b, _ := io.ReadAll(body)
+	f.mu.Lock()
+	f.lastBody = b
+	f.mu.Unlock()
 	return info.ETag, nil
 }
 
@@ -267,6 +271,9 @@ func (allLeases) Valid(rgwlog.Unit) bool                 { return true }
 func (allLeases) Deadline(rgwlog.Unit) (time.Time, bool) { return time.Now().Add(time.Minute), true }
 func (allLeases) Held() map[rgwlog.Unit]time.Time        { return nil }
 func (allLeases) Release(rgwlog.Unit)                    {}
+func (allLeases) Exclusive(context.Context, string) (func(), error) {
+	return func() {}, nil
+}
 
 func applyWith(t *testing.T, dst *fakeDest, ops ...*v1.ObjectOp) []*v1.RetryItem {
 	t.Helper()
@@ -276,7 +283,13 @@ func applyWith(t *testing.T, dst *fakeDest, ops ...*v1.ObjectOp) []*v1.RetryItem
 // applyWithAdmin applies ops with admin as zone-b's admin API (nil: none).
 func applyWithAdmin(t *testing.T, dst *fakeDest, admin Dest, ops ...*v1.ObjectOp) []*v1.RetryItem {
 	t.Helper()
-	a := &Applier{cfg: Config{Objects: dst, Dest: admin, Metrics: NewMetrics(nil), ApplyConcurrency: 4}, leases: allLeases{},
+	return applyWithLeases(t, dst, admin, allLeases{}, ops...)
+}
+
+// applyWithLeases applies ops with admin as zone-b's admin API and leases.
+func applyWithLeases(t *testing.T, dst *fakeDest, admin Dest, leases Leases, ops ...*v1.ObjectOp) []*v1.RetryItem {
+	t.Helper()
+	a := &Applier{cfg: Config{Objects: dst, Dest: admin, Metrics: NewMetrics(nil), ApplyConcurrency: 4}, leases: leases,
 		log: slog.New(slog.DiscardHandler)}
 	for i, op := range ops {
 		op.Index = uint32(i)

@@ -43,6 +43,8 @@ func (f *fakeLeases) set(u rgwlog.Unit, d time.Time) {
 
 func (f *fakeLeases) Valid(u rgwlog.Unit) bool { _, ok := f.Deadline(u); return ok }
 
+func (f *fakeLeases) Exclusive(context.Context, string) (func(), error) { return func() {}, nil }
+
 func (f *fakeLeases) Deadline(u rgwlog.Unit) (time.Time, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -108,19 +110,112 @@ func instanceBucket(key string) string {
 
 // applyGated applies an object op holding its bucket's gate, and a null
 // version that needs zone-b's bucket suspended by writeInSuspension.
-func (a *Applier) applyGated(ctx context.Context, op *v1.ObjectOp, body *chunkReader) error {
+func (a *Applier) applyGated(ctx context.Context, op *v1.ObjectOp, chunks *chunkReader) error {
 	if wire.DependsOnVersioning(op) {
 		if err := a.undoLeftSuspension(ctx, op.GetBucket()); err != nil {
 			return err
 		}
 	}
+	var body objectBody // nil for an inline body (not a nil *chunkReader)
+	if chunks != nil {
+		body = chunks
+	}
 	release := a.gates.shared(op.GetBucket())
 	err := a.applyObject(ctx, op, body)
 	release()
-	if errors.Is(err, errSuspensionNeeded) {
-		return a.writeInSuspension(ctx, op)
+	if !errors.Is(err, errSuspensionNeeded) {
+		return err
 	}
+	if chunks == nil {
+		return a.writeInSuspension(ctx, op, nil)
+	}
+	// Its chunks come only after those of the batch's earlier ops, which
+	// may wait for the bucket's gate: read to a file first, then written
+	// holding the gate.
+	sp, err := spoolBody(chunks, op.GetAttrs().GetSize())
+	if err != nil {
+		return err
+	}
+	defer sp.Close()
+	return a.writeInSuspension(ctx, op, sp)
+}
+
+// spooledBody is a chunked body read to a temporary file (removed on
+// Close).
+type spooledBody struct{ f *os.File }
+
+func (s *spooledBody) Read(p []byte) (int, error) { return s.f.Read(p) }
+func (s *spooledBody) want()                      {}
+func (s *spooledBody) notWanted()                 {}
+func (s *spooledBody) sourceFailed() bool         { return false }
+func (s *spooledBody) Close() error {
+	err := s.f.Close()
+	_ = os.Remove(s.f.Name())
 	return err
+}
+
+// spoolBody reads a chunked body of size bytes to a temporary file.
+func spoolBody(body *chunkReader, size int64) (*spooledBody, error) {
+	f, err := os.CreateTemp("", "rgwsync-body-*")
+	if err != nil {
+		return nil, fmt.Errorf("spool a null version's body for a suspension write: %w", err)
+	}
+	sp := &spooledBody{f: f}
+	body.want()
+	n, err := io.Copy(f, body)
+	if err == nil && n != size {
+		err = fmt.Errorf("%d bytes of a body of %d", n, size)
+	}
+	if err == nil && body.sourceFailed() {
+		err = errSourceBody
+	}
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		sp.Close()
+		return nil, fmt.Errorf("spool a null version's body for a suspension write: %w", err)
+	}
+	return sp, nil
+}
+
+// errSuspensionInProgress: another applier of the destination holds the
+// bucket's suspension lock (it is writing a null version in a suspension).
+var errSuspensionInProgress = errors.New("another applier is writing a null version of this bucket in a suspension of zone-b's bucket (retried)")
+
+// exclusive takes the destination-wide lock of bucket's suspension writes:
+// one applier at a time suspends a bucket, and a suspension marked on
+// zone-b while another holds the lock is that one's, not left by a kill.
+func (a *Applier) exclusive(ctx context.Context, bucket string) (unlock func(), err error) {
+	unlock, err = a.leases.Exclusive(ctx, "suspension:"+bucket)
+	if errors.Is(err, rgwadmin.ErrLocked) {
+		return nil, fmt.Errorf("bucket %s: %w", bucket, errSuspensionInProgress)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("take the lock of bucket %s's suspension writes: %w", bucket, err)
+	}
+	return unlock, nil
+}
+
+// suspendedForAWrite: zone-b's bucket says Suspended because an applier
+// suspended it for a null version's write (its instance's version tag is
+// marked, rgwlog.SuspensionTag), not because the source's bucket is.
+func (a *Applier) suspendedForAWrite(ctx context.Context, bucket string) (bool, error) {
+	_, blob, err := a.zoneBInstance(ctx, bucket)
+	if err != nil {
+		return false, fmt.Errorf("read zone-b's bucket instance before writing a null version into its suspended bucket: %w", err)
+	}
+	_, marked, err := rgwlog.WithoutSuspension(blob)
+	return marked, err
+}
+
+// inOwnSuspension marks the context of the write that writeInSuspension
+// suspended zone-b's bucket (the value) for.
+type inOwnSuspension struct{}
+
+func ownSuspension(ctx context.Context, bucket string) bool {
+	b, ok := ctx.Value(inOwnSuspension{}).(string)
+	return ok && b == bucket
 }
 
 // suspensionWait bounds how long a suspension write waits for the other
@@ -154,13 +249,18 @@ func (a *Applier) alone(ctx context.Context, bucket, what string) (release func(
 // null write and removed by DELETE ?versionId=null — where written into
 // the enabled bucket it was another kind, listed twice or never deletable
 // (sections 9, 15, 20).
-func (a *Applier) writeInSuspension(ctx context.Context, op *v1.ObjectOp) error {
+func (a *Applier) writeInSuspension(ctx context.Context, op *v1.ObjectOp, body objectBody) error {
 	bucket := op.GetBucket()
 	release, err := a.alone(ctx, bucket, "for the write of a null version in a suspension")
 	if err != nil {
 		return err
 	}
 	defer release()
+	unlock, err := a.exclusive(ctx, bucket)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	key, blob, err := a.zoneBInstance(ctx, bucket)
 	if err != nil {
 		return fmt.Errorf("read zone-b's bucket instance to write a null version in a suspension: %w", err)
@@ -184,7 +284,7 @@ func (a *Applier) writeInSuspension(ctx context.Context, op *v1.ObjectOp) error 
 	if status != "Enabled" {
 		// Suspended by now (the metadata sync), or not versioned:
 		// written, or waiting, by the usual rules.
-		return a.applyObject(ctx, op, nil)
+		return a.applyObject(ctx, op, body)
 	}
 	suspended, err := rgwlog.WithVersioningSuspended(blob)
 	if err != nil {
@@ -198,7 +298,7 @@ func (a *Applier) writeInSuspension(ctx context.Context, op *v1.ObjectOp) error 
 		// connection, a spoiled answer): put back below all the same.
 		werr = fmt.Errorf("suspend zone-b's bucket instance %s for a null version: %w", key, werr)
 	} else {
-		werr = a.applyObject(ctx, op, nil)
+		werr = a.applyObject(context.WithValue(ctx, inOwnSuspension{}, bucket), op, body)
 	}
 	a.forgetVersioning(bucket)
 	if err := a.restoreInstance(ctx, key, blob); err != nil {
@@ -287,7 +387,11 @@ func (a *Applier) undoLeftSuspension(ctx context.Context, bucket string) error {
 		return fmt.Errorf("read zone-b's bucket instance for a suspension left by an interrupted write: %w", err)
 	}
 	if _, left, err := rgwlog.WithoutSuspension(blob); err == nil && left {
-		if err := a.putBackLeftSuspension(ctx, bucket); err != nil {
+		err := a.putBackLeftSuspension(ctx, bucket)
+		if errors.Is(err, errSuspensionInProgress) {
+			return nil // another applier's suspension write: looked at again by the next write
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -306,6 +410,11 @@ func (a *Applier) putBackLeftSuspension(ctx context.Context, bucket string) erro
 		return err
 	}
 	defer release()
+	unlock, err := a.exclusive(ctx, bucket)
+	if err != nil {
+		return err // errSuspensionInProgress: another applier's, not left
+	}
+	defer unlock()
 	key, blob, err := a.zoneBInstance(ctx, bucket)
 	if err != nil {
 		return fmt.Errorf("read zone-b's bucket instance left suspended: %w", err)

@@ -42,23 +42,36 @@ const nullVersionWait = 10 * time.Minute
 // written in a suspension of zone-b's bucket of its own
 // (writeInSuspension) as soon as the exporter says the metadata logged
 // before it is applied (ObjectOp.metadata_settled: waiting is useless), or
-// after nullVersionWait. A body that comes in chunks is not (the gate it
-// would hold alone could wait on chunks queued behind its own): parked
-// once the metadata is settled (the later ops of its key go on), and
-// written after nullVersionWait, with a warning.
+// after nullVersionWait (a body that comes in chunks is read to a file
+// first: applyGated). Without zone-b's admin API (tests) it is parked once
+// the metadata is settled, and written after nullVersionWait.
 func (a *Applier) nullVersionWritable(ctx context.Context, op *v1.ObjectOp) error {
 	status, err := a.bucketVersioning(ctx, op.GetBucket())
 	if err != nil {
 		return fmt.Errorf("read zone-b's versioning of the bucket before writing a null version: %w", err)
 	}
 	switch {
+	case status == "Suspended" && (op.GetMetadataSettled() || waitedLong(op)) && a.cfg.Dest != nil &&
+		!ownSuspension(ctx, op.GetBucket()):
+		// The metadata is applied past the op, so zone-b's bucket should
+		// be as the source's is now: suspended by another applier for a
+		// null version's write, it is enabled again in a moment, maybe
+		// before this write lands. Written in a suspension of its own.
+		ours, err := a.suspendedForAWrite(ctx, op.GetBucket())
+		if err != nil {
+			return err
+		}
+		if ours {
+			return errSuspensionNeeded
+		}
+		return nil
 	case status == "Suspended":
 		return nil
 	case status == "" && op.GetVersionedEpoch() == 0:
 		return nil // an object of an unversioned bucket
 	}
 	waited := waitedLong(op)
-	if (op.GetMetadataSettled() || waited) && !op.GetChunked() && a.cfg.Dest != nil {
+	if (op.GetMetadataSettled() || waited) && a.cfg.Dest != nil {
 		// zone-b's metadata is applied past the write (or it waited long
 		// enough) and its bucket is not suspended: the suspension the
 		// source wrote it in was too short for the metadata sync to

@@ -189,6 +189,21 @@ func (m *Manager) Run(ctx context.Context) error {
 
 func (m *Manager) lockID(u rgwlog.Unit) int { return u.LockID(m.cfg.Base) }
 
+// Exclusive takes a lock of the destination's gateway that is no shard's
+// lease, for work one applier of the destination at a time may do (name,
+// hashed into rgwlog.LockExclusive's ids: two names may share one),
+// held for the lease length at most; release gives it back.
+// rgwadmin.ErrLocked when another applier holds it.
+func (m *Manager) Exclusive(ctx context.Context, name string) (release func(), err error) {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(name))
+	id := m.cfg.Base + rgwlog.LockExclusive + int(h.Sum32()%rgwlog.LockExclusiveIDs)
+	if _, err := m.lock(ctx, id); err != nil {
+		return nil, err
+	}
+	return func() { _ = m.unlock(id) }, nil
+}
+
 func (m *Manager) slotID(i int) int { return m.cfg.Base + rgwlog.LockMemberSlot + i }
 
 func (m *Manager) lock(ctx context.Context, id int) (deadline time.Time, err error) {

@@ -227,3 +227,31 @@ func TestTwoAppliersSettle(t *testing.T) {
 	require.NotZero(t, ha)
 	require.NotZero(t, hb)
 }
+
+// Exclusive: one applier at a time holds a name's lock, in an id range of
+// its own (no shard's lease, no membership slot); released, another takes it.
+func TestExclusive(t *testing.T) {
+	g := &fakeGateway{locks: map[int]fakeLock{}}
+	mk := func(holder string) *Manager {
+		m, err := New(Config{Locker: g, Holder: holder, ZoneID: "z", Length: 3 * time.Second, MaxMembers: 2,
+			Units: rgwlog.MetadataUnits(4), Base: 100})
+		require.NoError(t, err)
+		return m
+	}
+	a1, a2 := mk("a1"), mk("a2")
+	ctx := context.Background()
+	release, err := a1.Exclusive(ctx, "suspension:photos")
+	require.NoError(t, err)
+	_, err = a2.Exclusive(ctx, "suspension:photos")
+	require.ErrorIs(t, err, rgwadmin.ErrLocked)
+	g.mu.Lock()
+	for id := range g.locks {
+		require.GreaterOrEqual(t, id, 100+rgwlog.LockExclusive)
+		require.Less(t, id, 100+rgwlog.LockExclusive+rgwlog.LockExclusiveIDs)
+	}
+	g.mu.Unlock()
+	release()
+	r2, err := a2.Exclusive(ctx, "suspension:photos")
+	require.NoError(t, err)
+	r2()
+}

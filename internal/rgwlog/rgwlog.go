@@ -23,6 +23,8 @@ const (
 	lockMetadataFull  = 10000 // the full-sync pseudo shard
 	lockData          = 20000 // + data log shard (data sync)
 	LockMemberSlot    = 30000 // + slot: applier membership
+	LockExclusive     = 40000 // + hash of a name: one applier at a time (lease.Manager.Exclusive)
+	LockExclusiveIDs  = 9973  // ids in LockExclusive's range
 )
 
 // Log names one of the logs rgwsync follows. The zero value is no log.

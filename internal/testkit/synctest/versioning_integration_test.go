@@ -75,6 +75,10 @@ func TestDataSyncBriefSuspension(t *testing.T) {
 		setVersioning(t, c, b, types.BucketVersioningStatusSuspended)
 		PutObject(t, c, b, "k", []byte(fmt.Sprintf("null version %d", i)), nil)
 		PutObject(t, c, b, fmt.Sprintf("fresh/%d", i), []byte("only a null version"), nil)
+		if i == 2 {
+			// Over the inline limit (1 MiB): its body comes in chunks.
+			PutObject(t, c, b, "big", RandomBytes(1<<20+300<<10), nil)
+		}
 		setVersioning(t, c, b, types.BucketVersioningStatusEnabled)
 		PutObject(t, c, b, "other", []byte(fmt.Sprintf("version %d of another key", i)), nil)
 		if i == 1 {
