@@ -478,9 +478,15 @@ func (a *Applier) writeCtx(ctx context.Context, u rgwlog.Unit) (context.Context,
 
 func (a *Applier) applyEntry(ctx context.Context, en *v1.MetadataEntry) error {
 	if en.GetSection() == rgwlog.SectionBucketInstance {
-		// Not while a null version is written in a suspension of the
-		// bucket (writeInSuspension), which puts the instance back after.
-		release := a.gates.shared(instanceBucket(en.GetName()))
+		// Alone among this applier's writes of the bucket: not while a
+		// null version is written in a suspension of it (which puts the
+		// instance back after), nor between a write's read of zone-b's
+		// versioning and the write (a toggle applied in between stored a
+		// null version as another kind: FACTS.md section 15).
+		release, err := a.alone(ctx, instanceBucket(en.GetName()), "for its bucket instance's metadata")
+		if err != nil {
+			return err
+		}
 		defer release()
 	}
 	switch en.GetOp() {

@@ -292,3 +292,34 @@ func TestChunkedNullVersionIsWrittenInASuspension(t *testing.T) {
 	require.Equal(t, []string{"instance Suspended", "put k null", "instance Enabled"}, dst.calls)
 	require.Equal(t, "abcdef", string(dst.lastBody))
 }
+
+// A bucket instance's metadata is not applied between an object write's
+// read of zone-b's versioning and the write itself (FACTS.md section 15:
+// a toggle applied in between stored a null version as another kind):
+// it waits for the bucket's writes under way, and gives up (retried)
+// rather than wait on a write that does not end.
+func TestInstanceMetadataWaitsForTheBucketsWrites(t *testing.T) {
+	a := &Applier{cfg: Config{Dest: &recordingDest{}, Metrics: NewMetrics(nil)}, log: slog.New(slog.DiscardHandler)}
+	release := a.gates.shared("b")
+	done := make(chan error, 1)
+	go func() {
+		done <- a.applyEntry(context.Background(), &v1.MetadataEntry{Section: rgwlog.SectionBucketInstance, Name: "b:inst.1",
+			Op: v1.MetadataOp_METADATA_OP_PUT, Blob: []byte(`{}`)})
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("the instance was put during a write of its bucket (err %v)", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	other := a.applyEntry(context.Background(), &v1.MetadataEntry{Section: rgwlog.SectionBucketInstance, Name: "c:inst.1",
+		Op: v1.MetadataOp_METADATA_OP_PUT, Blob: []byte(`{}`)})
+	require.NoError(t, other, "another bucket's instance goes on")
+	release()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the instance was not put after the write")
+	}
+	require.Equal(t, []string{"put bucket.instance:c:inst.1", "put bucket.instance:b:inst.1"}, a.cfg.Dest.(*recordingDest).calls)
+}
