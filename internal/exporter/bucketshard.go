@@ -11,11 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/rgwsync/rgwsync/internal/checkpoint"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
 	"github.com/rgwsync/rgwsync/internal/rgwobj"
+	"golang.org/x/sync/errgroup"
 )
 
 func (e *Exporter) bucketShardKey(dest string, bs rgwlog.BucketShard) checkpoint.Key {
@@ -23,9 +25,11 @@ func (e *Exporter) bucketShardKey(dest string, bs rgwlog.BucketShard) checkpoint
 		Shard: uint32(rgwobj.DataLogShard(bs.Bucket, bs.Shard, e.dataShards)), Instance: bs.Key}
 }
 
-// allBucketShards lists the index shards of every bucket's current instance.
+// allBucketShards lists the index shards of every replicated bucket's
+// current instance (the bucket filter applied before anything is read of
+// a bucket; the buckets read a few at a time).
 func (e *Exporter) allBucketShards(ctx context.Context) ([]rgwlog.BucketShard, error) {
-	var out []rgwlog.BucketShard
+	var names []string
 	marker := ""
 	for {
 		page, err := e.cfg.Source.ListMetadataKeys(ctx, rgwlog.SectionBucket, marker, 1000)
@@ -33,19 +37,76 @@ func (e *Exporter) allBucketShards(ctx context.Context) ([]rgwlog.BucketShard, e
 			return nil, fmt.Errorf("list buckets: %w", err)
 		}
 		for _, name := range page.Keys {
-			shards, err := e.shardsOf(ctx, name)
-			if errors.Is(err, rgwadmin.ErrNotFound) {
-				continue // removed meanwhile
+			if e.cfg.Filter.Bucket(name) {
+				names = append(names, name)
 			}
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, shards...)
 		}
 		if !page.Truncated || page.Marker == "" {
-			return out, nil
+			break
 		}
 		marker = page.Marker
+	}
+	per := make([][]rgwlog.BucketShard, len(names))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, e.cfg.FetchConcurrency))
+	for i, name := range names {
+		g.Go(func() error {
+			shards, err := e.shardsOf(gctx, name)
+			if errors.Is(err, rgwadmin.ErrNotFound) {
+				return nil // removed meanwhile
+			}
+			per[i] = shards
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var out []rgwlog.BucketShard
+	for _, s := range per {
+		out = append(out, s...)
+	}
+	return out, nil
+}
+
+// bucketListing is one run of allBucketShards shared by the datalog
+// shards that need it (resyncData): when a trim hits every datalog shard
+// at once, the buckets are read once, not once per shard.
+type bucketListing struct {
+	started time.Time
+	done    chan struct{}
+	shards  []rgwlog.BucketShard
+	err     error
+}
+
+// bucketShardsSince is allBucketShards from a listing that began at or
+// after notBefore: one under way is joined, a newer one started otherwise.
+func (e *Exporter) bucketShardsSince(ctx context.Context, notBefore time.Time) ([]rgwlog.BucketShard, error) {
+	e.listingMu.Lock()
+	l := e.listing
+	if l == nil || l.started.Before(notBefore) || (isClosed(l.done) && l.err != nil) {
+		l = &bucketListing{started: time.Now(), done: make(chan struct{})}
+		e.listing = l
+		e.listingMu.Unlock()
+		l.shards, l.err = e.allBucketShards(ctx)
+		close(l.done)
+		return l.shards, l.err
+	}
+	e.listingMu.Unlock()
+	select {
+	case <-l.done:
+		return l.shards, l.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 

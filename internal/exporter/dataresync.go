@@ -71,6 +71,9 @@ func (dw *dataWorker) dataTrimmed(ctx context.Context) (bool, string, error) {
 	return oldest > dw.dlPos, oldest, nil
 }
 
+// listingReuse: how old a bucket listing a re-sync may reuse is.
+const listingReuse = time.Minute
+
 // resyncData handles a datalog shard trimmed past its bound: the changes
 // it would have named are unknown, so every bucket index shard this datalog
 // shard logs is looked at again — the known ones have their bilogs read
@@ -80,11 +83,16 @@ func (dw *dataWorker) dataTrimmed(ctx context.Context) (bool, string, error) {
 func (dw *dataWorker) resyncData(ctx context.Context) error {
 	dw.e.cfg.Metrics.resyncs.WithLabelValues(dw.d.name).Inc()
 	dw.log.Warn("re-checking every bucket shard this datalog shard logs (datalog trimmed past a bound)")
+	// A listing of the buckets begun up to listingReuse before the head
+	// is read is shared with the other datalog shards re-syncing now: a
+	// bucket created (or resharded) since gets its full sync from the
+	// metadata path once zone-b has its entry point (bucketInstanceApplied).
+	before := time.Now().Add(-listingReuse)
 	head, err := dw.e.dataStartPosition(ctx, dw.shard)
 	if err != nil {
 		return err
 	}
-	shards, err := dw.e.allBucketShards(ctx)
+	shards, err := dw.e.bucketShardsSince(ctx, before)
 	if err != nil {
 		return err
 	}

@@ -148,6 +148,9 @@ type Exporter struct {
 	mu    sync.Mutex
 	dests map[string]*destination
 	heads map[uint32]string // mdlog shard -> head marker, as last read
+	// listing: the newest bucket listing shared by resyncs (bucketShardsSince).
+	listingMu sync.Mutex
+	listing   *bucketListing
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
