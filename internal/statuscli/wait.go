@@ -9,6 +9,8 @@ import (
 	"time"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // ExitError carries a subcommand's exit status beside its message.
@@ -50,7 +52,10 @@ func WaitMain(args []string, defaultAddr string, stdout, progress io.Writer) err
 	for {
 		p, err := stream.Recv()
 		if err != nil {
-			if last != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// The service's end of the deadline can come first (the
+			// deadline travels with the call): its status says so.
+			timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded
+			if last != nil && timedOut {
 				printWaiting(stdout, last)
 				return &ExitError{Code: 1, Err: fmt.Errorf("not applied within %s: %d of %d shards applied up to the heads read at %s",
 					*l.timeout, last.GetShardsDone(), last.GetShardsTotal(), last.GetStarted().AsTime().Format(time.RFC3339))}
