@@ -251,6 +251,21 @@ func TestSuspensionWritesOfSeveralAppliers(t *testing.T) {
 	require.Contains(t, failed[0].GetError(), "another applier")
 	require.Empty(t, dst.calls, "nothing written, nothing put back")
 
+	// Not settled (the source's bucket may be suspended, or not): not
+	// written into another applier's suspension either (make chaos seed 5
+	// extended: written just as the other put the instance back, "null"
+	// listed twice), retried.
+	dst = &fakeDest{}
+	admin, key = newAdminDest(t, dst)
+	admin.blobs[rgwlog.SectionBucketInstance+"\x00"+key] = marked
+	dst.versioning = "Suspended"
+	notSettled := op()
+	notSettled.MetadataSettled = false
+	failed = applyWithLeases(t, dst, admin, lockedLeases{}, notSettled)
+	require.Len(t, failed, 1)
+	require.Contains(t, failed[0].GetError(), "another applier")
+	require.Empty(t, dst.calls)
+
 	// The same bucket enabled, the lock another's: waits (retried).
 	dst = &fakeDest{}
 	admin, _ = newAdminDest(t, dst)

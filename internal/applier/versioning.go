@@ -51,18 +51,20 @@ func (a *Applier) nullVersionWritable(ctx context.Context, op *v1.ObjectOp) erro
 		return fmt.Errorf("read zone-b's versioning of the bucket before writing a null version: %w", err)
 	}
 	switch {
-	case status == "Suspended" && (op.GetMetadataSettled() || waitedLong(op)) && a.cfg.Dest != nil &&
-		!ownSuspension(ctx, op.GetBucket()):
-		// The metadata is applied past the op, so zone-b's bucket should
-		// be as the source's is now: suspended by another applier for a
-		// null version's write, it is enabled again in a moment, maybe
-		// before this write lands. Written in a suspension of its own.
-		ours, err := a.suspendedForAWrite(ctx, op.GetBucket())
-		if err != nil {
+	case status == "Suspended" && a.cfg.Dest != nil && !ownSuspension(ctx, op.GetBucket()):
+		// Suspended by another applier for a null version's write, it is
+		// enabled again in a moment, maybe before this write lands (make
+		// chaos seed 5 extended: "null" listed twice). With the metadata
+		// applied past the op, written in a suspension of its own; else
+		// it waits for zone-b's bucket to say what the source's did.
+		marked, err := a.suspendedForAWrite(ctx, op.GetBucket())
+		switch {
+		case err != nil:
 			return err
-		}
-		if ours {
+		case marked && (op.GetMetadataSettled() || waitedLong(op)):
 			return errSuspensionNeeded
+		case marked:
+			return fmt.Errorf("bucket %s: %w", op.GetBucket(), errSuspensionInProgress)
 		}
 		return nil
 	case status == "Suspended":
