@@ -483,7 +483,7 @@ func (a *Applier) applyEntry(ctx context.Context, en *v1.MetadataEntry) error {
 		// instance back after), nor between a write's read of zone-b's
 		// versioning and the write (a toggle applied in between stored a
 		// null version as another kind: FACTS.md section 15).
-		release, err := a.alone(ctx, instanceBucket(en.GetName()), "for its bucket instance's metadata")
+		release, err := a.alone(ctx, rgwlog.InstanceS3Bucket(en.GetName()), "for its bucket instance's metadata")
 		if err != nil {
 			return err
 		}

@@ -27,8 +27,8 @@ type asker struct {
 // objectBody is an op whose body is inline.
 type objectBody interface {
 	io.Reader
-	want()          // the body is needed: ask the exporter for it
-	notWanted()     // it is not: no chunk of it will come
+	want()      // the body is needed: ask the exporter for it
+	notWanted() // it is not: no chunk of it will come
 	sourceFailed() bool
 }
 

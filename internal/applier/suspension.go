@@ -101,13 +101,6 @@ func (g *bucketGates) alone(ctx context.Context, bucket string, wait time.Durati
 	return func() { b.Unlock(); g.put(bucket, b) }, true
 }
 
-// instanceBucket is the bucket (as ObjectOp.bucket names it: "name" or
-// "tenant:name") of a bucket.instance metadata key ("[tenant/]name:instance").
-func instanceBucket(key string) string {
-	name, _, _ := strings.Cut(key, ":")
-	return strings.Replace(name, "/", ":", 1)
-}
-
 // applyGated applies an object op holding its bucket's gate, and a null
 // version that needs zone-b's bucket suspended by writeInSuspension.
 func (a *Applier) applyGated(ctx context.Context, op *v1.ObjectOp, chunks *chunkReader) error {

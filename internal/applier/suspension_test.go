@@ -213,8 +213,8 @@ func TestBucketGates(t *testing.T) {
 }
 
 func TestInstanceBucket(t *testing.T) {
-	require.Equal(t, "b", instanceBucket("b:e5a1.4177.2"))
-	require.Equal(t, "acme:b", instanceBucket("acme/b:e5a1.4177.2"))
+	require.Equal(t, "b", rgwlog.InstanceS3Bucket("b:e5a1.4177.2"))
+	require.Equal(t, "acme:b", rgwlog.InstanceS3Bucket("acme/b:e5a1.4177.2"))
 }
 
 // lockedLeases: another applier holds every exclusive lock.

@@ -69,6 +69,9 @@ type dataWorker struct {
 	// notifications; here the bilogs of hot shards are read again whenever
 	// the datalog has nothing new, at the worker's idle cadence.
 	hot map[string]time.Time
+	// pendingFence: what the ops buildOps built last hold of the
+	// versioning fence (fence.go), moved to the batch sendBatch sends.
+	pendingFence *fenceHold
 }
 
 // hotFor is how long a bucket shard stays hot after the datalog named it
@@ -129,6 +132,7 @@ type dataBatch struct {
 	// applier's failures.
 	commit    batchCommit
 	srcFailed []*v1.RetryItem
+	fence     *fenceHold // what its ops hold of the versioning fence
 }
 
 func (w *worker) runData(ctx context.Context) error {
@@ -179,6 +183,14 @@ func (w *worker) runData(ctx context.Context) error {
 		return err
 	}
 	w.setPhase(ctx, v1.ShardPhase_SHARD_PHASE_INCREMENTAL, "")
+	// What is in flight at the end is sent again to the shard's next
+	// holder: its hold of the versioning fence ends here.
+	defer func() {
+		dw.release(dw.pendingFence)
+		for _, db := range dw.sent {
+			dw.release(db.fence)
+		}
+	}()
 	return w.runEngine(ctx, dw)
 }
 
@@ -375,6 +387,14 @@ func (dw *dataWorker) dropBucketShard(key string) {
 // sends again: keyOrder).
 func (dw *dataWorker) sendBatch(ctx context.Context, ops []*v1.ObjectOp, srcFailed []*v1.RetryItem, first time.Time,
 	reserved int64, c batchCommit) error {
+	hold := dw.pendingFence
+	dw.pendingFence = nil
+	sent := false
+	defer func() {
+		if !sent {
+			dw.release(hold)
+		}
+	}()
 	dw.seq++
 	var payload int64
 	for _, op := range ops {
@@ -398,7 +418,8 @@ func (dw *dataWorker) sendBatch(ctx context.Context, ops []*v1.ObjectOp, srcFail
 		objBytes += op.GetAttrs().GetSize()
 	}
 	db := &dataBatch{seq: dw.seq, payload: need, objBytes: objBytes, ops: len(ops), first: first,
-		commit: c, srcFailed: srcFailed}
+		commit: c, srcFailed: srcFailed, fence: hold}
+	sent = true
 	dw.sent = append(dw.sent, db)
 	dw.order.sent(db.seq, c.key, ops, srcFailed, c.resent)
 	dw.e.cfg.Metrics.batchesSent.WithLabelValues(dw.d.name, dw.sub.unit.Log.String()).Inc()
@@ -451,6 +472,7 @@ func (dw *dataWorker) commitAck(ack *v1.Ack) error {
 		return fmt.Errorf("store data bounds: %w", err)
 	}
 	dw.sent = dw.sent[1:]
+	dw.release(db.fence)
 	dw.order.acked(db.seq)
 	dw.credit.give(db.payload)
 	dw.stats.progressed()

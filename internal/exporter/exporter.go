@@ -348,6 +348,9 @@ type destination struct {
 
 	// settled: how far in time the metadata is applied (settled.go).
 	settled mdSettled
+	// fence: a bucket's instance metadata and the object writes that land
+	// by its versioning are never in flight at once (fence.go).
+	fence versioningFence
 
 	mu       sync.Mutex
 	fullDone chan struct{} // closed once the full sync is done

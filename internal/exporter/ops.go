@@ -47,8 +47,16 @@ func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string
 		}()
 	}
 	wg.Wait()
+	// Ops that land by their bucket's versioning wait while an instance
+	// of the bucket is applied (fence.go); held behind, in key order.
+	fenced, hold := dw.d.fence.admitOps(ops, time.Now())
+	dw.release(dw.pendingFence)
+	dw.pendingFence = hold
 	srcFailed := make([]bool, len(refs))
 	for i := range refs {
+		if fenced[i] {
+			ops[i], errs[i] = nil, errFenced{bucket: refs[i].bs.S3Bucket()}
+		}
 		srcFailed[i] = errs[i] != nil
 	}
 	holdBehindFailures(refs, srcFailed)
@@ -66,6 +74,11 @@ func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string
 		}
 		if r.held != "" {
 			failed = append(failed, item(rgwlog.HeldPrefix+r.held))
+			continue
+		}
+		var fe errFenced
+		if errors.As(errs[i], &fe) {
+			failed = append(failed, item(fencedOp(fe.bucket)))
 			continue
 		}
 		if errs[i] != nil {

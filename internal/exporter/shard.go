@@ -50,6 +50,8 @@ type sentBatch struct {
 	// or a new instance after a reshard): once applied, every index shard
 	// of the bucket's instance gets a full sync if it has no bound.
 	buckets []appliedBucket
+	// fence: what its bucket instances hold of the versioning fence.
+	fence *fenceHold
 }
 
 // batchSource produces the next batch of a shard after pos.
@@ -79,8 +81,14 @@ func (w *worker) run(ctx context.Context) error {
 		w.stats.wait("a share of the stream's byte window (other shards' batches in flight hold it)")
 	}
 	// The batches in flight are sent again to the shard's next holder:
-	// what they held of the window goes back to the stream now.
+	// what they held of the window goes back to the stream now, and of
+	// the versioning fence.
 	defer w.credit.giveAll()
+	defer func() {
+		for _, sb := range w.inflight {
+			w.release(sb.fence)
+		}
+	}()
 
 	if u.Log == rgwlog.LogData {
 		return w.runData(ctx)
@@ -236,6 +244,15 @@ func (w *worker) sendNext(ctx context.Context, src batchSource) (bool, error) {
 	if ctx.Err() != nil {
 		return false, ctx.Err()
 	}
+	// A versioned bucket's instance waits while object writes that land
+	// by its versioning are in flight (fence.go): kept as a retry.
+	hold := w.fenceEntries(rb, now)
+	sent := false
+	defer func() {
+		if !sent {
+			w.release(hold)
+		}
+	}()
 	w.seq++
 	var payload int64
 	for _, en := range rb.entries {
@@ -263,7 +280,7 @@ func (w *worker) sendNext(ctx context.Context, src batchSource) (bool, error) {
 		return false, err
 	}
 	sb := &sentBatch{seq: w.seq, through: rb.through, entries: rb.raw, first: rb.first, retried: due,
-		srcFailed: rb.srcFailed, payload: need, more: rb.more, applied: len(rb.entries)}
+		srcFailed: rb.srcFailed, payload: need, more: rb.more, applied: len(rb.entries), fence: hold}
 	for _, en := range rb.entries {
 		if needsRecheck(en) {
 			sb.rechecks = append(sb.rechecks, keyRef{section: en.GetSection(), name: en.GetName(), ts: en.GetTimestamp().AsTime()})
@@ -276,6 +293,7 @@ func (w *worker) sendNext(ctx context.Context, src batchSource) (bool, error) {
 		w.credit.give(need)
 		return false, err
 	}
+	sent = true
 	w.stats.progressed()
 	for _, r := range due {
 		w.sending[retryKey(r.Section, r.Name)] = true
@@ -369,6 +387,7 @@ func (w *worker) handleAck(ack *v1.Ack, src batchSource) error {
 		w.d.markFullDone()
 	}
 	w.bound = nb
+	w.release(sb.fence)
 	w.inflight = w.inflight[1:]
 	for k := range resent {
 		delete(w.sending, k)

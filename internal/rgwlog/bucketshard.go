@@ -51,3 +51,11 @@ func (b BucketShard) InstanceParam() string {
 	}
 	return b.Key
 }
+
+// InstanceS3Bucket is the bucket of a bucket instance's metadata key
+// ("[tenant/]name:instance") as S3 requests and object ops name it:
+// "name", or "tenant:name".
+func InstanceS3Bucket(key string) string {
+	name, _, _ := strings.Cut(key, ":")
+	return strings.Replace(name, "/", ":", 1)
+}
