@@ -37,6 +37,10 @@ import (
 func main() {
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "rgwsync-applier:", err)
+		var exit *statuscli.ExitError
+		if errors.As(err, &exit) {
+			os.Exit(exit.Code)
+		}
 		os.Exit(1)
 	}
 }
@@ -44,6 +48,9 @@ func main() {
 func run(args []string) error {
 	if len(args) > 0 && args[0] == "status" {
 		return statuscli.Main(args[1:], "127.0.0.1:7444", os.Stdout)
+	}
+	if len(args) > 0 && args[0] == "verify" {
+		return verifyMain(args[1:], os.Stdout, os.Stderr)
 	}
 	cl := config.NewCommandLine[config.Applier]("rgwsync-applier")
 	cl.Override("listen", "listen", "status gRPC listen address", func(c *config.Applier) *string { return &c.Listen })

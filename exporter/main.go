@@ -128,6 +128,7 @@ func run(args []string) error {
 	srv := rpcserver.New(rpcserver.Options{Logger: log, Creds: creds, Auth: tlsconfig.Authorizer(cfg.TLS), Registerer: reg})
 	v1.RegisterReplicationServiceServer(srv.GRPC, exp)
 	v1.RegisterStatusServiceServer(srv.GRPC, exp)
+	v1.RegisterSourceServiceServer(srv.GRPC, exp)
 	for _, name := range []string{"", v1.ReplicationService_ServiceDesc.ServiceName, v1.StatusService_ServiceDesc.ServiceName} {
 		srv.Health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}

@@ -16,6 +16,7 @@ import (
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
 	"github.com/rgwsync/rgwsync/internal/rgwobj"
+	"github.com/rgwsync/rgwsync/internal/wire"
 )
 
 // ObjectDest is what data sync needs of the destination's S3 API.
@@ -43,14 +44,7 @@ type ObjectDest interface {
 }
 
 func infoOf(op *v1.ObjectOp) rgwobj.ObjectInfo {
-	a := op.GetAttrs()
-	return rgwobj.ObjectInfo{
-		Bucket: op.GetBucket(), Key: op.GetKey(), VersionID: op.GetVersionId(), Owner: op.GetOwner(),
-		Size: a.GetSize(), ETag: a.GetEtag(), ContentType: a.GetContentType(), CacheControl: a.GetCacheControl(),
-		ContentDisposition: a.GetContentDisposition(), ContentEncoding: a.GetContentEncoding(),
-		ContentLanguage: a.GetContentLanguage(), Expires: a.GetExpires(), UserMeta: a.GetUserMeta(), Tags: a.GetTags(),
-		ACL: a.GetAcl(), PartSizes: a.GetPartSizes(),
-	}
+	return wire.Info(op.GetBucket(), op.GetKey(), op.GetVersionId(), op.GetOwner(), op.GetAttrs())
 }
 
 // whileLeased is ctx cancelled as soon as u's lease is no longer valid.

@@ -137,6 +137,7 @@ func setDefault[T comparable](p *T, def T) {
 type Exporter struct {
 	v1.UnimplementedReplicationServiceServer
 	v1.UnimplementedStatusServiceServer
+	v1.UnimplementedSourceServiceServer
 
 	cfg        Config
 	log        *slog.Logger

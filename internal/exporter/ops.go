@@ -166,12 +166,7 @@ func (e *Exporter) buildOp(ctx context.Context, r objRef, inlineBudget *atomic.I
 		// On an unversioned bucket the gateway stores it as it would anyway.
 		op.VersionId = "null"
 	}
-	op.Attrs = &v1.ObjectAttrs{
-		Size: info.Size, Etag: info.ETag, ContentType: info.ContentType, CacheControl: info.CacheControl,
-		ContentDisposition: info.ContentDisposition, ContentEncoding: info.ContentEncoding,
-		ContentLanguage: info.ContentLanguage, Expires: info.Expires, UserMeta: info.UserMeta, Tags: info.Tags,
-		Acl: info.ACL, PartSizes: info.PartSizes, SourceMtime: timestamppb.New(info.Mtime),
-	}
+	op.Attrs = wire.Attrs(info)
 	if info.Size > e.cfg.InlineMax || inlineBudget.Add(-info.Size) < 0 {
 		op.Chunked = true
 		return op, nil

@@ -58,3 +58,12 @@ func (b *Buckets) Metadata(section, key string) bool {
 	}
 	return true
 }
+
+// Patterns are the filter's include and exclude patterns (nil filter:
+// none).
+func (b *Buckets) Patterns() (include, exclude []string) {
+	if b == nil {
+		return nil, nil
+	}
+	return b.include, b.exclude
+}

@@ -520,3 +520,15 @@ func IndexShard(key string, numShards int) int {
 	}
 	return int(h % prime1 % uint32(numShards))
 }
+
+// ListBucket lists a whole bucket's versions and delete markers after
+// (keyMarker, versionMarker) — only the keys that start with prefix when
+// it is set — as ListShard lists one index shard; the gateway merges the
+// shards (keys ascending, a key's versions newest first). bucket is "name"
+// or "tenant:name".
+func (c *Client) ListBucket(ctx context.Context, bucket, prefix, keyMarker, versionMarker string, max int) (ListPage, error) {
+	if bucket == "" {
+		return ListPage{}, fmt.Errorf("list bucket versions: no bucket")
+	}
+	return c.listShard(ctx, "list the versions of bucket "+bucket, bucket, "", prefix, keyMarker, versionMarker, max)
+}

@@ -7,6 +7,8 @@ package wire
 import (
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/rgwobj"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // LogType is the proto form of a log.
@@ -55,4 +57,26 @@ func Unit(r *v1.ShardRef) rgwlog.Unit {
 func DependsOnVersioning(op *v1.ObjectOp) bool {
 	v := op.GetVersionId()
 	return op.GetKind() == v1.ObjectOpKind_OBJECT_OP_KIND_PUT && (v == "" || v == "null")
+}
+
+// Attrs is the wire form of an object's attributes.
+func Attrs(info rgwobj.ObjectInfo) *v1.ObjectAttrs {
+	return &v1.ObjectAttrs{
+		Size: info.Size, Etag: info.ETag, ContentType: info.ContentType, CacheControl: info.CacheControl,
+		ContentDisposition: info.ContentDisposition, ContentEncoding: info.ContentEncoding,
+		ContentLanguage: info.ContentLanguage, Expires: info.Expires, UserMeta: info.UserMeta, Tags: info.Tags,
+		Acl: info.ACL, PartSizes: info.PartSizes, SourceMtime: timestamppb.New(info.Mtime),
+	}
+}
+
+// Info is an object's attributes as rgwobj writes and compares them (the
+// source's mtime is not kept: the destination has its own).
+func Info(bucket, key, versionID, owner string, a *v1.ObjectAttrs) rgwobj.ObjectInfo {
+	return rgwobj.ObjectInfo{
+		Bucket: bucket, Key: key, VersionID: versionID, Owner: owner,
+		Size: a.GetSize(), ETag: a.GetEtag(), ContentType: a.GetContentType(), CacheControl: a.GetCacheControl(),
+		ContentDisposition: a.GetContentDisposition(), ContentEncoding: a.GetContentEncoding(),
+		ContentLanguage: a.GetContentLanguage(), Expires: a.GetExpires(), UserMeta: a.GetUserMeta(), Tags: a.GetTags(),
+		ACL: a.GetAcl(), PartSizes: a.GetPartSizes(),
+	}
 }

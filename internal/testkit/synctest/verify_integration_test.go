@@ -1,0 +1,157 @@
+//go:build integration
+
+package synctest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
+)
+
+// rgwsync-applier verify (issue #14, item 1): zones equal → exit 0; each of
+// a catalogue of changes made on zone-b alone → exit 1, named; a bucket it
+// does not replicate or cannot read → exit 2. The source is read through
+// the exporter (SourceService), zone-b with the applier's configuration.
+func TestVerifyCommand(t *testing.T) {
+	e, p, uid, c := newOwnedEnv(t, "vf")
+	plain, versioned, empty := p+"-plain", p+"-ver", p+"-empty"
+	for _, b := range []string{plain, versioned, empty} {
+		e.Bucket(c, b)
+	}
+	ctx := context.Background()
+	_, err := c.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(versioned),
+		VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusEnabled}})
+	require.NoError(t, err)
+	body := []byte("the same body")
+	for _, k := range []string{"missing", "other-body", "ctype", "meta", "tags", "acl", "same"} {
+		PutObject(t, c, plain, k, body, func(in *s3.PutObjectInput) {
+			in.ContentType = aws.String("text/plain")
+			in.Metadata = map[string]string{"colour": "blue"}
+		})
+	}
+	var vids []string
+	for i := range 3 {
+		out, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(versioned), Key: aws.String("v"),
+			Body: strings.NewReader(fmt.Sprintf("version %d", i))})
+		require.NoError(t, err)
+		vids = append(vids, aws.ToString(out.VersionId))
+	}
+	_, err = c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(versioned), Key: aws.String("dm")})
+	require.NoError(t, err) // a delete marker alone
+	other := p + "-other"
+	e.User(other, "Other")
+
+	e.StartExporter(dataOn)
+	app := e.StartApplier("a1")
+	e.WaitMetadataEqual(2*time.Minute, Prefix(p))
+	e.WaitObjectsEqual(2*time.Minute, uid, plain, versioned, empty)
+	require.NoError(t, app.Stop())
+
+	_, appBin := Binaries(t)
+	cfg := e.ApplierConfig("verify", FreeAddr(t))
+	verify := func(args ...string) (string, string, int) {
+		t.Helper()
+		cmd := exec.Command(appBin, append([]string{"verify", "-config", cfg, "-recheck-after", "1s", "-match", p + "*"}, args...)...)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return stdout.String(), stderr.String(), exit.ExitCode()
+		}
+		require.NoError(t, err)
+		return stdout.String(), stderr.String(), 0
+	}
+	out, errOut, code := verify()
+	require.Equal(t, 0, code, "zones equal:\n%s\n%s", out, errOut)
+	require.Contains(t, errOut, "0 difference(s)")
+
+	// Changes on zone-b alone (object writes there are local; metadata
+	// through zone-b's admin API, as S3 bucket writes would go to zone-a).
+	b := UserOn(e.Lab.ZoneB, uid)
+	_, err = b.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(plain), Key: aws.String("missing")})
+	require.NoError(t, err)
+	PutObject(t, b, plain, "extra", []byte("only here"), nil)
+	PutObject(t, b, plain, "other-body", []byte("another body"), func(in *s3.PutObjectInput) {
+		in.ContentType = aws.String("text/plain")
+		in.Metadata = map[string]string{"colour": "blue"}
+	})
+	PutObject(t, b, plain, "ctype", body, func(in *s3.PutObjectInput) {
+		in.ContentType = aws.String("application/json")
+		in.Metadata = map[string]string{"colour": "blue"}
+	})
+	PutObject(t, b, plain, "meta", body, func(in *s3.PutObjectInput) {
+		in.ContentType = aws.String("text/plain")
+		in.Metadata = map[string]string{"colour": "red"}
+	})
+	_, err = b.PutObjectTagging(ctx, &s3.PutObjectTaggingInput{Bucket: aws.String(plain), Key: aws.String("tags"),
+		Tagging: &types.Tagging{TagSet: []types.Tag{{Key: aws.String("k"), Value: aws.String("v")}}}})
+	require.NoError(t, err)
+	_, err = b.PutObjectAcl(ctx, &s3.PutObjectAclInput{Bucket: aws.String(plain), Key: aws.String("acl"), ACL: types.ObjectCannedACLPublicRead})
+	require.NoError(t, err)
+	_, err = b.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(versioned), Key: aws.String("v"), VersionId: aws.String(vids[0])})
+	require.NoError(t, err) // an old version missing
+	_, err = b.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(versioned), Key: aws.String("v"), VersionId: aws.String(vids[2])})
+	require.NoError(t, err) // the current one missing: another current version
+	ls, err := b.ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: aws.String(versioned), Prefix: aws.String("dm")})
+	require.NoError(t, err)
+	require.Len(t, ls.DeleteMarkers, 1)
+	_, err = b.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(versioned), Key: aws.String("dm"), VersionId: ls.DeleteMarkers[0].VersionId})
+	require.NoError(t, err) // the delete marker missing
+	require.NoError(t, e.Dst.DeleteMetadata(ctx, rgwlog.SectionBucket, empty))
+	require.NoError(t, e.Dst.DeleteMetadata(ctx, rgwlog.SectionUser, other))
+
+	out, errOut, code = verify()
+	require.Equal(t, 1, code, "differences:\n%s\n%s", out, errOut)
+	for _, want := range []string{
+		"object " + plain + "/missing version null: version: source ",
+		"object " + plain + "/extra version null: version: source missing, destination ",
+		"object " + plain + "/other-body version null: etag:",
+		"object " + plain + "/ctype version null: content_type: source text/plain, destination application/json",
+		"object " + plain + "/meta version null: meta: source colour=blue, destination colour=red",
+		"object " + plain + "/tags version null: tags: source \"\", destination k=v",
+		"object " + plain + "/acl version null: acl: source default",
+		"object " + versioned + "/v version " + vids[0] + ": version: source ",
+		"object " + versioned + "/v version " + vids[1] + ": is_latest: source false, destination true",
+		"object " + versioned + "/v version " + vids[2] + ": version: source ",
+		"object " + versioned + "/dm version ",
+		"bucket " + empty + ": bucket: source present, destination missing",
+		"bucket " + empty + ": entry: source present, destination missing",
+		"user " + other + ": entry: source present, destination missing",
+	} {
+		require.Contains(t, out, want, "%s\n%s", out, errOut)
+	}
+	require.NotContains(t, out, plain+"/same", "an equal object reported")
+	require.Contains(t, errOut, "verify: 3 bucket(s)")
+
+	// -json, one bucket: the same differences as JSON lines.
+	out, _, code = verify("-json", "-bucket", versioned)
+	require.Equal(t, 1, code, out)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 4, out)
+	for _, l := range lines {
+		var d map[string]string
+		require.NoError(t, json.Unmarshal([]byte(l), &d), l)
+		require.Equal(t, versioned, d["bucket"])
+	}
+
+	// What it cannot compare is an error, not "equal".
+	_, errOut, code = verify("-bucket", "not-replicated-"+p)
+	require.Equal(t, 2, code, errOut)
+	require.Contains(t, errOut, "not replicated")
+	_, errOut, code = verify("-bucket", p+"-no-such-bucket")
+	require.Equal(t, 2, code, errOut)
+	require.Contains(t, errOut, "no such bucket")
+}
