@@ -52,6 +52,9 @@ func run(args []string) error {
 	if len(args) > 0 && args[0] == "verify" {
 		return verifyMain(args[1:], os.Stdout, os.Stderr)
 	}
+	if len(args) > 0 && args[0] == "resync" {
+		return resyncMain(args[1:], os.Stdout, os.Stderr)
+	}
 	cl := config.NewCommandLine[config.Applier]("rgwsync-applier")
 	cl.Override("listen", "listen", "status gRPC listen address", func(c *config.Applier) *string { return &c.Listen })
 	cl.Override("metrics-listen", "metrics_listen", "Prometheus /metrics listen address", func(c *config.Applier) *string { return &c.MetricsListen })

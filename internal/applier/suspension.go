@@ -190,16 +190,36 @@ func (a *Applier) exclusive(ctx context.Context, bucket string) (unlock func(), 
 	return unlock, nil
 }
 
+// errVersioningChanged: zone-b's ?versioning said Suspended and its bucket
+// instance, read just after, says otherwise (see suspendedForAWrite).
+var errVersioningChanged = errors.New("zone-b's bucket versioning changed while it was read (another applier's suspension ended, " +
+	"or the metadata sync applied a change): retried")
+
 // suspendedForAWrite: zone-b's bucket says Suspended because an applier
 // suspended it for a null version's write (its instance's version tag is
-// marked, rgwlog.SuspensionTag), not because the source's bucket is.
+// marked, rgwlog.SuspensionTag), not because the source's bucket is. The
+// instance read here decides: when it does not say Suspended any more
+// (that applier put it back between the two reads: make chaos seed 2
+// extended, a null write into the enabled bucket, "null" listed twice),
+// errVersioningChanged.
 func (a *Applier) suspendedForAWrite(ctx context.Context, bucket string) (bool, error) {
-	_, blob, err := a.zoneBInstance(ctx, bucket)
+	key, blob, err := a.zoneBInstance(ctx, bucket)
 	if err != nil {
 		return false, fmt.Errorf("read zone-b's bucket instance before writing a null version into its suspended bucket: %w", err)
 	}
 	_, marked, err := rgwlog.WithoutSuspension(blob)
-	return marked, err
+	if err != nil {
+		return false, fmt.Errorf("zone-b's bucket instance %s: %w", key, err)
+	}
+	status, err := rgwlog.Versioning(blob)
+	if err != nil {
+		return false, fmt.Errorf("zone-b's bucket instance %s: %w", key, err)
+	}
+	if status != "Suspended" {
+		a.forgetVersioning(bucket)
+		return false, fmt.Errorf("bucket %s: ?versioning said Suspended, its instance says %q: %w", bucket, status, errVersioningChanged)
+	}
+	return marked, nil
 }
 
 // inOwnSuspension marks the context of the write that writeInSuspension

@@ -338,3 +338,24 @@ func TestInstanceMetadataWaitsForTheBucketsWrites(t *testing.T) {
 	}
 	require.Equal(t, []string{"put bucket.instance:c:inst.1", "put bucket.instance:b:inst.1"}, a.cfg.Dest.(*recordingDest).calls)
 }
+
+// zone-b's ?versioning said Suspended while another applier held the
+// bucket suspended for its own null write; by the time the instance was
+// read, that applier had put it back (Enabled, the mark gone). Taken for
+// the source's own suspension, the write went into the enabled bucket: a
+// second "null" entry for good (make chaos seed 2 extended at 213f79a,
+// v/k01410: written 84 ms after the other applier's put-back). The
+// instance read is the one that decides: not suspended there, the op is
+// retried. On the code before it was written.
+func TestSuspensionEndedBetweenTheTwoReads(t *testing.T) {
+	dst := &fakeDest{}
+	admin, _ := newAdminDest(t, dst) // the instance: Enabled, not marked
+	dst.versioning = "Suspended"     // what ?versioning said a moment before
+	op := &v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT, Bucket: recordedBucket, Key: "k", VersionId: "null",
+		VersionedEpoch: 3, Timestamp: timestamppb.Now()}
+	failed := applyWithLeases(t, dst, admin, lockedLeases{}, op)
+	require.Len(t, failed, 1)
+	require.False(t, rgwlog.Parked(failed[0].GetError()), failed[0].GetError())
+	require.Contains(t, failed[0].GetError(), "changed while it was read")
+	require.Empty(t, dst.calls, "nothing written into the enabled bucket")
+}

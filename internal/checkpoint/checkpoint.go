@@ -37,10 +37,14 @@ const (
 	// instance is still to be checked (Instance: the bucket); LogInstanceMet,
 	// a bucket instance the data sync met before zone-b had its entry point
 	// (Instance: "bucket:instance"); LogRelist, a bucket shard to be listed
-	// again (Shard: its datalog shard, Instance: the bucket shard key).
+	// again (Shard: its datalog shard, Instance: the bucket shard key);
+	// LogResync, object versions an operator asked to be sent again
+	// (Retries of the bound; Shard, Instance: as LogRelist), until the
+	// bucket shard's worker has moved them into its bound's retries.
 	LogInstanceCheck = "bucket-instance.check"
 	LogInstanceMet   = "bucket-instance.met"
 	LogRelist        = "bucket-index.relist"
+	LogResync        = "bucket-index.resync"
 )
 
 // ErrCorrupt means a stored bound failed its checksum or could not be

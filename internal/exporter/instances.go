@@ -201,6 +201,9 @@ func (dw *dataWorker) instanceMet(ctx context.Context, key string) error {
 // takeNews takes the bucket shards handed to this worker: bounds stored
 // by others, and shards to list again.
 func (dw *dataWorker) takeNews() error {
+	if err := dw.takeResyncs(); err != nil {
+		return err
+	}
 	for _, en := range dw.d.news.takeAdded(dw.shard) {
 		if _, ok := dw.bounds[en.Key.Instance]; ok {
 			continue
@@ -214,7 +217,7 @@ func (dw *dataWorker) takeNews() error {
 	relist = slices.Compact(relist)
 	for _, k := range relist {
 		if _, ok := dw.bounds[k]; ok {
-			if err := dw.listAgain(k, "its bucket instance reached the destination after it was first listed", true); err != nil {
+			if err := dw.listAgain(k, "asked for again (its bucket instance reached the destination after it was first listed, or a resync)", true); err != nil {
 				return err
 			}
 		} // else dropped meanwhile

@@ -84,6 +84,184 @@ func (ErrorState) EnumDescriptor() ([]byte, []int) {
 	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{0}
 }
 
+type ResyncRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Destination string                 `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
+	// Every object of these buckets ("name" or "tenant/name").
+	Buckets []string `protobuf:"bytes,2,rep,name=buckets,proto3" json:"buckets,omitempty"`
+	// These object versions.
+	Objects       []*ResyncObject `protobuf:"bytes,3,rep,name=objects,proto3" json:"objects,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResyncRequest) Reset() {
+	*x = ResyncRequest{}
+	mi := &file_rgwsync_v1_status_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResyncRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResyncRequest) ProtoMessage() {}
+
+func (x *ResyncRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rgwsync_v1_status_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResyncRequest.ProtoReflect.Descriptor instead.
+func (*ResyncRequest) Descriptor() ([]byte, []int) {
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ResyncRequest) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *ResyncRequest) GetBuckets() []string {
+	if x != nil {
+		return x.Buckets
+	}
+	return nil
+}
+
+func (x *ResyncRequest) GetObjects() []*ResyncObject {
+	if x != nil {
+		return x.Objects
+	}
+	return nil
+}
+
+type ResyncObject struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "name", or "tenant:name" / "tenant/name".
+	Bucket string `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Key    string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// "null" for the null version (or an unversioned bucket's object).
+	VersionId     string `protobuf:"bytes,3,opt,name=version_id,json=versionId,proto3" json:"version_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResyncObject) Reset() {
+	*x = ResyncObject{}
+	mi := &file_rgwsync_v1_status_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResyncObject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResyncObject) ProtoMessage() {}
+
+func (x *ResyncObject) ProtoReflect() protoreflect.Message {
+	mi := &file_rgwsync_v1_status_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResyncObject.ProtoReflect.Descriptor instead.
+func (*ResyncObject) Descriptor() ([]byte, []int) {
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ResyncObject) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *ResyncObject) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ResyncObject) GetVersionId() string {
+	if x != nil {
+		return x.VersionId
+	}
+	return ""
+}
+
+type ResyncResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Index shards queued to be listed again.
+	BucketShards uint32 `protobuf:"varint,1,opt,name=bucket_shards,json=bucketShards,proto3" json:"bucket_shards,omitempty"`
+	// Object versions queued.
+	Objects       uint32 `protobuf:"varint,2,opt,name=objects,proto3" json:"objects,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResyncResponse) Reset() {
+	*x = ResyncResponse{}
+	mi := &file_rgwsync_v1_status_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResyncResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResyncResponse) ProtoMessage() {}
+
+func (x *ResyncResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rgwsync_v1_status_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResyncResponse.ProtoReflect.Descriptor instead.
+func (*ResyncResponse) Descriptor() ([]byte, []int) {
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ResyncResponse) GetBucketShards() uint32 {
+	if x != nil {
+		return x.BucketShards
+	}
+	return 0
+}
+
+func (x *ResyncResponse) GetObjects() uint32 {
+	if x != nil {
+		return x.Objects
+	}
+	return 0
+}
+
 type StatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only this destination (exporter); empty for all.
@@ -96,7 +274,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[0]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -108,7 +286,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[0]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -121,7 +299,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{0}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *StatusRequest) GetDestination() string {
@@ -153,7 +331,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[1]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -165,7 +343,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[1]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -178,7 +356,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{1}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StatusResponse) GetRole() string {
@@ -242,7 +420,7 @@ type DestinationStatus struct {
 
 func (x *DestinationStatus) Reset() {
 	*x = DestinationStatus{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[2]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -254,7 +432,7 @@ func (x *DestinationStatus) String() string {
 func (*DestinationStatus) ProtoMessage() {}
 
 func (x *DestinationStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[2]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -267,7 +445,7 @@ func (x *DestinationStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestinationStatus.ProtoReflect.Descriptor instead.
 func (*DestinationStatus) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{2}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DestinationStatus) GetDestination() string {
@@ -375,7 +553,7 @@ type ShardStatus struct {
 
 func (x *ShardStatus) Reset() {
 	*x = ShardStatus{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[3]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -387,7 +565,7 @@ func (x *ShardStatus) String() string {
 func (*ShardStatus) ProtoMessage() {}
 
 func (x *ShardStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[3]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -400,7 +578,7 @@ func (x *ShardStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardStatus.ProtoReflect.Descriptor instead.
 func (*ShardStatus) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{3}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ShardStatus) GetShard() *ShardRef {
@@ -526,7 +704,7 @@ type GetBoundsRequest struct {
 
 func (x *GetBoundsRequest) Reset() {
 	*x = GetBoundsRequest{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[4]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +716,7 @@ func (x *GetBoundsRequest) String() string {
 func (*GetBoundsRequest) ProtoMessage() {}
 
 func (x *GetBoundsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[4]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +729,7 @@ func (x *GetBoundsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBoundsRequest.ProtoReflect.Descriptor instead.
 func (*GetBoundsRequest) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{4}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetBoundsRequest) GetDestination() string {
@@ -587,7 +765,7 @@ type GetBoundsResponse struct {
 
 func (x *GetBoundsResponse) Reset() {
 	*x = GetBoundsResponse{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[5]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -599,7 +777,7 @@ func (x *GetBoundsResponse) String() string {
 func (*GetBoundsResponse) ProtoMessage() {}
 
 func (x *GetBoundsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[5]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -612,7 +790,7 @@ func (x *GetBoundsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBoundsResponse.ProtoReflect.Descriptor instead.
 func (*GetBoundsResponse) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{5}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetBoundsResponse) GetMarker() string {
@@ -648,7 +826,7 @@ type PositionMarker struct {
 
 func (x *PositionMarker) Reset() {
 	*x = PositionMarker{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[6]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +838,7 @@ func (x *PositionMarker) String() string {
 func (*PositionMarker) ProtoMessage() {}
 
 func (x *PositionMarker) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[6]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +851,7 @@ func (x *PositionMarker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PositionMarker.ProtoReflect.Descriptor instead.
 func (*PositionMarker) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{6}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PositionMarker) GetEntity() string {
@@ -716,7 +894,7 @@ type ItemMarker struct {
 
 func (x *ItemMarker) Reset() {
 	*x = ItemMarker{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[7]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -728,7 +906,7 @@ func (x *ItemMarker) String() string {
 func (*ItemMarker) ProtoMessage() {}
 
 func (x *ItemMarker) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[7]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -741,7 +919,7 @@ func (x *ItemMarker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemMarker.ProtoReflect.Descriptor instead.
 func (*ItemMarker) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{7}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ItemMarker) GetName() string {
@@ -789,7 +967,7 @@ type ListErrorsRequest struct {
 
 func (x *ListErrorsRequest) Reset() {
 	*x = ListErrorsRequest{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[8]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -801,7 +979,7 @@ func (x *ListErrorsRequest) String() string {
 func (*ListErrorsRequest) ProtoMessage() {}
 
 func (x *ListErrorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[8]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -814,7 +992,7 @@ func (x *ListErrorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListErrorsRequest.ProtoReflect.Descriptor instead.
 func (*ListErrorsRequest) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{8}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListErrorsRequest) GetDestination() string {
@@ -857,7 +1035,7 @@ type ListErrorsResponse struct {
 
 func (x *ListErrorsResponse) Reset() {
 	*x = ListErrorsResponse{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[9]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +1047,7 @@ func (x *ListErrorsResponse) String() string {
 func (*ListErrorsResponse) ProtoMessage() {}
 
 func (x *ListErrorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[9]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -882,7 +1060,7 @@ func (x *ListErrorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListErrorsResponse.ProtoReflect.Descriptor instead.
 func (*ListErrorsResponse) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{9}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListErrorsResponse) GetItems() []*ErrorItem {
@@ -925,7 +1103,7 @@ type ErrorItem struct {
 
 func (x *ErrorItem) Reset() {
 	*x = ErrorItem{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[10]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1115,7 @@ func (x *ErrorItem) String() string {
 func (*ErrorItem) ProtoMessage() {}
 
 func (x *ErrorItem) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[10]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1128,7 @@ func (x *ErrorItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorItem.ProtoReflect.Descriptor instead.
 func (*ErrorItem) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{10}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ErrorItem) GetDestination() string {
@@ -1050,7 +1228,7 @@ type WaitRequest struct {
 
 func (x *WaitRequest) Reset() {
 	*x = WaitRequest{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[11]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1062,7 +1240,7 @@ func (x *WaitRequest) String() string {
 func (*WaitRequest) ProtoMessage() {}
 
 func (x *WaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[11]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1075,7 +1253,7 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{11}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WaitRequest) GetDestination() string {
@@ -1115,7 +1293,7 @@ type WaitResponse struct {
 
 func (x *WaitResponse) Reset() {
 	*x = WaitResponse{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[12]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1305,7 @@ func (x *WaitResponse) String() string {
 func (*WaitResponse) ProtoMessage() {}
 
 func (x *WaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[12]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1318,7 @@ func (x *WaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitResponse.ProtoReflect.Descriptor instead.
 func (*WaitResponse) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{12}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WaitResponse) GetStarted() *timestamppb.Timestamp {
@@ -1198,7 +1376,7 @@ type WaitingShard struct {
 
 func (x *WaitingShard) Reset() {
 	*x = WaitingShard{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[13]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1388,7 @@ func (x *WaitingShard) String() string {
 func (*WaitingShard) ProtoMessage() {}
 
 func (x *WaitingShard) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[13]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1401,7 @@ func (x *WaitingShard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitingShard.ProtoReflect.Descriptor instead.
 func (*WaitingShard) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{13}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WaitingShard) GetShard() string {
@@ -1245,7 +1423,19 @@ var File_rgwsync_v1_status_proto protoreflect.FileDescriptor
 const file_rgwsync_v1_status_proto_rawDesc = "" +
 	"\n" +
 	"\x17rgwsync/v1/status.proto\x12\n" +
-	"rgwsync.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1crgwsync/v1/replication.proto\"a\n" +
+	"rgwsync.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1crgwsync/v1/replication.proto\"\x7f\n" +
+	"\rResyncRequest\x12 \n" +
+	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x18\n" +
+	"\abuckets\x18\x02 \x03(\tR\abuckets\x122\n" +
+	"\aobjects\x18\x03 \x03(\v2\x18.rgwsync.v1.ResyncObjectR\aobjects\"W\n" +
+	"\fResyncObject\x12\x16\n" +
+	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x1d\n" +
+	"\n" +
+	"version_id\x18\x03 \x01(\tR\tversionId\"O\n" +
+	"\x0eResyncResponse\x12#\n" +
+	"\rbucket_shards\x18\x01 \x01(\rR\fbucketShards\x12\x18\n" +
+	"\aobjects\x18\x02 \x01(\rR\aobjects\"a\n" +
 	"\rStatusRequest\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12.\n" +
 	"\blog_type\x18\x02 \x01(\x0e2\x13.rgwsync.v1.LogTypeR\alogType\"\xbf\x01\n" +
@@ -1350,13 +1540,14 @@ const file_rgwsync_v1_status_proto_rawDesc = "" +
 	"\x12ERROR_STATE_FAILED\x10\x01\x12\x14\n" +
 	"\x10ERROR_STATE_HELD\x10\x02\x12\x16\n" +
 	"\x12ERROR_STATE_PARKED\x10\x03\x12\x17\n" +
-	"\x13ERROR_STATE_RECHECK\x10\x042\xa4\x02\n" +
+	"\x13ERROR_STATE_RECHECK\x10\x042\xe5\x02\n" +
 	"\rStatusService\x12?\n" +
 	"\x06Status\x12\x19.rgwsync.v1.StatusRequest\x1a\x1a.rgwsync.v1.StatusResponse\x12H\n" +
 	"\tGetBounds\x12\x1c.rgwsync.v1.GetBoundsRequest\x1a\x1d.rgwsync.v1.GetBoundsResponse\x12K\n" +
 	"\n" +
 	"ListErrors\x12\x1d.rgwsync.v1.ListErrorsRequest\x1a\x1e.rgwsync.v1.ListErrorsResponse\x12;\n" +
-	"\x04Wait\x12\x17.rgwsync.v1.WaitRequest\x1a\x18.rgwsync.v1.WaitResponse0\x01B5Z3github.com/rgwsync/rgwsync/gen/rgwsync/v1;rgwsyncv1b\x06proto3"
+	"\x04Wait\x12\x17.rgwsync.v1.WaitRequest\x1a\x18.rgwsync.v1.WaitResponse0\x01\x12?\n" +
+	"\x06Resync\x12\x19.rgwsync.v1.ResyncRequest\x1a\x1a.rgwsync.v1.ResyncResponseB5Z3github.com/rgwsync/rgwsync/gen/rgwsync/v1;rgwsyncv1b\x06proto3"
 
 var (
 	file_rgwsync_v1_status_proto_rawDescOnce sync.Once
@@ -1371,66 +1562,72 @@ func file_rgwsync_v1_status_proto_rawDescGZIP() []byte {
 }
 
 var file_rgwsync_v1_status_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_rgwsync_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_rgwsync_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_rgwsync_v1_status_proto_goTypes = []any{
 	(ErrorState)(0),               // 0: rgwsync.v1.ErrorState
-	(*StatusRequest)(nil),         // 1: rgwsync.v1.StatusRequest
-	(*StatusResponse)(nil),        // 2: rgwsync.v1.StatusResponse
-	(*DestinationStatus)(nil),     // 3: rgwsync.v1.DestinationStatus
-	(*ShardStatus)(nil),           // 4: rgwsync.v1.ShardStatus
-	(*GetBoundsRequest)(nil),      // 5: rgwsync.v1.GetBoundsRequest
-	(*GetBoundsResponse)(nil),     // 6: rgwsync.v1.GetBoundsResponse
-	(*PositionMarker)(nil),        // 7: rgwsync.v1.PositionMarker
-	(*ItemMarker)(nil),            // 8: rgwsync.v1.ItemMarker
-	(*ListErrorsRequest)(nil),     // 9: rgwsync.v1.ListErrorsRequest
-	(*ListErrorsResponse)(nil),    // 10: rgwsync.v1.ListErrorsResponse
-	(*ErrorItem)(nil),             // 11: rgwsync.v1.ErrorItem
-	(*WaitRequest)(nil),           // 12: rgwsync.v1.WaitRequest
-	(*WaitResponse)(nil),          // 13: rgwsync.v1.WaitResponse
-	(*WaitingShard)(nil),          // 14: rgwsync.v1.WaitingShard
-	(LogType)(0),                  // 15: rgwsync.v1.LogType
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(*ShardRef)(nil),              // 17: rgwsync.v1.ShardRef
-	(ShardPhase)(0),               // 18: rgwsync.v1.ShardPhase
+	(*ResyncRequest)(nil),         // 1: rgwsync.v1.ResyncRequest
+	(*ResyncObject)(nil),          // 2: rgwsync.v1.ResyncObject
+	(*ResyncResponse)(nil),        // 3: rgwsync.v1.ResyncResponse
+	(*StatusRequest)(nil),         // 4: rgwsync.v1.StatusRequest
+	(*StatusResponse)(nil),        // 5: rgwsync.v1.StatusResponse
+	(*DestinationStatus)(nil),     // 6: rgwsync.v1.DestinationStatus
+	(*ShardStatus)(nil),           // 7: rgwsync.v1.ShardStatus
+	(*GetBoundsRequest)(nil),      // 8: rgwsync.v1.GetBoundsRequest
+	(*GetBoundsResponse)(nil),     // 9: rgwsync.v1.GetBoundsResponse
+	(*PositionMarker)(nil),        // 10: rgwsync.v1.PositionMarker
+	(*ItemMarker)(nil),            // 11: rgwsync.v1.ItemMarker
+	(*ListErrorsRequest)(nil),     // 12: rgwsync.v1.ListErrorsRequest
+	(*ListErrorsResponse)(nil),    // 13: rgwsync.v1.ListErrorsResponse
+	(*ErrorItem)(nil),             // 14: rgwsync.v1.ErrorItem
+	(*WaitRequest)(nil),           // 15: rgwsync.v1.WaitRequest
+	(*WaitResponse)(nil),          // 16: rgwsync.v1.WaitResponse
+	(*WaitingShard)(nil),          // 17: rgwsync.v1.WaitingShard
+	(LogType)(0),                  // 18: rgwsync.v1.LogType
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*ShardRef)(nil),              // 20: rgwsync.v1.ShardRef
+	(ShardPhase)(0),               // 21: rgwsync.v1.ShardPhase
 }
 var file_rgwsync_v1_status_proto_depIdxs = []int32{
-	15, // 0: rgwsync.v1.StatusRequest.log_type:type_name -> rgwsync.v1.LogType
-	3,  // 1: rgwsync.v1.StatusResponse.destinations:type_name -> rgwsync.v1.DestinationStatus
-	16, // 2: rgwsync.v1.StatusResponse.now:type_name -> google.protobuf.Timestamp
-	4,  // 3: rgwsync.v1.DestinationStatus.shards:type_name -> rgwsync.v1.ShardStatus
-	16, // 4: rgwsync.v1.DestinationStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
-	17, // 5: rgwsync.v1.ShardStatus.shard:type_name -> rgwsync.v1.ShardRef
-	18, // 6: rgwsync.v1.ShardStatus.phase:type_name -> rgwsync.v1.ShardPhase
-	16, // 7: rgwsync.v1.ShardStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
-	16, // 8: rgwsync.v1.ShardStatus.lease_expires:type_name -> google.protobuf.Timestamp
-	16, // 9: rgwsync.v1.ShardStatus.stalled_since:type_name -> google.protobuf.Timestamp
-	15, // 10: rgwsync.v1.GetBoundsRequest.log_type:type_name -> rgwsync.v1.LogType
-	16, // 11: rgwsync.v1.GetBoundsResponse.oldest_time:type_name -> google.protobuf.Timestamp
-	7,  // 12: rgwsync.v1.GetBoundsResponse.markers:type_name -> rgwsync.v1.PositionMarker
-	16, // 13: rgwsync.v1.PositionMarker.position_time:type_name -> google.protobuf.Timestamp
-	8,  // 14: rgwsync.v1.PositionMarker.items_in_progress:type_name -> rgwsync.v1.ItemMarker
-	16, // 15: rgwsync.v1.ItemMarker.timestamp:type_name -> google.protobuf.Timestamp
-	11, // 16: rgwsync.v1.ListErrorsResponse.items:type_name -> rgwsync.v1.ErrorItem
-	17, // 17: rgwsync.v1.ErrorItem.shard:type_name -> rgwsync.v1.ShardRef
-	0,  // 18: rgwsync.v1.ErrorItem.state:type_name -> rgwsync.v1.ErrorState
-	16, // 19: rgwsync.v1.ErrorItem.first_seen:type_name -> google.protobuf.Timestamp
-	16, // 20: rgwsync.v1.ErrorItem.last_attempt:type_name -> google.protobuf.Timestamp
-	16, // 21: rgwsync.v1.ErrorItem.next_attempt:type_name -> google.protobuf.Timestamp
-	16, // 22: rgwsync.v1.WaitResponse.started:type_name -> google.protobuf.Timestamp
-	14, // 23: rgwsync.v1.WaitResponse.waiting:type_name -> rgwsync.v1.WaitingShard
-	1,  // 24: rgwsync.v1.StatusService.Status:input_type -> rgwsync.v1.StatusRequest
-	5,  // 25: rgwsync.v1.StatusService.GetBounds:input_type -> rgwsync.v1.GetBoundsRequest
-	9,  // 26: rgwsync.v1.StatusService.ListErrors:input_type -> rgwsync.v1.ListErrorsRequest
-	12, // 27: rgwsync.v1.StatusService.Wait:input_type -> rgwsync.v1.WaitRequest
-	2,  // 28: rgwsync.v1.StatusService.Status:output_type -> rgwsync.v1.StatusResponse
-	6,  // 29: rgwsync.v1.StatusService.GetBounds:output_type -> rgwsync.v1.GetBoundsResponse
-	10, // 30: rgwsync.v1.StatusService.ListErrors:output_type -> rgwsync.v1.ListErrorsResponse
-	13, // 31: rgwsync.v1.StatusService.Wait:output_type -> rgwsync.v1.WaitResponse
-	28, // [28:32] is the sub-list for method output_type
-	24, // [24:28] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	2,  // 0: rgwsync.v1.ResyncRequest.objects:type_name -> rgwsync.v1.ResyncObject
+	18, // 1: rgwsync.v1.StatusRequest.log_type:type_name -> rgwsync.v1.LogType
+	6,  // 2: rgwsync.v1.StatusResponse.destinations:type_name -> rgwsync.v1.DestinationStatus
+	19, // 3: rgwsync.v1.StatusResponse.now:type_name -> google.protobuf.Timestamp
+	7,  // 4: rgwsync.v1.DestinationStatus.shards:type_name -> rgwsync.v1.ShardStatus
+	19, // 5: rgwsync.v1.DestinationStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
+	20, // 6: rgwsync.v1.ShardStatus.shard:type_name -> rgwsync.v1.ShardRef
+	21, // 7: rgwsync.v1.ShardStatus.phase:type_name -> rgwsync.v1.ShardPhase
+	19, // 8: rgwsync.v1.ShardStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
+	19, // 9: rgwsync.v1.ShardStatus.lease_expires:type_name -> google.protobuf.Timestamp
+	19, // 10: rgwsync.v1.ShardStatus.stalled_since:type_name -> google.protobuf.Timestamp
+	18, // 11: rgwsync.v1.GetBoundsRequest.log_type:type_name -> rgwsync.v1.LogType
+	19, // 12: rgwsync.v1.GetBoundsResponse.oldest_time:type_name -> google.protobuf.Timestamp
+	10, // 13: rgwsync.v1.GetBoundsResponse.markers:type_name -> rgwsync.v1.PositionMarker
+	19, // 14: rgwsync.v1.PositionMarker.position_time:type_name -> google.protobuf.Timestamp
+	11, // 15: rgwsync.v1.PositionMarker.items_in_progress:type_name -> rgwsync.v1.ItemMarker
+	19, // 16: rgwsync.v1.ItemMarker.timestamp:type_name -> google.protobuf.Timestamp
+	14, // 17: rgwsync.v1.ListErrorsResponse.items:type_name -> rgwsync.v1.ErrorItem
+	20, // 18: rgwsync.v1.ErrorItem.shard:type_name -> rgwsync.v1.ShardRef
+	0,  // 19: rgwsync.v1.ErrorItem.state:type_name -> rgwsync.v1.ErrorState
+	19, // 20: rgwsync.v1.ErrorItem.first_seen:type_name -> google.protobuf.Timestamp
+	19, // 21: rgwsync.v1.ErrorItem.last_attempt:type_name -> google.protobuf.Timestamp
+	19, // 22: rgwsync.v1.ErrorItem.next_attempt:type_name -> google.protobuf.Timestamp
+	19, // 23: rgwsync.v1.WaitResponse.started:type_name -> google.protobuf.Timestamp
+	17, // 24: rgwsync.v1.WaitResponse.waiting:type_name -> rgwsync.v1.WaitingShard
+	4,  // 25: rgwsync.v1.StatusService.Status:input_type -> rgwsync.v1.StatusRequest
+	8,  // 26: rgwsync.v1.StatusService.GetBounds:input_type -> rgwsync.v1.GetBoundsRequest
+	12, // 27: rgwsync.v1.StatusService.ListErrors:input_type -> rgwsync.v1.ListErrorsRequest
+	15, // 28: rgwsync.v1.StatusService.Wait:input_type -> rgwsync.v1.WaitRequest
+	1,  // 29: rgwsync.v1.StatusService.Resync:input_type -> rgwsync.v1.ResyncRequest
+	5,  // 30: rgwsync.v1.StatusService.Status:output_type -> rgwsync.v1.StatusResponse
+	9,  // 31: rgwsync.v1.StatusService.GetBounds:output_type -> rgwsync.v1.GetBoundsResponse
+	13, // 32: rgwsync.v1.StatusService.ListErrors:output_type -> rgwsync.v1.ListErrorsResponse
+	16, // 33: rgwsync.v1.StatusService.Wait:output_type -> rgwsync.v1.WaitResponse
+	3,  // 34: rgwsync.v1.StatusService.Resync:output_type -> rgwsync.v1.ResyncResponse
+	30, // [30:35] is the sub-list for method output_type
+	25, // [25:30] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_rgwsync_v1_status_proto_init() }
@@ -1445,7 +1642,7 @@ func file_rgwsync_v1_status_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rgwsync_v1_status_proto_rawDesc), len(file_rgwsync_v1_status_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const (
 	StatusService_GetBounds_FullMethodName  = "/rgwsync.v1.StatusService/GetBounds"
 	StatusService_ListErrors_FullMethodName = "/rgwsync.v1.StatusService/ListErrors"
 	StatusService_Wait_FullMethodName       = "/rgwsync.v1.StatusService/Wait"
+	StatusService_Resync_FullMethodName     = "/rgwsync.v1.StatusService/Resync"
 )
 
 // StatusServiceClient is the client API for StatusService service.
@@ -50,6 +51,15 @@ type StatusServiceClient interface {
 	// is at or past its head with no item kept for retry. Served by the
 	// exporter; cancel the call to stop waiting.
 	Wait(ctx context.Context, in *WaitRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WaitResponse], error)
+	// Resync queues work to be sent again from the source through the usual
+	// pipeline (same ordering, same idempotent apply): every index shard of
+	// a bucket's current instance listed again (a full sync: every object
+	// and version copied), or single object versions read again and applied
+	// — removed on the destination when the source's listing no longer has
+	// them. Stored durably before the answer; done by the data shards'
+	// workers (they are shown by ListErrors until applied). Served by the
+	// exporter.
+	Resync(ctx context.Context, in *ResyncRequest, opts ...grpc.CallOption) (*ResyncResponse, error)
 }
 
 type statusServiceClient struct {
@@ -109,6 +119,16 @@ func (c *statusServiceClient) Wait(ctx context.Context, in *WaitRequest, opts ..
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type StatusService_WaitClient = grpc.ServerStreamingClient[WaitResponse]
 
+func (c *statusServiceClient) Resync(ctx context.Context, in *ResyncRequest, opts ...grpc.CallOption) (*ResyncResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResyncResponse)
+	err := c.cc.Invoke(ctx, StatusService_Resync_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StatusServiceServer is the server API for StatusService service.
 // All implementations must embed UnimplementedStatusServiceServer
 // for forward compatibility.
@@ -134,6 +154,15 @@ type StatusServiceServer interface {
 	// is at or past its head with no item kept for retry. Served by the
 	// exporter; cancel the call to stop waiting.
 	Wait(*WaitRequest, grpc.ServerStreamingServer[WaitResponse]) error
+	// Resync queues work to be sent again from the source through the usual
+	// pipeline (same ordering, same idempotent apply): every index shard of
+	// a bucket's current instance listed again (a full sync: every object
+	// and version copied), or single object versions read again and applied
+	// — removed on the destination when the source's listing no longer has
+	// them. Stored durably before the answer; done by the data shards'
+	// workers (they are shown by ListErrors until applied). Served by the
+	// exporter.
+	Resync(context.Context, *ResyncRequest) (*ResyncResponse, error)
 	mustEmbedUnimplementedStatusServiceServer()
 }
 
@@ -155,6 +184,9 @@ func (UnimplementedStatusServiceServer) ListErrors(context.Context, *ListErrorsR
 }
 func (UnimplementedStatusServiceServer) Wait(*WaitRequest, grpc.ServerStreamingServer[WaitResponse]) error {
 	return status.Error(codes.Unimplemented, "method Wait not implemented")
+}
+func (UnimplementedStatusServiceServer) Resync(context.Context, *ResyncRequest) (*ResyncResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Resync not implemented")
 }
 func (UnimplementedStatusServiceServer) mustEmbedUnimplementedStatusServiceServer() {}
 func (UnimplementedStatusServiceServer) testEmbeddedByValue()                       {}
@@ -242,6 +274,24 @@ func _StatusService_Wait_Handler(srv interface{}, stream grpc.ServerStream) erro
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type StatusService_WaitServer = grpc.ServerStreamingServer[WaitResponse]
 
+func _StatusService_Resync_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResyncRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StatusServiceServer).Resync(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StatusService_Resync_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StatusServiceServer).Resync(ctx, req.(*ResyncRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // StatusService_ServiceDesc is the grpc.ServiceDesc for StatusService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -260,6 +310,10 @@ var StatusService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListErrors",
 			Handler:    _StatusService_ListErrors_Handler,
+		},
+		{
+			MethodName: "Resync",
+			Handler:    _StatusService_Resync_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

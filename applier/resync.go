@@ -1,0 +1,125 @@
+package main
+
+// rgwsync-applier resync: asks the exporter to send again what a verify
+// found different (or whole buckets), through the usual pipeline.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+
+	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/config"
+	"github.com/rgwsync/rgwsync/internal/statuscli"
+	"github.com/rgwsync/rgwsync/internal/tlsconfig"
+	"github.com/rgwsync/rgwsync/internal/verifier"
+)
+
+// resyncMain runs the resync subcommand.
+func resyncMain(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("resync", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "the applier's YAML configuration (exporter, tls, destination)")
+	var buckets bucketFlags
+	fs.Var(&buckets, "bucket", `every object of this bucket ("name" or "tenant/name"; repeatable)`)
+	from := fs.String("from", "", "the differences a verify -json printed (a file; - for stdin): their objects")
+	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return &statuscli.ExitError{Code: 2, Err: err}
+	}
+	req := &v1.ResyncRequest{Buckets: buckets}
+	skipped := 0
+	if *from != "" {
+		objs, n, err := readDiffs(*from)
+		if err != nil {
+			return &statuscli.ExitError{Code: 2, Err: err}
+		}
+		req.Objects, skipped = objs, n
+	}
+	if len(req.Buckets) == 0 && len(req.Objects) == 0 {
+		if skipped > 0 {
+			return &statuscli.ExitError{Code: 1, Err: fmt.Errorf("resync: %d metadata difference(s) and no object: resync sends objects only", skipped)}
+		}
+		return &statuscli.ExitError{Code: 2, Err: fmt.Errorf("resync: nothing to do: give -bucket or -from")}
+	}
+	cfg, err := config.LoadApplier(*path)
+	if err != nil {
+		return &statuscli.ExitError{Code: 2, Err: err}
+	}
+	if err := cfg.Validate(); err != nil {
+		return &statuscli.ExitError{Code: 2, Err: err}
+	}
+	req.Destination = cfg.Destination.Name
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	creds, err := tlsconfig.ClientCreds(cfg.TLS, cfg.Exporter, log)
+	if err != nil {
+		return &statuscli.ExitError{Code: 2, Err: err}
+	}
+	conn, err := dialExporter(cfg.Exporter, creds, grpcprom.NewClientMetrics())
+	if err != nil {
+		return &statuscli.ExitError{Code: 2, Err: err}
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	resp, err := v1.NewStatusServiceClient(conn).Resync(ctx, req)
+	if err != nil {
+		return &statuscli.ExitError{Code: 2, Err: fmt.Errorf("resync: %w", err)}
+	}
+	fmt.Fprintf(stdout, "resync queued: %d index shard(s) to list again, %d object version(s) to send again\n",
+		resp.GetBucketShards(), resp.GetObjects())
+	if skipped > 0 {
+		fmt.Fprintf(stdout, "not resynced: %d metadata difference(s) (resync sends objects; a metadata entry is sent again when it changes on the source)\n", skipped)
+	}
+	fmt.Fprintln(stdout, "follow it with: rgwsync-exporter errors (the versions wait there until applied), then verify again")
+	return nil
+}
+
+// readDiffs reads verify -json lines: the object versions to send again,
+// and how many other differences (metadata) it skipped.
+func readDiffs(path string) ([]*v1.ResyncObject, int, error) {
+	var r io.Reader = os.Stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, 0, fmt.Errorf("-from: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	seen := map[[3]string]bool{}
+	var out []*v1.ResyncObject
+	skipped := 0
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for n := 1; sc.Scan(); n++ {
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		var d verifier.Diff
+		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
+			return nil, 0, fmt.Errorf("-from %s line %d: not a verify -json line: %w", path, n, err)
+		}
+		if d.Kind != "object" {
+			skipped++
+			continue
+		}
+		id := [3]string{d.Bucket, d.Key, d.VersionID}
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, &v1.ResyncObject{Bucket: d.Bucket, Key: d.Key, VersionId: d.VersionID})
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, 0, fmt.Errorf("-from %s: %w", path, err)
+	}
+	return out, skipped, nil
+}
