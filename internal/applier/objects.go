@@ -358,7 +358,6 @@ func (a *Applier) applyPut(ctx context.Context, op *v1.ObjectOp, body objectBody
 	// (see applyDeleteMarker). An unversioned object whose body came
 	// inline is written without asking: the same number of requests at
 	// worst, one fewer round trip in the common case (not there yet).
-	have, err := rgwobj.ObjectInfo{}, rgwobj.ErrNotFound
 	// A null version without its epoch into a bucket versioned on zone-b
 	// is looked for first too: a change of its tags or ACL at the source
 	// logs a plain "write" (no epoch), and a plain write is replayed after
@@ -370,7 +369,7 @@ func (a *Applier) applyPut(ctx context.Context, op *v1.ObjectOp, body objectBody
 	if err != nil {
 		return err
 	}
-	have, err = rgwobj.ObjectInfo{}, rgwobj.ErrNotFound
+	have, err := rgwobj.ObjectInfo{}, rgwobj.ErrNotFound
 	if body != nil || op.GetVersionedEpoch() > 0 || nullInVersioned {
 		have, err = dst.Stat(ctx, info.Bucket, info.Key, info.VersionID)
 	}

@@ -30,7 +30,6 @@ type cursor struct {
 	page           []rgwobj.ListEntry
 	km, vm         string
 	more           bool
-	started        bool
 }
 
 func newCursor(s Side, bucket, prefix string) *cursor {

@@ -199,9 +199,8 @@ func (v *run) progress() (stop func()) {
 
 // suspect is a key that differed, with when to look again.
 type suspect struct {
-	key   string
-	at    time.Time
-	diffs []Diff
+	key string
+	at  time.Time
 }
 
 // bucket compares one bucket's objects, rechecking what differs.
