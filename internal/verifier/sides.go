@@ -61,7 +61,7 @@ func (s rpcSide) ListBucket(ctx context.Context, bucket, prefix, keyMarker, vers
 	r, err := s.c.ListObjectVersions(ctx, &v1.ListObjectVersionsRequest{Bucket: bucket, Prefix: prefix, KeyMarker: keyMarker,
 		VersionIdMarker: versionMarker, Max: uint32(max)})
 	if err != nil {
-		return rgwobj.ListPage{}, err
+		return rgwobj.ListPage{}, rpcErr(err, rgwobj.ErrNotFound)
 	}
 	p := rgwobj.ListPage{NextKeyMarker: r.GetNextKeyMarker(), NextVersionMarker: r.GetNextVersionIdMarker(), Truncated: r.GetTruncated(),
 		Entries: make([]rgwobj.ListEntry, len(r.GetVersions()))}

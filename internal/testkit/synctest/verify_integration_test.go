@@ -160,15 +160,28 @@ func TestVerifyCommand(t *testing.T) {
 	require.Contains(t, string(res), "object version(s) to send again")
 	require.Contains(t, string(res), "not resynced: 3 metadata difference(s)")
 	e.StartApplier("a2")
+	// Repaired: every object difference but the current version of v.
+	// Its two versions deleted on zone-b moved zone-b's OLH epoch past
+	// the source's: written again with their own epochs they are listed,
+	// not current (a limit of resync, README).
+	onlyV := func(out string) bool {
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if !strings.HasPrefix(l, "object "+versioned+"/v version ") || !strings.Contains(l, ": is_latest: ") {
+				return false
+			}
+		}
+		return true
+	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		out, errOut, code = verify("-bucket", plain, "-bucket", versioned) // (empty's entry point: metadata)
-		if code == 0 || time.Now().After(deadline) {
+		if code == 0 || (code == 1 && onlyV(out)) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(3 * time.Second)
 	}
-	require.Equal(t, 0, code, "after the resync:\n%s\n%s", out, errOut)
+	require.True(t, code == 1 && onlyV(out), "after the resync:\n%s\n%s", out, errOut)
+	require.Len(t, strings.Split(strings.TrimSpace(out), "\n"), 2, out)
 
 	// What it cannot compare is an error, not "equal".
 	_, errOut, code = verify("-bucket", "not-replicated-"+p)
