@@ -1074,3 +1074,31 @@ func TestBILogTrimPoints(t *testing.T) {
 	_, err = e.BILogTrimPoints()
 	require.ErrorContains(t, err, "bucket-index log marker")
 }
+
+// The re-check of a resharded instance found it still at the source (its
+// removal comes later on a busy gateway): it was written once more and
+// never looked at again, and stayed on zone-b for good (make chaos seed 1
+// extended at 2236e6c: two old instances "only on the destination"). It
+// is looked at again after each re-check that finds it, until it is gone.
+// On the code before, the second re-check never came.
+func TestReshardedInstanceIsRecheckedUntilGone(t *testing.T) {
+	blob, err := os.ReadFile("../rgwlog/testdata/bucket-instance-resharded.json")
+	require.NoError(t, err)
+	const key = "rsp1:e5a1c870-2a31-43c0-85d2-993838821318.4177.2"
+	src := newFakeSource()
+	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"), func(c *Config) { c.RecheckDelay = 200 * time.Millisecond })
+	a := r.dial(t, "a1")
+	a.fullSync(t, r)
+	a.subscribe(mdUnit(1))
+	src.putBlob(1, "bucket.instance", key, blob)
+	b := a.next()
+	require.Equal(t, []string{"bucket.instance:" + key + ":put"}, names(b))
+	a.ack(b)
+	b = a.next() // the first re-check: still there
+	require.Equal(t, []string{"bucket.instance:" + key + ":put"}, names(b))
+	src.vanish("bucket.instance", key)
+	a.ack(b)
+	b = a.next()
+	require.Equal(t, []string{"bucket.instance:" + key + ":del"}, names(b), "looked at again: gone, deleted")
+	a.ack(b)
+}

@@ -171,8 +171,8 @@ func (w *worker) addMetaRechecks(rs []checkpoint.Retry, sb *sentBatch, failed []
 		if skip[k] {
 			continue
 		}
-		if r, ok := resent[k]; ok && r.Error == recheckMark {
-			continue // the re-check itself: once is enough
+		if r, ok := resent[k]; ok && r.Error == recheckMark && !d.again {
+			continue // the re-check of a delete: once is enough
 		}
 		skip[k] = true
 		rs = append(rs, checkpoint.Retry{Section: d.section, Name: d.name, Error: recheckMark, Timestamp: d.ts,
@@ -240,6 +240,9 @@ type keyRef struct {
 	section, name string
 	ts            time.Time
 	marker        string
+	// again: a re-check that finds it as it was is followed by another
+	// (a resharded instance the source has not removed yet).
+	again bool
 }
 
 func retryRefs(rs []checkpoint.Retry) []keyRef {

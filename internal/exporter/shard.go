@@ -283,7 +283,8 @@ func (w *worker) sendNext(ctx context.Context, src batchSource) (bool, error) {
 		srcFailed: rb.srcFailed, payload: need, more: rb.more, applied: len(rb.entries), fence: hold}
 	for _, en := range rb.entries {
 		if needsRecheck(en) {
-			sb.rechecks = append(sb.rechecks, keyRef{section: en.GetSection(), name: en.GetName(), ts: en.GetTimestamp().AsTime()})
+			sb.rechecks = append(sb.rechecks, keyRef{section: en.GetSection(), name: en.GetName(), ts: en.GetTimestamp().AsTime(),
+				again: en.GetOp() == v1.MetadataOp_METADATA_OP_PUT})
 		}
 	}
 	if w.sub.unit.Log == rgwlog.LogMetadata {
