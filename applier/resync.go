@@ -10,16 +10,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"time"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
-
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
-	"github.com/rgwsync/rgwsync/internal/config"
 	"github.com/rgwsync/rgwsync/internal/statuscli"
-	"github.com/rgwsync/rgwsync/internal/tlsconfig"
 	"github.com/rgwsync/rgwsync/internal/verifier"
 )
 
@@ -50,24 +45,12 @@ func resyncMain(args []string, stdout, stderr io.Writer) error {
 		}
 		return &statuscli.ExitError{Code: 2, Err: fmt.Errorf("resync: nothing to do: give -bucket or -from")}
 	}
-	cfg, err := config.LoadApplier(*path)
+	cfg, conn, _, err := exporterOf(*path, stderr)
 	if err != nil {
-		return &statuscli.ExitError{Code: 2, Err: err}
-	}
-	if err := cfg.Validate(); err != nil {
-		return &statuscli.ExitError{Code: 2, Err: err}
-	}
-	req.Destination = cfg.Destination.Name
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	creds, err := tlsconfig.ClientCreds(cfg.TLS, cfg.Exporter, log)
-	if err != nil {
-		return &statuscli.ExitError{Code: 2, Err: err}
-	}
-	conn, err := dialExporter(cfg.Exporter, creds, grpcprom.NewClientMetrics())
-	if err != nil {
-		return &statuscli.ExitError{Code: 2, Err: err}
+		return err
 	}
 	defer conn.Close()
+	req.Destination = cfg.Destination.Name
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	resp, err := v1.NewStatusServiceClient(conn).Resync(ctx, req)

@@ -27,6 +27,7 @@ import (
 	"github.com/rgwsync/rgwsync/internal/statuscli"
 	"github.com/rgwsync/rgwsync/internal/tlsconfig"
 	"github.com/rgwsync/rgwsync/internal/verifier"
+	"google.golang.org/grpc"
 )
 
 // bucketFlags is a repeatable -bucket.
@@ -62,21 +63,9 @@ func verifyMain(args []string, stdout, stderr io.Writer) error {
 	if len(buckets) > 0 && !mdSet {
 		*metadata = false
 	}
-	cfg, err := config.LoadApplier(*path)
+	cfg, conn, log, err := exporterOf(*path, stderr)
 	if err != nil {
-		return &statuscli.ExitError{Code: 2, Err: err}
-	}
-	if err := cfg.Validate(); err != nil {
-		return &statuscli.ExitError{Code: 2, Err: err}
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	creds, err := tlsconfig.ClientCreds(cfg.TLS, cfg.Exporter, log)
-	if err != nil {
-		return &statuscli.ExitError{Code: 2, Err: err}
-	}
-	conn, err := dialExporter(cfg.Exporter, creds, grpcprom.NewClientMetrics())
-	if err != nil {
-		return &statuscli.ExitError{Code: 2, Err: err}
+		return err
 	}
 	defer conn.Close()
 	admin, err := rgwadmin.New(rgwadmin.Config{Endpoint: cfg.Destination.Endpoint, AccessKey: cfg.Destination.AccessKey,
@@ -160,4 +149,26 @@ func scopeFilter(scope *v1.GetScopeResponse, match string) (func(section, key st
 		ok, _ := path.Match(match, name)
 		return ok
 	}, nil
+}
+
+// exporterOf loads the applier's configuration at path and dials its
+// exporter, as the applier does (a subcommand's errors: exit status 2).
+func exporterOf(path string, stderr io.Writer) (*config.Applier, *grpc.ClientConn, *slog.Logger, error) {
+	cfg, err := config.LoadApplier(path)
+	if err != nil {
+		return nil, nil, nil, &statuscli.ExitError{Code: 2, Err: err}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, nil, &statuscli.ExitError{Code: 2, Err: err}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	creds, err := tlsconfig.ClientCreds(cfg.TLS, cfg.Exporter, log)
+	if err != nil {
+		return nil, nil, nil, &statuscli.ExitError{Code: 2, Err: err}
+	}
+	conn, err := dialExporter(cfg.Exporter, creds, grpcprom.NewClientMetrics())
+	if err != nil {
+		return nil, nil, nil, &statuscli.ExitError{Code: 2, Err: err}
+	}
+	return cfg, conn, log, nil
 }

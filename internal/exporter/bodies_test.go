@@ -54,3 +54,16 @@ func TestBodyCredit(t *testing.T) {
 	require.False(t, c.grant(&v1.BodyRequest{Seq: 3, Index: 1, Chunks: 1}))
 	require.NoError(t, <-done)
 }
+
+// A full-sync page lists each key's versions newest first; they are sent
+// oldest first (a marker laid below another marker zone-b has is declined
+// for good: FACTS.md sections 22, 25).
+func TestFullSyncPageIsSentOldestFirst(t *testing.T) {
+	refs := []objRef{{key: "a", version: "A3"}, {key: "a", version: "A2"}, {key: "a", version: "A1"}, {key: "b", version: ""},
+		{key: "c", version: "C2"}, {key: "c", version: "C1"}}
+	var got []string
+	for _, r := range oldestFirst(refs) {
+		got = append(got, r.key+r.version)
+	}
+	require.Equal(t, []string{"aA1", "aA2", "aA3", "b", "cC1", "cC2"}, got)
+}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -95,6 +96,7 @@ func (dw *dataWorker) sendFullPage(ctx context.Context, key string) error {
 		}
 		refs = append(refs, r)
 	}
+	refs = oldestFirst(refs)
 	next := fullDoneMark
 	if page.Truncated {
 		next = page.NextKeyMarker + "\x00" + page.NextVersionMarker
@@ -108,4 +110,20 @@ func (dw *dataWorker) sendFullPage(ctx context.Context, key string) error {
 	ops, failed := dw.buildOps(ctx, refs, "full:"+key, res)
 	return dw.sendBatch(ctx, ops, failed, time.Now().UTC(), res,
 		batchCommit{kind: commitListing, key: key, marker: next, listGen: dw.listGen[key], epochs: epochsOf(refs), ops: ops})
+}
+
+// oldestFirst puts each key's entries of a listing page (newest first, as
+// the gateway lists them) oldest first: the order the source wrote them,
+// which zone-b needs — a delete marker laid below a delete marker it has
+// already is declined for good (FACTS.md sections 22, 25).
+func oldestFirst(refs []objRef) []objRef {
+	for i := 0; i < len(refs); {
+		j := i + 1
+		for j < len(refs) && refs[j].key == refs[i].key {
+			j++
+		}
+		slices.Reverse(refs[i:j])
+		i = j
+	}
+	return refs
 }

@@ -48,6 +48,20 @@ func TestFullSyncOfAVersioningHistory(t *testing.T) {
 	setVersioning(t, c, b, types.BucketVersioningStatusEnabled)
 	put("pre/1", "a version over the second null version")
 	put("ver/b", "another version")
+	// Delete markers between versions, and a null one over a named one:
+	// listed newest first, they were sent so, and a marker laid below
+	// the one zone-b had already was declined (FACTS.md §22, §25).
+	del := func(k string) {
+		_, err := c.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String(b), Key: aws.String(k)})
+		require.NoError(t, err)
+	}
+	put("dm/k", "v1")
+	del("dm/k")
+	put("dm/k", "v2")
+	del("dm/k")
+	setVersioning(t, c, b, types.BucketVersioningStatusSuspended)
+	del("dm/k") // a null marker over the named one
+	setVersioning(t, c, b, types.BucketVersioningStatusEnabled)
 
 	e.StartExporter(dataOn)
 	e.StartApplier("a1")
