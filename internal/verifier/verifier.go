@@ -248,6 +248,9 @@ func (v *run) bucketMissing(ctx context.Context, bucket string, err error) error
 	case serr == nil && errors.Is(derr, rgwadmin.ErrNotFound):
 		v.report([]Diff{{Kind: "bucket", Bucket: bucket, Key: bucket, Field: "bucket", Source: "present", Destination: "missing"}})
 		return nil
+	case errors.Is(serr, rgwadmin.ErrNotFound) && derr == nil:
+		v.report([]Diff{{Kind: "bucket", Bucket: bucket, Key: bucket, Field: "bucket", Source: "missing", Destination: "present"}})
+		return nil
 	case errors.Is(serr, rgwadmin.ErrNotFound) && errors.Is(derr, rgwadmin.ErrNotFound) && v.named:
 		return fmt.Errorf("no such bucket on either zone")
 	case errors.Is(serr, rgwadmin.ErrNotFound) && errors.Is(derr, rgwadmin.ErrNotFound):

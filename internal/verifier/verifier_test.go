@@ -214,3 +214,24 @@ func TestRate(t *testing.T) {
 	// 3 listings per side at 10/s with a burst of 1: at least 0.2 s.
 	require.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond)
 }
+
+// A named bucket the source no longer has and the destination still has is
+// a difference; on neither zone, an error.
+func TestBucketOnOneSideOnly(t *testing.T) {
+	src, dst := zoneOf(10), zoneOf(10, obj("k", "null", true, 1))
+	dst.meta["bucket:b"] = `{"data":{}}`
+	gone := &missingBucket{fakeZone: src}
+	got, res := collect(t, Config{Source: gone, Destination: dst})
+	require.Equal(t, []string{"bucket b: bucket: source missing, destination present"}, got)
+	require.Equal(t, 1, res.Differences)
+
+	_, err := Run(context.Background(), Config{Source: gone, Destination: &missingBucket{fakeZone: zoneOf(10)}, Buckets: []string{"b"}})
+	require.ErrorContains(t, err, "no such bucket on either zone")
+}
+
+// missingBucket: a zone without the bucket (its listing answers NoSuchBucket).
+type missingBucket struct{ *fakeZone }
+
+func (m *missingBucket) ListBucket(context.Context, string, string, string, string, int) (rgwobj.ListPage, error) {
+	return rgwobj.ListPage{}, fmt.Errorf("list: %w", rgwobj.ErrNotFound)
+}
