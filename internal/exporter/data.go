@@ -38,6 +38,9 @@ type ObjectSource interface {
 	Get(ctx context.Context, bucket, key, versionID string, offset, length int64) (io.ReadCloser, error)
 	ListShard(ctx context.Context, bucketShard, keyMarker, versionMarker string, max int) (rgwobj.ListPage, error)
 	FindVersion(ctx context.Context, bucketShard, key, versionID string) (rgwobj.ListEntry, bool, error)
+	// FindVersionInBucket: the same by the bucket's S3 name, from its
+	// current instance (after a reshard removed the old one's index).
+	FindVersionInBucket(ctx context.Context, bucket, key, versionID string) (rgwobj.ListEntry, bool, error)
 }
 
 // dataWorker serves one datalog shard: the full sync of the bucket index

@@ -42,10 +42,14 @@ type fakeSource struct {
 	blobs    map[string]string // "section:key" -> blob
 	failGets map[string]bool
 	gets     map[string]int // "section:key" -> GetMetadata calls
+	// unlisted: keys GetMetadata answers but the listing does not name
+	// (a removed key the gateway still serves from its cache).
+	unlisted map[string]bool
 }
 
 func newFakeSource() *fakeSource {
-	return &fakeSource{shards: map[int][]rgwadmin.MDLogEntry{}, blobs: map[string]string{}, failGets: map[string]bool{}, gets: map[string]int{}}
+	return &fakeSource{shards: map[int][]rgwadmin.MDLogEntry{}, blobs: map[string]string{}, failGets: map[string]bool{},
+		gets: map[string]int{}, unlisted: map[string]bool{}}
 }
 
 func (f *fakeSource) put(shard int, section, key string) {
@@ -71,6 +75,13 @@ func (f *fakeSource) vanish(section, key string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.blobs, section+":"+key)
+}
+
+// unlist removes key from the source's listing only (FACTS.md section 26).
+func (f *fakeSource) unlist(section, key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.unlisted[section+":"+key] = true
 }
 
 func (f *fakeSource) del(shard int, section, key string) {
@@ -124,7 +135,7 @@ func (f *fakeSource) ListMetadataKeys(_ context.Context, section, marker string,
 	defer f.mu.Unlock()
 	var keys []string
 	for k := range f.blobs {
-		if sec, name, _ := strings.Cut(k, ":"); sec == section && name > marker {
+		if sec, name, _ := strings.Cut(k, ":"); sec == section && name > marker && !f.unlisted[k] {
 			keys = append(keys, name)
 		}
 	}
@@ -837,6 +848,10 @@ func (f *fakeObjects) ListShard(context.Context, string, string, string, int) (r
 func (f *fakeObjects) FindVersion(_ context.Context, _, key, versionID string) (rgwobj.ListEntry, bool, error) {
 	le, ok := f.versions[key+"\x00"+versionID]
 	return le, ok, nil
+}
+
+func (f *fakeObjects) FindVersionInBucket(ctx context.Context, bucket, key, versionID string) (rgwobj.ListEntry, bool, error) {
+	return f.FindVersion(ctx, bucket, key, versionID)
 }
 
 // A retry names only a key and a version: the op it becomes is what the

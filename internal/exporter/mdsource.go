@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,6 +48,21 @@ func (e *Exporter) fetchAll(ctx context.Context, refs []keyRef) ([]*v1.MetadataE
 				// (Tentacle keeps its instance with flags 64): deleted on
 				// the destination, never put (FACTS.md section 19).
 				en.Op = v1.MetadataOp_METADATA_OP_DELETE
+			case r.recheck && r.section == rgwlog.SectionBucketInstance && resharded(blob):
+				// A reshard's old instance, looked at again: a gateway can
+				// answer it from its cache long after the reshard removed
+				// it (FACTS.md section 26); the source's listing reads
+				// what is stored.
+				listed, lerr := e.listed(ctx, r.section, r.name)
+				if lerr != nil {
+					errs[i] = lerr
+					return
+				}
+				en.Op = v1.MetadataOp_METADATA_OP_DELETE
+				if listed {
+					en.Op, en.Blob = v1.MetadataOp_METADATA_OP_PUT, blob
+					e.cfg.Metrics.bytesRead.Add(float64(len(blob)))
+				}
 			default:
 				en.Op = v1.MetadataOp_METADATA_OP_PUT
 				en.Blob = blob
@@ -75,6 +91,31 @@ func (e *Exporter) fetchAll(ctx context.Context, refs []keyRef) ([]*v1.MetadataE
 func bucketDeleted(instance []byte) bool {
 	del, err := rgwlog.BucketDeleted(instance)
 	return err == nil && del
+}
+
+func resharded(instance []byte) bool {
+	r, err := rgwlog.Resharding(instance)
+	return err == nil && r
+}
+
+// listed says whether the source's listing of section names key. (The
+// listing is not ordered by key: every page is read. Only the re-check of
+// a resharded instance asks, once per RecheckDelay.)
+func (e *Exporter) listed(ctx context.Context, section, key string) (bool, error) {
+	marker := ""
+	for {
+		page, err := e.cfg.Source.ListMetadataKeys(ctx, section, marker, 1000)
+		if err != nil {
+			return false, fmt.Errorf("list %s keys (is %s still there?): %w", section, key, err)
+		}
+		if slices.Contains(page.Keys, key) {
+			return true, nil
+		}
+		if !page.Truncated || page.Marker == "" {
+			return false, nil
+		}
+		marker = page.Marker
+	}
 }
 
 // mdlogSource reads one mdlog shard.

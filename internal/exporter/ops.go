@@ -13,6 +13,7 @@ import (
 	"time"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/rgwadmin"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
 	"github.com/rgwsync/rgwsync/internal/rgwobj"
 	"github.com/rgwsync/rgwsync/internal/wire"
@@ -203,7 +204,7 @@ func (e *Exporter) resolveVersion(ctx context.Context, r objRef) (objRef, error)
 	// with its epoch (written without it, the destination would give
 	// it a new one and could make it current over a later version), a
 	// delete marker (Stat cannot see those), or nothing.
-	le, found, err := e.cfg.Objects.FindVersion(ctx, r.bs.Key, r.key, r.version)
+	le, found, err := e.findVersion(ctx, r.bs, r.key, r.version)
 	if err != nil {
 		return r, err
 	}
@@ -216,6 +217,30 @@ func (e *Exporter) resolveVersion(ctx context.Context, r objRef) (objRef, error)
 		r.kind, r.epoch = v1.ObjectOpKind_OBJECT_OP_KIND_PUT, le.VersionedEpoch
 	}
 	return r, nil
+}
+
+// findVersion reads the source's index entry of one version of key, from
+// its bucket shard. A reshard removes the old instance's index (FACTS.md
+// section 10): its listing answers 404 (NoSuchKey), which is no proof of
+// anything by itself. When the source's entry point names another
+// instance, the key is looked for in the bucket by its name (the current
+// instance, where the reshard moved it); when it names no bucket, the
+// bucket is removed, and its versions with it.
+func (e *Exporter) findVersion(ctx context.Context, bs rgwlog.BucketShard, key, version string) (rgwobj.ListEntry, bool, error) {
+	le, found, err := e.cfg.Objects.FindVersion(ctx, bs.Key, key, version)
+	if err == nil || !errors.Is(err, rgwobj.ErrNotFound) {
+		return le, found, err
+	}
+	id, cerr := e.currentInstance(ctx, bs.Bucket)
+	switch {
+	case errors.Is(cerr, rgwadmin.ErrNotFound):
+		return rgwobj.ListEntry{}, false, nil
+	case cerr != nil:
+		return le, false, fmt.Errorf("%w (and the bucket's entry point: %v)", err, cerr)
+	case id == bs.Instance || id == "":
+		return le, false, err // the bucket's own index answered 404
+	}
+	return e.cfg.Objects.FindVersionInBucket(ctx, bs.S3Bucket(), key, version)
 }
 
 // withOwner completes a delete op with its bucket's owner (the gateway
@@ -241,7 +266,7 @@ func (e *Exporter) notFoundOp(ctx context.Context, op *v1.ObjectOp, r objRef, er
 		if v == "" {
 			v = "null"
 		}
-		_, found, ferr := e.cfg.Objects.FindVersion(ctx, r.bs.Key, r.key, v)
+		_, found, ferr := e.findVersion(ctx, r.bs, r.key, v)
 		switch {
 		case ferr != nil:
 			return nil, fmt.Errorf("read %s/%s: %w (checking the source's bucket index: %v)", op.Bucket, r.key, err, ferr)

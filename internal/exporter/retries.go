@@ -243,12 +243,14 @@ type keyRef struct {
 	// again: a re-check that finds it as it was is followed by another
 	// (a resharded instance the source has not removed yet).
 	again bool
+	// recheck: this fetch is a scheduled re-check.
+	recheck bool
 }
 
 func retryRefs(rs []checkpoint.Retry) []keyRef {
 	out := make([]keyRef, len(rs))
 	for i, r := range rs {
-		out[i] = keyRef{section: r.Section, name: r.Name, ts: r.Timestamp}
+		out[i] = keyRef{section: r.Section, name: r.Name, ts: r.Timestamp, recheck: r.Error == recheckMark}
 	}
 	return out
 }

@@ -1,0 +1,122 @@
+package exporter
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/rgwobj"
+)
+
+// make chaos seed 5 (extended, at f480f18): zone-a's admin API answered
+// 200 for a reshard's old instance for the 13 minutes the run had left,
+// while its metadata listing no longer named it (FACTS.md section 26): the
+// re-check put it on zone-b every 30 s and it stayed there
+// ("bucket.instance:…4177.1: only on the destination"). A re-check of a
+// resharded instance the source's listing does not name deletes it. Fails
+// on the code before: the re-check sends it as a put again.
+func TestStaleReshardedInstanceIsDeletedWhenNotListed(t *testing.T) {
+	blob, err := os.ReadFile("../rgwlog/testdata/bucket-instance-resharded.json")
+	require.NoError(t, err)
+	const key = "rsp1:e5a1c870-2a31-43c0-85d2-993838821318.4177.2"
+	src := newFakeSource()
+	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"), func(c *Config) { c.RecheckDelay = 200 * time.Millisecond })
+	a := r.dial(t, "a1")
+	a.fullSync(t, r)
+	a.subscribe(mdUnit(1))
+	src.putBlob(1, "bucket.instance", key, blob)
+	b := a.next()
+	require.Equal(t, []string{"bucket.instance:" + key + ":put"}, names(b))
+	src.unlist("bucket.instance", key) // removed; the gateway's GET still answers it
+	a.ack(b)
+	b = a.next()
+	require.Equal(t, []string{"bucket.instance:" + key + ":del"}, names(b),
+		"no longer listed by the source: gone, whatever its GET answers")
+	a.ack(b)
+
+	// An instance the listing still names is not deleted: it is put, and
+	// looked at again.
+	const other = "rsp2:e5a1c870-2a31-43c0-85d2-993838821318.4177.3"
+	src.putBlob(1, "bucket.instance", other, blob)
+	b = a.next()
+	require.Equal(t, []string{"bucket.instance:" + other + ":put"}, names(b))
+	a.ack(b)
+	b = a.next()
+	require.Equal(t, []string{"bucket.instance:" + other + ":put"}, names(b), "listed: still there")
+	a.ack(b)
+}
+
+// reshardedObjects is a source whose bucket "rb" was resharded from
+// instance "old" to "new": the old instance's index answers 404 (its
+// objects are in the new one, read by the bucket's name).
+type reshardedObjects struct {
+	*fakeObjects
+	byName atomic.Int32
+}
+
+func (f *reshardedObjects) FindVersion(ctx context.Context, bucketShard, key, versionID string) (rgwobj.ListEntry, bool, error) {
+	if strings.Contains(bucketShard, ":old") {
+		return rgwobj.ListEntry{}, false, fmt.Errorf("find version %q of %q in %s: GET /rb: status 404 NoSuchKey: %w",
+			versionID, key, bucketShard, rgwobj.ErrNotFound)
+	}
+	return f.fakeObjects.FindVersion(ctx, bucketShard, key, versionID)
+}
+
+func (f *reshardedObjects) FindVersionInBucket(ctx context.Context, bucket, key, versionID string) (rgwobj.ListEntry, bool, error) {
+	f.byName.Add(1)
+	return f.fakeObjects.FindVersion(ctx, bucket, key, versionID)
+}
+
+// make chaos seed 5 too: the retries of a reshard's old instance (a null
+// version the source had deleted since) failed for good — the old index's
+// listing answers 404 NoSuchKey, and a 404 is no proof — and were shown as
+// failures until the end. Once the source's entry point names another
+// instance, the key is looked for in the bucket (its current instance):
+// what that says decides. Fails on the code before (an error for ever).
+func TestRetryOfAReshardedInstanceReadsTheBucket(t *testing.T) {
+	src := newFakeSource()
+	src.blobs["bucket:rb"] = `{"data":{"bucket":{"name":"rb","bucket_id":"new"}}}`
+	src.blobs["bucket.instance:rb:new"] = `{"data":{"bucket_info":{"owner":"alice","bucket":{"tenant":""}}}}`
+	objs := &reshardedObjects{fakeObjects: &fakeObjects{versions: map[string]rgwobj.ListEntry{
+		"v\x00V1": {Key: "v", VersionID: "V1", VersionedEpoch: 4, Owner: "alice"},
+	}}}
+	e := &Exporter{cfg: Config{Source: src, Objects: objs, InlineMax: 1 << 20}}
+	bs := rgwlog.BucketShard{Key: "rb:old:3", Bucket: "rb", Instance: "old", Shard: 3}
+	var budget atomic.Int64
+	budget.Store(1 << 20)
+
+	// A null version gone from the source since: removed (as from any
+	// bucket whose index lists no such version).
+	op, err := e.buildOp(context.Background(), objRef{bs: bs, key: "gone"}, &budget)
+	require.NoError(t, err)
+	require.Equal(t, v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION, op.GetKind())
+	require.Equal(t, "null", op.GetVersionId())
+	// A retried version: what the bucket's listing says it is.
+	op, err = e.buildOp(context.Background(), objRef{bs: bs, key: "v", version: "V1"}, &budget)
+	require.NoError(t, err)
+	require.Equal(t, v1.ObjectOpKind_OBJECT_OP_KIND_PUT, op.GetKind())
+	require.EqualValues(t, 4, op.GetVersionedEpoch())
+	op, err = e.buildOp(context.Background(), objRef{bs: bs, key: "v", version: "V0"}, &budget)
+	require.NoError(t, err)
+	require.Equal(t, v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION, op.GetKind())
+	require.Positive(t, objs.byName.Load())
+
+	// While the entry point still names the instance, its index's 404 is
+	// an error: nothing is decided from it.
+	src.blobs["bucket:rb"] = `{"data":{"bucket":{"name":"rb","bucket_id":"old"}}}`
+	_, err = e.buildOp(context.Background(), objRef{bs: bs, key: "gone"}, &budget)
+	require.Error(t, err)
+	// Nor when the entry point cannot be read.
+	src.failGets["bucket:rb"] = true
+	_, err = e.buildOp(context.Background(), objRef{bs: bs, key: "v", version: "V0"}, &budget)
+	require.Error(t, err)
+}
