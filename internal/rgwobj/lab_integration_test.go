@@ -997,3 +997,47 @@ func TestDeleteMarkerOverDeleteMarker(t *testing.T) {
 		require.True(t, found && cur.DeleteMarker && cur.VersionID == order[0], "the first marker stays current: %+v", cur)
 	}
 }
+
+// TestSecondNullRemovalLeavesTheKeysOLH pins FACTS.md section 27 (16.2.15):
+// a key with versions V1 (epoch 2), V2 (3) and a null version (4) written
+// while suspended, all removed with the source's epochs (5, 6, 7) — the
+// source then starts the key's epochs again, and its next delete marker
+// has epoch 2. On zone-b that marker is current, unless the null version's
+// removal was sent twice (a batch re-sent after a fault): then the key's
+// OLH outlives its versions and the marker is listed as not current (make
+// chaos seeds 2 and 3 at 4da48da). Why the applier never removes a null
+// version zone-b does not list (TestNullVersionRemovedOnlyWhenListed).
+func TestSecondNullRemovalLeavesTheKeysOLH(t *testing.T) {
+	e := newEnv(t)
+	for _, twice := range []bool{false, true} {
+		bucket := labtest.RandomName("sn")
+		inst := e.bucket(bucket, true)
+		const v1, v2 = "V1xxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "V2xxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		put := func(v string, epoch uint64) {
+			_, err := e.b.Put(e.ctx, ObjectInfo{Bucket: bucket, Key: "k", Owner: e.uid, VersionID: v, Size: 1}, bytes.NewReader([]byte("x")), epoch)
+			require.NoError(t, err)
+		}
+		put(v1, 2)
+		put(v2, 3)
+		_, err := e.user.PutBucketVersioning(e.ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(bucket),
+			VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusSuspended}})
+		require.NoError(t, err)
+		e.copyMeta("bucket.instance", inst)
+		put("null", 4)
+		require.NoError(t, e.b.DeleteVersion(e.ctx, bucket, "k", e.uid, v1, 5))
+		require.NoError(t, e.b.DeleteVersion(e.ctx, bucket, "k", e.uid, "null", 6))
+		if twice {
+			require.NoError(t, e.b.DeleteVersion(e.ctx, bucket, "k", e.uid, "null", 6))
+		}
+		require.NoError(t, e.b.DeleteVersion(e.ctx, bucket, "k", e.uid, v2, 7))
+		require.NoError(t, e.b.PutDeleteMarker(e.ctx, bucket, "k", e.uid, "null", 2))
+		dm, found, err := e.b.FindVersionInBucket(e.ctx, bucket, "k", "null")
+		require.NoError(t, err)
+		require.True(t, found && dm.DeleteMarker, "the marker is listed: %+v", dm)
+		if twice {
+			require.False(t, dm.IsLatest, "expected the gateway to keep the emptied key's OLH after a second null removal")
+		} else {
+			require.True(t, dm.IsLatest, "the marker of an emptied key is current")
+		}
+	}
+}
