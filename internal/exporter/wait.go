@@ -138,18 +138,24 @@ func (e *Exporter) readWaitTarget(ctx context.Context, dest, bucket string) (wai
 		}
 		return t, nil
 	}
+	return t, e.readBucketHeads(ctx, &t, bucket)
+}
+
+// readBucketHeads reads the index shards of one bucket's current instance
+// (bucket "": of every replicated bucket) into t, with their bilog heads.
+func (e *Exporter) readBucketHeads(ctx context.Context, t *waitTarget, bucket string) error {
 	var err error
 	if bucket == "" {
 		t.shards, err = e.allBucketShards(ctx)
 	} else {
 		bucket = strings.Replace(bucket, ":", "/", 1) // "tenant:name" as S3 writes it
 		if !e.cfg.Filter.Bucket(bucket) {
-			return t, fmt.Errorf("bucket %s is not replicated (data.buckets filter)", bucket)
+			return fmt.Errorf("bucket %s is not replicated (data.buckets filter)", bucket)
 		}
 		t.shards, err = e.shardsOf(ctx, bucket)
 	}
 	if err != nil {
-		return t, err
+		return err
 	}
 	kept := t.shards[:0]
 	for _, bs := range t.shards {
@@ -173,7 +179,7 @@ func (e *Exporter) readWaitTarget(ctx context.Context, dest, bucket string) (wai
 			return nil
 		})
 	}
-	return t, g.Wait()
+	return g.Wait()
 }
 
 // waitProgress compares the bounds in the store with t's heads.

@@ -279,6 +279,9 @@ func Main(args []string, defaultAddr string, stdout io.Writer) error {
 	dest := fs.String("destination", "", "only this destination (exporter)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	interval := fs.Duration("interval", time.Second, "time between the two readings that give the rates (0: one reading, no rates)")
+	bucket := fs.String("bucket", "", `per index shard of this bucket ("name", or "tenant/name"): phase, bound, head, what it waits for (exporter)`)
+	backlog := fs.Bool("backlog", false, "also list the changes waiting: bucket index log entries after the bound, and retries (exporter; with -bucket or for every bucket)")
+	limit := fs.Uint("limit", 1000, "with -backlog: at most this many changes listed")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -289,6 +292,13 @@ func Main(args []string, defaultAddr string, stdout io.Writer) error {
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), *l.timeout)
 	defer cancel()
+	if *bucket != "" || *backlog {
+		resp, err := v1.NewStatusServiceClient(conn).Backlog(ctx, &v1.BacklogRequest{Destination: *dest, Bucket: *bucket, Limit: uint32(*limit)})
+		if err != nil {
+			return fmt.Errorf("%s: backlog: %w", *l.addr, err)
+		}
+		return PrintBacklog(stdout, *bucket, resp, *backlog, *asJSON)
+	}
 	r, err := Collect(ctx, conn, *dest, *interval)
 	if err != nil {
 		return fmt.Errorf("%s: %w", *l.addr, err)

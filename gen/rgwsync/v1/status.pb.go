@@ -84,6 +84,345 @@ func (ErrorState) EnumDescriptor() ([]byte, []int) {
 	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{0}
 }
 
+type BacklogRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The destination; empty for the only one the exporter keeps bounds for.
+	Destination string `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
+	// Only this bucket ("name", or "tenant:name" / "tenant/name"); empty for
+	// every replicated bucket.
+	Bucket string `protobuf:"bytes,2,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	// At most this many entries listed (0: 1000); every shard is summed up.
+	Limit         uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BacklogRequest) Reset() {
+	*x = BacklogRequest{}
+	mi := &file_rgwsync_v1_status_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BacklogRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BacklogRequest) ProtoMessage() {}
+
+func (x *BacklogRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rgwsync_v1_status_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BacklogRequest.ProtoReflect.Descriptor instead.
+func (*BacklogRequest) Descriptor() ([]byte, []int) {
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *BacklogRequest) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *BacklogRequest) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *BacklogRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type BacklogResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every index shard, by key.
+	Shards []*BucketShardBacklog `protobuf:"bytes,1,rep,name=shards,proto3" json:"shards,omitempty"`
+	// The waiting changes, per shard in log order (retries first).
+	Entries []*BacklogEntry `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	// Changes found waiting (may exceed the entries listed).
+	Total uint32 `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
+	// Not every waiting change was counted (the limit was reached first).
+	Truncated     bool `protobuf:"varint,4,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BacklogResponse) Reset() {
+	*x = BacklogResponse{}
+	mi := &file_rgwsync_v1_status_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BacklogResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BacklogResponse) ProtoMessage() {}
+
+func (x *BacklogResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rgwsync_v1_status_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BacklogResponse.ProtoReflect.Descriptor instead.
+func (*BacklogResponse) Descriptor() ([]byte, []int) {
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BacklogResponse) GetShards() []*BucketShardBacklog {
+	if x != nil {
+		return x.Shards
+	}
+	return nil
+}
+
+func (x *BacklogResponse) GetEntries() []*BacklogEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *BacklogResponse) GetTotal() uint32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *BacklogResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+type BucketShardBacklog struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "[tenant/]name:instance[:shard]".
+	BucketShard string `protobuf:"bytes,1,opt,name=bucket_shard,json=bucketShard,proto3" json:"bucket_shard,omitempty"`
+	// "not met yet", "full sync" or "incremental".
+	Phase string `protobuf:"bytes,2,opt,name=phase,proto3" json:"phase,omitempty"`
+	// The acked bound (bucket index log marker) and the source's head.
+	Bound string `protobuf:"bytes,3,opt,name=bound,proto3" json:"bound,omitempty"`
+	Head  string `protobuf:"bytes,4,opt,name=head,proto3" json:"head,omitempty"`
+	// Why the shard is not done (empty: done up to the head).
+	Waiting string `protobuf:"bytes,5,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	// Log entries after the bound (counted up to the limit; see more).
+	EntriesBehind uint32 `protobuf:"varint,6,opt,name=entries_behind,json=entriesBehind,proto3" json:"entries_behind,omitempty"`
+	More          bool   `protobuf:"varint,7,opt,name=more,proto3" json:"more,omitempty"`
+	// Items kept for retry (failed, held or parked; not re-checks).
+	Retries       uint32 `protobuf:"varint,8,opt,name=retries,proto3" json:"retries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BucketShardBacklog) Reset() {
+	*x = BucketShardBacklog{}
+	mi := &file_rgwsync_v1_status_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BucketShardBacklog) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BucketShardBacklog) ProtoMessage() {}
+
+func (x *BucketShardBacklog) ProtoReflect() protoreflect.Message {
+	mi := &file_rgwsync_v1_status_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BucketShardBacklog.ProtoReflect.Descriptor instead.
+func (*BucketShardBacklog) Descriptor() ([]byte, []int) {
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *BucketShardBacklog) GetBucketShard() string {
+	if x != nil {
+		return x.BucketShard
+	}
+	return ""
+}
+
+func (x *BucketShardBacklog) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *BucketShardBacklog) GetBound() string {
+	if x != nil {
+		return x.Bound
+	}
+	return ""
+}
+
+func (x *BucketShardBacklog) GetHead() string {
+	if x != nil {
+		return x.Head
+	}
+	return ""
+}
+
+func (x *BucketShardBacklog) GetWaiting() string {
+	if x != nil {
+		return x.Waiting
+	}
+	return ""
+}
+
+func (x *BucketShardBacklog) GetEntriesBehind() uint32 {
+	if x != nil {
+		return x.EntriesBehind
+	}
+	return 0
+}
+
+func (x *BucketShardBacklog) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+func (x *BucketShardBacklog) GetRetries() uint32 {
+	if x != nil {
+		return x.Retries
+	}
+	return 0
+}
+
+type BacklogEntry struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	BucketShard string                 `protobuf:"bytes,1,opt,name=bucket_shard,json=bucketShard,proto3" json:"bucket_shard,omitempty"`
+	Key         string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// The version ("" for an unversioned write).
+	VersionId string `protobuf:"bytes,3,opt,name=version_id,json=versionId,proto3" json:"version_id,omitempty"`
+	// The log's op ("write", "del", "link_olh", …), or "retry".
+	Op string `protobuf:"bytes,4,opt,name=op,proto3" json:"op,omitempty"`
+	// The log entry's marker (empty for a retry).
+	Marker string `protobuf:"bytes,5,opt,name=marker,proto3" json:"marker,omitempty"`
+	// When the source logged it.
+	Logged *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=logged,proto3" json:"logged,omitempty"`
+	// A retry's last error.
+	Error         string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BacklogEntry) Reset() {
+	*x = BacklogEntry{}
+	mi := &file_rgwsync_v1_status_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BacklogEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BacklogEntry) ProtoMessage() {}
+
+func (x *BacklogEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_rgwsync_v1_status_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BacklogEntry.ProtoReflect.Descriptor instead.
+func (*BacklogEntry) Descriptor() ([]byte, []int) {
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *BacklogEntry) GetBucketShard() string {
+	if x != nil {
+		return x.BucketShard
+	}
+	return ""
+}
+
+func (x *BacklogEntry) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *BacklogEntry) GetVersionId() string {
+	if x != nil {
+		return x.VersionId
+	}
+	return ""
+}
+
+func (x *BacklogEntry) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *BacklogEntry) GetMarker() string {
+	if x != nil {
+		return x.Marker
+	}
+	return ""
+}
+
+func (x *BacklogEntry) GetLogged() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Logged
+	}
+	return nil
+}
+
+func (x *BacklogEntry) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type ResyncRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Destination string                 `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
@@ -97,7 +436,7 @@ type ResyncRequest struct {
 
 func (x *ResyncRequest) Reset() {
 	*x = ResyncRequest{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[0]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -109,7 +448,7 @@ func (x *ResyncRequest) String() string {
 func (*ResyncRequest) ProtoMessage() {}
 
 func (x *ResyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[0]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -122,7 +461,7 @@ func (x *ResyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResyncRequest.ProtoReflect.Descriptor instead.
 func (*ResyncRequest) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{0}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ResyncRequest) GetDestination() string {
@@ -159,7 +498,7 @@ type ResyncObject struct {
 
 func (x *ResyncObject) Reset() {
 	*x = ResyncObject{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[1]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -171,7 +510,7 @@ func (x *ResyncObject) String() string {
 func (*ResyncObject) ProtoMessage() {}
 
 func (x *ResyncObject) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[1]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -184,7 +523,7 @@ func (x *ResyncObject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResyncObject.ProtoReflect.Descriptor instead.
 func (*ResyncObject) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{1}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ResyncObject) GetBucket() string {
@@ -220,7 +559,7 @@ type ResyncResponse struct {
 
 func (x *ResyncResponse) Reset() {
 	*x = ResyncResponse{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[2]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -232,7 +571,7 @@ func (x *ResyncResponse) String() string {
 func (*ResyncResponse) ProtoMessage() {}
 
 func (x *ResyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[2]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -245,7 +584,7 @@ func (x *ResyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResyncResponse.ProtoReflect.Descriptor instead.
 func (*ResyncResponse) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{2}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ResyncResponse) GetBucketShards() uint32 {
@@ -274,7 +613,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[3]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -286,7 +625,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[3]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -299,7 +638,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{3}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StatusRequest) GetDestination() string {
@@ -331,7 +670,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[4]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -343,7 +682,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[4]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -356,7 +695,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{4}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StatusResponse) GetRole() string {
@@ -420,7 +759,7 @@ type DestinationStatus struct {
 
 func (x *DestinationStatus) Reset() {
 	*x = DestinationStatus{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[5]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -432,7 +771,7 @@ func (x *DestinationStatus) String() string {
 func (*DestinationStatus) ProtoMessage() {}
 
 func (x *DestinationStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[5]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -445,7 +784,7 @@ func (x *DestinationStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestinationStatus.ProtoReflect.Descriptor instead.
 func (*DestinationStatus) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{5}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DestinationStatus) GetDestination() string {
@@ -553,7 +892,7 @@ type ShardStatus struct {
 
 func (x *ShardStatus) Reset() {
 	*x = ShardStatus{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[6]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -565,7 +904,7 @@ func (x *ShardStatus) String() string {
 func (*ShardStatus) ProtoMessage() {}
 
 func (x *ShardStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[6]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -578,7 +917,7 @@ func (x *ShardStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardStatus.ProtoReflect.Descriptor instead.
 func (*ShardStatus) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{6}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ShardStatus) GetShard() *ShardRef {
@@ -704,7 +1043,7 @@ type GetBoundsRequest struct {
 
 func (x *GetBoundsRequest) Reset() {
 	*x = GetBoundsRequest{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[7]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -716,7 +1055,7 @@ func (x *GetBoundsRequest) String() string {
 func (*GetBoundsRequest) ProtoMessage() {}
 
 func (x *GetBoundsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[7]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -729,7 +1068,7 @@ func (x *GetBoundsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBoundsRequest.ProtoReflect.Descriptor instead.
 func (*GetBoundsRequest) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{7}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetBoundsRequest) GetDestination() string {
@@ -765,7 +1104,7 @@ type GetBoundsResponse struct {
 
 func (x *GetBoundsResponse) Reset() {
 	*x = GetBoundsResponse{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[8]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +1116,7 @@ func (x *GetBoundsResponse) String() string {
 func (*GetBoundsResponse) ProtoMessage() {}
 
 func (x *GetBoundsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[8]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +1129,7 @@ func (x *GetBoundsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBoundsResponse.ProtoReflect.Descriptor instead.
 func (*GetBoundsResponse) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{8}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetBoundsResponse) GetMarker() string {
@@ -826,7 +1165,7 @@ type PositionMarker struct {
 
 func (x *PositionMarker) Reset() {
 	*x = PositionMarker{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[9]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +1177,7 @@ func (x *PositionMarker) String() string {
 func (*PositionMarker) ProtoMessage() {}
 
 func (x *PositionMarker) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[9]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +1190,7 @@ func (x *PositionMarker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PositionMarker.ProtoReflect.Descriptor instead.
 func (*PositionMarker) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{9}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PositionMarker) GetEntity() string {
@@ -894,7 +1233,7 @@ type ItemMarker struct {
 
 func (x *ItemMarker) Reset() {
 	*x = ItemMarker{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[10]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -906,7 +1245,7 @@ func (x *ItemMarker) String() string {
 func (*ItemMarker) ProtoMessage() {}
 
 func (x *ItemMarker) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[10]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -919,7 +1258,7 @@ func (x *ItemMarker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemMarker.ProtoReflect.Descriptor instead.
 func (*ItemMarker) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{10}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ItemMarker) GetName() string {
@@ -967,7 +1306,7 @@ type ListErrorsRequest struct {
 
 func (x *ListErrorsRequest) Reset() {
 	*x = ListErrorsRequest{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[11]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1318,7 @@ func (x *ListErrorsRequest) String() string {
 func (*ListErrorsRequest) ProtoMessage() {}
 
 func (x *ListErrorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[11]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1331,7 @@ func (x *ListErrorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListErrorsRequest.ProtoReflect.Descriptor instead.
 func (*ListErrorsRequest) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{11}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListErrorsRequest) GetDestination() string {
@@ -1035,7 +1374,7 @@ type ListErrorsResponse struct {
 
 func (x *ListErrorsResponse) Reset() {
 	*x = ListErrorsResponse{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[12]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1047,7 +1386,7 @@ func (x *ListErrorsResponse) String() string {
 func (*ListErrorsResponse) ProtoMessage() {}
 
 func (x *ListErrorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[12]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1060,7 +1399,7 @@ func (x *ListErrorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListErrorsResponse.ProtoReflect.Descriptor instead.
 func (*ListErrorsResponse) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{12}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListErrorsResponse) GetItems() []*ErrorItem {
@@ -1103,7 +1442,7 @@ type ErrorItem struct {
 
 func (x *ErrorItem) Reset() {
 	*x = ErrorItem{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[13]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1115,7 +1454,7 @@ func (x *ErrorItem) String() string {
 func (*ErrorItem) ProtoMessage() {}
 
 func (x *ErrorItem) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[13]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1128,7 +1467,7 @@ func (x *ErrorItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorItem.ProtoReflect.Descriptor instead.
 func (*ErrorItem) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{13}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ErrorItem) GetDestination() string {
@@ -1228,7 +1567,7 @@ type WaitRequest struct {
 
 func (x *WaitRequest) Reset() {
 	*x = WaitRequest{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[14]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1240,7 +1579,7 @@ func (x *WaitRequest) String() string {
 func (*WaitRequest) ProtoMessage() {}
 
 func (x *WaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[14]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1253,7 +1592,7 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{14}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WaitRequest) GetDestination() string {
@@ -1293,7 +1632,7 @@ type WaitResponse struct {
 
 func (x *WaitResponse) Reset() {
 	*x = WaitResponse{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[15]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1305,7 +1644,7 @@ func (x *WaitResponse) String() string {
 func (*WaitResponse) ProtoMessage() {}
 
 func (x *WaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[15]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1318,7 +1657,7 @@ func (x *WaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitResponse.ProtoReflect.Descriptor instead.
 func (*WaitResponse) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{15}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WaitResponse) GetStarted() *timestamppb.Timestamp {
@@ -1376,7 +1715,7 @@ type WaitingShard struct {
 
 func (x *WaitingShard) Reset() {
 	*x = WaitingShard{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[16]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1388,7 +1727,7 @@ func (x *WaitingShard) String() string {
 func (*WaitingShard) ProtoMessage() {}
 
 func (x *WaitingShard) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[16]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1401,7 +1740,7 @@ func (x *WaitingShard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitingShard.ProtoReflect.Descriptor instead.
 func (*WaitingShard) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{16}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WaitingShard) GetShard() string {
@@ -1423,7 +1762,34 @@ var File_rgwsync_v1_status_proto protoreflect.FileDescriptor
 const file_rgwsync_v1_status_proto_rawDesc = "" +
 	"\n" +
 	"\x17rgwsync/v1/status.proto\x12\n" +
-	"rgwsync.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1crgwsync/v1/replication.proto\"\x7f\n" +
+	"rgwsync.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1crgwsync/v1/replication.proto\"`\n" +
+	"\x0eBacklogRequest\x12 \n" +
+	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x16\n" +
+	"\x06bucket\x18\x02 \x01(\tR\x06bucket\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\"\xb1\x01\n" +
+	"\x0fBacklogResponse\x126\n" +
+	"\x06shards\x18\x01 \x03(\v2\x1e.rgwsync.v1.BucketShardBacklogR\x06shards\x122\n" +
+	"\aentries\x18\x02 \x03(\v2\x18.rgwsync.v1.BacklogEntryR\aentries\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\rR\x05total\x12\x1c\n" +
+	"\ttruncated\x18\x04 \x01(\bR\ttruncated\"\xe6\x01\n" +
+	"\x12BucketShardBacklog\x12!\n" +
+	"\fbucket_shard\x18\x01 \x01(\tR\vbucketShard\x12\x14\n" +
+	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\x14\n" +
+	"\x05bound\x18\x03 \x01(\tR\x05bound\x12\x12\n" +
+	"\x04head\x18\x04 \x01(\tR\x04head\x12\x18\n" +
+	"\awaiting\x18\x05 \x01(\tR\awaiting\x12%\n" +
+	"\x0eentries_behind\x18\x06 \x01(\rR\rentriesBehind\x12\x12\n" +
+	"\x04more\x18\a \x01(\bR\x04more\x12\x18\n" +
+	"\aretries\x18\b \x01(\rR\aretries\"\xd4\x01\n" +
+	"\fBacklogEntry\x12!\n" +
+	"\fbucket_shard\x18\x01 \x01(\tR\vbucketShard\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x1d\n" +
+	"\n" +
+	"version_id\x18\x03 \x01(\tR\tversionId\x12\x0e\n" +
+	"\x02op\x18\x04 \x01(\tR\x02op\x12\x16\n" +
+	"\x06marker\x18\x05 \x01(\tR\x06marker\x122\n" +
+	"\x06logged\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x06logged\x12\x14\n" +
+	"\x05error\x18\a \x01(\tR\x05error\"\x7f\n" +
 	"\rResyncRequest\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x18\n" +
 	"\abuckets\x18\x02 \x03(\tR\abuckets\x122\n" +
@@ -1540,14 +1906,15 @@ const file_rgwsync_v1_status_proto_rawDesc = "" +
 	"\x12ERROR_STATE_FAILED\x10\x01\x12\x14\n" +
 	"\x10ERROR_STATE_HELD\x10\x02\x12\x16\n" +
 	"\x12ERROR_STATE_PARKED\x10\x03\x12\x17\n" +
-	"\x13ERROR_STATE_RECHECK\x10\x042\xe5\x02\n" +
+	"\x13ERROR_STATE_RECHECK\x10\x042\xa9\x03\n" +
 	"\rStatusService\x12?\n" +
 	"\x06Status\x12\x19.rgwsync.v1.StatusRequest\x1a\x1a.rgwsync.v1.StatusResponse\x12H\n" +
 	"\tGetBounds\x12\x1c.rgwsync.v1.GetBoundsRequest\x1a\x1d.rgwsync.v1.GetBoundsResponse\x12K\n" +
 	"\n" +
 	"ListErrors\x12\x1d.rgwsync.v1.ListErrorsRequest\x1a\x1e.rgwsync.v1.ListErrorsResponse\x12;\n" +
 	"\x04Wait\x12\x17.rgwsync.v1.WaitRequest\x1a\x18.rgwsync.v1.WaitResponse0\x01\x12?\n" +
-	"\x06Resync\x12\x19.rgwsync.v1.ResyncRequest\x1a\x1a.rgwsync.v1.ResyncResponseB5Z3github.com/rgwsync/rgwsync/gen/rgwsync/v1;rgwsyncv1b\x06proto3"
+	"\x06Resync\x12\x19.rgwsync.v1.ResyncRequest\x1a\x1a.rgwsync.v1.ResyncResponse\x12B\n" +
+	"\aBacklog\x12\x1a.rgwsync.v1.BacklogRequest\x1a\x1b.rgwsync.v1.BacklogResponseB5Z3github.com/rgwsync/rgwsync/gen/rgwsync/v1;rgwsyncv1b\x06proto3"
 
 var (
 	file_rgwsync_v1_status_proto_rawDescOnce sync.Once
@@ -1562,72 +1929,81 @@ func file_rgwsync_v1_status_proto_rawDescGZIP() []byte {
 }
 
 var file_rgwsync_v1_status_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_rgwsync_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_rgwsync_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_rgwsync_v1_status_proto_goTypes = []any{
 	(ErrorState)(0),               // 0: rgwsync.v1.ErrorState
-	(*ResyncRequest)(nil),         // 1: rgwsync.v1.ResyncRequest
-	(*ResyncObject)(nil),          // 2: rgwsync.v1.ResyncObject
-	(*ResyncResponse)(nil),        // 3: rgwsync.v1.ResyncResponse
-	(*StatusRequest)(nil),         // 4: rgwsync.v1.StatusRequest
-	(*StatusResponse)(nil),        // 5: rgwsync.v1.StatusResponse
-	(*DestinationStatus)(nil),     // 6: rgwsync.v1.DestinationStatus
-	(*ShardStatus)(nil),           // 7: rgwsync.v1.ShardStatus
-	(*GetBoundsRequest)(nil),      // 8: rgwsync.v1.GetBoundsRequest
-	(*GetBoundsResponse)(nil),     // 9: rgwsync.v1.GetBoundsResponse
-	(*PositionMarker)(nil),        // 10: rgwsync.v1.PositionMarker
-	(*ItemMarker)(nil),            // 11: rgwsync.v1.ItemMarker
-	(*ListErrorsRequest)(nil),     // 12: rgwsync.v1.ListErrorsRequest
-	(*ListErrorsResponse)(nil),    // 13: rgwsync.v1.ListErrorsResponse
-	(*ErrorItem)(nil),             // 14: rgwsync.v1.ErrorItem
-	(*WaitRequest)(nil),           // 15: rgwsync.v1.WaitRequest
-	(*WaitResponse)(nil),          // 16: rgwsync.v1.WaitResponse
-	(*WaitingShard)(nil),          // 17: rgwsync.v1.WaitingShard
-	(LogType)(0),                  // 18: rgwsync.v1.LogType
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
-	(*ShardRef)(nil),              // 20: rgwsync.v1.ShardRef
-	(ShardPhase)(0),               // 21: rgwsync.v1.ShardPhase
+	(*BacklogRequest)(nil),        // 1: rgwsync.v1.BacklogRequest
+	(*BacklogResponse)(nil),       // 2: rgwsync.v1.BacklogResponse
+	(*BucketShardBacklog)(nil),    // 3: rgwsync.v1.BucketShardBacklog
+	(*BacklogEntry)(nil),          // 4: rgwsync.v1.BacklogEntry
+	(*ResyncRequest)(nil),         // 5: rgwsync.v1.ResyncRequest
+	(*ResyncObject)(nil),          // 6: rgwsync.v1.ResyncObject
+	(*ResyncResponse)(nil),        // 7: rgwsync.v1.ResyncResponse
+	(*StatusRequest)(nil),         // 8: rgwsync.v1.StatusRequest
+	(*StatusResponse)(nil),        // 9: rgwsync.v1.StatusResponse
+	(*DestinationStatus)(nil),     // 10: rgwsync.v1.DestinationStatus
+	(*ShardStatus)(nil),           // 11: rgwsync.v1.ShardStatus
+	(*GetBoundsRequest)(nil),      // 12: rgwsync.v1.GetBoundsRequest
+	(*GetBoundsResponse)(nil),     // 13: rgwsync.v1.GetBoundsResponse
+	(*PositionMarker)(nil),        // 14: rgwsync.v1.PositionMarker
+	(*ItemMarker)(nil),            // 15: rgwsync.v1.ItemMarker
+	(*ListErrorsRequest)(nil),     // 16: rgwsync.v1.ListErrorsRequest
+	(*ListErrorsResponse)(nil),    // 17: rgwsync.v1.ListErrorsResponse
+	(*ErrorItem)(nil),             // 18: rgwsync.v1.ErrorItem
+	(*WaitRequest)(nil),           // 19: rgwsync.v1.WaitRequest
+	(*WaitResponse)(nil),          // 20: rgwsync.v1.WaitResponse
+	(*WaitingShard)(nil),          // 21: rgwsync.v1.WaitingShard
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(LogType)(0),                  // 23: rgwsync.v1.LogType
+	(*ShardRef)(nil),              // 24: rgwsync.v1.ShardRef
+	(ShardPhase)(0),               // 25: rgwsync.v1.ShardPhase
 }
 var file_rgwsync_v1_status_proto_depIdxs = []int32{
-	2,  // 0: rgwsync.v1.ResyncRequest.objects:type_name -> rgwsync.v1.ResyncObject
-	18, // 1: rgwsync.v1.StatusRequest.log_type:type_name -> rgwsync.v1.LogType
-	6,  // 2: rgwsync.v1.StatusResponse.destinations:type_name -> rgwsync.v1.DestinationStatus
-	19, // 3: rgwsync.v1.StatusResponse.now:type_name -> google.protobuf.Timestamp
-	7,  // 4: rgwsync.v1.DestinationStatus.shards:type_name -> rgwsync.v1.ShardStatus
-	19, // 5: rgwsync.v1.DestinationStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
-	20, // 6: rgwsync.v1.ShardStatus.shard:type_name -> rgwsync.v1.ShardRef
-	21, // 7: rgwsync.v1.ShardStatus.phase:type_name -> rgwsync.v1.ShardPhase
-	19, // 8: rgwsync.v1.ShardStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
-	19, // 9: rgwsync.v1.ShardStatus.lease_expires:type_name -> google.protobuf.Timestamp
-	19, // 10: rgwsync.v1.ShardStatus.stalled_since:type_name -> google.protobuf.Timestamp
-	18, // 11: rgwsync.v1.GetBoundsRequest.log_type:type_name -> rgwsync.v1.LogType
-	19, // 12: rgwsync.v1.GetBoundsResponse.oldest_time:type_name -> google.protobuf.Timestamp
-	10, // 13: rgwsync.v1.GetBoundsResponse.markers:type_name -> rgwsync.v1.PositionMarker
-	19, // 14: rgwsync.v1.PositionMarker.position_time:type_name -> google.protobuf.Timestamp
-	11, // 15: rgwsync.v1.PositionMarker.items_in_progress:type_name -> rgwsync.v1.ItemMarker
-	19, // 16: rgwsync.v1.ItemMarker.timestamp:type_name -> google.protobuf.Timestamp
-	14, // 17: rgwsync.v1.ListErrorsResponse.items:type_name -> rgwsync.v1.ErrorItem
-	20, // 18: rgwsync.v1.ErrorItem.shard:type_name -> rgwsync.v1.ShardRef
-	0,  // 19: rgwsync.v1.ErrorItem.state:type_name -> rgwsync.v1.ErrorState
-	19, // 20: rgwsync.v1.ErrorItem.first_seen:type_name -> google.protobuf.Timestamp
-	19, // 21: rgwsync.v1.ErrorItem.last_attempt:type_name -> google.protobuf.Timestamp
-	19, // 22: rgwsync.v1.ErrorItem.next_attempt:type_name -> google.protobuf.Timestamp
-	19, // 23: rgwsync.v1.WaitResponse.started:type_name -> google.protobuf.Timestamp
-	17, // 24: rgwsync.v1.WaitResponse.waiting:type_name -> rgwsync.v1.WaitingShard
-	4,  // 25: rgwsync.v1.StatusService.Status:input_type -> rgwsync.v1.StatusRequest
-	8,  // 26: rgwsync.v1.StatusService.GetBounds:input_type -> rgwsync.v1.GetBoundsRequest
-	12, // 27: rgwsync.v1.StatusService.ListErrors:input_type -> rgwsync.v1.ListErrorsRequest
-	15, // 28: rgwsync.v1.StatusService.Wait:input_type -> rgwsync.v1.WaitRequest
-	1,  // 29: rgwsync.v1.StatusService.Resync:input_type -> rgwsync.v1.ResyncRequest
-	5,  // 30: rgwsync.v1.StatusService.Status:output_type -> rgwsync.v1.StatusResponse
-	9,  // 31: rgwsync.v1.StatusService.GetBounds:output_type -> rgwsync.v1.GetBoundsResponse
-	13, // 32: rgwsync.v1.StatusService.ListErrors:output_type -> rgwsync.v1.ListErrorsResponse
-	16, // 33: rgwsync.v1.StatusService.Wait:output_type -> rgwsync.v1.WaitResponse
-	3,  // 34: rgwsync.v1.StatusService.Resync:output_type -> rgwsync.v1.ResyncResponse
-	30, // [30:35] is the sub-list for method output_type
-	25, // [25:30] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	3,  // 0: rgwsync.v1.BacklogResponse.shards:type_name -> rgwsync.v1.BucketShardBacklog
+	4,  // 1: rgwsync.v1.BacklogResponse.entries:type_name -> rgwsync.v1.BacklogEntry
+	22, // 2: rgwsync.v1.BacklogEntry.logged:type_name -> google.protobuf.Timestamp
+	6,  // 3: rgwsync.v1.ResyncRequest.objects:type_name -> rgwsync.v1.ResyncObject
+	23, // 4: rgwsync.v1.StatusRequest.log_type:type_name -> rgwsync.v1.LogType
+	10, // 5: rgwsync.v1.StatusResponse.destinations:type_name -> rgwsync.v1.DestinationStatus
+	22, // 6: rgwsync.v1.StatusResponse.now:type_name -> google.protobuf.Timestamp
+	11, // 7: rgwsync.v1.DestinationStatus.shards:type_name -> rgwsync.v1.ShardStatus
+	22, // 8: rgwsync.v1.DestinationStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
+	24, // 9: rgwsync.v1.ShardStatus.shard:type_name -> rgwsync.v1.ShardRef
+	25, // 10: rgwsync.v1.ShardStatus.phase:type_name -> rgwsync.v1.ShardPhase
+	22, // 11: rgwsync.v1.ShardStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
+	22, // 12: rgwsync.v1.ShardStatus.lease_expires:type_name -> google.protobuf.Timestamp
+	22, // 13: rgwsync.v1.ShardStatus.stalled_since:type_name -> google.protobuf.Timestamp
+	23, // 14: rgwsync.v1.GetBoundsRequest.log_type:type_name -> rgwsync.v1.LogType
+	22, // 15: rgwsync.v1.GetBoundsResponse.oldest_time:type_name -> google.protobuf.Timestamp
+	14, // 16: rgwsync.v1.GetBoundsResponse.markers:type_name -> rgwsync.v1.PositionMarker
+	22, // 17: rgwsync.v1.PositionMarker.position_time:type_name -> google.protobuf.Timestamp
+	15, // 18: rgwsync.v1.PositionMarker.items_in_progress:type_name -> rgwsync.v1.ItemMarker
+	22, // 19: rgwsync.v1.ItemMarker.timestamp:type_name -> google.protobuf.Timestamp
+	18, // 20: rgwsync.v1.ListErrorsResponse.items:type_name -> rgwsync.v1.ErrorItem
+	24, // 21: rgwsync.v1.ErrorItem.shard:type_name -> rgwsync.v1.ShardRef
+	0,  // 22: rgwsync.v1.ErrorItem.state:type_name -> rgwsync.v1.ErrorState
+	22, // 23: rgwsync.v1.ErrorItem.first_seen:type_name -> google.protobuf.Timestamp
+	22, // 24: rgwsync.v1.ErrorItem.last_attempt:type_name -> google.protobuf.Timestamp
+	22, // 25: rgwsync.v1.ErrorItem.next_attempt:type_name -> google.protobuf.Timestamp
+	22, // 26: rgwsync.v1.WaitResponse.started:type_name -> google.protobuf.Timestamp
+	21, // 27: rgwsync.v1.WaitResponse.waiting:type_name -> rgwsync.v1.WaitingShard
+	8,  // 28: rgwsync.v1.StatusService.Status:input_type -> rgwsync.v1.StatusRequest
+	12, // 29: rgwsync.v1.StatusService.GetBounds:input_type -> rgwsync.v1.GetBoundsRequest
+	16, // 30: rgwsync.v1.StatusService.ListErrors:input_type -> rgwsync.v1.ListErrorsRequest
+	19, // 31: rgwsync.v1.StatusService.Wait:input_type -> rgwsync.v1.WaitRequest
+	5,  // 32: rgwsync.v1.StatusService.Resync:input_type -> rgwsync.v1.ResyncRequest
+	1,  // 33: rgwsync.v1.StatusService.Backlog:input_type -> rgwsync.v1.BacklogRequest
+	9,  // 34: rgwsync.v1.StatusService.Status:output_type -> rgwsync.v1.StatusResponse
+	13, // 35: rgwsync.v1.StatusService.GetBounds:output_type -> rgwsync.v1.GetBoundsResponse
+	17, // 36: rgwsync.v1.StatusService.ListErrors:output_type -> rgwsync.v1.ListErrorsResponse
+	20, // 37: rgwsync.v1.StatusService.Wait:output_type -> rgwsync.v1.WaitResponse
+	7,  // 38: rgwsync.v1.StatusService.Resync:output_type -> rgwsync.v1.ResyncResponse
+	2,  // 39: rgwsync.v1.StatusService.Backlog:output_type -> rgwsync.v1.BacklogResponse
+	34, // [34:40] is the sub-list for method output_type
+	28, // [28:34] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_rgwsync_v1_status_proto_init() }
@@ -1642,7 +2018,7 @@ func file_rgwsync_v1_status_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rgwsync_v1_status_proto_rawDesc), len(file_rgwsync_v1_status_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	StatusService_ListErrors_FullMethodName = "/rgwsync.v1.StatusService/ListErrors"
 	StatusService_Wait_FullMethodName       = "/rgwsync.v1.StatusService/Wait"
 	StatusService_Resync_FullMethodName     = "/rgwsync.v1.StatusService/Resync"
+	StatusService_Backlog_FullMethodName    = "/rgwsync.v1.StatusService/Backlog"
 )
 
 // StatusServiceClient is the client API for StatusService service.
@@ -60,6 +61,14 @@ type StatusServiceClient interface {
 	// workers (they are shown by ListErrors until applied). Served by the
 	// exporter.
 	Resync(ctx context.Context, in *ResyncRequest, opts ...grpc.CallOption) (*ResyncResponse, error)
+	// Backlog shows what is waiting for one bucket, or for every replicated
+	// bucket (the `mc replicate backlog` analogue): per index shard of the
+	// bucket's current instance its phase, acked bound, the source's head
+	// and why it is not done; and the changes known to be waiting — the
+	// entries of the source's bucket index log after the bound (read from
+	// the source by this call) and the items kept for retry. Served by the
+	// exporter.
+	Backlog(ctx context.Context, in *BacklogRequest, opts ...grpc.CallOption) (*BacklogResponse, error)
 }
 
 type statusServiceClient struct {
@@ -129,6 +138,16 @@ func (c *statusServiceClient) Resync(ctx context.Context, in *ResyncRequest, opt
 	return out, nil
 }
 
+func (c *statusServiceClient) Backlog(ctx context.Context, in *BacklogRequest, opts ...grpc.CallOption) (*BacklogResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BacklogResponse)
+	err := c.cc.Invoke(ctx, StatusService_Backlog_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StatusServiceServer is the server API for StatusService service.
 // All implementations must embed UnimplementedStatusServiceServer
 // for forward compatibility.
@@ -163,6 +182,14 @@ type StatusServiceServer interface {
 	// workers (they are shown by ListErrors until applied). Served by the
 	// exporter.
 	Resync(context.Context, *ResyncRequest) (*ResyncResponse, error)
+	// Backlog shows what is waiting for one bucket, or for every replicated
+	// bucket (the `mc replicate backlog` analogue): per index shard of the
+	// bucket's current instance its phase, acked bound, the source's head
+	// and why it is not done; and the changes known to be waiting — the
+	// entries of the source's bucket index log after the bound (read from
+	// the source by this call) and the items kept for retry. Served by the
+	// exporter.
+	Backlog(context.Context, *BacklogRequest) (*BacklogResponse, error)
 	mustEmbedUnimplementedStatusServiceServer()
 }
 
@@ -187,6 +214,9 @@ func (UnimplementedStatusServiceServer) Wait(*WaitRequest, grpc.ServerStreamingS
 }
 func (UnimplementedStatusServiceServer) Resync(context.Context, *ResyncRequest) (*ResyncResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Resync not implemented")
+}
+func (UnimplementedStatusServiceServer) Backlog(context.Context, *BacklogRequest) (*BacklogResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Backlog not implemented")
 }
 func (UnimplementedStatusServiceServer) mustEmbedUnimplementedStatusServiceServer() {}
 func (UnimplementedStatusServiceServer) testEmbeddedByValue()                       {}
@@ -292,6 +322,24 @@ func _StatusService_Resync_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StatusService_Backlog_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BacklogRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StatusServiceServer).Backlog(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StatusService_Backlog_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StatusServiceServer).Backlog(ctx, req.(*BacklogRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // StatusService_ServiceDesc is the grpc.ServiceDesc for StatusService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -314,6 +362,10 @@ var StatusService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Resync",
 			Handler:    _StatusService_Resync_Handler,
+		},
+		{
+			MethodName: "Backlog",
+			Handler:    _StatusService_Backlog_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

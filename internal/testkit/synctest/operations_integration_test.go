@@ -307,6 +307,19 @@ func TestWaitCommand(t *testing.T) {
 	out, code := wait("5s", "-bucket", b)
 	require.Equal(t, 1, code, out)
 	require.Contains(t, out, "waiting for "+b+":", out)
+	// `status -backlog` (issue #14 item 4) lists those writes, read from
+	// the source's bucket index log after the bound.
+	status := func(args ...string) string {
+		cmd := exec.Command(expBin, append([]string{"status", "-insecure", "-addr", e.ExporterAddr, "-destination", e.Dest}, args...)...)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		return string(out)
+	}
+	out = status("-backlog", "-bucket", b)
+	require.Contains(t, out, "30 changes waiting", out)
+	for i := range 30 {
+		require.Contains(t, out, fmt.Sprintf(" k/%02d ", i), out)
+	}
 
 	e.StartApplier("a1")
 	for i := range 30 {
@@ -318,6 +331,8 @@ func TestWaitCommand(t *testing.T) {
 	d, err := verify.Objects(context.Background(), UserOn(e.Lab.ZoneA, uid), UserOn(e.Lab.ZoneB, uid), b)
 	require.NoError(t, err)
 	require.Empty(t, d, "zone-b once wait said applied")
+	out = status("-bucket", b)
+	require.Regexp(t, `bucket `+b+`: \d+ index shards, \d+ done, 0 waiting; 0 changes waiting`, out)
 
 	e.User(p+"-other", "Other")
 	second := p + "-c"
