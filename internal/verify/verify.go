@@ -119,10 +119,34 @@ func compareBlob(ctx context.Context, src, dst Lister, sec, key string) (string,
 	if err := json.Unmarshal(bb, &b); err != nil {
 		return "", fmt.Errorf("destination %s:%s: %w", sec, key, err)
 	}
+	// A bucket instance's attributes (ACL, tags, CORS, policy, …) are a
+	// list of {key, val}: compared by key, a difference names the one
+	// attribute ("attrs.user.rgw.tagging").
+	byKey(a.Data)
+	byKey(b.Data)
 	if reflect.DeepEqual(a.Data, b.Data) {
 		return "", nil
 	}
 	return "data differs: " + firstDifference("", a.Data, b.Data), nil
+}
+
+// byKey turns data's "attrs" list of {"key": k, "val": v} into a map k → v
+// (left as it is when it has another shape).
+func byKey(data map[string]any) {
+	list, ok := data["attrs"].([]any)
+	if !ok {
+		return
+	}
+	m := make(map[string]any, len(list))
+	for _, it := range list {
+		kv, ok := it.(map[string]any)
+		k, kok := kv["key"].(string)
+		if !ok || !kok {
+			return
+		}
+		m[k] = kv["val"]
+	}
+	data["attrs"] = m
 }
 
 // firstDifference names the first differing path, with both values.

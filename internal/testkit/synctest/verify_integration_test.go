@@ -54,6 +54,16 @@ func TestVerifyCommand(t *testing.T) {
 	require.NoError(t, err) // a delete marker alone
 	other := p + "-other"
 	e.User(other, "Other")
+	// Bucket tags, CORS and a policy (attributes of the bucket instance).
+	_, err = c.PutBucketTagging(ctx, &s3.PutBucketTaggingInput{Bucket: aws.String(plain),
+		Tagging: &types.Tagging{TagSet: []types.Tag{{Key: aws.String("team"), Value: aws.String("blue")}}}})
+	require.NoError(t, err)
+	_, err = c.PutBucketCors(ctx, &s3.PutBucketCorsInput{Bucket: aws.String(versioned), CORSConfiguration: &types.CORSConfiguration{
+		CORSRules: []types.CORSRule{{AllowedMethods: []string{"GET"}, AllowedOrigins: []string{"https://example.com"}}}}})
+	require.NoError(t, err)
+	_, err = c.PutBucketPolicy(ctx, &s3.PutBucketPolicyInput{Bucket: aws.String(empty), Policy: aws.String(
+		`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["*"]},"Action":"s3:GetObject","Resource":"arn:aws:s3:::` + empty + `/*"}]}`)})
+	require.NoError(t, err)
 
 	e.StartExporter(dataOn)
 	app := e.StartApplier("a1")
@@ -112,6 +122,30 @@ func TestVerifyCommand(t *testing.T) {
 	require.Len(t, ls.DeleteMarkers, 1)
 	_, err = b.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(versioned), Key: aws.String("dm"), VersionId: ls.DeleteMarkers[0].VersionId})
 	require.NoError(t, err) // the delete marker missing
+	// On zone-b's instances only the ACL is left of their attributes.
+	for _, bk := range []string{plain, versioned, empty} {
+		ep, err := e.Src.GetMetadata(ctx, rgwlog.SectionBucket, bk)
+		require.NoError(t, err)
+		id, err := rgwlog.BucketID(ep)
+		require.NoError(t, err)
+		blob, err := e.Dst.GetMetadata(ctx, rgwlog.SectionBucketInstance, bk+":"+id)
+		require.NoError(t, err)
+		var inst map[string]any
+		require.NoError(t, json.Unmarshal(blob, &inst))
+		data := inst["data"].(map[string]any)
+		var kept []any
+		for _, a := range data["attrs"].([]any) {
+			if a.(map[string]any)["key"] == "user.rgw.acl" {
+				kept = append(kept, a)
+			}
+		}
+		require.Less(t, len(kept), len(data["attrs"].([]any)), "%s has its attribute", bk)
+		data["attrs"] = kept
+		blob, err = json.Marshal(inst)
+		require.NoError(t, err)
+		_, err = e.Dst.PutMetadata(ctx, rgwlog.SectionBucketInstance, bk+":"+id, blob, "")
+		require.NoError(t, err)
+	}
 	require.NoError(t, e.Dst.DeleteMetadata(ctx, rgwlog.SectionBucket, empty))
 	require.NoError(t, e.Dst.DeleteMetadata(ctx, rgwlog.SectionUser, other))
 
@@ -136,6 +170,9 @@ func TestVerifyCommand(t *testing.T) {
 		require.Contains(t, out, want, "%s\n%s", out, errOut)
 	}
 	require.NotContains(t, out, plain+"/same", "an equal object reported")
+	for bk, attr := range map[string]string{plain: "tagging", versioned: "cors", empty: "policy"} {
+		require.Regexp(t, `bucket\.instance `+bk+`:\S+: data differs: attrs\.user\.rgw\.\S*`+attr+`\S*: source "[^,]+, destination null`, out)
+	}
 	require.Contains(t, errOut, "verify: 3 bucket(s)")
 
 	// -json, one bucket: the same differences as JSON lines.
@@ -158,7 +195,7 @@ func TestVerifyCommand(t *testing.T) {
 	res, err := exec.Command(appBin, "resync", "-config", cfg, "-from", diffs).CombinedOutput()
 	require.NoError(t, err, "%s", res)
 	require.Contains(t, string(res), "object version(s) to send again")
-	require.Contains(t, string(res), "not resynced: 3 metadata difference(s)")
+	require.Contains(t, string(res), "not resynced: 6 metadata difference(s)")
 	e.StartApplier("a2")
 	// Repaired: every object difference but the current version of v.
 	// Its two versions deleted on zone-b moved zone-b's OLH epoch past
