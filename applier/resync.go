@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
@@ -26,9 +28,21 @@ func resyncMain(args []string, stdout, stderr io.Writer) error {
 	var buckets bucketFlags
 	fs.Var(&buckets, "bucket", `every object of this bucket ("name" or "tenant/name"; repeatable)`)
 	from := fs.String("from", "", "the differences a verify -json printed (a file; - for stdin): their objects")
-	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
+	olderThan := fs.Duration("older-than", 0, "every object version the source last modified more than this long ago (e.g. 720h), of the -bucket buckets or of every replicated bucket")
+	timeout := fs.Duration("timeout", time.Minute, "give up after this long (with -older-than: 0, no limit, by default)")
 	if err := fs.Parse(args); err != nil {
 		return &statuscli.ExitError{Code: 2, Err: err}
+	}
+	if *olderThan > 0 {
+		if *from != "" {
+			return &statuscli.ExitError{Code: 2, Err: fmt.Errorf("resync: -older-than and -from do not go together")}
+		}
+		timeoutSet := false
+		fs.Visit(func(f *flag.Flag) { timeoutSet = timeoutSet || f.Name == "timeout" })
+		if !timeoutSet {
+			*timeout = 0
+		}
+		return resyncOlderMain(*path, buckets, time.Now().Add(-*olderThan), *timeout, stdout, stderr)
 	}
 	req := &v1.ResyncRequest{Buckets: buckets}
 	skipped := 0
@@ -105,4 +119,37 @@ func readDiffs(path string) ([]*v1.ResyncObject, int, error) {
 		return nil, 0, fmt.Errorf("-from %s: %w", path, err)
 	}
 	return out, skipped, nil
+}
+
+// resyncOlderMain runs resync -older-than.
+func resyncOlderMain(path string, buckets []string, cutoff time.Time, timeout time.Duration, stdout, stderr io.Writer) error {
+	cfg, conn, _, err := exporterOf(path, stderr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	src := v1.NewSourceServiceClient(conn)
+	scope, err := src.GetScope(ctx, &v1.GetScopeRequest{})
+	if err != nil {
+		return &statuscli.ExitError{Code: 2, Err: fmt.Errorf("exporter %s: what it replicates: %w", cfg.Exporter, err)}
+	}
+	keep, err := scopeFilter(scope, "")
+	if err != nil {
+		return &statuscli.ExitError{Code: 2, Err: err}
+	}
+	queued, listed, err := resyncOlderThan(ctx, src, v1.NewStatusServiceClient(conn), cfg.Destination.Name, buckets, keep, cutoff, stderr)
+	fmt.Fprintf(stdout, "resync queued: %d object version(s) last modified before %s (of %d listed)\n",
+		queued, cutoff.UTC().Format(time.RFC3339), listed)
+	if err != nil {
+		return &statuscli.ExitError{Code: 2, Err: fmt.Errorf("resync: %w", err)}
+	}
+	fmt.Fprintln(stdout, "follow it with: rgwsync-exporter errors (the versions wait there until applied), then verify again")
+	return nil
 }

@@ -220,6 +220,12 @@ func TestVerifyCommand(t *testing.T) {
 	require.True(t, code == 1 && onlyV(out), "after the resync:\n%s\n%s", out, errOut)
 	require.Len(t, strings.Split(strings.TrimSpace(out), "\n"), 2, out)
 
+	// resync -older-than: every version of plain the source last modified
+	// before now (its seven objects).
+	res, err = exec.Command(appBin, "resync", "-config", cfg, "-older-than", "1ns", "-bucket", plain).CombinedOutput()
+	require.NoError(t, err, "%s", res)
+	require.Contains(t, string(res), "resync queued: 7 object version(s) last modified before ")
+
 	// What it cannot compare is an error, not "equal".
 	_, errOut, code = verify("-bucket", "not-replicated-"+p)
 	require.Equal(t, 2, code, errOut)
