@@ -40,7 +40,7 @@ SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
 
 TMP := .tmp
 
-.PHONY: help tools generate verify-generate lint build certs deps lab-up lab-down \
+.PHONY: help tools generate verify-generate lint build certs deps lab-up lab-down bench-verify \
         test test-unit test-integration chaos chaos-short bench demo clean
 
 help: ## list the targets (the default)
@@ -209,6 +209,12 @@ bench: deps ## benchmark rgwsync vs Ceph's built-in sync and a plain copier, lab
 	go run ./internal/testkit/bench -n $(BENCH_N) -lab-dir $(BENCH_LAB) -builtin-lab-dir $(BENCH_BUILTIN_LAB) \
 	  -mon-port 29789 -zone-a-port 29001 -zone-b-port 29002 \
 	  -builtin-mon-port 29889 -builtin-zone-a-port 29101 -builtin-zone-b-port 29102 $(BENCH_FLAGS)
+
+BENCH_VERIFY_OBJECTS ?= 100000
+
+bench-verify: deps ## verify's benchmark: a bucket of BENCH_VERIFY_OBJECTS (100,000) objects synced, then compared (versions/s, peak RSS); see BENCHMARKS.md
+	go run ./internal/testkit/bench -verify-only -verify-objects $(BENCH_VERIFY_OBJECTS) -lab-dir $(BENCH_LAB) \
+	  -mon-port 29789 -zone-a-port 29001 -zone-b-port 29002 $(BENCH_FLAGS)
 
 # ---- demo ----
 

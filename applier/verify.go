@@ -49,6 +49,7 @@ func verifyMain(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&buckets, "bucket", `only this bucket ("name" or "tenant/name"; repeatable); default: every replicated bucket`)
 	asJSON := fs.Bool("json", false, "print each difference as a JSON line")
 	rate := fs.Float64("rate", 0, "at most this many requests per second to each zone (0: no limit)")
+	concurrency := fs.Int("concurrency", 16, "versions whose attributes are read at once")
 	attrs := fs.Bool("attrs", true, "compare every version's attributes too (content headers, metadata, tags, ACL, owner)")
 	match := fs.String("match", "", "only users and buckets whose name matches this glob (path.Match; a tenant's as \"tenant/name\")")
 	metadata := fs.Bool("metadata", true, "compare users, buckets and bucket instances (default true; false when -bucket is given)")
@@ -97,7 +98,7 @@ func verifyMain(args []string, stdout, stderr io.Writer) error {
 	enc := json.NewEncoder(stdout)
 	vc := verifier.Config{
 		Source: verifier.Source(v1.NewSourceServiceClient(conn)), Destination: verifier.Zone(admin, objects),
-		Buckets: buckets, Metadata: *metadata, Sections: scope.GetSections(), Keep: keep, Attrs: *attrs, Rate: *rate, RecheckAfter: *recheck,
+		Buckets: buckets, Metadata: *metadata, Sections: scope.GetSections(), Keep: keep, Attrs: *attrs, Rate: *rate, Concurrency: *concurrency, RecheckAfter: *recheck,
 		Report: func(d verifier.Diff) {
 			if *asJSON {
 				_ = enc.Encode(d)

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/rgwsync/rgwsync/internal/rgwobj"
 )
 
@@ -80,7 +82,20 @@ func (c *cursor) next(ctx context.Context) (kv keyVersions, ok bool, err error) 
 // empty): which versions each has, which is current, delete markers, size
 // and ETag; with attrs, every version's attributes too.
 func (v *run) keyDiffs(ctx context.Context, bucket, key string, src, dst []rgwobj.ListEntry) ([]Diff, error) {
-	var diffs []Diff
+	diffs, attrs := v.listingDiffs(bucket, key, src, dst)
+	for _, id := range attrs {
+		ad, err := v.attrDiffs(ctx, bucket, key, id)
+		if err != nil {
+			return nil, err
+		}
+		diffs = append(diffs, ad...)
+	}
+	return diffs, nil
+}
+
+// listingDiffs compares one key's listing entries; attrs are the versions
+// equal in the listings whose attributes are to be compared (Config.Attrs).
+func (v *run) listingDiffs(bucket, key string, src, dst []rgwobj.ListEntry) (diffs []Diff, attrs []string) {
 	add := func(version, field, s, d string) {
 		diffs = append(diffs, Diff{Kind: "object", Bucket: bucket, Key: key, VersionID: version, Field: field, Source: s, Destination: d})
 	}
@@ -126,11 +141,7 @@ func (v *run) keyDiffs(ctx context.Context, bucket, key string, src, dst []rgwob
 			add(id, "etag", s.ETag, d.ETag)
 		}
 		if v.cfg.Attrs && s.Size == d.Size && s.ETag == d.ETag {
-			ad, err := v.attrDiffs(ctx, bucket, key, id)
-			if err != nil {
-				return nil, err
-			}
-			diffs = append(diffs, ad...)
+			attrs = append(attrs, id)
 		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(b)) {
@@ -138,7 +149,53 @@ func (v *run) keyDiffs(ctx context.Context, bucket, key string, src, dst []rgwob
 			add(id, "version", "missing", describe(b[id]))
 		}
 	}
-	return diffs, nil
+	return diffs, attrs
+}
+
+// pendingKey is a key compared by its listings whose attributes are being
+// read (bucketDiffs' window).
+type pendingKey struct {
+	key      string
+	versions int
+	diffs    []Diff
+	attrs    []string
+	attrDiff [][]Diff // per attrs
+}
+
+// attrWindow is how many keys bucketDiffs holds while their attributes are
+// read, Config.Concurrency versions at a time.
+const attrWindow = 256
+
+// flushAttrs reads the attributes of the window's versions in parallel,
+// then hands each key that differs to suspect, in key order.
+func (v *run) flushAttrs(ctx context.Context, bucket string, window []*pendingKey, suspect func(key string, diffs []Diff) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(v.cfg.Concurrency)
+	for _, pk := range window {
+		pk.attrDiff = make([][]Diff, len(pk.attrs))
+		for i, id := range pk.attrs {
+			g.Go(func() error {
+				ad, err := v.attrDiffs(gctx, bucket, pk.key, id)
+				pk.attrDiff[i] = ad
+				return err
+			})
+		}
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, pk := range window {
+		for _, ad := range pk.attrDiff {
+			pk.diffs = append(pk.diffs, ad...)
+		}
+		v.stats.versions.Add(int64(pk.versions))
+		if len(pk.diffs) > 0 {
+			if err := suspect(pk.key, pk.diffs); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func describe(e rgwobj.ListEntry) string {
@@ -220,6 +277,7 @@ func (v *run) bucketDiffs(ctx context.Context, bucket string, suspect func(key s
 	if err != nil {
 		return fmt.Errorf("destination: %w", err)
 	}
+	var window []*pendingKey
 	for aok || bok {
 		var key string
 		var sv, dv []rgwobj.ListEntry
@@ -231,15 +289,13 @@ func (v *run) bucketDiffs(ctx context.Context, bucket string, suspect func(key s
 		default:
 			key, sv, dv = a.key, a.versions, b.versions
 		}
-		diffs, err := v.keyDiffs(ctx, bucket, key, sv, dv)
-		if err != nil {
-			return err
-		}
-		v.stats.versions.Add(int64(max(len(sv), len(dv))))
-		if len(diffs) > 0 {
-			if err := suspect(key, diffs); err != nil {
+		diffs, attrs := v.listingDiffs(bucket, key, sv, dv)
+		window = append(window, &pendingKey{key: key, versions: max(len(sv), len(dv)), diffs: diffs, attrs: attrs})
+		if len(window) >= attrWindow {
+			if err := v.flushAttrs(ctx, bucket, window, suspect); err != nil {
 				return err
 			}
+			window = window[:0]
 		}
 		if sv != nil {
 			if a, aok, err = sc.next(ctx); err != nil {
@@ -252,7 +308,7 @@ func (v *run) bucketDiffs(ctx context.Context, bucket string, suspect func(key s
 			}
 		}
 	}
-	return nil
+	return v.flushAttrs(ctx, bucket, window, suspect)
 }
 
 // keyNow reads one key's entries on both sides again.

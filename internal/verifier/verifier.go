@@ -44,6 +44,8 @@ type Config struct {
 	Attrs bool
 	// Rate bounds the requests per second to each side (0: none).
 	Rate float64
+	// Concurrency: versions whose attributes are read at once (default 16).
+	Concurrency int
 	// RecheckAfter: how long after a difference is seen the key is read
 	// again (the sync's lag).
 	RecheckAfter time.Duration
@@ -120,6 +122,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	if cfg.RecheckAfter <= 0 {
 		cfg.RecheckAfter = 10 * time.Second
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 16
 	}
 	if cfg.MaxSuspects <= 0 {
 		cfg.MaxSuspects = 10000

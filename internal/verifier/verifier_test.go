@@ -25,6 +25,10 @@ type fakeZone struct {
 	pageMax  int
 	requests int
 	onList   func() // called before each listing page
+	// statWait: how long each Stat takes; inStat, peakStat: Stats running
+	// now and at most at once.
+	statWait         time.Duration
+	inStat, peakStat int
 }
 
 func (z *fakeZone) sort() {
@@ -86,7 +90,13 @@ func (z *fakeZone) ListBucket(_ context.Context, _, prefix, km, vm string, max i
 
 func (z *fakeZone) Stat(_ context.Context, bucket, key, version string) (rgwobj.ObjectInfo, error) {
 	z.mu.Lock()
+	z.inStat++
+	z.peakStat = max(z.peakStat, z.inStat)
+	z.mu.Unlock()
+	time.Sleep(z.statWait)
+	z.mu.Lock()
 	defer z.mu.Unlock()
+	z.inStat--
 	z.requests++
 	info, ok := z.attrs[key+"\x00"+version]
 	if !ok {
@@ -234,4 +244,30 @@ type missingBucket struct{ *fakeZone }
 
 func (m *missingBucket) ListBucket(context.Context, string, string, string, string, int) (rgwobj.ListPage, error) {
 	return rgwobj.ListPage{}, fmt.Errorf("list: %w", rgwobj.ErrNotFound)
+}
+
+// The attributes of the versions equal in the listings are read several at
+// a time (Config.Concurrency), and the differences still come in key
+// order: one at a time, 2,000 versions took 75 s through a loaded
+// exporter (make bench-verify).
+func TestAttributesReadInParallel(t *testing.T) {
+	var es []rgwobj.ListEntry
+	for i := range 300 {
+		es = append(es, obj(fmt.Sprintf("k%04d", i), "null", true, 1))
+	}
+	src, dst := zoneOf(100, es...), zoneOf(100, es...)
+	src.statWait, dst.statWait = time.Millisecond, time.Millisecond
+	for _, k := range []string{"k0007", "k0150", "k0299"} {
+		in := dst.attrs[k+"\x00null"]
+		in.ContentType = "image/png"
+		dst.attrs[k+"\x00null"] = in
+	}
+	var got []string
+	res, err := Run(context.Background(), Config{Source: src, Destination: dst, Buckets: []string{"b"}, Attrs: true, Concurrency: 8,
+		RecheckAfter: time.Millisecond, Report: func(d Diff) { got = append(got, d.Key+" "+d.Field) }})
+	require.NoError(t, err)
+	require.EqualValues(t, 300, res.Versions)
+	require.Equal(t, []string{"k0007 content_type", "k0150 content_type", "k0299 content_type"}, got)
+	require.Greater(t, src.peakStat, 1, "the source's attributes read one at a time")
+	require.LessOrEqual(t, src.peakStat, 8)
 }

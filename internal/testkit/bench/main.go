@@ -47,6 +47,8 @@ type options struct {
 	logLevel                      string
 	objectStore                   string
 	scale                         int
+	verifyObjects                 int
+	verifyOnly                    bool
 }
 
 func main() {
@@ -80,10 +82,15 @@ func main() {
 	flag.StringVar(&o.objectStore, "objectstore", envOr("BENCH_OBJECTSTORE", "bluestore"),
 		"OSD object store of both labs: bluestore (a 10 GiB sparse file: little RAM) or memstore (RAM: about twice the data)")
 	flag.IntVar(&o.scale, "scale", 10, "rgwsync only: the small-object and metadata workloads again at this many times their size, for the cost per item as the size grows (0 or 1: skip)")
+	flag.IntVar(&o.verifyObjects, "verify-objects", 0, "rgwsync only: a bucket of this many objects synced, then compared by `rgwsync-applier verify` (0: skip; make bench-verify: 100000)")
+	flag.BoolVar(&o.verifyOnly, "verify-only", false, "only the verify workload (with -verify-objects; no built-in lab)")
 	quick := flag.Bool("quick", false, "a small run to check the setup (500 objects, 4 x 32 MiB, 20 users, 100 buckets, no 1 GiB object, 10 s lag, scale 2)")
 	flag.Parse()
 	if *quick {
 		o.users, o.metaBuckets, o.smallObjects, o.largeSize, o.hugeSize, o.lagFor, o.scale = 20, 100, 500, 32<<20, 0, 10*time.Second, 2
+	}
+	if o.verifyOnly {
+		o.skipBuiltin = true
 	}
 	o.labA.ObjectStore, o.labB.ObjectStore = o.objectStore, o.objectStore
 	// Each lab's one OSD holds both zones. The rgwsync lab stores, per

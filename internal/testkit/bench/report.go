@@ -102,8 +102,13 @@ func (r *results) print(w io.Writer, o options, took time.Duration) {
 		tw.row(q.label, fig(q.key+"/rgwsync", "%.0f"), fig(q.key+"/built-in", "%.0f"), "-", sb, "-",
 			fmt.Sprintf("<= %.0f ms", q.want), verd)
 	}
-	for _, ph := range []string{"large", "huge", "small-scale", "metadata-scale"} {
-		for _, svc := range []string{"exporter", "applier"} {
+	if _, ok := r.med("verify/rgwsync"); ok {
+		_, sc := ratio("verify/rgwsync", "verify/copy floor")
+		tw.row(fmt.Sprintf("verify of %d objects, attributes too (versions/s)", o.verifyObjects), fig("verify/rgwsync", "%.0f"), "-",
+			fig("verify/copy floor", "%.0f")+" (both zones listed)", "-", sc, "", "")
+	}
+	for _, ph := range []string{"large", "huge", "small-scale", "metadata-scale", "verify"} {
+		for _, svc := range []string{"exporter", "applier", "verify"} {
 			v, ok := r.med("rss/" + ph + "/" + svc)
 			if !ok {
 				continue

@@ -341,6 +341,14 @@ tls:
 		for round := 1; round <= o.rounds; round++ {
 			d.round = round
 			p := fmt.Sprintf("r%d%s", round, shortHex(3))
+			if o.verifyObjects > 0 {
+				if err := verifyRun(ctx, o, z, d, r, p); err != nil {
+					return err
+				}
+			}
+			if o.verifyOnly {
+				continue
+			}
 			u, small, err := smallObjects(ctx, o, z, d, r, p, "small")
 			if err != nil {
 				return err
