@@ -5,6 +5,7 @@ package rgwadmin
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"strconv"
@@ -618,4 +619,26 @@ func TestLabLatency(t *testing.T) {
 	slices.Sort(ds)
 	t.Logf("GET /admin/log?type=metadata&id=1&info: min %v, median %v, max %v", ds[0], ds[len(ds)/2], ds[len(ds)-1])
 	assert.Less(t, ds[len(ds)/2], 25*time.Millisecond)
+}
+
+// TestLabBucketVersions: the bucket stats count a bucket's objects, a
+// tenant's bucket named "tenant/name" too (the admin API takes the tenant
+// as its own parameter); a bucket that does not exist is ErrNotFound.
+func TestLabBucketVersions(t *testing.T) {
+	lab := labtest.Get(t)
+	admin := labClient(t, lab.ZoneA)
+	for _, tenant := range []string{"", labtest.RandomName("t")} {
+		_, ak, sk := labUser(t, tenant)
+		key, _ := labBucket(t, labClient(t, lab.ZoneA, ak, sk), admin, tenant, 3)
+		n, err := admin.BucketVersions(testCtx(t), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 3 {
+			t.Fatalf("bucket %s: %d versions counted, want 3", key, n)
+		}
+	}
+	if _, err := admin.BucketVersions(testCtx(t), labtest.RandomName("nope")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a bucket that does not exist: %v, want ErrNotFound", err)
+	}
 }

@@ -155,3 +155,28 @@ func (c *Client) DeleteMetadata(ctx context.Context, section, key string) error 
 		query: url.Values{"key": {key}}})
 	return err
 }
+
+// BucketVersions is the number of object versions a bucket's index counts
+// (GET /admin/bucket?bucket=B&stats=true: usage."rgw.main".num_objects;
+// delete markers are not counted). bucket is "name", "tenant/name" or
+// "tenant:name".
+func (c *Client) BucketVersions(ctx context.Context, bucket string) (int64, error) {
+	op := "bucket stats of " + bucket
+	// A tenant's bucket is "tenant/name" in the bucket parameter; with a
+	// tenant parameter, or as "tenant:name", the gateway answers 404
+	// (FACTS.md section 6).
+	q := url.Values{"stats": {"true"}, "bucket": {strings.Replace(bucket, ":", "/", 1)}}
+	resp, err := c.do(ctx, request{op: op, method: http.MethodGet, path: "/admin/bucket", query: q})
+	if err != nil {
+		return 0, err
+	}
+	var v struct {
+		Usage map[string]struct {
+			NumObjects int64 `json:"num_objects"`
+		} `json:"usage"`
+	}
+	if err := json.Unmarshal(resp.body, &v); err != nil {
+		return 0, &DecodeError{Op: op, Body: resp.body, Err: err}
+	}
+	return v.Usage["rgw.main"].NumObjects, nil
+}

@@ -164,7 +164,7 @@ type pendingKey struct {
 
 // attrWindow is how many keys bucketDiffs holds while their attributes are
 // read, Config.Concurrency versions at a time.
-const attrWindow = 256
+const attrWindow = 64
 
 // flushAttrs reads the attributes of the window's versions in parallel,
 // then hands each key that differs to suspect, in key order.

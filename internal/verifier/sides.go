@@ -95,6 +95,12 @@ func (z zoneSide) ListBucket(ctx context.Context, bucket, prefix, keyMarker, ver
 	return z.objects.ListBucket(ctx, bucket, prefix, keyMarker, versionMarker, max)
 }
 
+// CountVersions is the zone's count of a bucket's versions (its bucket
+// stats): what the progress line's estimate of the time left counts on.
+func (z zoneSide) CountVersions(ctx context.Context, bucket string) (int64, error) {
+	return z.Client.BucketVersions(ctx, bucket)
+}
+
 func (z zoneSide) Stat(ctx context.Context, bucket, key, versionID string) (rgwobj.ObjectInfo, error) {
 	return z.objects.Stat(ctx, bucket, key, versionID)
 }

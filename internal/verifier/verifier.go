@@ -101,8 +101,15 @@ type Result struct {
 	Elapsed time.Duration
 }
 
+// counter is a side that can count a bucket's versions cheaply (the
+// destination zone's bucket stats): the estimate of the time left.
+type counter interface {
+	CountVersions(ctx context.Context, bucket string) (int64, error)
+}
+
 type stats struct {
 	versions, statted atomic.Int64
+	total             atomic.Int64 // versions expected (0: unknown)
 	diffs, changed    atomic.Int64
 }
 
@@ -159,6 +166,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			}
 		}
 	}
+	v.countVersions(ctx, buckets)
 	for i, b := range buckets {
 		if err := v.bucket(ctx, b); err != nil {
 			return v.result(i), fmt.Errorf("bucket %s: %w", b, err)
@@ -194,12 +202,32 @@ func (v *run) progress() (stop func()) {
 				return
 			case <-t.C:
 				n, el := v.stats.versions.Load(), time.Since(v.start)
-				fmt.Fprintf(v.cfg.Progress, "verify: %d versions compared (%.0f/s), %d differences, %d changed during the verify, %s\n",
-					n, float64(n)/el.Seconds(), v.stats.diffs.Load(), v.stats.changed.Load(), el.Round(time.Second))
+				left := ""
+				if total, rate := v.stats.total.Load(), float64(n)/el.Seconds(); total > n && rate > 0 {
+					left = fmt.Sprintf(" of about %d, about %s left", total, (time.Duration(float64(total-n)/rate) * time.Second).Round(time.Second))
+				}
+				fmt.Fprintf(v.cfg.Progress, "verify: %d versions compared%s (%.0f/s), %d differences, %d changed during the verify, %s\n",
+					n, left, float64(n)/el.Seconds(), v.stats.diffs.Load(), v.stats.changed.Load(), el.Round(time.Second))
 			}
 		}
 	}()
 	return func() { close(done) }
+}
+
+// countVersions adds up the destination's counts of the buckets' versions
+// (best effort: without them the progress has no estimate of the time left).
+func (v *run) countVersions(ctx context.Context, buckets []string) {
+	c, ok := v.cfg.Destination.(counter)
+	if !ok || v.cfg.Progress == nil {
+		return
+	}
+	for _, b := range buckets {
+		n, err := c.CountVersions(ctx, b)
+		if err != nil {
+			return
+		}
+		v.stats.total.Add(n)
+	}
 }
 
 // suspect is a key that differed, with when to look again.

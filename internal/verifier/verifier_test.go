@@ -271,3 +271,43 @@ func TestAttributesReadInParallel(t *testing.T) {
 	require.Greater(t, src.peakStat, 1, "the source's attributes read one at a time")
 	require.LessOrEqual(t, src.peakStat, 8)
 }
+
+// countingZone is a zone that counts a bucket's versions (its bucket stats).
+type countingZone struct{ *fakeZone }
+
+func (c countingZone) CountVersions(context.Context, string) (int64, error) {
+	return int64(len(c.entries)), nil
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// The progress line estimates the time left from the destination's count
+// of the bucket's versions.
+func TestProgressEstimatesTheTimeLeft(t *testing.T) {
+	var es []rgwobj.ListEntry
+	for i := range 200 {
+		es = append(es, obj(fmt.Sprintf("k%04d", i), "null", true, 1))
+	}
+	src, dst := zoneOf(10, es...), zoneOf(10, es...)
+	src.statWait = 2 * time.Millisecond
+	var progress syncBuffer
+	_, err := Run(context.Background(), Config{Source: src, Destination: countingZone{dst}, Buckets: []string{"b"}, Attrs: true,
+		Concurrency: 1, Progress: &progress, ProgressEvery: 50 * time.Millisecond})
+	require.NoError(t, err)
+	require.Regexp(t, `verify: \d+ versions compared of about 200, about \d+s left`, progress.String())
+}
