@@ -272,6 +272,11 @@ func (a *Applier) applyObject(ctx context.Context, op *v1.ObjectOp, body objectB
 // section 27), so it is never sent blind.
 func (a *Applier) nullRemovalDone(ctx context.Context, op *v1.ObjectOp) (bool, error) {
 	en, found, err := a.cfg.Objects.FindVersionInBucket(ctx, op.GetBucket(), op.GetKey(), "null")
+	if errors.Is(err, rgwobj.ErrNotFound) {
+		// No such bucket on zone-b (its removal applied already): no
+		// version to remove, as the removal itself would answer.
+		found, err = false, nil
+	}
 	if err != nil {
 		return false, fmt.Errorf("look for the null version on the destination before removing it: %w", err)
 	}
