@@ -104,6 +104,13 @@ func (dw *dataWorker) commitOf(c batchCommit, failed []*v1.RetryItem) []checkpoi
 		var kept []checkpoint.Retry
 		for _, r := range nb.Retries {
 			id := itemID(c.key, r.Name, r.VersionID)
+			if sent[id] && r.Error == ResyncError {
+				if failedNow[id] {
+					dw.d.resyncFailed.Add(1)
+				} else {
+					dw.d.resyncApplied.Add(1)
+				}
+			}
 			if sent[id] && !failedNow[id] {
 				continue // applied
 			}

@@ -353,6 +353,10 @@ type destination struct {
 	// by its versioning are never in flight at once (fence.go).
 	fence versioningFence
 
+	// resync: object versions asked for by Resync since the start —
+	// queued, applied, failed attempts (Status).
+	resyncQueued, resyncApplied, resyncFailed atomic.Uint64
+
 	mu       sync.Mutex
 	fullDone chan struct{} // closed once the full sync is done
 	subs     map[rgwlog.Unit]*subscription

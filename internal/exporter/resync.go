@@ -132,6 +132,7 @@ func (e *Exporter) Resync(ctx context.Context, req *v1.ResyncRequest) (*v1.Resyn
 		d.news.listAgain(relist)
 		d.shardsAdded.Add(1)
 	} // else: taken from the store when its workers start
+	e.destination(dest).resyncQueued.Add(uint64(resp.Objects))
 	e.log.Info("resync queued", "destination", dest, "bucket_shards", resp.BucketShards, "objects", resp.Objects)
 	return resp, nil
 }

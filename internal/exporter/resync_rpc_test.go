@@ -72,6 +72,23 @@ func TestResyncGoesThroughThePipelineAndSurvivesARestart(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	require.Greater(t, objs.n.Load(), before, "the bucket's shard was not listed again")
+
+	// Status counts the versions asked for since the exporter started,
+	// and those applied (the one asked for before the restart too).
+	_, err = r.exp.Resync(ctx, &v1.ResyncRequest{Objects: []*v1.ResyncObject{{Bucket: "b1", Key: "obj"}}})
+	require.NoError(t, err)
+	var ds *v1.DestinationStatus
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		st, err := r.exp.Status(ctx, &v1.StatusRequest{})
+		require.NoError(t, err)
+		require.Len(t, st.GetDestinations(), 1)
+		if ds = st.GetDestinations()[0]; ds.GetResyncApplied() >= 2 {
+			break
+		}
+	}
+	require.EqualValues(t, 1, ds.GetResyncQueued())
+	require.EqualValues(t, 2, ds.GetResyncApplied(), "%v", ds)
+	require.Zero(t, ds.GetResyncFailed())
 	a.cancel()
 }
 

@@ -54,7 +54,8 @@ func (e *Exporter) destinationStatus(name string, only rgwlog.Log) (*v1.Destinat
 		}
 		bounds = append(bounds, got...)
 	}
-	ds := &v1.DestinationStatus{Destination: name}
+	ds := &v1.DestinationStatus{Destination: name, ResyncQueued: d.resyncQueued.Load(), ResyncApplied: d.resyncApplied.Load(),
+		ResyncFailed: d.resyncFailed.Load()}
 	d.mu.Lock()
 	for a := range d.appliers {
 		ds.Appliers = append(ds.Appliers, a)

@@ -45,6 +45,10 @@ type DestinationReport struct {
 	BytesPerSec    float64     `json:"bytes_per_second"`
 	EntriesApplied uint64      `json:"entries_applied"`
 	BytesApplied   uint64      `json:"bytes_applied"`
+	// Object versions asked for by resync since the exporter started.
+	ResyncQueued  uint64 `json:"resync_queued,omitempty"`
+	ResyncApplied uint64 `json:"resync_applied,omitempty"`
+	ResyncFailed  uint64 `json:"resync_failed_attempts,omitempty"`
 }
 
 // LogReport summarises one log of a destination.
@@ -107,7 +111,8 @@ func build(first, second *v1.StatusResponse) *Report {
 	elapsed := second.GetNow().AsTime().Sub(first.GetNow().AsTime()).Seconds()
 	for _, d := range second.GetDestinations() {
 		dr := DestinationReport{Destination: d.GetDestination(), Appliers: d.GetAppliers(),
-			EntriesApplied: d.GetEntriesApplied(), BytesApplied: d.GetBytesApplied()}
+			EntriesApplied: d.GetEntriesApplied(), BytesApplied: d.GetBytesApplied(),
+			ResyncQueued: d.GetResyncQueued(), ResyncApplied: d.GetResyncApplied(), ResyncFailed: d.GetResyncFailed()}
 		if p := prev[d.GetDestination()]; p != nil && elapsed > 0 {
 			dr.EntriesPerSec = float64(d.GetEntriesApplied()-min(d.GetEntriesApplied(), p.GetEntriesApplied())) / elapsed
 			dr.BytesPerSec = float64(d.GetBytesApplied()-min(d.GetBytesApplied(), p.GetBytesApplied())) / elapsed
@@ -176,6 +181,10 @@ func Print(w io.Writer, r *Report, asJSON bool) error {
 		fmt.Fprintf(w, "\ndestination %s   appliers: %s\n", d.Destination, strings.Join(d.Appliers, ", "))
 		fmt.Fprintf(w, "  applied: %d entries, %s   rate: %.1f entries/s, %s/s\n",
 			d.EntriesApplied, human(float64(d.BytesApplied)), d.EntriesPerSec, human(d.BytesPerSec))
+		if d.ResyncQueued > 0 {
+			fmt.Fprintf(w, "  resync: %d object versions queued, %d applied, %d attempts failed (since the exporter started; what waits: errors)\n",
+				d.ResyncQueued, d.ResyncApplied, d.ResyncFailed)
+		}
 		for _, l := range d.Logs {
 			state := fmt.Sprintf("%d/%d shards caught up, %d behind", l.CaughtUp, l.Shards, l.Behind)
 			if l.Stalled > 0 {

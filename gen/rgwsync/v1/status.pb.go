@@ -753,6 +753,12 @@ type DestinationStatus struct {
 	// Shards stalled: work pending and no batch sent nor ack taken for
 	// sync.stall_after (default 2 minutes).
 	ShardsStalled uint32 `protobuf:"varint,10,opt,name=shards_stalled,json=shardsStalled,proto3" json:"shards_stalled,omitempty"`
+	// Object versions asked for by Resync since the exporter started:
+	// queued, sent and applied, and attempts that failed (a failed one stays
+	// in ListErrors with its error, and is tried again).
+	ResyncQueued  uint64 `protobuf:"varint,11,opt,name=resync_queued,json=resyncQueued,proto3" json:"resync_queued,omitempty"`
+	ResyncApplied uint64 `protobuf:"varint,12,opt,name=resync_applied,json=resyncApplied,proto3" json:"resync_applied,omitempty"`
+	ResyncFailed  uint64 `protobuf:"varint,13,opt,name=resync_failed,json=resyncFailed,proto3" json:"resync_failed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -853,6 +859,27 @@ func (x *DestinationStatus) GetBytesApplied() uint64 {
 func (x *DestinationStatus) GetShardsStalled() uint32 {
 	if x != nil {
 		return x.ShardsStalled
+	}
+	return 0
+}
+
+func (x *DestinationStatus) GetResyncQueued() uint64 {
+	if x != nil {
+		return x.ResyncQueued
+	}
+	return 0
+}
+
+func (x *DestinationStatus) GetResyncApplied() uint64 {
+	if x != nil {
+		return x.ResyncApplied
+	}
+	return 0
+}
+
+func (x *DestinationStatus) GetResyncFailed() uint64 {
+	if x != nil {
+		return x.ResyncFailed
 	}
 	return 0
 }
@@ -1810,7 +1837,7 @@ const file_rgwsync_v1_status_proto_rawDesc = "" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x18\n" +
 	"\agateway\x18\x03 \x01(\tR\agateway\x12A\n" +
 	"\fdestinations\x18\x04 \x03(\v2\x1d.rgwsync.v1.DestinationStatusR\fdestinations\x12,\n" +
-	"\x03now\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"\xa7\x03\n" +
+	"\x03now\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"\x98\x04\n" +
 	"\x11DestinationStatus\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12/\n" +
 	"\x06shards\x18\x02 \x03(\v2\x17.rgwsync.v1.ShardStatusR\x06shards\x12(\n" +
@@ -1822,7 +1849,10 @@ const file_rgwsync_v1_status_proto_rawDesc = "" +
 	"\bappliers\x18\b \x03(\tR\bappliers\x12#\n" +
 	"\rbytes_applied\x18\t \x01(\x04R\fbytesApplied\x12%\n" +
 	"\x0eshards_stalled\x18\n" +
-	" \x01(\rR\rshardsStalled\"\xc3\x05\n" +
+	" \x01(\rR\rshardsStalled\x12#\n" +
+	"\rresync_queued\x18\v \x01(\x04R\fresyncQueued\x12%\n" +
+	"\x0eresync_applied\x18\f \x01(\x04R\rresyncApplied\x12#\n" +
+	"\rresync_failed\x18\r \x01(\x04R\fresyncFailed\"\xc3\x05\n" +
 	"\vShardStatus\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.rgwsync.v1.ShardRefR\x05shard\x12,\n" +
 	"\x05phase\x18\x02 \x01(\x0e2\x16.rgwsync.v1.ShardPhaseR\x05phase\x12!\n" +
