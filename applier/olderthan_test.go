@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/verifier"
 )
 
 type fakeSourceRPC struct {
@@ -85,4 +90,34 @@ func TestResyncOlderThan(t *testing.T) {
 	queued, _, err = resyncOlderThan(context.Background(), src, st, "zone-b", []string{"photos"}, keep, cutoff, nil)
 	require.NoError(t, err)
 	require.Equal(t, 2, queued)
+}
+
+// resync -from takes every difference a verify -json printed: object
+// versions, and metadata entries (a bucket's as "tenant/name"), each once.
+func TestReadDiffs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d.json")
+	lines := []verifier.Diff{
+		{Kind: "object", Bucket: "photos", Key: "k", VersionID: "V1", Field: "etag"},
+		{Kind: "object", Bucket: "photos", Key: "k", VersionID: "V1", Field: "size"},
+		{Kind: "bucket", Bucket: "acme:logs", Key: "acme:logs", Field: "bucket"},
+		{Kind: "bucket", Key: "acme/logs", Field: "entry"},
+		{Kind: "user", Key: "bob", Field: "entry"},
+		{Kind: "bucket.instance", Key: "photos:abc.1", Field: "data differs: attrs.user.rgw.cors: …"},
+	}
+	var b strings.Builder
+	for _, d := range lines {
+		j, err := json.Marshal(d)
+		require.NoError(t, err)
+		b.Write(j)
+		b.WriteString("\n")
+	}
+	require.NoError(t, os.WriteFile(path, []byte(b.String()), 0o644))
+	objs, md, err := readDiffs(path)
+	require.NoError(t, err)
+	require.Len(t, objs, 1)
+	var got []string
+	for _, m := range md {
+		got = append(got, m.GetSection()+" "+m.GetKey())
+	}
+	require.Equal(t, []string{"bucket acme/logs", "user bob", "bucket.instance photos:abc.1"}, got)
 }

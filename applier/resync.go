@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -45,19 +46,15 @@ func resyncMain(args []string, stdout, stderr io.Writer) error {
 		return resyncOlderMain(*path, buckets, time.Now().Add(-*olderThan), *timeout, stdout, stderr)
 	}
 	req := &v1.ResyncRequest{Buckets: buckets}
-	skipped := 0
 	if *from != "" {
-		objs, n, err := readDiffs(*from)
+		objs, md, err := readDiffs(*from)
 		if err != nil {
 			return &statuscli.ExitError{Code: 2, Err: err}
 		}
-		req.Objects, skipped = objs, n
+		req.Objects, req.Metadata = objs, md
 	}
-	if len(req.Buckets) == 0 && len(req.Objects) == 0 {
-		if skipped > 0 {
-			return &statuscli.ExitError{Code: 1, Err: fmt.Errorf("resync: %d metadata difference(s) and no object: resync sends objects only", skipped)}
-		}
-		return &statuscli.ExitError{Code: 2, Err: fmt.Errorf("resync: nothing to do: give -bucket or -from")}
+	if len(req.Buckets) == 0 && len(req.Objects) == 0 && len(req.Metadata) == 0 {
+		return &statuscli.ExitError{Code: 2, Err: fmt.Errorf("resync: nothing to do: give -bucket, -from (with differences) or -older-than")}
 	}
 	cfg, conn, _, err := exporterOf(*path, stderr)
 	if err != nil {
@@ -71,30 +68,27 @@ func resyncMain(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return &statuscli.ExitError{Code: 2, Err: fmt.Errorf("resync: %w", err)}
 	}
-	fmt.Fprintf(stdout, "resync queued: %d index shard(s) to list again, %d object version(s) to send again\n",
-		resp.GetBucketShards(), resp.GetObjects())
-	if skipped > 0 {
-		fmt.Fprintf(stdout, "not resynced: %d metadata difference(s) (resync sends objects; a metadata entry is sent again when it changes on the source)\n", skipped)
-	}
+	fmt.Fprintf(stdout, "resync queued: %d index shard(s) to list again, %d object version(s) and %d metadata entr(y/ies) to send again\n",
+		resp.GetBucketShards(), resp.GetObjects(), resp.GetMetadata())
 	fmt.Fprintln(stdout, "follow it with: rgwsync-exporter errors (the versions wait there until applied), then verify again")
 	return nil
 }
 
-// readDiffs reads verify -json lines: the object versions to send again,
-// and how many other differences (metadata) it skipped.
-func readDiffs(path string) ([]*v1.ResyncObject, int, error) {
+// readDiffs reads verify -json lines: the object versions and the
+// metadata entries to send again (each once).
+func readDiffs(path string) ([]*v1.ResyncObject, []*v1.ResyncMetadata, error) {
 	var r io.Reader = os.Stdin
 	if path != "-" {
 		f, err := os.Open(path)
 		if err != nil {
-			return nil, 0, fmt.Errorf("-from: %w", err)
+			return nil, nil, fmt.Errorf("-from: %w", err)
 		}
 		defer f.Close()
 		r = f
 	}
 	seen := map[[3]string]bool{}
-	var out []*v1.ResyncObject
-	skipped := 0
+	var objs []*v1.ResyncObject
+	var md []*v1.ResyncMetadata
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for n := 1; sc.Scan(); n++ {
@@ -103,22 +97,32 @@ func readDiffs(path string) ([]*v1.ResyncObject, int, error) {
 		}
 		var d verifier.Diff
 		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
-			return nil, 0, fmt.Errorf("-from %s line %d: not a verify -json line: %w", path, n, err)
+			return nil, nil, fmt.Errorf("-from %s line %d: not a verify -json line: %w", path, n, err)
 		}
 		if d.Kind != "object" {
-			skipped++
+			// A metadata difference: its section and key (a bucket's
+			// entry point as "tenant/name", where S3 writes "tenant:name").
+			key := d.Key
+			if d.Kind == "bucket" {
+				key = strings.Replace(key, ":", "/", 1)
+			}
+			id := [3]string{d.Kind, key, "\x00"}
+			if !seen[id] {
+				seen[id] = true
+				md = append(md, &v1.ResyncMetadata{Section: d.Kind, Key: key})
+			}
 			continue
 		}
 		id := [3]string{d.Bucket, d.Key, d.VersionID}
 		if !seen[id] {
 			seen[id] = true
-			out = append(out, &v1.ResyncObject{Bucket: d.Bucket, Key: d.Key, VersionId: d.VersionID})
+			objs = append(objs, &v1.ResyncObject{Bucket: d.Bucket, Key: d.Key, VersionId: d.VersionID})
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, 0, fmt.Errorf("-from %s: %w", path, err)
+		return nil, nil, fmt.Errorf("-from %s: %w", path, err)
 	}
-	return out, skipped, nil
+	return objs, md, nil
 }
 
 // resyncOlderMain runs resync -older-than.

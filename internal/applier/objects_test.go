@@ -760,3 +760,61 @@ func TestNullVersionRemovedOnlyWhenListed(t *testing.T) {
 	require.Empty(t, applyWith(t, dst, del("old", 6)))
 	require.Empty(t, dst.calls)
 }
+
+// declinesOverMarker is zone-b declining a null delete marker over a
+// current delete marker until a null version is there for it to replace
+// (FACTS.md sections 22 and 29).
+type declinesOverMarker struct {
+	*fakeDest
+	nullPut bool
+}
+
+func (d *declinesOverMarker) Put(ctx context.Context, info rgwobj.ObjectInfo, body io.Reader, epoch uint64) (string, error) {
+	if info.VersionID == "null" {
+		d.record(fmt.Sprintf("put %s null epoch %d size %d", info.Key, epoch, info.Size))
+		d.nullPut = true
+		return "", nil
+	}
+	return d.fakeDest.Put(ctx, info, body, epoch)
+}
+
+func (d *declinesOverMarker) PutDeleteMarker(ctx context.Context, bucket, key, owner, version string, epoch uint64) error {
+	d.record(fmt.Sprintf("delete-marker %s %s epoch %d", key, version, epoch))
+	if version == "null" && !d.nullPut {
+		return fmt.Errorf("put delete marker %s/%s null: %w", bucket, key, rgwobj.ErrMarkerDeclined)
+	}
+	return nil
+}
+
+// make chaos seed 2 (extended, at 10ea65a): null delete markers the source
+// laid over a named delete marker (a DELETE in a suspended bucket whose
+// key was deleted already) were declined by zone-b for good and parked: 2
+// of its 5 differences. In a bucket zone-b shows suspended, a null version
+// written first with an epoch below the current marker's (never current)
+// is replaced by the marker, which then lands as on the source (FACTS.md
+// section 29). Fails on the code before (parked).
+func TestNullMarkerOverMarkerReplacesATemporaryNullVersion(t *testing.T) {
+	op := &v1.ObjectOp{Kind: v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, Key: "k", VersionId: "null", VersionedEpoch: 7, Owner: "u"}
+	cur := map[string]rgwobj.ListEntry{"k": {Key: "k", VersionID: "M", IsLatest: true, DeleteMarker: true, VersionedEpoch: 6}}
+	dst := &declinesOverMarker{fakeDest: &fakeDest{versioning: "Suspended", latest: cur}}
+	a := &Applier{cfg: Config{Objects: dst, Metrics: NewMetrics(nil), ApplyConcurrency: 4}, leases: allLeases{},
+		log: slog.New(slog.DiscardHandler)}
+	require.NoError(t, a.applyObject(context.Background(), op, nil))
+	require.Equal(t, []string{"delete-marker k null epoch 7", "put k null epoch 5 size 0", "delete-marker k null epoch 7"}, dst.calls)
+
+	// zone-b's bucket shows versioning enabled (a null version would not
+	// be written as one): parked, as before; so is a current marker with
+	// no epoch below it to give the null version.
+	for _, c := range []struct {
+		versioning string
+		epoch      uint64
+	}{{"Enabled", 6}, {"Suspended", 1}} {
+		cur := map[string]rgwobj.ListEntry{"k": {Key: "k", VersionID: "M", IsLatest: true, DeleteMarker: true, VersionedEpoch: c.epoch}}
+		dst := &declinesOverMarker{fakeDest: &fakeDest{versioning: c.versioning, latest: cur}}
+		a.cfg.Objects = dst
+		err := a.applyObject(context.Background(), op, nil)
+		_, parked := parkedLevel(err)
+		require.True(t, parked, "%s, current marker epoch %d: %v", c.versioning, c.epoch, err)
+		require.NotContains(t, strings.Join(dst.calls, ","), "put k null")
+	}
+}

@@ -45,6 +45,10 @@ const (
 	LogInstanceMet   = "bucket-instance.met"
 	LogRelist        = "bucket-index.relist"
 	LogResync        = "bucket-index.resync"
+	// LogMDResync: metadata keys an operator asked to resync, per mdlog
+	// shard (Instance "section:key"), until the shard's worker has them
+	// in its bound's retries.
+	LogMDResync = "metadata.resync"
 )
 
 // ErrCorrupt means a stored bound failed its checksum or could not be

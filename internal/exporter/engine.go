@@ -129,6 +129,11 @@ type mdLoop struct {
 func (m mdLoop) inFlight() int { return len(m.w.inflight) }
 
 func (m mdLoop) sendOne(ctx context.Context) (bool, error) {
+	if m.w.sub.unit.Log == rgwlog.LogMetadata {
+		if err := m.w.takeMDResyncs(); err != nil {
+			return false, err
+		}
+	}
 	sent, err := m.w.sendNext(ctx, m.src)
 	var trimmed *rgwlog.TrimmedError
 	if errors.As(err, &trimmed) {

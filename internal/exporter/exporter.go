@@ -356,6 +356,9 @@ type destination struct {
 	// resync: object versions asked for by Resync since the start —
 	// queued, applied, failed attempts (Status).
 	resyncQueued, resyncApplied, resyncFailed atomic.Uint64
+	// mdResyncAdded is bumped when metadata keys were asked to be
+	// resynced: the mdlog shards' workers look for theirs.
+	mdResyncAdded atomic.Uint64
 
 	mu       sync.Mutex
 	fullDone chan struct{} // closed once the full sync is done

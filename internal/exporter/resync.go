@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,7 +35,7 @@ func resyncKey(k checkpoint.Key) checkpoint.Key {
 
 // Resync implements StatusService.Resync.
 func (e *Exporter) Resync(ctx context.Context, req *v1.ResyncRequest) (*v1.ResyncResponse, error) {
-	if e.cfg.Data == nil {
+	if e.cfg.Data == nil && (len(req.GetBuckets()) > 0 || len(req.GetObjects()) > 0) {
 		return nil, status.Error(codes.FailedPrecondition, "this exporter does not sync data")
 	}
 	dest, err := e.waitDestination(req.GetDestination())
@@ -108,6 +109,14 @@ func (e *Exporter) Resync(ctx context.Context, req *v1.ResyncRequest) (*v1.Resyn
 			Error: ResyncError, Timestamp: now, NextAttempt: now})
 		resp.Objects++
 	}
+	for _, m := range req.GetMetadata() {
+		k, err := e.mdResyncKey(dest, m.GetSection(), m.GetKey())
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, checkpoint.Entry{Key: k, Bound: checkpoint.Bound{UpdatedAt: now}})
+		resp.Metadata++
+	}
 	for k, rs := range asked {
 		prev, _, err := e.cfg.Store.Get(k)
 		if err != nil {
@@ -132,8 +141,11 @@ func (e *Exporter) Resync(ctx context.Context, req *v1.ResyncRequest) (*v1.Resyn
 		d.news.listAgain(relist)
 		d.shardsAdded.Add(1)
 	} // else: taken from the store when its workers start
-	e.destination(dest).resyncQueued.Add(uint64(resp.Objects))
-	e.log.Info("resync queued", "destination", dest, "bucket_shards", resp.BucketShards, "objects", resp.Objects)
+	dd := e.destination(dest)
+	dd.resyncQueued.Add(uint64(resp.Objects) + uint64(resp.Metadata))
+	dd.mdResyncAdded.Add(1)
+	e.log.Info("resync queued", "destination", dest, "bucket_shards", resp.BucketShards, "objects", resp.Objects,
+		"metadata", resp.Metadata)
 	return resp, nil
 }
 
@@ -176,5 +188,69 @@ func (dw *dataWorker) takeResyncs() error {
 			return err
 		}
 	}
+	return nil
+}
+
+// mdResyncKey is where the store keeps a metadata key asked to be resynced
+// until the worker of its mdlog shard takes it: the shard the source logs
+// the key's changes in (FACTS.md section 28), so the key's retry never
+// races that shard's own entries for it.
+func (e *Exporter) mdResyncKey(dest, section, key string) (checkpoint.Key, error) {
+	if key == "" {
+		return checkpoint.Key{}, status.Errorf(codes.InvalidArgument, "metadata %q without a key", section)
+	}
+	if !slices.Contains(e.cfg.Sections, section) {
+		return checkpoint.Key{}, status.Errorf(codes.InvalidArgument, "metadata section %q is not replicated by this exporter (sync.sections)", section)
+	}
+	if !e.cfg.Filter.Metadata(section, key) {
+		return checkpoint.Key{}, status.Errorf(codes.InvalidArgument, "%s %s is not replicated by this exporter (bucket filter)", section, key)
+	}
+	return checkpoint.Key{Destination: dest, Log: checkpoint.LogMDResync,
+		Shard: uint32(rgwlog.MDLogShard(section, key, e.mdShards)), Instance: section + ":" + key}, nil
+}
+
+// takeMDResyncs moves the metadata keys asked to be resynced for this
+// mdlog shard into its bound's retries (due now), durably, then forgets
+// them (a crash in between only asks again).
+func (w *worker) takeMDResyncs() error {
+	n := w.d.mdResyncAdded.Load()
+	if n == w.mdResyncSeen {
+		return nil
+	}
+	asked, err := w.e.cfg.Store.ListLogShard(w.d.name, checkpoint.LogMDResync, w.sub.unit.Shard)
+	if err != nil {
+		return err
+	}
+	w.mdResyncSeen = n
+	if len(asked) == 0 {
+		return nil
+	}
+	now := time.Now().UTC()
+	nb := w.bound
+	nb.Retries = append([]checkpoint.Retry(nil), nb.Retries...)
+	del := make([]checkpoint.Key, 0, len(asked))
+	for _, en := range asked {
+		section, key, _ := strings.Cut(en.Key.Instance, ":")
+		r := checkpoint.Retry{Section: section, Name: key, Error: ResyncError, Timestamp: now, NextAttempt: now}
+		found := false
+		for i := range nb.Retries {
+			if nb.Retries[i].Section == section && nb.Retries[i].Name == key {
+				nb.Retries[i].NextAttempt, found = now, true
+			}
+		}
+		if !found {
+			nb.Retries = append(nb.Retries, r)
+		}
+		del = append(del, en.Key)
+	}
+	if err := w.e.cfg.Store.Put(checkpoint.Entry{Key: w.key, Bound: nb}); err != nil {
+		return fmt.Errorf("store the resync of %d metadata key(s): %w", len(asked), err)
+	}
+	if err := w.e.cfg.Store.Delete(del...); err != nil {
+		return err
+	}
+	w.bound = nb
+	w.publish()
+	w.log.Info("resync: metadata keys queued", "keys", len(asked))
 	return nil
 }

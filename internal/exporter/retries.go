@@ -273,3 +273,22 @@ func oldestRetry(rs []checkpoint.Retry) time.Time {
 	}
 	return t
 }
+
+// countResyncs counts the outcome of the resynced keys a batch resent:
+// applied, or failed (then kept with their error).
+func (w *worker) countResyncs(retried []checkpoint.Retry, failed []*v1.RetryItem) {
+	bad := map[string]bool{}
+	for _, f := range failed {
+		bad[retryKey(f.GetSection(), f.GetName())] = true
+	}
+	for _, r := range retried {
+		if r.Error != ResyncError {
+			continue
+		}
+		if bad[retryKey(r.Section, r.Name)] {
+			w.d.resyncFailed.Add(1)
+		} else {
+			w.d.resyncApplied.Add(1)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/rgwsync/rgwsync/internal/wire"
@@ -29,6 +30,9 @@ type worker struct {
 	inflight []*sentBatch
 	sending  map[string]bool // retry items in flight, by section/name
 	credit   *credit         // this shard's part of the stream's byte window
+	// mdResyncSeen: the destination's mdResyncAdded when this mdlog
+	// shard last took its resyncs (takeMDResyncs).
+	mdResyncSeen uint64
 }
 
 type sentBatch struct {
@@ -76,6 +80,7 @@ func (w *worker) run(ctx context.Context) error {
 	u := w.sub.unit
 	w.key = checkpoint.UnitKey(w.d.name, u)
 	w.sending = map[string]bool{}
+	w.mdResyncSeen = math.MaxUint64 // look once at the start: asked before a restart
 	w.credit = newCredit(w.sub.st.bytes, w.sub.st.maxB)
 	w.credit.onWait = func() {
 		w.stats.wait("a share of the stream's byte window (other shards' batches in flight hold it)")
@@ -346,6 +351,7 @@ func (w *worker) handleAck(ack *v1.Ack, src batchSource) error {
 		}
 	}
 	failed := append(append([]*v1.RetryItem(nil), ack.GetFailed()...), sb.srcFailed...)
+	w.countResyncs(sb.retried, failed)
 	for _, f := range failed {
 		k := retryKey(f.GetSection(), f.GetName())
 		prev, wasRetry := resent[k]

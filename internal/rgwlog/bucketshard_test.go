@@ -29,3 +29,21 @@ func TestParseBucketShard(t *testing.T) {
 		require.Error(t, err, bad)
 	}
 }
+
+// The shards the lab's zone-a logged these keys in (FACTS.md section 28).
+func TestMDLogShard(t *testing.T) {
+	for _, c := range []struct {
+		section, key string
+		shard        int
+	}{
+		{"user", "mdu1", 62}, {"user", "mdu2", 46}, {"user", "mdu3", 30}, {"user", "tx$mdu4", 36},
+		{"bucket", "mdb1", 26}, {"bucket", "mdb2", 10}, {"bucket", "mdb3", 58}, {"bucket", "tx/mdtb", 36},
+		{"bucket.instance", "mdb1:0e6bc6b6-1978-42c5-a1cd-2aae12412df5.4172.6", 26},
+		{"bucket.instance", "mdb2:0e6bc6b6-1978-42c5-a1cd-2aae12412df5.4172.7", 10},
+		{"bucket.instance", "tx/mdtb:0e6bc6b6-1978-42c5-a1cd-2aae12412df5.4172.9", 36},
+	} {
+		if got := MDLogShard(c.section, c.key, 64); got != c.shard {
+			t.Errorf("%s:%s: shard %d, the gateway logged it in %d", c.section, c.key, got, c.shard)
+		}
+	}
+}

@@ -1041,3 +1041,32 @@ func TestSecondNullRemovalLeavesTheKeysOLH(t *testing.T) {
 		}
 	}
 }
+
+// TestNullMarkerOverMarkerByANullVersion pins FACTS.md section 29
+// (16.2.15): zone-b declines a null delete marker over a current named
+// marker, and lays it when it replaces a null version written first with
+// an epoch below the marker's, in a suspended bucket.
+func TestNullMarkerOverMarkerByANullVersion(t *testing.T) {
+	e := newEnv(t)
+	bucket := labtest.RandomName("nm")
+	inst := e.bucket(bucket, true)
+	const v1, m = "V1xxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "DMxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	_, err := e.b.Put(e.ctx, ObjectInfo{Bucket: bucket, Key: "k", Owner: e.uid, VersionID: v1, Size: 1}, bytes.NewReader([]byte("x")), 2)
+	require.NoError(t, err)
+	require.NoError(t, e.b.PutDeleteMarker(e.ctx, bucket, "k", e.uid, m, 6))
+	_, err = e.user.PutBucketVersioning(e.ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(bucket),
+		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusSuspended}})
+	require.NoError(t, err)
+	e.copyMeta("bucket.instance", inst)
+	require.ErrorIs(t, e.b.PutDeleteMarker(e.ctx, bucket, "k", e.uid, "null", 7), ErrMarkerDeclined,
+		"expected zone-b to decline a null marker over a marker (section 22)")
+	_, err = e.b.Put(e.ctx, ObjectInfo{Bucket: bucket, Key: "k", Owner: e.uid, VersionID: "null"}, bytes.NewReader(nil), 5)
+	require.NoError(t, err)
+	cur, found, err := e.b.LatestInBucket(e.ctx, bucket, "k")
+	require.NoError(t, err)
+	require.True(t, found && cur.VersionID == m, "the null version below the marker is not current: %+v", cur)
+	require.NoError(t, e.b.PutDeleteMarker(e.ctx, bucket, "k", e.uid, "null", 7))
+	cur, found, err = e.b.LatestInBucket(e.ctx, bucket, "k")
+	require.NoError(t, err)
+	require.True(t, found && cur.VersionID == "null" && cur.DeleteMarker && cur.VersionedEpoch == 7, "%+v", cur)
+}

@@ -429,7 +429,10 @@ type ResyncRequest struct {
 	// Every object of these buckets ("name" or "tenant/name").
 	Buckets []string `protobuf:"bytes,2,rep,name=buckets,proto3" json:"buckets,omitempty"`
 	// These object versions.
-	Objects       []*ResyncObject `protobuf:"bytes,3,rep,name=objects,proto3" json:"objects,omitempty"`
+	Objects []*ResyncObject `protobuf:"bytes,3,rep,name=objects,proto3" json:"objects,omitempty"`
+	// These metadata entries (fetched from the source again: put on the
+	// destination, or deleted there when the source no longer has them).
+	Metadata      []*ResyncMetadata `protobuf:"bytes,4,rep,name=metadata,proto3" json:"metadata,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -485,6 +488,66 @@ func (x *ResyncRequest) GetObjects() []*ResyncObject {
 	return nil
 }
 
+func (x *ResyncRequest) GetMetadata() []*ResyncMetadata {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+type ResyncMetadata struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "user", "bucket" or "bucket.instance".
+	Section       string `protobuf:"bytes,1,opt,name=section,proto3" json:"section,omitempty"`
+	Key           string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResyncMetadata) Reset() {
+	*x = ResyncMetadata{}
+	mi := &file_rgwsync_v1_status_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResyncMetadata) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResyncMetadata) ProtoMessage() {}
+
+func (x *ResyncMetadata) ProtoReflect() protoreflect.Message {
+	mi := &file_rgwsync_v1_status_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResyncMetadata.ProtoReflect.Descriptor instead.
+func (*ResyncMetadata) Descriptor() ([]byte, []int) {
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ResyncMetadata) GetSection() string {
+	if x != nil {
+		return x.Section
+	}
+	return ""
+}
+
+func (x *ResyncMetadata) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
 type ResyncObject struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "name", or "tenant:name" / "tenant/name".
@@ -498,7 +561,7 @@ type ResyncObject struct {
 
 func (x *ResyncObject) Reset() {
 	*x = ResyncObject{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[5]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +573,7 @@ func (x *ResyncObject) String() string {
 func (*ResyncObject) ProtoMessage() {}
 
 func (x *ResyncObject) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[5]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +586,7 @@ func (x *ResyncObject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResyncObject.ProtoReflect.Descriptor instead.
 func (*ResyncObject) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{5}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ResyncObject) GetBucket() string {
@@ -552,14 +615,16 @@ type ResyncResponse struct {
 	// Index shards queued to be listed again.
 	BucketShards uint32 `protobuf:"varint,1,opt,name=bucket_shards,json=bucketShards,proto3" json:"bucket_shards,omitempty"`
 	// Object versions queued.
-	Objects       uint32 `protobuf:"varint,2,opt,name=objects,proto3" json:"objects,omitempty"`
+	Objects uint32 `protobuf:"varint,2,opt,name=objects,proto3" json:"objects,omitempty"`
+	// Metadata entries queued.
+	Metadata      uint32 `protobuf:"varint,3,opt,name=metadata,proto3" json:"metadata,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ResyncResponse) Reset() {
 	*x = ResyncResponse{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[6]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -571,7 +636,7 @@ func (x *ResyncResponse) String() string {
 func (*ResyncResponse) ProtoMessage() {}
 
 func (x *ResyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[6]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -584,7 +649,7 @@ func (x *ResyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResyncResponse.ProtoReflect.Descriptor instead.
 func (*ResyncResponse) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{6}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ResyncResponse) GetBucketShards() uint32 {
@@ -601,6 +666,13 @@ func (x *ResyncResponse) GetObjects() uint32 {
 	return 0
 }
 
+func (x *ResyncResponse) GetMetadata() uint32 {
+	if x != nil {
+		return x.Metadata
+	}
+	return 0
+}
+
 type StatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only this destination (exporter); empty for all.
@@ -613,7 +685,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[7]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -625,7 +697,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[7]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -638,7 +710,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{7}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StatusRequest) GetDestination() string {
@@ -670,7 +742,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[8]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +754,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[8]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +767,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{8}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StatusResponse) GetRole() string {
@@ -753,9 +825,9 @@ type DestinationStatus struct {
 	// Shards stalled: work pending and no batch sent nor ack taken for
 	// sync.stall_after (default 2 minutes).
 	ShardsStalled uint32 `protobuf:"varint,10,opt,name=shards_stalled,json=shardsStalled,proto3" json:"shards_stalled,omitempty"`
-	// Object versions asked for by Resync since the exporter started:
-	// queued, sent and applied, and attempts that failed (a failed one stays
-	// in ListErrors with its error, and is tried again).
+	// Object versions and metadata entries asked for by Resync since the
+	// exporter started: queued, sent and applied, and attempts that failed
+	// (a failed one stays in ListErrors with its error, and is tried again).
 	ResyncQueued  uint64 `protobuf:"varint,11,opt,name=resync_queued,json=resyncQueued,proto3" json:"resync_queued,omitempty"`
 	ResyncApplied uint64 `protobuf:"varint,12,opt,name=resync_applied,json=resyncApplied,proto3" json:"resync_applied,omitempty"`
 	ResyncFailed  uint64 `protobuf:"varint,13,opt,name=resync_failed,json=resyncFailed,proto3" json:"resync_failed,omitempty"`
@@ -765,7 +837,7 @@ type DestinationStatus struct {
 
 func (x *DestinationStatus) Reset() {
 	*x = DestinationStatus{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[9]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +849,7 @@ func (x *DestinationStatus) String() string {
 func (*DestinationStatus) ProtoMessage() {}
 
 func (x *DestinationStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[9]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +862,7 @@ func (x *DestinationStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestinationStatus.ProtoReflect.Descriptor instead.
 func (*DestinationStatus) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{9}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DestinationStatus) GetDestination() string {
@@ -919,7 +991,7 @@ type ShardStatus struct {
 
 func (x *ShardStatus) Reset() {
 	*x = ShardStatus{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[10]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1003,7 @@ func (x *ShardStatus) String() string {
 func (*ShardStatus) ProtoMessage() {}
 
 func (x *ShardStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[10]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1016,7 @@ func (x *ShardStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardStatus.ProtoReflect.Descriptor instead.
 func (*ShardStatus) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{10}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ShardStatus) GetShard() *ShardRef {
@@ -1070,7 +1142,7 @@ type GetBoundsRequest struct {
 
 func (x *GetBoundsRequest) Reset() {
 	*x = GetBoundsRequest{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[11]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1082,7 +1154,7 @@ func (x *GetBoundsRequest) String() string {
 func (*GetBoundsRequest) ProtoMessage() {}
 
 func (x *GetBoundsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[11]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1095,7 +1167,7 @@ func (x *GetBoundsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBoundsRequest.ProtoReflect.Descriptor instead.
 func (*GetBoundsRequest) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{11}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetBoundsRequest) GetDestination() string {
@@ -1131,7 +1203,7 @@ type GetBoundsResponse struct {
 
 func (x *GetBoundsResponse) Reset() {
 	*x = GetBoundsResponse{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[12]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1215,7 @@ func (x *GetBoundsResponse) String() string {
 func (*GetBoundsResponse) ProtoMessage() {}
 
 func (x *GetBoundsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[12]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1228,7 @@ func (x *GetBoundsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBoundsResponse.ProtoReflect.Descriptor instead.
 func (*GetBoundsResponse) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{12}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetBoundsResponse) GetMarker() string {
@@ -1192,7 +1264,7 @@ type PositionMarker struct {
 
 func (x *PositionMarker) Reset() {
 	*x = PositionMarker{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[13]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1276,7 @@ func (x *PositionMarker) String() string {
 func (*PositionMarker) ProtoMessage() {}
 
 func (x *PositionMarker) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[13]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1289,7 @@ func (x *PositionMarker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PositionMarker.ProtoReflect.Descriptor instead.
 func (*PositionMarker) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{13}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PositionMarker) GetEntity() string {
@@ -1260,7 +1332,7 @@ type ItemMarker struct {
 
 func (x *ItemMarker) Reset() {
 	*x = ItemMarker{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[14]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1344,7 @@ func (x *ItemMarker) String() string {
 func (*ItemMarker) ProtoMessage() {}
 
 func (x *ItemMarker) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[14]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1357,7 @@ func (x *ItemMarker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemMarker.ProtoReflect.Descriptor instead.
 func (*ItemMarker) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{14}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ItemMarker) GetName() string {
@@ -1333,7 +1405,7 @@ type ListErrorsRequest struct {
 
 func (x *ListErrorsRequest) Reset() {
 	*x = ListErrorsRequest{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[15]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1345,7 +1417,7 @@ func (x *ListErrorsRequest) String() string {
 func (*ListErrorsRequest) ProtoMessage() {}
 
 func (x *ListErrorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[15]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1358,7 +1430,7 @@ func (x *ListErrorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListErrorsRequest.ProtoReflect.Descriptor instead.
 func (*ListErrorsRequest) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{15}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListErrorsRequest) GetDestination() string {
@@ -1401,7 +1473,7 @@ type ListErrorsResponse struct {
 
 func (x *ListErrorsResponse) Reset() {
 	*x = ListErrorsResponse{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[16]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1413,7 +1485,7 @@ func (x *ListErrorsResponse) String() string {
 func (*ListErrorsResponse) ProtoMessage() {}
 
 func (x *ListErrorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[16]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1426,7 +1498,7 @@ func (x *ListErrorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListErrorsResponse.ProtoReflect.Descriptor instead.
 func (*ListErrorsResponse) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{16}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListErrorsResponse) GetItems() []*ErrorItem {
@@ -1469,7 +1541,7 @@ type ErrorItem struct {
 
 func (x *ErrorItem) Reset() {
 	*x = ErrorItem{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[17]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1553,7 @@ func (x *ErrorItem) String() string {
 func (*ErrorItem) ProtoMessage() {}
 
 func (x *ErrorItem) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[17]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1566,7 @@ func (x *ErrorItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorItem.ProtoReflect.Descriptor instead.
 func (*ErrorItem) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{17}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ErrorItem) GetDestination() string {
@@ -1594,7 +1666,7 @@ type WaitRequest struct {
 
 func (x *WaitRequest) Reset() {
 	*x = WaitRequest{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[18]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1606,7 +1678,7 @@ func (x *WaitRequest) String() string {
 func (*WaitRequest) ProtoMessage() {}
 
 func (x *WaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[18]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1619,7 +1691,7 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{18}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WaitRequest) GetDestination() string {
@@ -1659,7 +1731,7 @@ type WaitResponse struct {
 
 func (x *WaitResponse) Reset() {
 	*x = WaitResponse{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[19]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1671,7 +1743,7 @@ func (x *WaitResponse) String() string {
 func (*WaitResponse) ProtoMessage() {}
 
 func (x *WaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[19]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1684,7 +1756,7 @@ func (x *WaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitResponse.ProtoReflect.Descriptor instead.
 func (*WaitResponse) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{19}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WaitResponse) GetStarted() *timestamppb.Timestamp {
@@ -1742,7 +1814,7 @@ type WaitingShard struct {
 
 func (x *WaitingShard) Reset() {
 	*x = WaitingShard{}
-	mi := &file_rgwsync_v1_status_proto_msgTypes[20]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1754,7 +1826,7 @@ func (x *WaitingShard) String() string {
 func (*WaitingShard) ProtoMessage() {}
 
 func (x *WaitingShard) ProtoReflect() protoreflect.Message {
-	mi := &file_rgwsync_v1_status_proto_msgTypes[20]
+	mi := &file_rgwsync_v1_status_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1767,7 +1839,7 @@ func (x *WaitingShard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitingShard.ProtoReflect.Descriptor instead.
 func (*WaitingShard) Descriptor() ([]byte, []int) {
-	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{20}
+	return file_rgwsync_v1_status_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WaitingShard) GetShard() string {
@@ -1816,19 +1888,24 @@ const file_rgwsync_v1_status_proto_rawDesc = "" +
 	"\x02op\x18\x04 \x01(\tR\x02op\x12\x16\n" +
 	"\x06marker\x18\x05 \x01(\tR\x06marker\x122\n" +
 	"\x06logged\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x06logged\x12\x14\n" +
-	"\x05error\x18\a \x01(\tR\x05error\"\x7f\n" +
+	"\x05error\x18\a \x01(\tR\x05error\"\xb7\x01\n" +
 	"\rResyncRequest\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x18\n" +
 	"\abuckets\x18\x02 \x03(\tR\abuckets\x122\n" +
-	"\aobjects\x18\x03 \x03(\v2\x18.rgwsync.v1.ResyncObjectR\aobjects\"W\n" +
+	"\aobjects\x18\x03 \x03(\v2\x18.rgwsync.v1.ResyncObjectR\aobjects\x126\n" +
+	"\bmetadata\x18\x04 \x03(\v2\x1a.rgwsync.v1.ResyncMetadataR\bmetadata\"<\n" +
+	"\x0eResyncMetadata\x12\x18\n" +
+	"\asection\x18\x01 \x01(\tR\asection\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\"W\n" +
 	"\fResyncObject\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x1d\n" +
 	"\n" +
-	"version_id\x18\x03 \x01(\tR\tversionId\"O\n" +
+	"version_id\x18\x03 \x01(\tR\tversionId\"k\n" +
 	"\x0eResyncResponse\x12#\n" +
 	"\rbucket_shards\x18\x01 \x01(\rR\fbucketShards\x12\x18\n" +
-	"\aobjects\x18\x02 \x01(\rR\aobjects\"a\n" +
+	"\aobjects\x18\x02 \x01(\rR\aobjects\x12\x1a\n" +
+	"\bmetadata\x18\x03 \x01(\rR\bmetadata\"a\n" +
 	"\rStatusRequest\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12.\n" +
 	"\blog_type\x18\x02 \x01(\x0e2\x13.rgwsync.v1.LogTypeR\alogType\"\xbf\x01\n" +
@@ -1959,7 +2036,7 @@ func file_rgwsync_v1_status_proto_rawDescGZIP() []byte {
 }
 
 var file_rgwsync_v1_status_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_rgwsync_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_rgwsync_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_rgwsync_v1_status_proto_goTypes = []any{
 	(ErrorState)(0),               // 0: rgwsync.v1.ErrorState
 	(*BacklogRequest)(nil),        // 1: rgwsync.v1.BacklogRequest
@@ -1967,73 +2044,75 @@ var file_rgwsync_v1_status_proto_goTypes = []any{
 	(*BucketShardBacklog)(nil),    // 3: rgwsync.v1.BucketShardBacklog
 	(*BacklogEntry)(nil),          // 4: rgwsync.v1.BacklogEntry
 	(*ResyncRequest)(nil),         // 5: rgwsync.v1.ResyncRequest
-	(*ResyncObject)(nil),          // 6: rgwsync.v1.ResyncObject
-	(*ResyncResponse)(nil),        // 7: rgwsync.v1.ResyncResponse
-	(*StatusRequest)(nil),         // 8: rgwsync.v1.StatusRequest
-	(*StatusResponse)(nil),        // 9: rgwsync.v1.StatusResponse
-	(*DestinationStatus)(nil),     // 10: rgwsync.v1.DestinationStatus
-	(*ShardStatus)(nil),           // 11: rgwsync.v1.ShardStatus
-	(*GetBoundsRequest)(nil),      // 12: rgwsync.v1.GetBoundsRequest
-	(*GetBoundsResponse)(nil),     // 13: rgwsync.v1.GetBoundsResponse
-	(*PositionMarker)(nil),        // 14: rgwsync.v1.PositionMarker
-	(*ItemMarker)(nil),            // 15: rgwsync.v1.ItemMarker
-	(*ListErrorsRequest)(nil),     // 16: rgwsync.v1.ListErrorsRequest
-	(*ListErrorsResponse)(nil),    // 17: rgwsync.v1.ListErrorsResponse
-	(*ErrorItem)(nil),             // 18: rgwsync.v1.ErrorItem
-	(*WaitRequest)(nil),           // 19: rgwsync.v1.WaitRequest
-	(*WaitResponse)(nil),          // 20: rgwsync.v1.WaitResponse
-	(*WaitingShard)(nil),          // 21: rgwsync.v1.WaitingShard
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
-	(LogType)(0),                  // 23: rgwsync.v1.LogType
-	(*ShardRef)(nil),              // 24: rgwsync.v1.ShardRef
-	(ShardPhase)(0),               // 25: rgwsync.v1.ShardPhase
+	(*ResyncMetadata)(nil),        // 6: rgwsync.v1.ResyncMetadata
+	(*ResyncObject)(nil),          // 7: rgwsync.v1.ResyncObject
+	(*ResyncResponse)(nil),        // 8: rgwsync.v1.ResyncResponse
+	(*StatusRequest)(nil),         // 9: rgwsync.v1.StatusRequest
+	(*StatusResponse)(nil),        // 10: rgwsync.v1.StatusResponse
+	(*DestinationStatus)(nil),     // 11: rgwsync.v1.DestinationStatus
+	(*ShardStatus)(nil),           // 12: rgwsync.v1.ShardStatus
+	(*GetBoundsRequest)(nil),      // 13: rgwsync.v1.GetBoundsRequest
+	(*GetBoundsResponse)(nil),     // 14: rgwsync.v1.GetBoundsResponse
+	(*PositionMarker)(nil),        // 15: rgwsync.v1.PositionMarker
+	(*ItemMarker)(nil),            // 16: rgwsync.v1.ItemMarker
+	(*ListErrorsRequest)(nil),     // 17: rgwsync.v1.ListErrorsRequest
+	(*ListErrorsResponse)(nil),    // 18: rgwsync.v1.ListErrorsResponse
+	(*ErrorItem)(nil),             // 19: rgwsync.v1.ErrorItem
+	(*WaitRequest)(nil),           // 20: rgwsync.v1.WaitRequest
+	(*WaitResponse)(nil),          // 21: rgwsync.v1.WaitResponse
+	(*WaitingShard)(nil),          // 22: rgwsync.v1.WaitingShard
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(LogType)(0),                  // 24: rgwsync.v1.LogType
+	(*ShardRef)(nil),              // 25: rgwsync.v1.ShardRef
+	(ShardPhase)(0),               // 26: rgwsync.v1.ShardPhase
 }
 var file_rgwsync_v1_status_proto_depIdxs = []int32{
 	3,  // 0: rgwsync.v1.BacklogResponse.shards:type_name -> rgwsync.v1.BucketShardBacklog
 	4,  // 1: rgwsync.v1.BacklogResponse.entries:type_name -> rgwsync.v1.BacklogEntry
-	22, // 2: rgwsync.v1.BacklogEntry.logged:type_name -> google.protobuf.Timestamp
-	6,  // 3: rgwsync.v1.ResyncRequest.objects:type_name -> rgwsync.v1.ResyncObject
-	23, // 4: rgwsync.v1.StatusRequest.log_type:type_name -> rgwsync.v1.LogType
-	10, // 5: rgwsync.v1.StatusResponse.destinations:type_name -> rgwsync.v1.DestinationStatus
-	22, // 6: rgwsync.v1.StatusResponse.now:type_name -> google.protobuf.Timestamp
-	11, // 7: rgwsync.v1.DestinationStatus.shards:type_name -> rgwsync.v1.ShardStatus
-	22, // 8: rgwsync.v1.DestinationStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
-	24, // 9: rgwsync.v1.ShardStatus.shard:type_name -> rgwsync.v1.ShardRef
-	25, // 10: rgwsync.v1.ShardStatus.phase:type_name -> rgwsync.v1.ShardPhase
-	22, // 11: rgwsync.v1.ShardStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
-	22, // 12: rgwsync.v1.ShardStatus.lease_expires:type_name -> google.protobuf.Timestamp
-	22, // 13: rgwsync.v1.ShardStatus.stalled_since:type_name -> google.protobuf.Timestamp
-	23, // 14: rgwsync.v1.GetBoundsRequest.log_type:type_name -> rgwsync.v1.LogType
-	22, // 15: rgwsync.v1.GetBoundsResponse.oldest_time:type_name -> google.protobuf.Timestamp
-	14, // 16: rgwsync.v1.GetBoundsResponse.markers:type_name -> rgwsync.v1.PositionMarker
-	22, // 17: rgwsync.v1.PositionMarker.position_time:type_name -> google.protobuf.Timestamp
-	15, // 18: rgwsync.v1.PositionMarker.items_in_progress:type_name -> rgwsync.v1.ItemMarker
-	22, // 19: rgwsync.v1.ItemMarker.timestamp:type_name -> google.protobuf.Timestamp
-	18, // 20: rgwsync.v1.ListErrorsResponse.items:type_name -> rgwsync.v1.ErrorItem
-	24, // 21: rgwsync.v1.ErrorItem.shard:type_name -> rgwsync.v1.ShardRef
-	0,  // 22: rgwsync.v1.ErrorItem.state:type_name -> rgwsync.v1.ErrorState
-	22, // 23: rgwsync.v1.ErrorItem.first_seen:type_name -> google.protobuf.Timestamp
-	22, // 24: rgwsync.v1.ErrorItem.last_attempt:type_name -> google.protobuf.Timestamp
-	22, // 25: rgwsync.v1.ErrorItem.next_attempt:type_name -> google.protobuf.Timestamp
-	22, // 26: rgwsync.v1.WaitResponse.started:type_name -> google.protobuf.Timestamp
-	21, // 27: rgwsync.v1.WaitResponse.waiting:type_name -> rgwsync.v1.WaitingShard
-	8,  // 28: rgwsync.v1.StatusService.Status:input_type -> rgwsync.v1.StatusRequest
-	12, // 29: rgwsync.v1.StatusService.GetBounds:input_type -> rgwsync.v1.GetBoundsRequest
-	16, // 30: rgwsync.v1.StatusService.ListErrors:input_type -> rgwsync.v1.ListErrorsRequest
-	19, // 31: rgwsync.v1.StatusService.Wait:input_type -> rgwsync.v1.WaitRequest
-	5,  // 32: rgwsync.v1.StatusService.Resync:input_type -> rgwsync.v1.ResyncRequest
-	1,  // 33: rgwsync.v1.StatusService.Backlog:input_type -> rgwsync.v1.BacklogRequest
-	9,  // 34: rgwsync.v1.StatusService.Status:output_type -> rgwsync.v1.StatusResponse
-	13, // 35: rgwsync.v1.StatusService.GetBounds:output_type -> rgwsync.v1.GetBoundsResponse
-	17, // 36: rgwsync.v1.StatusService.ListErrors:output_type -> rgwsync.v1.ListErrorsResponse
-	20, // 37: rgwsync.v1.StatusService.Wait:output_type -> rgwsync.v1.WaitResponse
-	7,  // 38: rgwsync.v1.StatusService.Resync:output_type -> rgwsync.v1.ResyncResponse
-	2,  // 39: rgwsync.v1.StatusService.Backlog:output_type -> rgwsync.v1.BacklogResponse
-	34, // [34:40] is the sub-list for method output_type
-	28, // [28:34] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	23, // 2: rgwsync.v1.BacklogEntry.logged:type_name -> google.protobuf.Timestamp
+	7,  // 3: rgwsync.v1.ResyncRequest.objects:type_name -> rgwsync.v1.ResyncObject
+	6,  // 4: rgwsync.v1.ResyncRequest.metadata:type_name -> rgwsync.v1.ResyncMetadata
+	24, // 5: rgwsync.v1.StatusRequest.log_type:type_name -> rgwsync.v1.LogType
+	11, // 6: rgwsync.v1.StatusResponse.destinations:type_name -> rgwsync.v1.DestinationStatus
+	23, // 7: rgwsync.v1.StatusResponse.now:type_name -> google.protobuf.Timestamp
+	12, // 8: rgwsync.v1.DestinationStatus.shards:type_name -> rgwsync.v1.ShardStatus
+	23, // 9: rgwsync.v1.DestinationStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
+	25, // 10: rgwsync.v1.ShardStatus.shard:type_name -> rgwsync.v1.ShardRef
+	26, // 11: rgwsync.v1.ShardStatus.phase:type_name -> rgwsync.v1.ShardPhase
+	23, // 12: rgwsync.v1.ShardStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
+	23, // 13: rgwsync.v1.ShardStatus.lease_expires:type_name -> google.protobuf.Timestamp
+	23, // 14: rgwsync.v1.ShardStatus.stalled_since:type_name -> google.protobuf.Timestamp
+	24, // 15: rgwsync.v1.GetBoundsRequest.log_type:type_name -> rgwsync.v1.LogType
+	23, // 16: rgwsync.v1.GetBoundsResponse.oldest_time:type_name -> google.protobuf.Timestamp
+	15, // 17: rgwsync.v1.GetBoundsResponse.markers:type_name -> rgwsync.v1.PositionMarker
+	23, // 18: rgwsync.v1.PositionMarker.position_time:type_name -> google.protobuf.Timestamp
+	16, // 19: rgwsync.v1.PositionMarker.items_in_progress:type_name -> rgwsync.v1.ItemMarker
+	23, // 20: rgwsync.v1.ItemMarker.timestamp:type_name -> google.protobuf.Timestamp
+	19, // 21: rgwsync.v1.ListErrorsResponse.items:type_name -> rgwsync.v1.ErrorItem
+	25, // 22: rgwsync.v1.ErrorItem.shard:type_name -> rgwsync.v1.ShardRef
+	0,  // 23: rgwsync.v1.ErrorItem.state:type_name -> rgwsync.v1.ErrorState
+	23, // 24: rgwsync.v1.ErrorItem.first_seen:type_name -> google.protobuf.Timestamp
+	23, // 25: rgwsync.v1.ErrorItem.last_attempt:type_name -> google.protobuf.Timestamp
+	23, // 26: rgwsync.v1.ErrorItem.next_attempt:type_name -> google.protobuf.Timestamp
+	23, // 27: rgwsync.v1.WaitResponse.started:type_name -> google.protobuf.Timestamp
+	22, // 28: rgwsync.v1.WaitResponse.waiting:type_name -> rgwsync.v1.WaitingShard
+	9,  // 29: rgwsync.v1.StatusService.Status:input_type -> rgwsync.v1.StatusRequest
+	13, // 30: rgwsync.v1.StatusService.GetBounds:input_type -> rgwsync.v1.GetBoundsRequest
+	17, // 31: rgwsync.v1.StatusService.ListErrors:input_type -> rgwsync.v1.ListErrorsRequest
+	20, // 32: rgwsync.v1.StatusService.Wait:input_type -> rgwsync.v1.WaitRequest
+	5,  // 33: rgwsync.v1.StatusService.Resync:input_type -> rgwsync.v1.ResyncRequest
+	1,  // 34: rgwsync.v1.StatusService.Backlog:input_type -> rgwsync.v1.BacklogRequest
+	10, // 35: rgwsync.v1.StatusService.Status:output_type -> rgwsync.v1.StatusResponse
+	14, // 36: rgwsync.v1.StatusService.GetBounds:output_type -> rgwsync.v1.GetBoundsResponse
+	18, // 37: rgwsync.v1.StatusService.ListErrors:output_type -> rgwsync.v1.ListErrorsResponse
+	21, // 38: rgwsync.v1.StatusService.Wait:output_type -> rgwsync.v1.WaitResponse
+	8,  // 39: rgwsync.v1.StatusService.Resync:output_type -> rgwsync.v1.ResyncResponse
+	2,  // 40: rgwsync.v1.StatusService.Backlog:output_type -> rgwsync.v1.BacklogResponse
+	35, // [35:41] is the sub-list for method output_type
+	29, // [29:35] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_rgwsync_v1_status_proto_init() }
@@ -2048,7 +2127,7 @@ func file_rgwsync_v1_status_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rgwsync_v1_status_proto_rawDesc), len(file_rgwsync_v1_status_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
