@@ -120,3 +120,43 @@ func TestRetryOfAReshardedInstanceReadsTheBucket(t *testing.T) {
 	_, err = e.buildOp(context.Background(), objRef{bs: bs, key: "v", version: "V0"}, &budget)
 	require.Error(t, err)
 }
+
+// make chaos seed 2 (extended, at 10ea65a; the same key as at 213f79a):
+// a null version's PUT (epoch 1) was kept for retry while zone-b's bucket
+// was not suspended yet, the key's later ops held behind it: a named
+// delete marker (epoch 2), then a null delete marker (epoch 3) that
+// replaced the null version on the source. The retry, resolved to what
+// the source's index says of "null" now, wrote that epoch-3 marker first;
+// the epoch-2 marker released after it was declined for good (FACTS.md
+// section 25). A retry whose null id a later op of the key has reused
+// since is superseded: that later op comes in its own order. Fails on the
+// code before (a delete marker op).
+func TestRetryOfAReusedNullIsSuperseded(t *testing.T) {
+	src := newFakeSource()
+	src.blobs["bucket.instance:vb:inst"] = `{"data":{"bucket_info":{"owner":"alice","bucket":{"tenant":""}}}}`
+	objs := &fakeObjects{versions: map[string]rgwobj.ListEntry{
+		"k\x00null": {Key: "k", VersionID: "null", VersionedEpoch: 3, DeleteMarker: true, IsLatest: true},
+		"k\x00M":    {Key: "k", VersionID: "M", VersionedEpoch: 2, DeleteMarker: true},
+	}}
+	e := &Exporter{cfg: Config{Source: src, Objects: objs, InlineMax: 1 << 20}}
+	bs := rgwlog.BucketShard{Key: "vb:inst:3", Bucket: "vb", Instance: "inst", Shard: 3}
+	var budget atomic.Int64
+	budget.Store(1 << 20)
+	op, err := e.buildOp(context.Background(), objRef{bs: bs, key: "k", version: "null", epoch: 1}, &budget)
+	require.NoError(t, err)
+	require.Nil(t, op, "superseded by the null delete marker (epoch 3), which comes after the named one (epoch 2)")
+	// The marker's own op (or its retry) is sent.
+	op, err = e.buildOp(context.Background(), objRef{bs: bs, key: "k", version: "null", epoch: 3}, &budget)
+	require.NoError(t, err)
+	require.Equal(t, v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, op.GetKind())
+	// The null PUT's own op (not a retry): the source answers 404 for the
+	// null version (a delete marker now), its index lists a later one.
+	op, err = e.buildOp(context.Background(), objRef{bs: bs, key: "k", version: "null", epoch: 1,
+		kind: v1.ObjectOpKind_OBJECT_OP_KIND_PUT}, &budget)
+	require.NoError(t, err)
+	require.Nil(t, op)
+	// A retry that knows no epoch: as the index says (as before).
+	op, err = e.buildOp(context.Background(), objRef{bs: bs, key: "k", version: "null"}, &budget)
+	require.NoError(t, err)
+	require.Equal(t, v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, op.GetKind())
+}
