@@ -164,7 +164,10 @@ func opsFromBILog(bs rgwlog.BucketShard, entries []rgwadmin.BILogEntry) []objRef
 			// marker over it) stands for an earlier plain write.
 			kk.version = "null"
 		}
-		if i, ok := last[kk]; ok {
+		if i, ok := last[kk]; ok && keepsRemoval(refs[i], r) {
+			// Two ops in their order: the removal, then the write.
+			delete(last, kk)
+		} else if ok {
 			if r.epoch == 0 && r.kind == refs[i].kind {
 				// The "del" after an unlink_instance: keep the unlink's
 				// epoch.
@@ -187,6 +190,18 @@ func opsFromBILog(bs rgwlog.BucketShard, entries []rgwadmin.BILogEntry) []objRef
 		}
 	}
 	return out
+}
+
+// keepsRemoval says whether prev, an earlier op of the same key and id as
+// r, stays beside it instead of being folded into it: a removal of the
+// null version (with its epoch) before a plain write of the null version
+// (no epoch). The removal may have emptied the key, which the source then
+// numbers from the start again; folded away, zone-b's key keeps its old
+// epoch and numbers the write above the source's next version (FACTS.md
+// section 30: the next version is not current on zone-b).
+func keepsRemoval(prev, r objRef) bool {
+	return prev.kind == v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION && prev.version == "null" && prev.epoch > 0 &&
+		r.kind == v1.ObjectOpKind_OBJECT_OP_KIND_UNSPECIFIED && r.version == ""
 }
 
 // checkBILogTrim tells whether a bilog read after pos found entries

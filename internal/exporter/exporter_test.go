@@ -766,6 +766,16 @@ func TestOpsFromBILogNullVersionRemoval(t *testing.T) {
 	}, got(ent("write", "k", "", 53, false), ent("link_olh_del", "k", "", 2, true), ent("del", "k", "", 55, true)))
 	// The del alone (its OLH op was in an earlier page): nothing.
 	require.Empty(t, got(ent("del", "k", "", 80, true)))
+	// Suspended: a null marker, its removal (the key is empty: the source
+	// starts its epochs again, FACTS.md §30), then a plain null write: the
+	// removal stays, in its place. Folded into the write (no epoch), it
+	// was lost, and zone-b gave the write an epoch above the next version's
+	// (make chaos seed 3, v/k00502). Fails on the code before.
+	require.Equal(t, []r{
+		{"k", "null", v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION, 3},
+		{"k", "", v1.ObjectOpKind_OBJECT_OP_KIND_UNSPECIFIED, 0},
+	}, got(ent("link_olh_del", "k", "", 2, true), ent("del", "k", "", 55, true), ent("unlink_instance", "k", "", 3, true),
+		ent("del", "k", "", 56, true), ent("write", "k", "", 57, false)))
 }
 
 // A tag or ACL change of an existing version (issue #11, hole 4), as the
