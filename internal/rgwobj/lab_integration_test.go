@@ -1070,3 +1070,41 @@ func TestNullMarkerOverMarkerByANullVersion(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, found && cur.VersionID == "null" && cur.DeleteMarker && cur.VersionedEpoch == 7, "%+v", cur)
 }
+
+// TestNullWriteIntoAnEmptiedKey pins FACTS.md section 30 (16.2.15): a
+// plain null write into a key whose null marker was removed (emptied) is
+// numbered 1, below the next version (epoch 2, the source's); without the
+// removal it is numbered above the marker's epoch, and the next version
+// is not current.
+func TestNullWriteIntoAnEmptiedKey(t *testing.T) {
+	e := newEnv(t)
+	for _, removed := range []bool{true, false} {
+		bucket := labtest.RandomName("ne")
+		inst := e.bucket(bucket, true)
+		_, err := e.user.PutBucketVersioning(e.ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(bucket),
+			VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusSuspended}})
+		require.NoError(t, err)
+		e.copyMeta("bucket.instance", inst)
+		require.NoError(t, e.b.PutDeleteMarker(e.ctx, bucket, "k", e.uid, "null", 2))
+		if removed {
+			require.NoError(t, e.b.DeleteVersion(e.ctx, bucket, "k", e.uid, "null", 3))
+		}
+		_, err = e.b.Put(e.ctx, ObjectInfo{Bucket: bucket, Key: "k", Owner: e.uid, VersionID: "null", Size: 1}, bytes.NewReader([]byte("x")), 0)
+		require.NoError(t, err)
+		_, err = e.user.PutBucketVersioning(e.ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(bucket),
+			VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}})
+		require.NoError(t, err)
+		e.copyMeta("bucket.instance", inst)
+		const v = "V2xxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		_, err = e.b.Put(e.ctx, ObjectInfo{Bucket: bucket, Key: "k", Owner: e.uid, VersionID: v, Size: 1}, bytes.NewReader([]byte("y")), 2)
+		require.NoError(t, err)
+		cur, found, err := e.b.LatestInBucket(e.ctx, bucket, "k")
+		require.NoError(t, err)
+		require.True(t, found)
+		if removed {
+			require.Equal(t, v, cur.VersionID, "the version after the emptied key's null version is current")
+		} else {
+			require.Equal(t, "null", cur.VersionID, "expected the null write over the marker to be numbered above epoch 2")
+		}
+	}
+}
