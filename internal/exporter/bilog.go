@@ -68,6 +68,9 @@ type objRef struct {
 	// held: not sent now, kept for retry behind an earlier op of its key
 	// (the reason).
 	held string
+	// plain: an object named without a version (a plain write), looked
+	// for as the null version (buildOp).
+	plain bool
 }
 
 // opsFromBILog turns bilog entries into object work. An unversioned key is

@@ -148,7 +148,7 @@ func (e *Exporter) buildOp(ctx context.Context, r objRef, inlineBudget *atomic.I
 		// it became a new version of zone-b without its id (make chaos
 		// seed 4: null versions only on zone-b), deleted plainly it
 		// became a delete marker zone-b's source never had.
-		r.version = "null"
+		r.version, r.plain = "null", true
 		return e.buildOp(ctx, r, inlineBudget)
 	}
 	if errors.Is(err, rgwobj.ErrNotFound) {
@@ -210,13 +210,15 @@ func (e *Exporter) resolveVersion(ctx context.Context, r objRef) (objRef, error)
 	if err != nil {
 		return r, err
 	}
-	if found && r.version == "null" && r.epoch > 0 && le.VersionedEpoch > r.epoch {
+	if found && r.version == "null" && (r.epoch > 0 && le.VersionedEpoch > r.epoch || r.plain && r.epoch == 0 && le.DeleteMarker) {
 		// The id "null" is reused: the source's null entry now is a later
 		// op of the key (a null version or delete marker written after
 		// this one), which comes in its own place in the key's order.
 		// Written here, it would overtake the ops between (make chaos
 		// seed 2: a null marker of epoch 3 written before the named
-		// marker of epoch 2, which zone-b then declined).
+		// marker of epoch 2, which zone-b then declined). A plain write
+		// of the null version (no epoch: no OLH op logged it) never made
+		// a delete marker: one there now is a later op too.
 		return r, errSuperseded
 	}
 	switch {
