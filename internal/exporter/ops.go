@@ -210,15 +210,7 @@ func (e *Exporter) resolveVersion(ctx context.Context, r objRef) (objRef, error)
 	if err != nil {
 		return r, err
 	}
-	if found && r.version == "null" && (r.epoch > 0 && le.VersionedEpoch > r.epoch || r.plain && r.epoch == 0 && le.DeleteMarker) {
-		// The id "null" is reused: the source's null entry now is a later
-		// op of the key (a null version or delete marker written after
-		// this one), which comes in its own place in the key's order.
-		// Written here, it would overtake the ops between (make chaos
-		// seed 2: a null marker of epoch 3 written before the named
-		// marker of epoch 2, which zone-b then declined). A plain write
-		// of the null version (no epoch: no OLH op logged it) never made
-		// a delete marker: one there now is a later op too.
+	if found && nullReused(r, le) {
 		return r, errSuperseded
 	}
 	switch {
@@ -256,6 +248,21 @@ func (e *Exporter) findVersion(ctx context.Context, bs rgwlog.BucketShard, key, 
 	return e.cfg.Objects.FindVersionInBucket(ctx, bs.S3Bucket(), key, version)
 }
 
+// nullReused says whether le, the source's index entry of the null
+// version now, is a later op of r's key than r (the id "null" is reused):
+// a null version or delete marker written after r, which comes in its own
+// place in the key's order. Written for r, it would overtake the ops
+// between (make chaos seed 2: a null marker of epoch 3 written before the
+// named marker of epoch 2, which zone-b then declined). A plain write of
+// the null version (no epoch: no OLH op logged it) never made a delete
+// marker: one there now is a later op too.
+func nullReused(r objRef, le rgwobj.ListEntry) bool {
+	if le.VersionID != "null" {
+		return false
+	}
+	return r.epoch > 0 && le.VersionedEpoch > r.epoch || r.plain && r.epoch == 0 && le.DeleteMarker
+}
+
 // errSuperseded: an op a later op of its key has replaced at the source
 // (the null id reused): nothing to write in its place.
 var errSuperseded = errors.New("superseded by a later op of the key")
@@ -287,8 +294,8 @@ func (e *Exporter) notFoundOp(ctx context.Context, op *v1.ObjectOp, r objRef, er
 		switch {
 		case ferr != nil:
 			return nil, fmt.Errorf("read %s/%s: %w (checking the source's bucket index: %v)", op.Bucket, r.key, err, ferr)
-		case found && v == "null" && r.epoch > 0 && le.VersionedEpoch > r.epoch:
-			return nil, nil // a later op reused the id "null" (see resolveVersion): it comes in its place
+		case found && nullReused(r, le):
+			return nil, nil // a later op reused the id "null": it comes in its place
 		case found:
 			return nil, fmt.Errorf("read %s/%s: the source answered not found, but its bucket index lists the object: %w", op.Bucket, r.key, err)
 		}

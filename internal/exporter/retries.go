@@ -147,8 +147,7 @@ func needsRecheck(en *v1.MetadataEntry) bool {
 	if en.GetSection() != rgwlog.SectionBucketInstance {
 		return false
 	}
-	r, err := rgwlog.Resharding(en.GetBlob())
-	return err == nil && r
+	return resharded(en.GetBlob())
 }
 
 // addMetaRechecks schedules one re-check, RecheckDelay later, of every key
