@@ -40,10 +40,7 @@ func (dw *dataWorker) sendBILog(ctx context.Context, key string) (sent, more boo
 	}
 	dw.markHot(key)
 	refs := dw.order.hold(key, opsFromBILog(bs, entries), dw.bounds[key].Retries)
-	last := entries[len(entries)-1].OpID
-	if _, m, ok := strings.Cut(last, "#"); ok {
-		last = m // listing markers are without the "N#" shard prefix
-	}
+	last := opIDMarker(entries[len(entries)-1].OpID)
 	res, err := dw.reserve(ctx, refs)
 	if err != nil {
 		return false, false, err // the page is read again once there is room
@@ -209,11 +206,13 @@ func keepsRemoval(prev, r objRef) bool {
 
 // checkBILogTrim tells whether a bilog read after pos found entries
 // trimmed unread (then the shard is back in full sync: bilogTrimmed).
-// index_ver numbers a shard's entries one by one (the number in the op
-// id), and max_marker outlives a trim (FACTS.md section 8): a first entry
-// past the read position's next one, or an empty listing while max_marker
-// is past the position (listed again first, to rule out a write in
-// between), means entries were trimmed (issue #11, hole 7). An empty
+// index_ver numbers a shard's entries (the number in the op id), and
+// max_marker outlives a trim (FACTS.md section 8): an empty listing while
+// max_marker is past the position (listed again first, to rule out a write
+// in between), or a first entry past the read position's next one while
+// the bound's own entry is gone, means entries were trimmed (issue #11,
+// hole 7). A gap alone is not a trim: the gateway uses numbers for ops it
+// does not log (FACTS.md section 31). An empty
 // position is the start of a log that had no entry when the shard was
 // listed: any entry since is after it, but its first number is not known
 // (a reshard's new shards start at 2: FACTS.md section 10). It returns the
@@ -240,9 +239,47 @@ func (dw *dataWorker) checkBILogTrim(ctx context.Context, key, pos string, entri
 		}
 	}
 	if numbered && len(entries) > 0 && entries[0].IndexVer > n+1 {
-		return nil, true, dw.bilogTrimmed(key, n, entries[0])
+		// A gap: trimmed, or numbers the gateway used for ops it did not
+		// log (FACTS.md section 31). A trim removes a log's entries from
+		// its start: while the bound's own entry is there, none after it
+		// was trimmed.
+		kept, err := dw.boundEntryKept(ctx, key, pos, n)
+		if err != nil {
+			return nil, false, err
+		}
+		if !kept {
+			return nil, true, dw.bilogTrimmed(key, n, entries[0])
+		}
 	}
 	return entries, false, nil
+}
+
+// boundEntryKept says whether the bilog entry at pos (index_ver n) is still
+// in the log: listed from its index_ver alone, which sorts before every
+// entry numbered n (FACTS.md section 21).
+func (dw *dataWorker) boundEntryKept(ctx context.Context, key, pos string, n uint64) (bool, error) {
+	entries, err := dw.e.cfg.Data.ListBILog(ctx, key, bilogTrimMarker(n), dw.e.cfg.BatchEntries)
+	if err != nil {
+		return false, fmt.Errorf("list bilog %s from the bound's entry %q (is it trimmed?): %w", key, pos, err)
+	}
+	for _, en := range entries {
+		if en.IndexVer > n {
+			break
+		}
+		if opIDMarker(en.OpID) == opIDMarker(pos) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// opIDMarker is a bilog op id without its "N#" shard prefix (the form of
+// listing markers and of the bounds).
+func opIDMarker(id string) string {
+	if _, m, ok := strings.Cut(id, "#"); ok {
+		return m
+	}
+	return id
 }
 
 // bilogIndexVer is the index_ver in a bilog marker ("[N#]00000000008.14057.6"

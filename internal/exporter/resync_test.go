@@ -280,6 +280,86 @@ func TestBILogTrimmedPastTheBoundIsListedAgain(t *testing.T) {
 	a.cancel()
 }
 
+// A gap in a bucket-index log's numbering is not a trim: the gateway writes
+// the index header (index_ver + 1) for ops it does not log, e.g. racing null
+// writes and deletes of a key in a suspended bucket (FACTS.md section 31).
+// make chaos seed 2 (v/k00158): entry 4 was never logged, the shard was
+// taken as trimmed and listed again, and the removal logged after the gap
+// was never sent (a listing copies what exists, it replays no delete). The
+// bound's own entry is still there, so nothing after it was trimmed: the
+// entries after the gap are sent as they are.
+func TestBILogNumberingGapIsNotATrim(t *testing.T) {
+	src, data := oneBucketSource()
+	objs := &flakyListing{fakeObjects: &fakeObjects{versions: map[string]rgwobj.ListEntry{}}}
+	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"), func(c *Config) {
+		c.Data, c.Objects = data, objs
+	})
+	a := r.dial(t, "a1")
+	a.fullSync(t, r)
+	a.subscribe(rgwlog.Unit{Log: rgwlog.LogData})
+
+	untilIncremental(r, a, b1Key)
+	objs.versions["obj1\x00null"] = rgwobj.ListEntry{Key: "obj1", VersionID: "null", Owner: "alice"}
+	data.write("b1:inst1", "obj1", 1)
+	data.mu.Lock()
+	data.datalog = append(data.datalog, rgwadmin.DataLogEntry{EntityType: "bucket", Key: "b1:inst1", LogID: "1_0002"})
+	data.mu.Unlock()
+	for sent := false; !sent; {
+		b := a.next()
+		for _, op := range b.GetObjects() {
+			sent = sent || op.GetKey() == "obj1"
+		}
+		a.ack(b)
+	}
+	require.Eventually(t, func() bool {
+		bd, _, _ := r.store.Get(b1Key)
+		return bd.Marker == "00000000001.1.1"
+	}, 5*time.Second, 10*time.Millisecond)
+
+	// obj1 is deleted; index_ver 2 was used by an op the gateway did not log.
+	delete(objs.versions, "obj1\x00null")
+	data.mu.Lock()
+	data.bilogs["b1:inst1"] = append(data.bilogs["b1:inst1"], rgwadmin.BILogEntry{OpID: "00000000003.1.3", IndexVer: 3,
+		Op: "del", Object: "obj1", Instance: "null", State: "complete", Timestamp: time.Unix(1795609533, 0)})
+	data.datalog = append(data.datalog, rgwadmin.DataLogEntry{EntityType: "bucket", Key: "b1:inst1", LogID: "1_0003"})
+	data.mu.Unlock()
+
+	ops := make(chan *v1.ObjectOp, 16)
+	go func() {
+		for {
+			m, err := a.s.Recv()
+			if err != nil {
+				return
+			}
+			b := m.GetBatch()
+			if b == nil {
+				continue
+			}
+			for _, op := range b.GetObjects() {
+				ops <- op
+			}
+			_ = a.s.Send(&v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Ack{Ack: &v1.Ack{
+				Shard: b.GetShard(), Seq: b.GetSeq(), ThroughMarker: b.GetThroughMarker(), Generation: b.GetGeneration()}}})
+		}
+	}()
+	timeout := time.After(10 * time.Second)
+	for deleted := false; !deleted; {
+		select {
+		case op := <-ops:
+			k := op.GetKind()
+			deleted = op.GetKey() == "obj1" &&
+				(k == v1.ObjectOpKind_OBJECT_OP_KIND_DELETE || k == v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION)
+		case <-timeout:
+			bd, _, _ := r.store.Get(b1Key)
+			t.Fatalf("the delete of obj1, logged after a gap in the numbering, was never sent (bound %+v)", bd)
+		}
+	}
+	bd, _, err := r.store.Get(b1Key)
+	require.NoError(t, err)
+	require.Zero(t, bd.Resyncs, "a gap in the numbering is not a trim: the shard is not listed again")
+	a.cancel()
+}
+
 // oneBucketSource is a source with bucket b1 (instance inst1, one
 // unsharded index owned by alice) and a datalog entry naming it.
 func oneBucketSource() (*fakeSource, *fakeData) {

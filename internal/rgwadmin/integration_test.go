@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -315,8 +316,14 @@ func TestLabBILog(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, perShard[shard], one)
 	for i := 1; i < len(one); i++ {
-		assert.Equal(t, one[i-1].IndexVer+1, one[i].IndexVer, "index_ver contiguous")
+		assert.Equal(t, one[i-1].IndexVer+1, one[i].IndexVer, "index_ver contiguous for sequential writes (racing ops leave gaps: FACTS.md §31)")
 	}
+	// Listed from an index_ver alone, the entry of that number comes first
+	// (how the exporter tells a gap from a trim: FACTS.md §31).
+	from, err := a.ListBILog(ctx, shardInst, fmt.Sprintf("%011d", one[1].IndexVer), 1)
+	require.NoError(t, err)
+	require.Len(t, from, 1)
+	assert.Equal(t, one[1].OpID, from[0].OpID, "listed from index_ver %d alone", one[1].IndexVer)
 	// Page by one, the marker being the previous op_id ("N#…", '#' escaped).
 	var paged []BILogEntry
 	for marker := ""; ; {

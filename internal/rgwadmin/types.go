@@ -71,7 +71,7 @@ type BILogInfo struct {
 // BILogEntry is one bucket-index log entry.
 type BILogEntry struct {
 	OpID, OpTag, Op, Object, Instance, State string // Op: "write", "del", "link_olh", "link_olh_del", "unlink_instance", …
-	IndexVer                                 uint64 // contiguous per index shard: a jump means trimmed entries
+	IndexVer                                 uint64 // per index shard, increasing; a gap is a trim or an op the gateway did not log (FACTS.md §31)
 	Timestamp                                time.Time
 	Ver                                      struct {
 		Pool  int64
