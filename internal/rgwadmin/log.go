@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -212,7 +213,8 @@ func (c *Client) ListDataLog(ctx context.Context, shard int, marker string, max 
 // index shard, values "shard#value,…") or "bucket:instance:shard" (one).
 func (c *Client) BILogInfo(ctx context.Context, bucketInstance string) (BILogInfo, error) {
 	op := fmt.Sprintf("get bilog info of %s", bucketInstance)
-	q := url.Values{"type": {"bucket-index"}, "bucket-instance": {bucketInstance}, "info": {""}}
+	q := bilogQuery(bucketInstance)
+	q.Set("info", "")
 	w, body, err := getJSON[wireBILogInfo](ctx, c, request{op: op, method: http.MethodGet, path: logPath, query: q})
 	if err != nil {
 		return BILogInfo{}, err
@@ -220,7 +222,21 @@ func (c *Client) BILogInfo(ctx context.Context, bucketInstance string) (BILogInf
 	if w.MaxMarker == nil {
 		return BILogInfo{}, missing(op, body, "max_marker")
 	}
-	return BILogInfo{BucketVer: w.BucketVer, MasterVer: w.MasterVer, MaxMarker: *w.MaxMarker, SyncStopped: bool(w.SyncStopped)}, nil
+	return BILogInfo{BucketVer: w.BucketVer, MasterVer: w.MasterVer, MaxMarker: *w.MaxMarker, SyncStopped: bool(w.SyncStopped),
+		LatestGen: w.LatestGen, Generations: w.Generations}, nil
+}
+
+// bilogQuery names a bucket shard's index log for the admin API: a key
+// "…@<gen>" (rgwlog.BucketShard) is that generation's log. The generation
+// is always sent: without it Reef and later answer the current one, which
+// after a reshard is not the log of a generation-0 key; Pacific ignores it
+// (FACTS.md section 32).
+func bilogQuery(bucketInstance string) url.Values {
+	inst, gen := bucketInstance, "0"
+	if i := strings.LastIndexByte(bucketInstance, '@'); i > 0 {
+		inst, gen = bucketInstance[:i], bucketInstance[i+1:]
+	}
+	return url.Values{"type": {"bucket-index"}, "bucket-instance": {inst}, "generation": {gen}}
 }
 
 // ListBILog lists the bucket-index log of bucketInstance after marker
@@ -229,7 +245,7 @@ func (c *Client) BILogInfo(ctx context.Context, bucketInstance string) (BILogInf
 // shorter than max is the last.
 func (c *Client) ListBILog(ctx context.Context, bucketInstance, marker string, max int) ([]BILogEntry, error) {
 	op := fmt.Sprintf("list bilog of %s", bucketInstance)
-	q := url.Values{"type": {"bucket-index"}, "bucket-instance": {bucketInstance}}
+	q := bilogQuery(bucketInstance)
 	setPaging(q, "marker", marker, max)
 	w, body, err := getJSON[[]wireBILE](ctx, c, request{op: op, method: http.MethodGet, path: logPath, query: q})
 	if err != nil {
@@ -373,7 +389,8 @@ func (c *Client) TrimBILog(ctx context.Context, bucketInstance, endMarker string
 	if endMarker == "" {
 		return fmt.Errorf("%s: empty end marker", op)
 	}
-	q := url.Values{"type": {"bucket-index"}, "bucket-instance": {bucketInstance}, "end-marker": {endMarker}}
+	q := bilogQuery(bucketInstance)
+	q.Set("end-marker", endMarker)
 	_, err := c.do(ctx, request{op: op, method: http.MethodDelete, path: logPath, query: q})
 	return err
 }

@@ -50,6 +50,7 @@ type MDLogPage struct {
 // DataLogEntry is one data-log entry: a change in a bucket index shard.
 type DataLogEntry struct {
 	EntityType, Key string // "bucket", "<bucket>:<instance id>:<index shard>"
+	Gen             uint64 // the index log generation of the shard (Reef and later; 0 on Pacific)
 	Timestamp       time.Time
 	LogID           string // the entry's own marker (trim up to it); set only with extra-info
 }
@@ -64,8 +65,19 @@ type DataLogPage struct {
 // BILogInfo describes the bucket-index log of a bucket instance (for the
 // whole-bucket form, each field is "shard#value,…").
 type BILogInfo struct {
-	BucketVer, MasterVer, MaxMarker string
+	BucketVer, MasterVer, MaxMarker string // of the current generation's shard, whatever generation was asked
 	SyncStopped                     bool
+	// LatestGen is the current index log generation and Generations the
+	// ones kept, with their shard counts (Reef and later; on Pacific one
+	// generation, 0, which Generations leaves out). FACTS.md section 32.
+	LatestGen   uint64
+	Generations []BILogGeneration
+}
+
+// BILogGeneration is one index log generation of a bucket instance.
+type BILogGeneration struct {
+	Gen       uint64 `json:"gen"`
+	NumShards int    `json:"num_shards"`
 }
 
 // BILogEntry is one bucket-index log entry.
@@ -246,6 +258,7 @@ type wireDLE struct {
 type wireDLEInner struct {
 	EntityType string  `json:"entity_type"`
 	Key        string  `json:"key"`
+	Gen        uint64  `json:"gen"`
 	Timestamp  rgwTime `json:"timestamp"`
 }
 
@@ -254,14 +267,16 @@ func (w *wireDLE) toEntry() DataLogEntry {
 	if w.Entry != nil {
 		in = *w.Entry
 	}
-	return DataLogEntry{EntityType: in.EntityType, Key: in.Key, Timestamp: time.Time(in.Timestamp), LogID: w.LogID}
+	return DataLogEntry{EntityType: in.EntityType, Key: in.Key, Gen: in.Gen, Timestamp: time.Time(in.Timestamp), LogID: w.LogID}
 }
 
 type wireBILogInfo struct {
-	BucketVer   string   `json:"bucket_ver"`
-	MasterVer   string   `json:"master_ver"`
-	MaxMarker   *string  `json:"max_marker"`
-	SyncStopped flexBool `json:"syncstopped"`
+	BucketVer   string            `json:"bucket_ver"`
+	MasterVer   string            `json:"master_ver"`
+	MaxMarker   *string           `json:"max_marker"`
+	SyncStopped flexBool          `json:"syncstopped"`
+	LatestGen   uint64            `json:"latest_gen"`
+	Generations []BILogGeneration `json:"generations"`
 }
 
 type wireBILE struct {

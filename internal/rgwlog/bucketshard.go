@@ -7,19 +7,47 @@ import (
 )
 
 // BucketShard names a bucket index shard as the logs do (datalog entries,
-// bounds, full-sync work): "[tenant/]name:instance[:shard]". It is parsed
-// here and nowhere else.
+// bounds, full-sync work): "[tenant/]name:instance[:shard]", and
+// "…@<gen>" for the index log generation <gen> > 0 (a reshard on Reef and
+// later keeps the instance and starts a new generation of index shards and
+// logs: FACTS.md section 32). It is parsed here and nowhere else.
 type BucketShard struct {
-	Key      string // as the log wrote it
+	Key      string // the log's key, with "@<gen>" when Gen > 0
 	Bucket   string // "[tenant/]name"
 	Instance string // the bucket instance id
 	Shard    int    // -1: an unsharded index
+	Gen      uint64 // the index log generation: 0 before a reshard, always on Pacific
+}
+
+// BucketShardKey is the key of the bucket shard a datalog entry names: its
+// key ("[tenant/]name:instance[:shard]") in generation gen.
+func BucketShardKey(logKey string, gen uint64) string {
+	if gen == 0 {
+		return logKey
+	}
+	return logKey + "@" + strconv.FormatUint(gen, 10)
+}
+
+// LogKey is the key without its generation, as the gateway's logs and
+// admin API name the shard ("[tenant/]name:instance[:shard]").
+func (b BucketShard) LogKey() string {
+	if i := strings.LastIndexByte(b.Key, '@'); i > 0 && b.Gen > 0 {
+		return b.Key[:i]
+	}
+	return b.Key
 }
 
 // ParseBucketShard reads a bucket shard key.
 func ParseBucketShard(key string) (BucketShard, error) {
 	bs := BucketShard{Key: key, Shard: -1}
 	rest := key
+	if i := strings.LastIndexByte(rest, '@'); i > 0 {
+		g, err := strconv.ParseUint(rest[i+1:], 10, 64)
+		if err != nil || g == 0 {
+			return bs, fmt.Errorf("bucket shard %q: want [tenant/]bucket:instance[:shard][@generation>0]", key)
+		}
+		bs.Gen, rest = g, rest[:i]
+	}
 	if i := strings.LastIndexByte(rest, ':'); i > 0 {
 		if n, err := strconv.Atoi(rest[i+1:]); err == nil && strings.Count(rest, ":") >= 2 {
 			bs.Shard = n
@@ -46,10 +74,21 @@ func (b BucketShard) InstanceKey() string { return b.Bucket + ":" + b.Instance }
 // answers 404 NoSuchBucket to "tenant/name:instance:shard"; the tenant
 // comes from the path (/tenant:name). FACTS.md.
 func (b BucketShard) InstanceParam() string {
+	k := b.LogKey()
 	if tenant, _, ok := strings.Cut(b.Bucket, "/"); ok {
-		return b.Key[len(tenant)+1:]
+		return k[len(tenant)+1:]
 	}
-	return b.Key
+	return k
+}
+
+// InGen is the shard numbered shard (-1: unsharded) of the same bucket
+// instance in generation gen.
+func (b BucketShard) InGen(shard int, gen uint64) BucketShard {
+	k := b.InstanceKey()
+	if shard >= 0 {
+		k += ":" + strconv.Itoa(shard)
+	}
+	return BucketShard{Key: BucketShardKey(k, gen), Bucket: b.Bucket, Instance: b.Instance, Shard: shard, Gen: gen}
 }
 
 // InstanceS3Bucket is the bucket of a bucket instance's metadata key

@@ -11,20 +11,27 @@ func TestParseBucketShard(t *testing.T) {
 		key, bucket, instance string
 		shard                 int
 		s3Bucket, param       string
+		gen                   uint64
 	}{
 		{"photos:5a752b8d-3653-495e-a193-937455983cc9.4176.1:8", "photos", "5a752b8d-3653-495e-a193-937455983cc9.4176.1", 8,
-			"photos", "photos:5a752b8d-3653-495e-a193-937455983cc9.4176.1:8"},
-		{"acme/logs:5a75.4176.4:0", "acme/logs", "5a75.4176.4", 0, "acme:logs", "logs:5a75.4176.4:0"},
-		{"single:5a75.4176.9", "single", "5a75.4176.9", -1, "single", "single:5a75.4176.9"},
+			"photos", "photos:5a752b8d-3653-495e-a193-937455983cc9.4176.1:8", 0},
+		{"acme/logs:5a75.4176.4:0", "acme/logs", "5a75.4176.4", 0, "acme:logs", "logs:5a75.4176.4:0", 0},
+		{"single:5a75.4176.9", "single", "5a75.4176.9", -1, "single", "single:5a75.4176.9", 0},
+		// Generations (Reef and later reshard in place: FACTS.md section 32).
+		{"rs1:eaaf.4186.1:2@1", "rs1", "eaaf.4186.1", 2, "rs1", "rs1:eaaf.4186.1:2", 1},
+		{"acme/logs:5a75.4176.4:0@12", "acme/logs", "5a75.4176.4", 0, "acme:logs", "logs:5a75.4176.4:0", 12},
+		{"single:5a75.4176.9@3", "single", "5a75.4176.9", -1, "single", "single:5a75.4176.9", 3},
 	} {
 		bs, err := ParseBucketShard(tc.key)
 		require.NoError(t, err)
-		require.Equal(t, BucketShard{Key: tc.key, Bucket: tc.bucket, Instance: tc.instance, Shard: tc.shard}, bs)
+		require.Equal(t, BucketShard{Key: tc.key, Bucket: tc.bucket, Instance: tc.instance, Shard: tc.shard, Gen: tc.gen}, bs)
+		require.Equal(t, tc.key, BucketShardKey(bs.LogKey(), bs.Gen))
+		require.Equal(t, bs, bs.InGen(tc.shard, tc.gen))
 		require.Equal(t, tc.s3Bucket, bs.S3Bucket())
 		require.Equal(t, tc.param, bs.InstanceParam(), "the gateway answers 404 to a tenant in rgwx-bucket-instance")
 		require.Equal(t, tc.bucket+":"+tc.instance, bs.InstanceKey())
 	}
-	for _, bad := range []string{"", "nocolon", ":inst", "b:", "acme/:inst", "/b:inst"} {
+	for _, bad := range []string{"", "nocolon", ":inst", "b:", "acme/:inst", "/b:inst", "b:i:1@0", "b:i:1@x", "b:i:1@"} {
 		_, err := ParseBucketShard(bad)
 		require.Error(t, err, bad)
 	}
