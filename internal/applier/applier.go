@@ -462,6 +462,39 @@ func (a *Applier) deletedInstanceAsDelete(en *v1.MetadataEntry) *v1.MetadataEntr
 	return d
 }
 
+// keepShardCount is the blob to put for en: a bucket instance zone-b has
+// keeps zone-b's number of index shards. Reef and later reshard in place
+// (the instance stays, its num_shards changes: FACTS.md section 32), and
+// zone-b lays its index anew from a put's num_shards over the shard objects
+// it has, stranding their entries (listed, never deleted). zone-b's index
+// is its own; only a new instance takes the source's number.
+func (a *Applier) keepShardCount(ctx context.Context, en *v1.MetadataEntry) ([]byte, error) {
+	if en.GetSection() != rgwlog.SectionBucketInstance {
+		return en.GetBlob(), nil
+	}
+	want, err := rgwlog.NumShards(en.GetBlob())
+	if err != nil {
+		return nil, fmt.Errorf("bucket instance %s: %w", en.GetName(), err)
+	}
+	have, err := a.cfg.Dest.GetMetadata(ctx, rgwlog.SectionBucketInstance, en.GetName())
+	if errors.Is(err, rgwadmin.ErrNotFound) {
+		return en.GetBlob(), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the destination's bucket instance %s before the put: %w", en.GetName(), err)
+	}
+	n, err := rgwlog.NumShards(have)
+	if err != nil {
+		return nil, fmt.Errorf("the destination's bucket instance %s: %w", en.GetName(), err)
+	}
+	if n == want {
+		return en.GetBlob(), nil
+	}
+	a.log.Info("bucket instance resharded at the source: the destination keeps its own index shards",
+		"key", en.GetName(), "source_shards", want, "destination_shards", n)
+	return rgwlog.WithNumShards(en.GetBlob(), n)
+}
+
 // writeCtx bounds one write to u's lease: a write that starts after the
 // local deadline (say the process was frozen between the fence check and
 // the request) is cancelled before it is sent, instead of landing after
@@ -491,7 +524,11 @@ func (a *Applier) applyEntry(ctx context.Context, en *v1.MetadataEntry) error {
 	}
 	switch en.GetOp() {
 	case v1.MetadataOp_METADATA_OP_PUT:
-		st, err := a.cfg.Dest.PutMetadata(ctx, en.GetSection(), en.GetName(), en.GetBlob(), a.cfg.UpdateType)
+		blob, err := a.keepShardCount(ctx, en)
+		if err != nil {
+			return err
+		}
+		st, err := a.cfg.Dest.PutMetadata(ctx, en.GetSection(), en.GetName(), blob, a.cfg.UpdateType)
 		if err != nil {
 			return err
 		}

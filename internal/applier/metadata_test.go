@@ -19,16 +19,26 @@ import (
 type recordingDest struct {
 	mu    sync.Mutex
 	calls []string
+	have  map[string][]byte // section:key -> the blob put last
 }
 
-func (d *recordingDest) PutMetadata(_ context.Context, section, key string, _ []byte, _ string) (rgwadmin.UpdateStatus, error) {
+func (d *recordingDest) PutMetadata(_ context.Context, section, key string, blob []byte, _ string) (rgwadmin.UpdateStatus, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.calls = append(d.calls, "put "+section+":"+key)
+	if d.have == nil {
+		d.have = map[string][]byte{}
+	}
+	d.have[section+":"+key] = blob
 	return rgwadmin.UpdateStatus{Status: "applied", Applied: true}, nil
 }
 
 func (d *recordingDest) GetMetadata(_ context.Context, section, key string) ([]byte, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if b, ok := d.have[section+":"+key]; ok {
+		return b, nil
+	}
 	return nil, fmt.Errorf("recordingDest has no %s:%s: %w", section, key, rgwadmin.ErrNotFound)
 }
 
@@ -36,7 +46,41 @@ func (d *recordingDest) DeleteMetadata(_ context.Context, section, key string) e
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.calls = append(d.calls, "delete "+section+":"+key)
+	delete(d.have, section+":"+key)
 	return nil
+}
+
+// Tentacle reshards in place: the instance stays, its num_shards changes
+// (11 -> 3 in the lab's blobs, zone-a before and after `bucket reshard`).
+// Put as it came onto zone-b's instance, zone-b laid its index anew with 3
+// shards over the 11 it had: 2 of 12 objects deleted afterwards stayed
+// listed (FACTS.md section 32; TestDataSyncReshard on Tentacle: 10 deletes
+// after the reshard never showed). zone-b keeps its 11.
+func TestReshardedInstanceKeepsTheDestinationsShards(t *testing.T) {
+	before, err := os.ReadFile("../rgwlog/testdata/tentacle-bucket-instance-before-reshard.json")
+	require.NoError(t, err)
+	after, err := os.ReadFile("../rgwlog/testdata/tentacle-bucket-instance-resharded.json")
+	require.NoError(t, err)
+	dst := &recordingDest{}
+	a := &Applier{cfg: Config{Dest: dst, Metrics: NewMetrics(nil), ApplyConcurrency: 4}, leases: allLeases{}, log: slog.New(slog.DiscardHandler)}
+	const key = "lpkeep-6992:eaaf06ef-2d7e-4d2c-9535-0817096c58ef.4186.6"
+	for _, blob := range [][]byte{before, after} {
+		failed, err := a.applyBatch(context.Background(), rgwlog.Unit{}, &v1.Batch{Entries: []*v1.MetadataEntry{
+			{Section: rgwlog.SectionBucketInstance, Name: key, Op: v1.MetadataOp_METADATA_OP_PUT, Blob: blob}}})
+		require.NoError(t, err)
+		require.Empty(t, failed)
+	}
+	n, err := rgwlog.NumShards(dst.have["bucket.instance:"+key])
+	require.NoError(t, err)
+	require.Equal(t, 11, n, "zone-b's index keeps its shards")
+	// A new instance takes the source's number.
+	delete(dst.have, "bucket.instance:"+key)
+	_, err = a.applyBatch(context.Background(), rgwlog.Unit{}, &v1.Batch{Entries: []*v1.MetadataEntry{
+		{Section: rgwlog.SectionBucketInstance, Name: key, Op: v1.MetadataOp_METADATA_OP_PUT, Blob: after}}})
+	require.NoError(t, err)
+	n, err = rgwlog.NumShards(dst.have["bucket.instance:"+key])
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
 }
 
 // TestDeletedBucketInstanceIsNeverPut: Tentacle (20.2.4) keeps a removed

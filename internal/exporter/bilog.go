@@ -220,10 +220,23 @@ func keepsRemoval(prev, r objRef) bool {
 func (dw *dataWorker) checkBILogTrim(ctx context.Context, key, pos string, entries []rgwadmin.BILogEntry) ([]rgwadmin.BILogEntry, bool, error) {
 	n, numbered := bilogIndexVer(pos)
 	fromStart := pos == ""
-	if len(entries) == 0 && (numbered || fromStart) {
-		info, err := dw.e.cfg.Data.BILogInfo(ctx, key)
+	if len(entries) == 0 {
+		bs, err := rgwlog.ParseBucketShard(key)
 		if err != nil {
-			return nil, false, fmt.Errorf("bilog info of %s: %w", key, err)
+			return nil, false, err
+		}
+		info, err := dw.e.shardInfo(ctx, bs)
+		if err != nil {
+			return nil, false, err
+		}
+		if info.LatestGen > bs.Gen {
+			// A reshard closed this generation's log; max_marker is the
+			// latest generation's (FACTS.md section 32).
+			_, err := dw.closeGen(ctx, key, bs, info)
+			return nil, false, err
+		}
+		if !numbered && !fromStart {
+			return nil, false, nil
 		}
 		m, ok := bilogIndexVer(info.MaxMarker)
 		if !ok || (!fromStart && m <= n) {

@@ -136,14 +136,14 @@ func (e *Exporter) instanceShards(ctx context.Context, bucket, id string, numSha
 			return nil, fmt.Errorf("%s: %w", inst, err)
 		}
 	}
-	if n <= 0 {
-		return []rgwlog.BucketShard{{Key: inst, Bucket: bucket, Instance: id, Shard: -1}}, nil
+	// The current index log generation (Reef and later reshard in place:
+	// FACTS.md section 32; always 0 on Pacific).
+	bs := rgwlog.BucketShard{Key: inst, Bucket: bucket, Instance: id, Shard: -1}
+	latest, _, err := e.generations(ctx, bs)
+	if err != nil {
+		return nil, err
 	}
-	out := make([]rgwlog.BucketShard, n)
-	for i := range n {
-		out[i] = rgwlog.BucketShard{Key: fmt.Sprintf("%s:%d", inst, i), Bucket: bucket, Instance: id, Shard: i}
-	}
-	return out, nil
+	return genShards(bs, latest, n), nil
 }
 
 // bucketGone says whether the bucket of a bucket shard no longer exists at

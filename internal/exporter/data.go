@@ -72,6 +72,10 @@ type dataWorker struct {
 	// notifications; here the bilogs of hot shards are read again whenever
 	// the datalog has nothing new, at the worker's idle cadence.
 	hot map[string]time.Time
+	// genWait: bucket shards polled at the idle cadence, hot or not, until
+	// an index log generation changes hands: a later one waiting for the
+	// older ones to close, an older one until it closes (generations.go).
+	genWait map[string]bool
 	// pendingFence: what the ops buildOps built last hold of the
 	// versioning fence (fence.go), moved to the batch sendBatch sends.
 	pendingFence *fenceHold
@@ -117,6 +121,14 @@ func (dw *dataWorker) requeueHot() bool {
 		}
 		if bd, ok := dw.bounds[k]; ok && bd.Phase == checkpoint.PhaseIncremental && !queued[k] {
 			keys = append(keys, k)
+			queued[k] = true
+		}
+	}
+	for k := range dw.genWait {
+		if bd, ok := dw.bounds[k]; ok && bd.Phase == checkpoint.PhaseIncremental && !queued[k] {
+			keys = append(keys, k)
+		} else if !ok {
+			delete(dw.genWait, k)
 		}
 	}
 	sort.Strings(keys)
@@ -147,7 +159,8 @@ func (w *worker) runData(ctx context.Context) error {
 		case <-w.d.fullDoneCh():
 		}
 	}
-	dw := &dataWorker{worker: w, shard: int(w.sub.unit.Shard), bounds: map[string]*checkpoint.Bound{}, readPos: map[string]string{}}
+	dw := &dataWorker{worker: w, shard: int(w.sub.unit.Shard), bounds: map[string]*checkpoint.Bound{}, readPos: map[string]string{},
+		genWait: map[string]bool{}}
 	b, ok, err := w.e.cfg.Store.Get(w.key)
 	if err != nil {
 		return err
@@ -167,6 +180,11 @@ func (w *worker) runData(ctx context.Context) error {
 		bd := en.Bound
 		dw.bounds[en.Key.Instance] = &bd
 		dw.readPos[en.Key.Instance] = bd.Marker
+		if bs, err := rgwlog.ParseBucketShard(en.Key.Instance); err == nil && bs.Gen > 0 {
+			// It may wait for an older generation (its datalog entries
+			// are behind the datalog bound): polled until it does not.
+			dw.genWait[en.Key.Instance] = true
+		}
 	}
 	// Shards handed over while no worker ran here: the bounds are in the
 	// list above already, the re-listings in the store (and in memory,
@@ -261,20 +279,21 @@ func (dw *dataWorker) step(ctx context.Context) (bool, error) {
 	}
 	seen := map[string]bool{}
 	for _, en := range page.Entries {
-		if en.EntityType != "bucket" || seen[en.Key] {
+		key := rgwlog.BucketShardKey(en.Key, en.Gen)
+		if en.EntityType != "bucket" || seen[key] {
 			continue
 		}
-		seen[en.Key] = true
-		bs, err := rgwlog.ParseBucketShard(en.Key)
+		seen[key] = true
+		bs, err := rgwlog.ParseBucketShard(key)
 		if err != nil {
-			dw.log.Warn("datalog entry with an unexpected key, skipped", "key", en.Key, "err", err)
+			dw.log.Warn("datalog entry with an unexpected key, skipped", "key", en.Key, "generation", en.Gen, "err", err)
 			continue
 		}
 		if !dw.e.cfg.Filter.Bucket(bs.Bucket) {
 			continue
 		}
-		dw.queue = append(dw.queue, en.Key)
-		dw.markHot(en.Key)
+		dw.queue = append(dw.queue, key)
+		dw.markHot(key)
 	}
 	last := page.Entries[len(page.Entries)-1]
 	dw.dlNext = last.LogID
@@ -297,6 +316,13 @@ func (dw *dataWorker) boundKey(key string) checkpoint.Key {
 func (dw *dataWorker) workQueue(ctx context.Context) (sent, handled bool, err error) {
 	for len(dw.queue) > 0 {
 		key := dw.queue[0]
+		delete(dw.genWait, key) // gateGen and closeGen put it back
+		if wait, err := dw.gateGen(ctx, key); err != nil {
+			return false, true, err
+		} else if wait {
+			dw.queue = dw.queue[1:]
+			continue
+		}
 		bd, ok := dw.bounds[key]
 		if !ok {
 			// A bucket shard the full sync did not know (created later):
@@ -326,12 +352,12 @@ func (dw *dataWorker) workQueue(ctx context.Context) (sent, handled bool, err er
 				// (the objects went with the bucket, by metadata sync).
 				// Without this one removed bucket would block every other
 				// bucket shard of this datalog shard for good.
-				dw.dropBucketShard(key)
+				dw.forgetBucketShard(key, true)
 				continue
 			}
 			return false, true, err
 		}
-		if !more {
+		if !more && len(dw.queue) > 0 && dw.queue[0] == key { // a closed generation left the queue already
 			dw.queue = dw.queue[1:]
 		}
 		if sent {
@@ -342,13 +368,26 @@ func (dw *dataWorker) workQueue(ctx context.Context) (sent, handled bool, err er
 }
 
 func (dw *dataWorker) startBucketShard(ctx context.Context, key string) error {
-	info, err := dw.e.cfg.Data.BILogInfo(ctx, key)
+	bs, err := rgwlog.ParseBucketShard(key)
+	if err != nil {
+		return err
+	}
+	info, err := dw.e.shardInfo(ctx, bs)
 	if err != nil {
 		if gone, gerr := dw.e.bucketGone(ctx, key); gerr == nil && gone {
-			dw.dropBucketShard(key)
+			dw.forgetBucketShard(key, true)
 			return errDropped
 		}
-		return fmt.Errorf("bilog info of %s: %w", key, err)
+		return err
+	}
+	if info.LatestGen > bs.Gen {
+		// An older generation's shard (FACTS.md section 32): closed, or
+		// its bucket is followed from its latest generation.
+		if err := dw.oldGenUnbound(ctx, bs, info); err != nil {
+			return err
+		}
+		dw.forgetBucketShard(key, false)
+		return errDropped
 	}
 	bd := &checkpoint.Bound{Phase: checkpoint.PhaseBucketFull, FullStart: info.MaxMarker, UpdatedAt: time.Now().UTC()}
 	k := dw.boundKey(key)
@@ -360,12 +399,16 @@ func (dw *dataWorker) startBucketShard(ctx context.Context, key string) error {
 	return dw.instanceMet(ctx, key)
 }
 
-var errDropped = errors.New("bucket shard dropped: the bucket was removed")
+var errDropped = errors.New("bucket shard dropped: the bucket was removed, or its index log generation is closed")
 
-// dropBucketShard forgets a bucket shard of a removed bucket: off the queue,
-// out of memory and out of the store.
-func (dw *dataWorker) dropBucketShard(key string) {
-	dw.log.Info("bucket removed at the source: its index shard is done", "bucket_shard", key)
+// forgetBucketShard forgets a bucket shard: off the queue, out of memory
+// and out of the store. removed: its bucket was removed at the source
+// (else its index log generation is closed).
+func (dw *dataWorker) forgetBucketShard(key string, removed bool) {
+	if removed {
+		dw.log.Info("bucket removed at the source: its index shard is done", "bucket_shard", key)
+	}
+	delete(dw.genWait, key)
 	for i, k := range dw.queue {
 		if k == key {
 			dw.queue = append(dw.queue[:i:i], dw.queue[i+1:]...)
@@ -375,7 +418,7 @@ func (dw *dataWorker) dropBucketShard(key string) {
 	delete(dw.bounds, key)
 	delete(dw.readPos, key)
 	del := []checkpoint.Key{dw.boundKey(key), relistKey(dw.boundKey(key))}
-	if bs, err := rgwlog.ParseBucketShard(key); err == nil {
+	if bs, err := rgwlog.ParseBucketShard(key); err == nil && removed {
 		del = append(del, metKey(dw.d, bs.InstanceKey())) // its entry point never comes now
 	}
 	if err := dw.e.cfg.Store.Delete(del...); err != nil {

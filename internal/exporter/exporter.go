@@ -152,6 +152,7 @@ type Exporter struct {
 	// listing: the newest bucket listing shared by resyncs (bucketShardsSince).
 	listingMu sync.Mutex
 	listing   *bucketListing
+	gens      genCache // bucket instances' index log generations (generations.go)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

@@ -36,6 +36,7 @@ type shardNews struct {
 	mu     sync.Mutex
 	added  byShard[checkpoint.Entry]
 	relist byShard[string] // bucket shard keys
+	polled byShard[string] // bucket shard keys to poll until their generation closes
 }
 
 // byShard holds items for the data workers, by datalog shard.
@@ -96,6 +97,22 @@ func (n *shardNews) listAgain(keys []checkpoint.Key) {
 	for _, k := range keys {
 		n.relist.push(int(k.Shard), k.Instance)
 	}
+}
+
+// poll hands bucket shards of an older index log generation to their
+// workers, to be polled until they close (generations.go).
+func (n *shardNews) poll(keys []checkpoint.Key) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, k := range keys {
+		n.polled.push(int(k.Shard), k.Instance)
+	}
+}
+
+func (n *shardNews) takePolled(shard int) []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.polled.take(shard)
 }
 
 func (n *shardNews) takeRelist(shard int) []string {
@@ -211,6 +228,11 @@ func (dw *dataWorker) takeNews() error {
 		bd := en.Bound
 		dw.bounds[en.Key.Instance] = &bd
 		dw.readPos[en.Key.Instance] = bd.Marker
+	}
+	for _, k := range dw.d.news.takePolled(dw.shard) {
+		if _, ok := dw.bounds[k]; ok {
+			dw.genWait[k] = true
+		}
 	}
 	relist := dw.d.news.takeRelist(dw.shard)
 	sort.Strings(relist)

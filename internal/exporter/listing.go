@@ -45,7 +45,7 @@ func (dw *dataWorker) sendFullPage(ctx context.Context, key string) error {
 		info, err := dw.e.cfg.Data.BILogInfo(ctx, key)
 		if err != nil {
 			if gone, gerr := dw.e.bucketGone(ctx, key); gerr == nil && gone {
-				dw.dropBucketShard(key)
+				dw.forgetBucketShard(key, true)
 				return nil
 			}
 			return fmt.Errorf("bilog info of %s: %w", key, err)

@@ -26,6 +26,9 @@ type fakeData struct {
 	datalog []rgwadmin.DataLogEntry
 	bilogs  map[string][]rgwadmin.BILogEntry // bucket instance -> entries
 	trims   []string                         // "instance@end-marker" of each TrimBILog
+	// The index log generations (Reef and later; none: Pacific's one).
+	latestGen uint64
+	gens      []rgwadmin.BILogGeneration
 }
 
 func (f *fakeData) DataLogInfo(context.Context) (rgwadmin.LogInfo, error) {
@@ -86,11 +89,16 @@ func (f *fakeData) TrimBILog(_ context.Context, inst, endMarker string) error {
 func (f *fakeData) BILogInfo(_ context.Context, inst string) (rgwadmin.BILogInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	es := f.bilogs[inst]
-	if len(es) == 0 {
-		return rgwadmin.BILogInfo{}, nil
+	info := rgwadmin.BILogInfo{LatestGen: f.latestGen, Generations: f.gens}
+	if bs, err := rgwlog.ParseBucketShard(inst); err == nil {
+		// As Reef and later answer: the current generation's shard,
+		// whatever generation is asked (FACTS.md section 32).
+		inst = rgwlog.BucketShardKey(bs.LogKey(), f.latestGen)
 	}
-	return rgwadmin.BILogInfo{MaxMarker: es[len(es)-1].OpID}, nil
+	if es := f.bilogs[inst]; len(es) > 0 {
+		info.MaxMarker = es[len(es)-1].OpID
+	}
+	return info, nil
 }
 
 func (f *fakeData) ListBILog(_ context.Context, inst, marker string, max int) ([]rgwadmin.BILogEntry, error) {

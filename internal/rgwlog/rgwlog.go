@@ -240,14 +240,51 @@ func WithoutSuspension(instance []byte) (orig []byte, ok bool, err error) {
 	return orig, true, nil
 }
 
-// editInstance rewrites a bucket instance blob's data.bucket_info.flags
-// and ver.tag with edit, every other field as it was.
-func editInstance(instance []byte, edit func(flags uint64, tag string) (uint64, string, error)) ([]byte, error) {
+// WithNumShards is a bucket instance blob with data.bucket_info.num_shards
+// n, every other field as it was. A put of an instance zone-b has, with
+// another number of shards, lays zone-b's index anew over the shard objects
+// it has: entries written before stay where no request looks for them
+// (FACTS.md section 32), so the applier keeps zone-b's number.
+func WithNumShards(instance []byte, n int) ([]byte, error) {
+	blob, err := decodeBlob(instance)
+	if err != nil {
+		return nil, err
+	}
+	data, _ := blob["data"].(map[string]any)
+	info, _ := data["bucket_info"].(map[string]any)
+	if _, ok := info["num_shards"].(json.Number); !ok {
+		return nil, errors.New("bucket instance: no data.bucket_info.num_shards")
+	}
+	info["num_shards"] = json.Number(strconv.Itoa(n))
+	return encodeBlob(blob)
+}
+
+func decodeBlob(instance []byte) (map[string]any, error) {
 	dec := json.NewDecoder(bytes.NewReader(instance))
 	dec.UseNumber()
 	var blob map[string]any
 	if err := dec.Decode(&blob); err != nil {
 		return nil, fmt.Errorf("bucket instance: %w", err)
+	}
+	return blob, nil
+}
+
+func encodeBlob(blob map[string]any) ([]byte, error) {
+	var out bytes.Buffer
+	enc := json.NewEncoder(&out)
+	enc.SetEscapeHTML(false) // the gateway's names and attrs as they were
+	if err := enc.Encode(blob); err != nil {
+		return nil, fmt.Errorf("bucket instance: %w", err)
+	}
+	return bytes.TrimSuffix(out.Bytes(), []byte("\n")), nil
+}
+
+// editInstance rewrites a bucket instance blob's data.bucket_info.flags
+// and ver.tag with edit, every other field as it was.
+func editInstance(instance []byte, edit func(flags uint64, tag string) (uint64, string, error)) ([]byte, error) {
+	blob, err := decodeBlob(instance)
+	if err != nil {
+		return nil, err
 	}
 	data, _ := blob["data"].(map[string]any)
 	info, _ := data["bucket_info"].(map[string]any)
@@ -270,13 +307,7 @@ func editInstance(instance []byte, edit func(flags uint64, tag string) (uint64, 
 	}
 	info["flags"] = json.Number(strconv.FormatUint(flags, 10))
 	ver["tag"] = tag
-	var out bytes.Buffer
-	enc := json.NewEncoder(&out)
-	enc.SetEscapeHTML(false) // the gateway's names and attrs as they were
-	if err := enc.Encode(blob); err != nil {
-		return nil, fmt.Errorf("bucket instance: %w", err)
-	}
-	return bytes.TrimSuffix(out.Bytes(), []byte("\n")), nil
+	return encodeBlob(blob)
 }
 
 // DefaultSections are the metadata sections replicated by default.

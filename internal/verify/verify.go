@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
 )
 
 // Lister is the read side of the admin API.
@@ -124,6 +125,16 @@ func compareBlob(ctx context.Context, src, dst Lister, sec, key string) (string,
 	// attribute ("attrs.user.rgw.tagging").
 	byKey(a.Data)
 	byKey(b.Data)
+	if sec == rgwlog.SectionBucketInstance {
+		// The number of index shards is each zone's own: Reef and later
+		// reshard in place, and the applier keeps zone-b's (FACTS.md
+		// section 32).
+		for _, d := range []map[string]any{a.Data, b.Data} {
+			if bi, ok := d["bucket_info"].(map[string]any); ok {
+				delete(bi, "num_shards")
+			}
+		}
+	}
 	if reflect.DeepEqual(a.Data, b.Data) {
 		return "", nil
 	}

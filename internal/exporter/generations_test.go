@@ -1,0 +1,78 @@
+package exporter
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rgwsync/rgwsync/internal/checkpoint"
+	"github.com/rgwsync/rgwsync/internal/rgwadmin"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
+	"github.com/rgwsync/rgwsync/internal/rgwobj"
+)
+
+// A reshard on Reef and later keeps the instance and starts a new index log
+// generation (FACTS.md section 32). Tentacle's lab run of
+// TestDataSyncReshard lost every object written after it: the bounds of
+// generation 0, read without a generation, skipped the new logs' entries
+// (numbered from 2 again). Now the old generation's logs are read to their
+// end first (a write logged there is sent before the new generation's),
+// then the new generation's shards are followed from the start of their
+// logs, nothing listed again; the closed shard's bound is gone.
+func TestReshardToANewGenerationKeepsTheOrder(t *testing.T) {
+	src, data := oneBucketSource()
+	objs := &flakyListing{fakeObjects: &fakeObjects{versions: map[string]rgwobj.ListEntry{}}}
+	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"), func(c *Config) {
+		c.Data, c.Objects = data, objs
+	})
+	a := r.dial(t, "a1")
+	a.fullSync(t, r)
+	a.subscribe(rgwlog.Unit{Log: rgwlog.LogData})
+	untilIncremental(r, a, b1Key)
+	listed := objs.listed.Load()
+
+	// obj1 written in generation 0, then a reshard into 2 shards: obj2 is
+	// logged in generation 0 (just before), obj3 in generation 1's shard 1,
+	// and the datalog names generation 1's shard first.
+	for _, k := range []string{"obj1", "obj2", "obj3"} {
+		objs.versions[k+"\x00null"] = rgwobj.ListEntry{Key: k, VersionID: "null", Owner: "alice"}
+	}
+	data.write("b1:inst1", "obj1", 1)
+	data.write("b1:inst1", "obj2", 2)
+	data.mu.Lock()
+	data.latestGen = 1
+	data.gens = []rgwadmin.BILogGeneration{{Gen: 0, NumShards: 0}, {Gen: 1, NumShards: 2}}
+	data.bilogs["b1:inst1:1@1"] = []rgwadmin.BILogEntry{{OpID: "00000000002.1.2", IndexVer: 2, Op: "write",
+		Object: "obj3", Instance: "null", State: "complete", Timestamp: time.Unix(1795609540, 0)}}
+	data.datalog = append(data.datalog,
+		rgwadmin.DataLogEntry{EntityType: "bucket", Key: "b1:inst1:1", Gen: 1, LogID: "1_0002"},
+		rgwadmin.DataLogEntry{EntityType: "bucket", Key: "b1:inst1", LogID: "1_0003"})
+	data.mu.Unlock()
+
+	got := objectKeys(a, true)
+	var order []string
+	for len(order) < 3 {
+		select {
+		case k := <-got:
+			order = append(order, k)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("sent so far: %v", order)
+		}
+	}
+	require.Equal(t, []string{"obj1", "obj2", "obj3"}, order, "generation 0's writes come before generation 1's")
+
+	gen1 := checkpoint.Key{Destination: "zone-b", Log: checkpoint.LogBucketIndex, Instance: "b1:inst1:1@1"}
+	require.Eventually(t, func() bool {
+		_, open, _ := r.store.Get(b1Key)
+		bd, ok, _ := r.store.Get(gen1)
+		return !open && ok && bd.Marker == "00000000002.1.2"
+	}, 10*time.Second, 20*time.Millisecond, "generation 0's bound closed, generation 1's acked")
+	bd, ok, err := r.store.Get(checkpoint.Key{Destination: "zone-b", Log: checkpoint.LogBucketIndex, Instance: "b1:inst1:0@1"})
+	require.NoError(t, err)
+	require.True(t, ok, "every shard of the new generation is followed")
+	require.Equal(t, checkpoint.PhaseIncremental, bd.Phase)
+	require.Equal(t, listed, objs.listed.Load(), "nothing listed again")
+	a.cancel()
+}
