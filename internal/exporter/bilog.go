@@ -194,14 +194,18 @@ func opsFromBILog(bs rgwlog.BucketShard, entries []rgwadmin.BILogEntry) []objRef
 
 // keepsRemoval says whether prev, an earlier op of the same key and id as
 // r, stays beside it instead of being folded into it: a removal of the
-// null version (with its epoch) before a plain write of the null version
-// (no epoch). The removal may have emptied the key, which the source then
-// numbers from the start again; folded away, zone-b's key keeps its old
-// epoch and numbers the write above the source's next version (FACTS.md
-// section 30: the next version is not current on zone-b).
+// null version (with its epoch) before a later op of the null version — a
+// plain write (no epoch), a null delete marker, a null version. The
+// removal may have emptied the key, which the source then numbers from the
+// start again; folded away, zone-b's key keeps its old epoch: a write gets
+// zone-b's next epoch, above the source's next version (FACTS.md section
+// 30), a marker replaces zone-b's null version in place and the source's
+// next versions, numbered from 2 again, are not current there (make chaos
+// seed 3, v/k00002). Kept, the applier removes zone-b's null version only
+// when it is older than the removal (nullRemovalDone).
 func keepsRemoval(prev, r objRef) bool {
 	return prev.kind == v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION && prev.version == "null" && prev.epoch > 0 &&
-		r.kind == v1.ObjectOpKind_OBJECT_OP_KIND_UNSPECIFIED && r.version == ""
+		r.kind != v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION
 }
 
 // checkBILogTrim tells whether a bilog read after pos found entries

@@ -776,6 +776,17 @@ func TestOpsFromBILogNullVersionRemoval(t *testing.T) {
 		{"k", "", v1.ObjectOpKind_OBJECT_OP_KIND_UNSPECIFIED, 0},
 	}, got(ent("link_olh_del", "k", "", 2, true), ent("del", "k", "", 55, true), ent("unlink_instance", "k", "", 3, true),
 		ent("del", "k", "", 56, true), ent("write", "k", "", 57, false)))
+	// The same with a null delete marker after the removal: the source
+	// numbers it 2 again. Folded into the marker, the removal was lost:
+	// zone-b's null version (epoch 6) was replaced by the marker in place,
+	// its key never emptied, and the later versions (epochs 3 to 5) not
+	// current there (make chaos seed 3 at b9a997a, v/k00002). Fails on the
+	// code before.
+	require.Equal(t, []r{
+		{"k", "null", v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION, 7},
+		{"k", "null", v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_MARKER, 2},
+	}, got(ent("unlink_instance", "k", "", 7, true), ent("del", "k", "", 90, true), ent("link_olh_del", "k", "", 2, true),
+		ent("del", "k", "", 92, true)))
 }
 
 // A tag or ACL change of an existing version (issue #11, hole 4), as the
