@@ -166,7 +166,19 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			}
 		}
 	}
-	v.countVersions(ctx, buckets)
+	// The counts feed the estimate as they come: read beside the
+	// comparison, not before it (thousands of buckets' stats would delay
+	// the first comparison by as many requests).
+	cctx, stopCount := context.WithCancel(ctx)
+	counted := make(chan struct{})
+	go func() {
+		defer close(counted)
+		v.countVersions(cctx, buckets)
+	}()
+	defer func() {
+		stopCount()
+		<-counted
+	}()
 	for i, b := range buckets {
 		if err := v.bucket(ctx, b); err != nil {
 			return v.result(i), fmt.Errorf("bucket %s: %w", b, err)
@@ -215,7 +227,8 @@ func (v *run) progress() (stop func()) {
 }
 
 // countVersions adds up the destination's counts of the buckets' versions
-// (best effort: without them the progress has no estimate of the time left).
+// (best effort: without them the progress has no estimate of the time left;
+// until all are read, the estimate counts those read).
 func (v *run) countVersions(ctx context.Context, buckets []string) {
 	c, ok := v.cfg.Destination.(counter)
 	if !ok || v.cfg.Progress == nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
@@ -310,4 +311,41 @@ func TestProgressEstimatesTheTimeLeft(t *testing.T) {
 		Concurrency: 1, Progress: &progress, ProgressEvery: 50 * time.Millisecond})
 	require.NoError(t, err)
 	require.Regexp(t, `verify: \d+ versions compared of about 200, about \d+s left`, progress.String())
+}
+
+// blockedCount answers CountVersions only once released.
+type blockedCount struct {
+	*fakeZone
+	release chan struct{}
+}
+
+func (c blockedCount) CountVersions(ctx context.Context, _ string) (int64, error) {
+	select {
+	case <-c.release:
+		return int64(len(c.entries)), nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// The buckets' counts are read beside the comparison: a destination slow to
+// answer them (thousands of buckets) does not hold the first comparison
+// back. Before, every count was read first.
+func TestComparisonDoesNotWaitForTheCounts(t *testing.T) {
+	es := []rgwobj.ListEntry{obj("k1", "null", true, 1), obj("k2", "null", true, 1)}
+	src, dst := zoneOf(10, es...), zoneOf(10, es...)
+	var progress syncBuffer
+	done := make(chan Result, 1)
+	go func() {
+		res, err := Run(context.Background(), Config{Source: src, Destination: blockedCount{dst, make(chan struct{})}, Buckets: []string{"b"},
+			Attrs: true, Concurrency: 1, Progress: &progress, ProgressEvery: time.Hour})
+		assert.NoError(t, err)
+		done <- res
+	}()
+	select {
+	case res := <-done:
+		require.Equal(t, int64(2), res.Versions)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the comparison waited for the destination's counts")
+	}
 }
