@@ -1,7 +1,6 @@
 package exporter
 
 import (
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -9,7 +8,6 @@ import (
 
 	"github.com/rgwsync/rgwsync/internal/checkpoint"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
-	"github.com/rgwsync/rgwsync/internal/rgwlog"
 	"github.com/rgwsync/rgwsync/internal/rgwobj"
 )
 
@@ -22,15 +20,7 @@ import (
 // then the new generation's shards are followed from the start of their
 // logs, nothing listed again; the closed shard's bound is gone.
 func TestReshardToANewGenerationKeepsTheOrder(t *testing.T) {
-	src, data := oneBucketSource()
-	objs := &flakyListing{fakeObjects: &fakeObjects{versions: map[string]rgwobj.ListEntry{}}}
-	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"), func(c *Config) {
-		c.Data, c.Objects = data, objs
-	})
-	a := r.dial(t, "a1")
-	a.fullSync(t, r)
-	a.subscribe(rgwlog.Unit{Log: rgwlog.LogData})
-	untilIncremental(r, a, b1Key)
+	r, a, data, objs := incrementalB1(t)
 	listed := objs.listed.Load()
 
 	// obj1 written in generation 0, then a reshard into 2 shards: obj2 is

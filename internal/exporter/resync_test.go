@@ -233,34 +233,8 @@ func TestFullListingNotFoundIsNotGone(t *testing.T) {
 // and the object written in the trimmed range arrives. Before, the gap went
 // unnoticed and that object never reached zone-b.
 func TestBILogTrimmedPastTheBoundIsListedAgain(t *testing.T) {
-	src, data := oneBucketSource()
-	objs := &flakyListing{fakeObjects: &fakeObjects{versions: map[string]rgwobj.ListEntry{}}}
-	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"), func(c *Config) {
-		c.Data, c.Objects = data, objs
-	})
-	a := r.dial(t, "a1")
-	a.fullSync(t, r)
-	a.subscribe(rgwlog.Unit{Log: rgwlog.LogData})
-
-	untilIncremental(r, a, b1Key)
-	// obj1 is written and sent by the bilog.
-	objs.versions["obj1\x00null"] = rgwobj.ListEntry{Key: "obj1", VersionID: "null", Owner: "alice"}
-	data.write("b1:inst1", "obj1", 1)
-	data.mu.Lock()
-	data.datalog = append(data.datalog, rgwadmin.DataLogEntry{EntityType: "bucket", Key: "b1:inst1", LogID: "1_0002"})
-	data.mu.Unlock()
-	seen := map[string]bool{}
-	for !seen["obj1"] {
-		b := a.next()
-		for _, op := range b.GetObjects() {
-			seen[op.GetKey()] = true
-		}
-		a.ack(b)
-	}
-	require.Eventually(t, func() bool {
-		bd, _, _ := r.store.Get(b1Key)
-		return bd.Marker == "00000000001.1.1"
-	}, 5*time.Second, 10*time.Millisecond)
+	r, a, data, objs := obj1Acked(t)
+	seen := map[string]bool{"obj1": true}
 
 	// obj2 and obj3 are written; someone trims the bilog through obj2.
 	objs.versions["obj2\x00null"] = rgwobj.ListEntry{Key: "obj2", VersionID: "null", Owner: "alice"}
@@ -297,32 +271,7 @@ func TestBILogTrimmedPastTheBoundIsListedAgain(t *testing.T) {
 // bound's own entry is still there, so nothing after it was trimmed: the
 // entries after the gap are sent as they are.
 func TestBILogNumberingGapIsNotATrim(t *testing.T) {
-	src, data := oneBucketSource()
-	objs := &flakyListing{fakeObjects: &fakeObjects{versions: map[string]rgwobj.ListEntry{}}}
-	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"), func(c *Config) {
-		c.Data, c.Objects = data, objs
-	})
-	a := r.dial(t, "a1")
-	a.fullSync(t, r)
-	a.subscribe(rgwlog.Unit{Log: rgwlog.LogData})
-
-	untilIncremental(r, a, b1Key)
-	objs.versions["obj1\x00null"] = rgwobj.ListEntry{Key: "obj1", VersionID: "null", Owner: "alice"}
-	data.write("b1:inst1", "obj1", 1)
-	data.mu.Lock()
-	data.datalog = append(data.datalog, rgwadmin.DataLogEntry{EntityType: "bucket", Key: "b1:inst1", LogID: "1_0002"})
-	data.mu.Unlock()
-	for sent := false; !sent; {
-		b := a.next()
-		for _, op := range b.GetObjects() {
-			sent = sent || op.GetKey() == "obj1"
-		}
-		a.ack(b)
-	}
-	require.Eventually(t, func() bool {
-		bd, _, _ := r.store.Get(b1Key)
-		return bd.Marker == "00000000001.1.1"
-	}, 5*time.Second, 10*time.Millisecond)
+	r, a, data, objs := obj1Acked(t)
 
 	// obj1 is deleted; index_ver 2 was used by an op the gateway did not log.
 	delete(objs.versions, "obj1\x00null")
@@ -333,23 +282,12 @@ func TestBILogNumberingGapIsNotATrim(t *testing.T) {
 	data.mu.Unlock()
 
 	ops := make(chan *v1.ObjectOp, 16)
-	go func() {
-		for {
-			m, err := a.s.Recv()
-			if err != nil {
-				return
-			}
-			b := m.GetBatch()
-			if b == nil {
-				continue
-			}
-			for _, op := range b.GetObjects() {
-				ops <- op
-			}
-			_ = a.s.Send(&v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Ack{Ack: &v1.Ack{
-				Shard: b.GetShard(), Seq: b.GetSeq(), ThroughMarker: b.GetThroughMarker(), Generation: b.GetGeneration()}}})
+	go eachBatch(a, func(b *v1.Batch) bool {
+		for _, op := range b.GetObjects() {
+			ops <- op
 		}
-	}()
+		return true
+	})
 	timeout := time.After(10 * time.Second)
 	for deleted := false; !deleted; {
 		select {
@@ -368,6 +306,44 @@ func TestBILogNumberingGapIsNotATrim(t *testing.T) {
 	a.cancel()
 }
 
+// incrementalB1 is a rig whose bucket b1 (oneBucketSource) is listed and
+// in incremental sync, with applier a1 subscribed to the data log.
+func incrementalB1(t *testing.T) (*rig, *applierStream, *fakeData, *flakyListing) {
+	src, data := oneBucketSource()
+	objs := &flakyListing{fakeObjects: &fakeObjects{versions: map[string]rgwobj.ListEntry{}}}
+	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"), func(c *Config) {
+		c.Data, c.Objects = data, objs
+	})
+	a := r.dial(t, "a1")
+	a.fullSync(t, r)
+	a.subscribe(rgwlog.Unit{Log: rgwlog.LogData})
+	untilIncremental(r, a, b1Key)
+	return r, a, data, objs
+}
+
+// obj1Acked is incrementalB1 after obj1 was written (bilog entry 1), sent
+// by the bilog and acked: b1's bound is at its entry.
+func obj1Acked(t *testing.T) (*rig, *applierStream, *fakeData, *flakyListing) {
+	r, a, data, objs := incrementalB1(t)
+	objs.versions["obj1\x00null"] = rgwobj.ListEntry{Key: "obj1", VersionID: "null", Owner: "alice"}
+	data.write("b1:inst1", "obj1", 1)
+	data.mu.Lock()
+	data.datalog = append(data.datalog, rgwadmin.DataLogEntry{EntityType: "bucket", Key: "b1:inst1", LogID: "1_0002"})
+	data.mu.Unlock()
+	for sent := false; !sent; {
+		b := a.next()
+		for _, op := range b.GetObjects() {
+			sent = sent || op.GetKey() == "obj1"
+		}
+		a.ack(b)
+	}
+	require.Eventually(t, func() bool {
+		bd, _, _ := r.store.Get(b1Key)
+		return bd.Marker == "00000000001.1.1"
+	}, 5*time.Second, 10*time.Millisecond)
+	return r, a, data, objs
+}
+
 // oneBucketSource is a source with bucket b1 (instance inst1, one
 // unsharded index owned by alice) and a datalog entry naming it.
 func oneBucketSource() (*fakeSource, *fakeData) {
@@ -383,27 +359,33 @@ func oneBucketSource() (*fakeSource, *fakeData) {
 // unless all).
 func objectKeys(a *applierStream, all bool) <-chan string {
 	got := make(chan string, 64)
-	go func() {
-		for {
-			m, err := a.s.Recv()
-			if err != nil {
-				return
-			}
-			b := m.GetBatch()
-			if b == nil {
-				continue
-			}
-			for _, op := range b.GetObjects() {
-				got <- op.GetKey()
-			}
-			if len(b.GetObjects()) > 0 && !all {
-				return
-			}
-			_ = a.s.Send(&v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Ack{Ack: &v1.Ack{
-				Shard: b.GetShard(), Seq: b.GetSeq(), ThroughMarker: b.GetThroughMarker(), Generation: b.GetGeneration()}}})
+	go eachBatch(a, func(b *v1.Batch) bool {
+		for _, op := range b.GetObjects() {
+			got <- op.GetKey()
 		}
-	}()
+		return all || len(b.GetObjects()) == 0
+	})
 	return got
+}
+
+// eachBatch hands every batch a receives to f, and acks it while f says
+// so; it stops at the first batch f does not ack, or when the stream ends.
+func eachBatch(a *applierStream, f func(b *v1.Batch) (ack bool)) {
+	for {
+		m, err := a.s.Recv()
+		if err != nil {
+			return
+		}
+		b := m.GetBatch()
+		if b == nil {
+			continue
+		}
+		if !f(b) {
+			return
+		}
+		_ = a.s.Send(&v1.ReplicateRequest{Msg: &v1.ReplicateRequest_Ack{Ack: &v1.Ack{
+			Shard: b.GetShard(), Seq: b.GetSeq(), ThroughMarker: b.GetThroughMarker(), Generation: b.GetGeneration()}}})
+	}
 }
 
 // b1Key is the store key of b1's bucket shard bound.
