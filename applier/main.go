@@ -26,6 +26,7 @@ import (
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/applier"
 	"github.com/rgwsync/rgwsync/internal/config"
+	"github.com/rgwsync/rgwsync/internal/gwhealth"
 	"github.com/rgwsync/rgwsync/internal/lease"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
 	"github.com/rgwsync/rgwsync/internal/rgwobj"
@@ -76,8 +77,12 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	reg := rpcserver.NewRegistry()
+	// Every request to zone-b tells whether it answers (status, metrics).
+	dstHTTP, gateway := gwhealth.Instrument(reg, "applier", "destination", log, rgwadmin.NewHTTPClient())
 	dst, err := rgwadmin.New(rgwadmin.Config{Endpoint: cfg.Destination.Endpoint, AccessKey: cfg.Destination.AccessKey,
-		SecretKey: cfg.Destination.SecretKey, Region: cfg.Destination.Region, Timeout: cfg.Destination.Timeout, Logger: log})
+		SecretKey: cfg.Destination.SecretKey, Region: cfg.Destination.Region, Timeout: cfg.Destination.Timeout, Logger: log,
+		HTTPClient: dstHTTP})
 	if err != nil {
 		return fmt.Errorf("destination: %w", err)
 	}
@@ -98,7 +103,6 @@ func run(args []string) error {
 			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 		}
 	}
-	reg := rpcserver.NewRegistry()
 	clientMetrics := grpcprom.NewClientMetrics()
 	reg.MustRegister(clientMetrics)
 	conn, err := dialExporter(cfg.Exporter, creds, clientMetrics)
@@ -116,7 +120,8 @@ func run(args []string) error {
 		defer audit.Close()
 	}
 	objects, err := rgwobj.New(rgwobj.Config{Endpoint: cfg.Destination.Endpoint, AccessKey: cfg.Destination.AccessKey,
-		SecretKey: cfg.Destination.SecretKey, Region: cfg.Destination.Region, Timeout: cfg.Destination.Timeout, Logger: log})
+		SecretKey: cfg.Destination.SecretKey, Region: cfg.Destination.Region, Timeout: cfg.Destination.Timeout, Logger: log,
+		HTTPClient: dstHTTP})
 	if err != nil {
 		return fmt.Errorf("destination objects: %w", err)
 	}
@@ -127,7 +132,7 @@ func run(args []string) error {
 			Length: cfg.Lease.Length, Renew: cfg.Lease.Renew, MaxMembers: cfg.Lease.MaxMembers, Logger: log},
 		ApplyConcurrency: cfg.Apply.Concurrency, UpdateType: cfg.Apply.UpdateType,
 		MaxInflightBatches: uint32(cfg.Apply.MaxInflightBatches), Logger: log, Metrics: applier.NewMetrics(reg),
-		Audit: auditWriter(audit),
+		Audit: auditWriter(audit), Gateway: gateway,
 	})
 	if err != nil {
 		return err

@@ -20,6 +20,7 @@ import (
 	"github.com/rgwsync/rgwsync/internal/config"
 	"github.com/rgwsync/rgwsync/internal/exporter"
 	"github.com/rgwsync/rgwsync/internal/filter"
+	"github.com/rgwsync/rgwsync/internal/gwhealth"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
 	"github.com/rgwsync/rgwsync/internal/rgwobj"
 	"github.com/rgwsync/rgwsync/internal/rpcserver"
@@ -68,8 +69,12 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	reg := rpcserver.NewRegistry()
+	// Every request to zone-a tells whether it answers (status, metrics).
+	srcHTTP, gateway := gwhealth.Instrument(reg, "exporter", "source", log, rgwadmin.NewHTTPClient())
 	src, err := rgwadmin.New(rgwadmin.Config{Endpoint: cfg.Source.Endpoint, AccessKey: cfg.Source.AccessKey,
-		SecretKey: cfg.Source.SecretKey, Region: cfg.Source.Region, Timeout: cfg.Source.Timeout, Logger: log})
+		SecretKey: cfg.Source.SecretKey, Region: cfg.Source.Region, Timeout: cfg.Source.Timeout, Logger: log,
+		HTTPClient: srcHTTP})
 	if err != nil {
 		return fmt.Errorf("source: %w", err)
 	}
@@ -83,13 +88,13 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	reg := rpcserver.NewRegistry()
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	var data exporter.DataSource
 	var objects exporter.ObjectSource
 	if cfg.Data.Enabled {
 		oc, err := rgwobj.New(rgwobj.Config{Endpoint: cfg.Source.Endpoint, AccessKey: cfg.Source.AccessKey,
-			SecretKey: cfg.Source.SecretKey, Region: cfg.Source.Region, Timeout: cfg.Source.Timeout, Logger: log})
+			SecretKey: cfg.Source.SecretKey, Region: cfg.Source.Region, Timeout: cfg.Source.Timeout, Logger: log,
+			HTTPClient: srcHTTP})
 		if err != nil {
 			cancel()
 			return fmt.Errorf("source objects: %w", err)
@@ -102,7 +107,7 @@ func run(args []string) error {
 	var exp *exporter.Exporter
 	err = rgwadmin.RetryTransient(startCtx, log, "read the source", func(ctx context.Context) (err error) {
 		exp, err = exporter.New(ctx, exporter.Config{
-			ID: cfg.ID, Source: src, SourceEndpoint: cfg.Source.Endpoint, Store: store,
+			ID: cfg.ID, Source: src, SourceEndpoint: cfg.Source.Endpoint, Gateway: gateway, Store: store,
 			Sections: cfg.Sync.Sections, BatchEntries: cfg.Sync.BatchEntries, FetchConcurrency: cfg.Sync.FetchConcurrency,
 			PollMin: cfg.Sync.PollMin, PollMax: cfg.Sync.PollMax, RetryMin: cfg.Sync.RetryMin, RetryMax: cfg.Sync.RetryMax,
 			StallAfter:         cfg.Sync.StallAfter,

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
+	"github.com/rgwsync/rgwsync/internal/gwhealth"
 	"github.com/rgwsync/rgwsync/internal/lease"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
@@ -49,6 +50,9 @@ type Leases interface {
 
 // Config of an Applier.
 type Config struct {
+	// Gateway tells whether zone-b answers, from the requests made to it
+	// (status; nil: not shown).
+	Gateway      *gwhealth.Tracker
 	ID           string // locker id, also sent in Hello
 	Destination  string // bounds are kept under this name at the exporter
 	DestEndpoint string

@@ -63,8 +63,10 @@ func (a *Applier) Status(ctx context.Context, req *v1.StatusRequest) (*v1.Status
 		ds.Shards = append(ds.Shards, ss)
 	}
 	a.mu.Unlock()
-	return &v1.StatusResponse{Role: "applier", Id: a.cfg.ID, Gateway: a.cfg.DestEndpoint,
-		Destinations: []*v1.DestinationStatus{ds}, Now: timestamppb.Now()}, nil
+	resp := &v1.StatusResponse{Role: "applier", Id: a.cfg.ID, Gateway: a.cfg.DestEndpoint,
+		Destinations: []*v1.DestinationStatus{ds}, Now: timestamppb.Now()}
+	a.cfg.Gateway.Fill(resp)
+	return resp, nil
 }
 
 // GetBounds is kept by the exporter, which owns the bounds.

@@ -32,6 +32,7 @@ import (
 	v1 "github.com/rgwsync/rgwsync/gen/rgwsync/v1"
 	"github.com/rgwsync/rgwsync/internal/checkpoint"
 	"github.com/rgwsync/rgwsync/internal/filter"
+	"github.com/rgwsync/rgwsync/internal/gwhealth"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
 )
@@ -51,7 +52,10 @@ type Config struct {
 	ID             string
 	Source         Source
 	SourceEndpoint string // for Status
-	Store          *checkpoint.Store
+	// Gateway tells whether the source answers, from the requests made to
+	// it (status; nil: not shown).
+	Gateway *gwhealth.Tracker
+	Store   *checkpoint.Store
 	// Metadata sections replicated (default user, bucket.instance, bucket).
 	Sections []string
 	// Log entries read per batch (default 100).

@@ -20,6 +20,7 @@ import (
 // live state of served shards.
 func (e *Exporter) Status(ctx context.Context, req *v1.StatusRequest) (*v1.StatusResponse, error) {
 	resp := &v1.StatusResponse{Role: "exporter", Id: e.cfg.ID, Gateway: e.cfg.SourceEndpoint, Now: timestamppb.Now()}
+	e.cfg.Gateway.Fill(resp)
 	e.mu.Lock()
 	var names []string
 	for n := range e.dests {

@@ -29,9 +29,14 @@ import (
 
 // Report is the machine-readable form (-json).
 type Report struct {
-	Role         string              `json:"role"`
-	ID           string              `json:"id"`
-	Gateway      string              `json:"gateway"`
+	Role    string `json:"role"`
+	ID      string `json:"id"`
+	Gateway string `json:"gateway"`
+	// GatewayDown: the gateway did not answer its last request, since
+	// GatewaySince (GatewayError says how).
+	GatewayDown  bool                `json:"gateway_down"`
+	GatewayError string              `json:"gateway_error,omitempty"`
+	GatewaySince time.Time           `json:"gateway_since,omitzero"`
 	Time         time.Time           `json:"time"`
 	Destinations []DestinationReport `json:"destinations"`
 }
@@ -103,7 +108,11 @@ func Collect(ctx context.Context, conn grpc.ClientConnInterface, destination str
 }
 
 func build(first, second *v1.StatusResponse) *Report {
-	r := &Report{Role: second.GetRole(), ID: second.GetId(), Gateway: second.GetGateway(), Time: second.GetNow().AsTime()}
+	r := &Report{Role: second.GetRole(), ID: second.GetId(), Gateway: second.GetGateway(), Time: second.GetNow().AsTime(),
+		GatewayDown: second.GetGatewayDown(), GatewayError: second.GetGatewayError()}
+	if second.GetGatewayStateSince() != nil {
+		r.GatewaySince = second.GetGatewayStateSince().AsTime()
+	}
 	prev := map[string]*v1.DestinationStatus{}
 	for _, d := range first.GetDestinations() {
 		prev[d.GetDestination()] = d
@@ -177,6 +186,10 @@ func Print(w io.Writer, r *Report, asJSON bool) error {
 		return enc.Encode(r)
 	}
 	fmt.Fprintf(w, "%s %s (gateway %s) at %s\n", r.Role, r.ID, r.Gateway, r.Time.Format(time.RFC3339))
+	if r.GatewayDown {
+		fmt.Fprintf(w, "GATEWAY DOWN: %s has not answered since %s (%s ago): %s\n", r.Gateway, r.GatewaySince.Format(time.RFC3339),
+			r.Time.Sub(r.GatewaySince).Round(time.Second), r.GatewayError)
+	}
 	for _, d := range r.Destinations {
 		fmt.Fprintf(w, "\ndestination %s   appliers: %s\n", d.Destination, strings.Join(d.Appliers, ", "))
 		fmt.Fprintf(w, "  applied: %d entries, %s   rate: %.1f entries/s, %s/s\n",

@@ -62,3 +62,26 @@ func TestMainNeedsCredentials(t *testing.T) {
 	err := Main([]string{"-addr", "127.0.0.1:1"}, "", &bytes.Buffer{})
 	require.ErrorContains(t, err, "-cacert, -cert and -key are required")
 }
+
+// A gateway that does not answer is the status's first line (issue #16: at
+// once, not only as retries piling up), in text and JSON.
+func TestGatewayDownIsShown(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 15, 0, 0, 0, time.UTC)
+	second := resp(t0.Add(2*time.Second), 300, 5000, 4)
+	second.GatewayDown, second.GatewayError = true, "PUT /b/k: dial tcp 127.0.0.1:8002: connect: connection refused"
+	second.GatewayStateSince = timestamppb.New(t0.Add(-40 * time.Second))
+	r := build(resp(t0, 100, 1000, 5), second)
+	var text bytes.Buffer
+	require.NoError(t, Print(&text, r, false))
+	require.Contains(t, text.String(), "GATEWAY DOWN: http://a has not answered since 2026-12-07T14:59:20Z (42s ago): PUT /b/k: dial tcp")
+	var js bytes.Buffer
+	require.NoError(t, Print(&js, r, true))
+	var back Report
+	require.NoError(t, json.Unmarshal(js.Bytes(), &back))
+	require.True(t, back.GatewayDown)
+	require.Contains(t, back.GatewayError, "connection refused")
+
+	text.Reset()
+	require.NoError(t, Print(&text, build(resp(t0, 100, 1000, 5), resp(t0.Add(2*time.Second), 300, 5000, 4)), false))
+	require.NotContains(t, text.String(), "GATEWAY DOWN")
+}

@@ -733,11 +733,17 @@ type StatusResponse struct {
 	Role string `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
 	Id   string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
 	// The gateway this service talks to.
-	Gateway       string                 `protobuf:"bytes,3,opt,name=gateway,proto3" json:"gateway,omitempty"`
-	Destinations  []*DestinationStatus   `protobuf:"bytes,4,rep,name=destinations,proto3" json:"destinations,omitempty"`
-	Now           *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=now,proto3" json:"now,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Gateway      string                 `protobuf:"bytes,3,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	Destinations []*DestinationStatus   `protobuf:"bytes,4,rep,name=destinations,proto3" json:"destinations,omitempty"`
+	Now          *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=now,proto3" json:"now,omitempty"`
+	// The gateway did not answer its last request (no HTTP answer, or
+	// 502/503/504), since gateway_state_since; gateway_error says how.
+	GatewayDown  bool   `protobuf:"varint,6,opt,name=gateway_down,json=gatewayDown,proto3" json:"gateway_down,omitempty"`
+	GatewayError string `protobuf:"bytes,7,opt,name=gateway_error,json=gatewayError,proto3" json:"gateway_error,omitempty"`
+	// When the gateway last went down or came back (or the service started).
+	GatewayStateSince *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=gateway_state_since,json=gatewayStateSince,proto3" json:"gateway_state_since,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -801,6 +807,27 @@ func (x *StatusResponse) GetDestinations() []*DestinationStatus {
 func (x *StatusResponse) GetNow() *timestamppb.Timestamp {
 	if x != nil {
 		return x.Now
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetGatewayDown() bool {
+	if x != nil {
+		return x.GatewayDown
+	}
+	return false
+}
+
+func (x *StatusResponse) GetGatewayError() string {
+	if x != nil {
+		return x.GatewayError
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetGatewayStateSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GatewayStateSince
 	}
 	return nil
 }
@@ -1908,13 +1935,16 @@ const file_rgwsync_v1_status_proto_rawDesc = "" +
 	"\bmetadata\x18\x03 \x01(\rR\bmetadata\"a\n" +
 	"\rStatusRequest\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12.\n" +
-	"\blog_type\x18\x02 \x01(\x0e2\x13.rgwsync.v1.LogTypeR\alogType\"\xbf\x01\n" +
+	"\blog_type\x18\x02 \x01(\x0e2\x13.rgwsync.v1.LogTypeR\alogType\"\xd3\x02\n" +
 	"\x0eStatusResponse\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x18\n" +
 	"\agateway\x18\x03 \x01(\tR\agateway\x12A\n" +
 	"\fdestinations\x18\x04 \x03(\v2\x1d.rgwsync.v1.DestinationStatusR\fdestinations\x12,\n" +
-	"\x03now\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"\x98\x04\n" +
+	"\x03now\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\x12!\n" +
+	"\fgateway_down\x18\x06 \x01(\bR\vgatewayDown\x12#\n" +
+	"\rgateway_error\x18\a \x01(\tR\fgatewayError\x12J\n" +
+	"\x13gateway_state_since\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x11gatewayStateSince\"\x98\x04\n" +
 	"\x11DestinationStatus\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12/\n" +
 	"\x06shards\x18\x02 \x03(\v2\x17.rgwsync.v1.ShardStatusR\x06shards\x12(\n" +
@@ -2075,44 +2105,45 @@ var file_rgwsync_v1_status_proto_depIdxs = []int32{
 	24, // 5: rgwsync.v1.StatusRequest.log_type:type_name -> rgwsync.v1.LogType
 	11, // 6: rgwsync.v1.StatusResponse.destinations:type_name -> rgwsync.v1.DestinationStatus
 	23, // 7: rgwsync.v1.StatusResponse.now:type_name -> google.protobuf.Timestamp
-	12, // 8: rgwsync.v1.DestinationStatus.shards:type_name -> rgwsync.v1.ShardStatus
-	23, // 9: rgwsync.v1.DestinationStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
-	25, // 10: rgwsync.v1.ShardStatus.shard:type_name -> rgwsync.v1.ShardRef
-	26, // 11: rgwsync.v1.ShardStatus.phase:type_name -> rgwsync.v1.ShardPhase
-	23, // 12: rgwsync.v1.ShardStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
-	23, // 13: rgwsync.v1.ShardStatus.lease_expires:type_name -> google.protobuf.Timestamp
-	23, // 14: rgwsync.v1.ShardStatus.stalled_since:type_name -> google.protobuf.Timestamp
-	24, // 15: rgwsync.v1.GetBoundsRequest.log_type:type_name -> rgwsync.v1.LogType
-	23, // 16: rgwsync.v1.GetBoundsResponse.oldest_time:type_name -> google.protobuf.Timestamp
-	15, // 17: rgwsync.v1.GetBoundsResponse.markers:type_name -> rgwsync.v1.PositionMarker
-	23, // 18: rgwsync.v1.PositionMarker.position_time:type_name -> google.protobuf.Timestamp
-	16, // 19: rgwsync.v1.PositionMarker.items_in_progress:type_name -> rgwsync.v1.ItemMarker
-	23, // 20: rgwsync.v1.ItemMarker.timestamp:type_name -> google.protobuf.Timestamp
-	19, // 21: rgwsync.v1.ListErrorsResponse.items:type_name -> rgwsync.v1.ErrorItem
-	25, // 22: rgwsync.v1.ErrorItem.shard:type_name -> rgwsync.v1.ShardRef
-	0,  // 23: rgwsync.v1.ErrorItem.state:type_name -> rgwsync.v1.ErrorState
-	23, // 24: rgwsync.v1.ErrorItem.first_seen:type_name -> google.protobuf.Timestamp
-	23, // 25: rgwsync.v1.ErrorItem.last_attempt:type_name -> google.protobuf.Timestamp
-	23, // 26: rgwsync.v1.ErrorItem.next_attempt:type_name -> google.protobuf.Timestamp
-	23, // 27: rgwsync.v1.WaitResponse.started:type_name -> google.protobuf.Timestamp
-	22, // 28: rgwsync.v1.WaitResponse.waiting:type_name -> rgwsync.v1.WaitingShard
-	9,  // 29: rgwsync.v1.StatusService.Status:input_type -> rgwsync.v1.StatusRequest
-	13, // 30: rgwsync.v1.StatusService.GetBounds:input_type -> rgwsync.v1.GetBoundsRequest
-	17, // 31: rgwsync.v1.StatusService.ListErrors:input_type -> rgwsync.v1.ListErrorsRequest
-	20, // 32: rgwsync.v1.StatusService.Wait:input_type -> rgwsync.v1.WaitRequest
-	5,  // 33: rgwsync.v1.StatusService.Resync:input_type -> rgwsync.v1.ResyncRequest
-	1,  // 34: rgwsync.v1.StatusService.Backlog:input_type -> rgwsync.v1.BacklogRequest
-	10, // 35: rgwsync.v1.StatusService.Status:output_type -> rgwsync.v1.StatusResponse
-	14, // 36: rgwsync.v1.StatusService.GetBounds:output_type -> rgwsync.v1.GetBoundsResponse
-	18, // 37: rgwsync.v1.StatusService.ListErrors:output_type -> rgwsync.v1.ListErrorsResponse
-	21, // 38: rgwsync.v1.StatusService.Wait:output_type -> rgwsync.v1.WaitResponse
-	8,  // 39: rgwsync.v1.StatusService.Resync:output_type -> rgwsync.v1.ResyncResponse
-	2,  // 40: rgwsync.v1.StatusService.Backlog:output_type -> rgwsync.v1.BacklogResponse
-	35, // [35:41] is the sub-list for method output_type
-	29, // [29:35] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	23, // 8: rgwsync.v1.StatusResponse.gateway_state_since:type_name -> google.protobuf.Timestamp
+	12, // 9: rgwsync.v1.DestinationStatus.shards:type_name -> rgwsync.v1.ShardStatus
+	23, // 10: rgwsync.v1.DestinationStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
+	25, // 11: rgwsync.v1.ShardStatus.shard:type_name -> rgwsync.v1.ShardRef
+	26, // 12: rgwsync.v1.ShardStatus.phase:type_name -> rgwsync.v1.ShardPhase
+	23, // 13: rgwsync.v1.ShardStatus.oldest_unapplied:type_name -> google.protobuf.Timestamp
+	23, // 14: rgwsync.v1.ShardStatus.lease_expires:type_name -> google.protobuf.Timestamp
+	23, // 15: rgwsync.v1.ShardStatus.stalled_since:type_name -> google.protobuf.Timestamp
+	24, // 16: rgwsync.v1.GetBoundsRequest.log_type:type_name -> rgwsync.v1.LogType
+	23, // 17: rgwsync.v1.GetBoundsResponse.oldest_time:type_name -> google.protobuf.Timestamp
+	15, // 18: rgwsync.v1.GetBoundsResponse.markers:type_name -> rgwsync.v1.PositionMarker
+	23, // 19: rgwsync.v1.PositionMarker.position_time:type_name -> google.protobuf.Timestamp
+	16, // 20: rgwsync.v1.PositionMarker.items_in_progress:type_name -> rgwsync.v1.ItemMarker
+	23, // 21: rgwsync.v1.ItemMarker.timestamp:type_name -> google.protobuf.Timestamp
+	19, // 22: rgwsync.v1.ListErrorsResponse.items:type_name -> rgwsync.v1.ErrorItem
+	25, // 23: rgwsync.v1.ErrorItem.shard:type_name -> rgwsync.v1.ShardRef
+	0,  // 24: rgwsync.v1.ErrorItem.state:type_name -> rgwsync.v1.ErrorState
+	23, // 25: rgwsync.v1.ErrorItem.first_seen:type_name -> google.protobuf.Timestamp
+	23, // 26: rgwsync.v1.ErrorItem.last_attempt:type_name -> google.protobuf.Timestamp
+	23, // 27: rgwsync.v1.ErrorItem.next_attempt:type_name -> google.protobuf.Timestamp
+	23, // 28: rgwsync.v1.WaitResponse.started:type_name -> google.protobuf.Timestamp
+	22, // 29: rgwsync.v1.WaitResponse.waiting:type_name -> rgwsync.v1.WaitingShard
+	9,  // 30: rgwsync.v1.StatusService.Status:input_type -> rgwsync.v1.StatusRequest
+	13, // 31: rgwsync.v1.StatusService.GetBounds:input_type -> rgwsync.v1.GetBoundsRequest
+	17, // 32: rgwsync.v1.StatusService.ListErrors:input_type -> rgwsync.v1.ListErrorsRequest
+	20, // 33: rgwsync.v1.StatusService.Wait:input_type -> rgwsync.v1.WaitRequest
+	5,  // 34: rgwsync.v1.StatusService.Resync:input_type -> rgwsync.v1.ResyncRequest
+	1,  // 35: rgwsync.v1.StatusService.Backlog:input_type -> rgwsync.v1.BacklogRequest
+	10, // 36: rgwsync.v1.StatusService.Status:output_type -> rgwsync.v1.StatusResponse
+	14, // 37: rgwsync.v1.StatusService.GetBounds:output_type -> rgwsync.v1.GetBoundsResponse
+	18, // 38: rgwsync.v1.StatusService.ListErrors:output_type -> rgwsync.v1.ListErrorsResponse
+	21, // 39: rgwsync.v1.StatusService.Wait:output_type -> rgwsync.v1.WaitResponse
+	8,  // 40: rgwsync.v1.StatusService.Resync:output_type -> rgwsync.v1.ResyncResponse
+	2,  // 41: rgwsync.v1.StatusService.Backlog:output_type -> rgwsync.v1.BacklogResponse
+	36, // [36:42] is the sub-list for method output_type
+	30, // [30:36] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_rgwsync_v1_status_proto_init() }

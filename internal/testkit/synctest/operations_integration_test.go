@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -351,4 +352,53 @@ func TestWaitCommand(t *testing.T) {
 
 	out, code = wait("5s", "-bucket", "no-such-bucket-"+p)
 	require.Equal(t, 2, code, out)
+}
+
+// A destination gateway that stops answering shows in the applier's status
+// and metrics at once (issue #16 item 2), not only as retries piling up,
+// and clears when it answers again. The proxy in front of zone-b drops the
+// connections of every request while "down".
+func TestGatewayDownShowsAtOnce(t *testing.T) {
+	e := NewEnv(t)
+	p := labtest.RandomName("g")
+	e.Only(p)
+	var down atomic.Bool
+	e.ProxyDest(func(w http.ResponseWriter, r *http.Request) bool {
+		if !down.Load() {
+			return false
+		}
+		if hj, ok := w.(http.Hijacker); ok {
+			if c, _, err := hj.Hijack(); err == nil {
+				_ = c.Close() // no HTTP answer at all
+				return true
+			}
+		}
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return true
+	})
+	e.StartExporter("")
+	app := e.StartApplier("a1")
+	e.User(p+"-x", "X")
+	e.WaitMetadataEqual(60*time.Second, Prefix(p))
+	ctx := context.Background()
+	st, err := StatusOf(ctx, app.Addr, "")
+	require.NoError(t, err)
+	require.False(t, st.GetGatewayDown())
+
+	down.Store(true)
+	e.User(p+"-y", "Y") // a write to apply, and the lease renewals
+	require.Eventually(t, func() bool {
+		st, err := StatusOf(ctx, app.Addr, "")
+		return err == nil && st.GetGatewayDown() && st.GetGatewayError() != ""
+	}, 30*time.Second, 100*time.Millisecond, "the applier's status says zone-b does not answer")
+	_, appBin := Binaries(t)
+	out := run(t, appBin, "status", "-insecure", "-addr", app.Addr, "-interval", "0")
+	require.Contains(t, out, "GATEWAY DOWN")
+
+	down.Store(false)
+	require.Eventually(t, func() bool {
+		st, err := StatusOf(ctx, app.Addr, "")
+		return err == nil && !st.GetGatewayDown()
+	}, 60*time.Second, 200*time.Millisecond, "up again once zone-b answers")
+	e.WaitMetadataEqual(60*time.Second, Prefix(p))
 }
