@@ -65,6 +65,16 @@ func Get(t TB) *Lab {
 	return shared
 }
 
+// Release is the Ceph release the lab runs ("pacific", "reef", "tentacle"),
+// as start.sh recorded it in $LAB/release (a lab without it: pacific).
+func (l *Lab) Release() string {
+	b, err := os.ReadFile(filepath.Join(l.Dir, "release"))
+	if err != nil {
+		return "pacific"
+	}
+	return strings.TrimSpace(string(b))
+}
+
 // Stop tears down a lab this process booted (a configured one is left alone).
 func Stop() {
 	if shared == nil || !shared.owned {
