@@ -33,6 +33,19 @@ TEST_LAB        ?= /tmp/rgwsync-test-lab
 TEST_MON_PORT   ?= 26789
 TEST_RGW_A_PORT ?= 28001
 TEST_RGW_B_PORT ?= 28002
+# Labs of other Ceph releases (deploy/ceph-lab/chroot.sh: a Debian chroot
+# built once in /srv/ceph-<release>): Tentacle 20.2 and Reef 18.2.
+TENTACLE_LAB        ?= /tmp/rgwsync-test-lab-tentacle
+TENTACLE_MON_PORT   ?= 26799
+TENTACLE_RGW_A_PORT ?= 28011
+TENTACLE_RGW_B_PORT ?= 28012
+REEF_LAB            ?= /tmp/rgwsync-test-lab-reef
+REEF_MON_PORT       ?= 26809
+REEF_RGW_A_PORT     ?= 28021
+REEF_RGW_B_PORT     ?= 28022
+# What runs on the other releases: the lab facts and the sync tests (the
+# fault runs and the benchmarks run on Pacific).
+RELEASE_TEST_PKGS   ?= ./internal/rgwadmin/ ./internal/rgwobj/ ./internal/testkit/synctest/
 
 # Debian packages the lab needs (start.sh checks for their commands).
 LAB_PKGS := ceph-mon ceph-osd radosgw ceph-common curl python3
@@ -161,6 +174,16 @@ test-unit: ## go test -race ./...
 test-integration: deps $(GRPCURL) ## go test -tags integration ./... against a lab of its own, booted and stopped around it
 	LAB=$(TEST_LAB) MON_PORT=$(TEST_MON_PORT) RGW_A_PORT=$(TEST_RGW_A_PORT) RGW_B_PORT=$(TEST_RGW_B_PORT) \
 	  deploy/ceph-lab/with-lab.sh go test -tags integration -count=1 -p 1 -timeout 25m ./...
+
+test-tentacle: deps $(GRPCURL) ## the integration tests of RELEASE_TEST_PKGS against a Ceph Tentacle (20.2) lab of their own
+	CEPH_RELEASE=tentacle LAB=$(TENTACLE_LAB) MON_PORT=$(TENTACLE_MON_PORT) RGW_A_PORT=$(TENTACLE_RGW_A_PORT) RGW_B_PORT=$(TENTACLE_RGW_B_PORT) \
+	  LOGS_OUT=$(CURDIR)/$(TMP)/lab-logs-tentacle deploy/ceph-lab/with-lab.sh go test -tags integration -count=1 -p 1 -timeout 30m $(RELEASE_TEST_PKGS)
+
+test-reef: deps $(GRPCURL) ## the integration tests of RELEASE_TEST_PKGS against a Ceph Reef (18.2) lab of their own
+	CEPH_RELEASE=reef LAB=$(REEF_LAB) MON_PORT=$(REEF_MON_PORT) RGW_A_PORT=$(REEF_RGW_A_PORT) RGW_B_PORT=$(REEF_RGW_B_PORT) \
+	  LOGS_OUT=$(CURDIR)/$(TMP)/lab-logs-reef deploy/ceph-lab/with-lab.sh go test -tags integration -count=1 -p 1 -timeout 30m $(RELEASE_TEST_PKGS)
+
+test-all-releases: test test-tentacle test-reef ## make test (Pacific), then the integration tests on Tentacle and Reef
 
 # ---- fault injection ----
 

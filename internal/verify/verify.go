@@ -76,7 +76,11 @@ func Metadata(ctx context.Context, src, dst Lister, sections []string, keep func
 				continue
 			}
 			if !inB[k] {
-				diffs = append(diffs, Diff{sec, k, "missing on the destination"})
+				if gone, err := deletedInstance(ctx, src, sec, k); err != nil {
+					return nil, err
+				} else if !gone {
+					diffs = append(diffs, Diff{sec, k, "missing on the destination"})
+				}
 				continue
 			}
 			delete(inB, k)
@@ -95,6 +99,26 @@ func Metadata(ctx context.Context, src, dst Lister, sections []string, keep func
 	return diffs, nil
 }
 
+// deletedInstance says whether key of section sec is a bucket instance the
+// source keeps as removed: Tentacle keeps a removed bucket's instance with
+// flags 64 (BUCKET_DELETED), and keeps zone-b's through a DELETE; that
+// blob is never put on zone-b (it kills its gateway). Gone on the source:
+// whatever zone-b has of it is not a difference (FACTS.md section 19).
+func deletedInstance(ctx context.Context, src Lister, sec, key string) (bool, error) {
+	if sec != rgwlog.SectionBucketInstance {
+		return false, nil
+	}
+	b, err := src.GetMetadata(ctx, sec, key)
+	if errors.Is(err, rgwadmin.ErrNotFound) {
+		return true, nil // deleted since it was listed; the next pass sees it
+	}
+	if err != nil {
+		return false, fmt.Errorf("get source %s:%s: %w", sec, key, err)
+	}
+	del, _ := rgwlog.BucketDeleted(b)
+	return del, nil
+}
+
 func compareBlob(ctx context.Context, src, dst Lister, sec, key string) (string, error) {
 	ab, err := src.GetMetadata(ctx, sec, key)
 	if errors.Is(err, rgwadmin.ErrNotFound) {
@@ -102,6 +126,9 @@ func compareBlob(ctx context.Context, src, dst Lister, sec, key string) (string,
 	}
 	if err != nil {
 		return "", fmt.Errorf("get source %s:%s: %w", sec, key, err)
+	}
+	if del, _ := rgwlog.BucketDeleted(ab); sec == rgwlog.SectionBucketInstance && del {
+		return "", nil // see deletedInstance
 	}
 	bb, err := dst.GetMetadata(ctx, sec, key)
 	if errors.Is(err, rgwadmin.ErrNotFound) {

@@ -61,3 +61,20 @@ func TestInstanceShardCountIsNotCompared(t *testing.T) {
 	require.Equal(t, "c:1", diffs[0].Key)
 	require.Equal(t, "data differs: bucket_info.flags: source 2, destination 0", diffs[0].What)
 }
+
+// A removed bucket's instance that the source keeps with flags 64
+// (BUCKET_DELETED, Tentacle: FACTS.md section 19) is gone on the source:
+// whether zone-b has no such instance or keeps it (a DELETE there keeps it
+// too), not a difference. The chaos short run on a Tentacle lab reported
+// both as differences.
+func TestDeletedInstanceIsNotCompared(t *testing.T) {
+	del := `{"data":{"bucket_info":{"num_shards":11,"flags":64}}}`
+	src := blobs{"bucket.instance:b:1": del, "bucket.instance:c:1": del,
+		"bucket.instance:d:1": `{"data":{"bucket_info":{"num_shards":11,"flags":0}}}`}
+	dst := blobs{"bucket.instance:c:1": `{"data":{"bucket_info":{"num_shards":11,"flags":0}}}`}
+	diffs, err := Metadata(context.Background(), src, dst, []string{"bucket.instance"}, nil)
+	require.NoError(t, err)
+	require.Len(t, diffs, 1, "%v", diffs)
+	require.Equal(t, "d:1", diffs[0].Key)
+	require.Equal(t, "missing on the destination", diffs[0].What)
+}
