@@ -117,22 +117,38 @@ func TestLabMDLog(t *testing.T) {
 				seen[e.Name] = append(seen[e.Name], e.Status)
 				recentTime(t, "mdlog entry", e.Timestamp)
 				assert.NotEmpty(t, e.ID)
-				assert.NotZero(t, e.WriteVersion.Ver, "write_version")
+				if lab.Release() == "pacific" { // 0 on Tentacle (FACTS.md §23); rgwsync does not use it
+					assert.NotZero(t, e.WriteVersion.Ver, "write_version")
+				}
 			}
 		}
 		if len(ours) > 0 {
-			require.Greater(t, pages, 1, "shard %d: max=1 must need several pages", i)
+			if len(one) > 1 {
+				require.Greater(t, pages, 1, "shard %d: max=1 must need several pages", i)
+			}
 			shards = append(shards, found{shard: i, entries: ours})
 		}
 	}
+	statuses := []string{"write", "complete"}
+	if lab.Release() == "tentacle" {
+		statuses = []string{"complete"} // one entry per change (FACTS.md §23)
+	}
 	for uid := range uids {
-		assert.Equal(t, []string{"write", "complete"}, seen[uid], "mdlog entries of user %s", uid)
+		assert.Equal(t, statuses, seen[uid], "mdlog entries of user %s", uid)
 	}
 	require.NotEmpty(t, shards)
 
 	// Trim up to (and including) our first entry: it is gone, the next stays.
 	// (On a shared lab this also trims older entries of that shard.)
 	s := shards[0]
+	for _, f := range shards {
+		if len(f.entries) > len(s.entries) {
+			s = f
+		}
+	}
+	if len(s.entries) < 2 && lab.Release() != "pacific" {
+		t.Skipf("%s: no mdlog shard with two of the test's entries (one per change): the trim is not checked", lab.Release())
+	}
 	require.GreaterOrEqual(t, len(s.entries), 2)
 	require.NoError(t, a.TrimMDLog(ctx, info.Period, s.shard, s.entries[0].ID))
 	after, err := a.ListMDLog(ctx, info.Period, s.shard, before[s.shard], 1000)
@@ -383,6 +399,14 @@ func TestLabBILog(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, tl, 2)
 	sh, _, _ := strings.Cut(tl[0].OpID, "#")
+	if lab.Release() == "tentacle" { // no "<shard>#" in a whole listing (§23): a shard with entries
+		for i := range 11 {
+			if es, err := a.ListBILog(ctx, tinst+":"+strconv.Itoa(i), "", 0); err == nil && len(es) > 0 {
+				sh = strconv.Itoa(i)
+				break
+			}
+		}
+	}
 	tsi, err := a.BILogInfo(ctx, tinst+":"+sh)
 	require.NoError(t, err)
 	assert.NotEmpty(t, tsi.MaxMarker)
@@ -439,8 +463,14 @@ func TestLabMetadata(t *testing.T) {
 	assert.Equal(t, UpdateStatus{Applied: true, Status: "applied", Version: st.Version}, st)
 	st, err = b.PutMetadata(ctx, "user", uid, ublob, "update-by-version")
 	require.NoError(t, err)
-	assert.False(t, st.Applied)
-	assert.Equal(t, "skipped", st.Status)
+	pacific := lab.Release() == "pacific"
+	// Tentacle (20.2.4) applies an unchanged user by version, and creates
+	// an absent key (FACTS.md §23): rgwsync does not use update-by-version
+	// by default.
+	assert.Equal(t, !pacific, st.Applied)
+	if pacific {
+		assert.Equal(t, "skipped", st.Status)
+	}
 	bblob, err := b.GetMetadata(ctx, "user", uid)
 	require.NoError(t, err)
 	assert.JSONEq(t, jsonField(t, ublob, "data"), jsonField(t, bblob, "data"))
@@ -451,9 +481,13 @@ func TestLabMetadata(t *testing.T) {
 	require.NoError(t, err)
 	st, err = b.PutMetadata(ctx, "user", plain2, p2blob, "update-by-version")
 	require.NoError(t, err)
-	assert.Equal(t, UpdateStatus{Applied: false, Status: "skipped", Version: "ver:0,tag:"}, st)
-	_, err = b.GetMetadata(ctx, "user", plain2)
-	require.ErrorIs(t, err, ErrNotFound)
+	if pacific {
+		assert.Equal(t, UpdateStatus{Applied: false, Status: "skipped", Version: "ver:0,tag:"}, st)
+		_, err = b.GetMetadata(ctx, "user", plain2)
+		require.ErrorIs(t, err, ErrNotFound)
+	} else {
+		assert.Equal(t, UpdateStatus{Applied: true, Status: "applied", Version: "ver:0,tag:"}, st)
+	}
 
 	iblob, err := a.GetMetadata(ctx, "bucket.instance", inst)
 	require.NoError(t, err)

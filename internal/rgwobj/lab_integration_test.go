@@ -108,6 +108,15 @@ type env struct {
 	user     *s3.Client
 }
 
+// pacificOnly skips a test that pins a behaviour of Pacific's gateway which
+// the lab's release does not have (why: what it does instead, measured).
+func pacificOnly(t *testing.T, why string) {
+	t.Helper()
+	if r := labtest.Get(t).Release(); r != "pacific" {
+		t.Skipf("a fact of Pacific (16.2.15); on %s: %s", r, why)
+	}
+}
+
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	lab := labtest.Get(t)
@@ -980,6 +989,7 @@ func TestNullVersionAttrsInPlace(t *testing.T) {
 // own S3 DELETE behaves the same. PutDeleteMarker says so with
 // ErrMarkerDeclined (it failed before with "is the bucket versioned?").
 func TestDeleteMarkerOverDeleteMarker(t *testing.T) {
+	pacificOnly(t, "Tentacle (20.2.4) lays the second marker (FACTS.md §23)")
 	e := newEnv(t)
 	const named = "9yZADrZa6AQ65qBNn0qb43r5-feu1Qb"
 	for _, order := range [][2]string{{"null", named}, {named, "null"}} {
@@ -1034,9 +1044,9 @@ func TestSecondNullRemovalLeavesTheKeysOLH(t *testing.T) {
 		dm, found, err := e.b.FindVersionInBucket(e.ctx, bucket, "k", "null")
 		require.NoError(t, err)
 		require.True(t, found && dm.DeleteMarker, "the marker is listed: %+v", dm)
-		if twice {
+		if twice && labtest.Get(t).Release() == "pacific" {
 			require.False(t, dm.IsLatest, "expected the gateway to keep the emptied key's OLH after a second null removal")
-		} else {
+		} else { // and on Tentacle (20.2.4) either way (FACTS.md §27)
 			require.True(t, dm.IsLatest, "the marker of an emptied key is current")
 		}
 	}
@@ -1047,6 +1057,7 @@ func TestSecondNullRemovalLeavesTheKeysOLH(t *testing.T) {
 // marker, and lays it when it replaces a null version written first with
 // an epoch below the marker's, in a suspended bucket.
 func TestNullMarkerOverMarkerByANullVersion(t *testing.T) {
+	pacificOnly(t, "Tentacle (20.2.4) lays a marker over a marker: nothing to work around (FACTS.md §23)")
 	e := newEnv(t)
 	bucket := labtest.RandomName("nm")
 	inst := e.bucket(bucket, true)
