@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 
 	"github.com/rgwsync/rgwsync/internal/checkpoint"
 	"github.com/rgwsync/rgwsync/internal/rgwadmin"
+	"github.com/rgwsync/rgwsync/internal/rgwlog"
 	"github.com/rgwsync/rgwsync/internal/rgwobj"
 )
 
@@ -64,5 +66,58 @@ func TestReshardToANewGenerationKeepsTheOrder(t *testing.T) {
 	require.True(t, ok, "every shard of the new generation is followed")
 	require.Equal(t, checkpoint.PhaseIncremental, bd.Phase)
 	require.Equal(t, listed, objs.listed.Load(), "nothing listed again")
+	a.cancel()
+}
+
+// After a restart, a later generation's shard whose datalog entries the
+// datalog bound has passed (gated before the restart) and an older shard
+// still open are polled from the bounds alone: the older one closes, the
+// later one is read. Before the restart the gate had stored the later
+// generation's bounds and consumed its datalog entry; nothing names either
+// shard again.
+func TestGenerationHandOverSurvivesARestart(t *testing.T) {
+	src, data := oneBucketSource()
+	objs := &flakyListing{fakeObjects: &fakeObjects{versions: map[string]rgwobj.ListEntry{}}}
+	path := filepath.Join(t.TempDir(), "g.db")
+	r := newRig(t, src, path, func(c *Config) { c.Data, c.Objects = data, objs })
+	a := r.dial(t, "a1")
+	a.fullSync(t, r)
+	a.subscribe(rgwlog.Unit{Log: rgwlog.LogData})
+	untilIncremental(r, a, b1Key)
+	a.cancel()
+	r.close()
+
+	// The state the gate leaves: generation 1's bounds at the start of
+	// their logs, generation 0's bound open.
+	objs.versions["obj3\x00null"] = rgwobj.ListEntry{Key: "obj3", VersionID: "null", Owner: "alice"}
+	data.mu.Lock()
+	data.latestGen = 1
+	data.gens = []rgwadmin.BILogGeneration{{Gen: 0, NumShards: 0}, {Gen: 1, NumShards: 2}}
+	data.bilogs["b1:inst1:1@1"] = []rgwadmin.BILogEntry{{OpID: "00000000002.1.2", IndexVer: 2, Op: "write",
+		Object: "obj3", Instance: "null", State: "complete", Timestamp: time.Unix(1795609540, 0)}}
+	data.mu.Unlock()
+	store, err := checkpoint.Open(path)
+	require.NoError(t, err)
+	now := time.Now().UTC()
+	for _, k := range []string{"b1:inst1:0@1", "b1:inst1:1@1"} {
+		require.NoError(t, store.Put(checkpoint.Entry{Key: checkpoint.Key{Destination: "zone-b", Log: checkpoint.LogBucketIndex, Instance: k},
+			Bound: checkpoint.Bound{Phase: checkpoint.PhaseIncremental, UpdatedAt: now}}))
+	}
+	require.NoError(t, store.Close())
+
+	r = newRig(t, src, path, func(c *Config) { c.Data, c.Objects = data, objs })
+	a = r.dial(t, "a2")
+	a.subscribe(rgwlog.Unit{Log: rgwlog.LogData})
+	got := objectKeys(a, true)
+	select {
+	case k := <-got:
+		require.Equal(t, "obj3", k)
+	case <-time.After(10 * time.Second):
+		t.Fatal("generation 1's write was never sent after the restart")
+	}
+	require.Eventually(t, func() bool {
+		_, open, _ := r.store.Get(b1Key)
+		return !open
+	}, 10*time.Second, 20*time.Millisecond, "generation 0's shard closed")
 	a.cancel()
 }
