@@ -76,6 +76,10 @@ type dataWorker struct {
 	// an index log generation changes hands: a later one waiting for the
 	// older ones to close, an older one until it closes (generations.go).
 	genWait map[string]bool
+	// genClear: later generations' shards found with no older shard of
+	// their instance open; none opens again (older generations get no new
+	// bounds), so gateGen need not look again.
+	genClear map[string]bool
 	// pendingFence: what the ops buildOps built last hold of the
 	// versioning fence (fence.go), moved to the batch sendBatch sends.
 	pendingFence *fenceHold
@@ -160,7 +164,7 @@ func (w *worker) runData(ctx context.Context) error {
 		}
 	}
 	dw := &dataWorker{worker: w, shard: int(w.sub.unit.Shard), bounds: map[string]*checkpoint.Bound{}, readPos: map[string]string{},
-		genWait: map[string]bool{}}
+		genWait: map[string]bool{}, genClear: map[string]bool{}}
 	b, ok, err := w.e.cfg.Store.Get(w.key)
 	if err != nil {
 		return err
@@ -409,6 +413,7 @@ func (dw *dataWorker) forgetBucketShard(key string, removed bool) {
 		dw.log.Info("bucket removed at the source: its index shard is done", "bucket_shard", key)
 	}
 	delete(dw.genWait, key)
+	delete(dw.genClear, key)
 	for i, k := range dw.queue {
 		if k == key {
 			dw.queue = append(dw.queue[:i:i], dw.queue[i+1:]...)

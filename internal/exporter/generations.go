@@ -134,6 +134,9 @@ func (e *Exporter) olderGenBounds(d *destination, bs rgwlog.BucketShard, gens []
 // (so no datalog entry of theirs is needed again) and the older shards
 // still open are handed to their workers to be polled until they close.
 func (dw *dataWorker) gateGen(ctx context.Context, key string) (bool, error) {
+	if dw.genClear[key] {
+		return false, nil
+	}
 	bs, err := rgwlog.ParseBucketShard(key)
 	if err != nil || bs.Gen == 0 {
 		return false, err
@@ -143,8 +146,12 @@ func (dw *dataWorker) gateGen(ctx context.Context, key string) (bool, error) {
 		return false, err
 	}
 	open, err := dw.e.olderGenBounds(dw.d, bs, gens)
-	if err != nil || len(open) == 0 {
+	if err != nil {
 		return false, err
+	}
+	if len(open) == 0 {
+		dw.genClear[key] = true
+		return false, nil
 	}
 	if _, ok := dw.bounds[key]; !ok {
 		n := -1

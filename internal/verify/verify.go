@@ -127,8 +127,10 @@ func compareBlob(ctx context.Context, src, dst Lister, sec, key string) (string,
 	if err != nil {
 		return "", fmt.Errorf("get source %s:%s: %w", sec, key, err)
 	}
-	if del, _ := rgwlog.BucketDeleted(ab); sec == rgwlog.SectionBucketInstance && del {
-		return "", nil // see deletedInstance
+	if sec == rgwlog.SectionBucketInstance {
+		if del, _ := rgwlog.BucketDeleted(ab); del {
+			return "", nil // see deletedInstance
+		}
 	}
 	bb, err := dst.GetMetadata(ctx, sec, key)
 	if errors.Is(err, rgwadmin.ErrNotFound) {
