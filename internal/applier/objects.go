@@ -175,7 +175,8 @@ func (a *Applier) applyOne(ctx context.Context, u rgwlog.Unit, op *v1.ObjectOp, 
 	}
 	item := func(msg string) *v1.RetryItem {
 		return &v1.RetryItem{Section: "object", Name: op.GetKey(), Bucket: op.GetBucket(), Key: op.GetKey(),
-			VersionId: op.GetVersionId(), Error: msg, Timestamp: op.GetTimestamp()}
+			VersionId: op.GetVersionId(), Error: msg, Timestamp: op.GetTimestamp(),
+			Kind: op.GetKind(), VersionedEpoch: op.GetVersionedEpoch()}
 	}
 	if held {
 		if body != nil {

@@ -83,7 +83,12 @@ type Retry struct {
 	VersionID string `json:"version_id,omitempty"` // objects
 	// Epoch: for an object version, the source's OLH epoch of the op that
 	// failed (a version delete's epoch cannot be read back from the source).
-	Epoch       uint64    `json:"epoch,omitempty"`
+	Epoch uint64 `json:"epoch,omitempty"`
+	// Removal: a removal of the null version (with its Epoch), resent as
+	// that removal. The id "null" is reused: the source's null version of
+	// later is another op of the key, which comes after it in its own
+	// retry (an object can have both).
+	Removal     bool      `json:"removal,omitempty"`
 	Error       string    `json:"error,omitempty"`
 	Attempts    uint32    `json:"attempts"`
 	Timestamp   time.Time `json:"timestamp"` // when the change was logged (first seen)

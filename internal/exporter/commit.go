@@ -95,15 +95,15 @@ func (dw *dataWorker) commitOf(c batchCommit, failed []*v1.RetryItem) []checkpoi
 	case commitRetries:
 		sent := map[string]bool{}
 		for _, r := range c.resent {
-			sent[itemID(c.key, r.Name, r.VersionID)] = true
+			sent[retryID(c.key, r)] = true
 		}
 		failedNow := map[string]bool{}
 		for _, it := range failed {
-			failedNow[itemID(c.key, it.GetKey(), it.GetVersionId())] = true
+			failedNow[failedID(c.key, it)] = true
 		}
 		var kept []checkpoint.Retry
 		for _, r := range nb.Retries {
-			id := itemID(c.key, r.Name, r.VersionID)
+			id := retryID(c.key, r)
 			if sent[id] && r.Error == ResyncError {
 				if failedNow[id] {
 					dw.d.resyncFailed.Add(1)

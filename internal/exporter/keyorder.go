@@ -189,11 +189,48 @@ func (o *keyOrder) ready(bs string, retries []checkpoint.Retry, now time.Time) [
 			out = append(out, r)
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if out[i].Name != out[j].Name {
-			return out[i].Name < out[j].Name
-		}
-		return out[i].Epoch < out[j].Epoch
-	})
+	sortRetries(out)
 	return out
+}
+
+// sortRetries puts retries in the order to apply them: by key, then by
+// epoch within an era of the key. A removal of the null version can empty
+// the key, and the source numbers the key's next ops from 2 again
+// (FACTS.md section 30): its epoch orders the ops logged before it, not
+// those after. A retry's era is the number of removals of the null version
+// of its key logged before it (by the log's time), so a removal goes after
+// the earlier ops of its key and before every later one.
+func sortRetries(rs []checkpoint.Retry) {
+	removals := map[string][]time.Time{} // key -> when its null removals were logged
+	for _, r := range rs {
+		if r.Removal {
+			removals[r.Name] = append(removals[r.Name], r.Timestamp)
+		}
+	}
+	type ranked struct {
+		r   checkpoint.Retry
+		era int
+	}
+	rk := make([]ranked, len(rs))
+	for i, r := range rs {
+		rk[i].r = r
+		for _, t := range removals[r.Name] {
+			if t.Before(r.Timestamp) {
+				rk[i].era++
+			}
+		}
+	}
+	sort.SliceStable(rk, func(i, j int) bool {
+		a, b := rk[i], rk[j]
+		switch {
+		case a.r.Name != b.r.Name:
+			return a.r.Name < b.r.Name
+		case a.era != b.era:
+			return a.era < b.era
+		}
+		return a.r.Epoch < b.r.Epoch
+	})
+	for i := range rk {
+		rs[i] = rk[i].r
+	}
 }

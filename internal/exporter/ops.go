@@ -71,7 +71,8 @@ func (dw *dataWorker) buildOps(ctx context.Context, refs []objRef, marker string
 		r := refs[i]
 		item := func(msg string) *v1.RetryItem {
 			return &v1.RetryItem{Section: "object", Name: r.key, Bucket: r.bs.S3Bucket(), Key: r.key,
-				VersionId: r.version, BucketShard: r.bs.Key, Error: msg, Timestamp: timestamppb.New(r.ts)}
+				VersionId: r.version, BucketShard: r.bs.Key, Error: msg, Timestamp: timestamppb.New(r.ts),
+				Kind: r.kind, VersionedEpoch: r.epoch}
 		}
 		if r.held != "" {
 			failed = append(failed, item(rgwlog.HeldPrefix+r.held))

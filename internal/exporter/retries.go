@@ -6,6 +6,8 @@ package exporter
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -15,31 +17,73 @@ import (
 	"github.com/rgwsync/rgwsync/internal/rgwlog"
 )
 
-// addRetries adds failed object items to a bucket shard's retries.
+// addRetries adds failed object items to a bucket shard's retries. An
+// item's epoch is the one its ref carried (epochs), else the op's own
+// (RetryItem.versioned_epoch; a removal's always). An item joins
+// the retry of its object (version), which is reconciled with the source's
+// state when resent — except a removal of the null version, which is kept
+// as that one op (nullRemoval).
 func addRetries(rs []checkpoint.Retry, failed []*v1.RetryItem, e *Exporter, epochs map[string]uint64) []checkpoint.Retry {
 	now := time.Now().UTC()
 	for _, f := range failed {
-		found := false
-		for i := range rs {
-			if rs[i].Name == f.GetKey() && rs[i].VersionID == f.GetVersionId() {
-				if !rgwlog.Held(f.GetError()) {
-					rs[i].Attempts++ // held again is not a failure of its own: no longer backoff
-				}
-				rs[i].Error = f.GetError()
-				rs[i].NextAttempt, rs[i].LastAttempt = now.Add(e.backoff(rs[i].Attempts)), now
-				if ep := epochs[f.GetKey()+"\x00"+f.GetVersionId()]; ep > 0 {
-					rs[i].Epoch = ep
-				}
-				found = true
-			}
+		removal := nullRemoval(f.GetKind(), f.GetVersionId(), f.GetVersionedEpoch())
+		epoch := epochs[f.GetKey()+"\x00"+f.GetVersionId()]
+		if removal || epoch == 0 {
+			epoch = f.GetVersionedEpoch()
 		}
-		if !found {
-			rs = append(rs, checkpoint.Retry{Section: "object", Name: f.GetKey(), VersionID: f.GetVersionId(),
-				Epoch: epochs[f.GetKey()+"\x00"+f.GetVersionId()],
-				Error: f.GetError(), Attempts: 1, Timestamp: f.GetTimestamp().AsTime(), NextAttempt: now.Add(e.backoff(1)), LastAttempt: now})
+		it := checkpoint.Retry{Section: "object", Name: f.GetKey(), VersionID: f.GetVersionId(), Epoch: epoch,
+			Removal: removal, Error: f.GetError(),
+			Attempts: 1, Timestamp: f.GetTimestamp().AsTime(), NextAttempt: now.Add(e.backoff(1)), LastAttempt: now}
+		i := slices.IndexFunc(rs, func(r checkpoint.Retry) bool { return retryID("", r) == retryID("", it) })
+		if i < 0 {
+			rs = append(rs, it)
+			continue
+		}
+		r := &rs[i]
+		if !rgwlog.Held(f.GetError()) {
+			r.Attempts++ // held again is not a failure of its own: no longer backoff
+		}
+		r.Error = f.GetError()
+		r.NextAttempt, r.LastAttempt = now.Add(e.backoff(r.Attempts)), now
+		if epoch > 0 {
+			r.Epoch = epoch
+		}
+		if it.Timestamp.After(r.Timestamp) && slices.ContainsFunc(rs, func(o checkpoint.Retry) bool { return o.Removal && o.Name == r.Name }) {
+			// The retry stands for the key's later op now: after a
+			// removal of the null version kept beside it, not before
+			// (sortRetries orders by the log's time around removals).
+			r.Timestamp = it.Timestamp
 		}
 	}
 	return rs
+}
+
+// nullRemoval: an op that removes the null version at its epoch. It is
+// retried as that op: the id "null" is reused, and the source's null
+// version of later (what a retry would otherwise be reconciled with) is a
+// later op of the key — applied in the removal's place, zone-b's key would
+// never be emptied as the source's was, and the source's next versions,
+// numbered from 2 again, would not be current there (FACTS.md section 30).
+func nullRemoval(kind v1.ObjectOpKind, version string, epoch uint64) bool {
+	return kind == v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION && version == "null" && epoch > 0
+}
+
+// retryID names a retry of bucket shard bs: its object (version) — and for
+// a removal of the null version, that one op (its epoch and log time): two
+// removals of a key's null version are two retries, beside the one of its
+// null version.
+func retryID(bs string, r checkpoint.Retry) string {
+	id := itemID(bs, r.Name, r.VersionID)
+	if r.Removal {
+		id += fmt.Sprintf("\x00removal\x00%d\x00%d", r.Epoch, r.Timestamp.UnixNano())
+	}
+	return id
+}
+
+// failedID is retryID of the retry a failed item becomes.
+func failedID(bs string, f *v1.RetryItem) string {
+	return retryID(bs, checkpoint.Retry{Name: f.GetKey(), VersionID: f.GetVersionId(), Epoch: f.GetVersionedEpoch(),
+		Removal: nullRemoval(f.GetKind(), f.GetVersionId(), f.GetVersionedEpoch()), Timestamp: f.GetTimestamp().AsTime()})
 }
 
 // epochsOf maps key+"\x00"+version to the epoch each ref carries.
@@ -115,10 +159,7 @@ func (dw *dataWorker) sendRetries(ctx context.Context, key string) error {
 		return err
 	}
 	resent := dw.order.ready(key, dw.bounds[key].Retries, time.Now())
-	var refs []objRef
-	for _, r := range resent {
-		refs = append(refs, objRef{bs: bs, key: r.Name, version: r.VersionID, epoch: r.Epoch, ts: r.Timestamp, attempt: r.Attempts})
-	}
+	refs := retryObjRefs(bs, resent)
 	res, err := dw.reserve(ctx, refs)
 	if err != nil {
 		return err
@@ -126,6 +167,22 @@ func (dw *dataWorker) sendRetries(ctx context.Context, key string) error {
 	ops, failed := dw.buildOps(ctx, refs, "retry:"+key, res)
 	return dw.sendBatch(ctx, ops, failed, time.Time{}, res,
 		batchCommit{kind: commitRetries, key: key, epochs: epochsOf(refs), resent: resent})
+}
+
+// retryObjRefs are the refs of object retries to send again: each is reconciled with
+// the source's state when its op is built (kind unspecified), except a
+// removal of the null version, sent as the removal it was (the source's
+// null version of now is a later op of the key: nullRemoval).
+func retryObjRefs(bs rgwlog.BucketShard, rs []checkpoint.Retry) []objRef {
+	refs := make([]objRef, 0, len(rs))
+	for _, r := range rs {
+		ref := objRef{bs: bs, key: r.Name, version: r.VersionID, epoch: r.Epoch, ts: r.Timestamp, attempt: r.Attempts}
+		if r.Removal {
+			ref.kind = v1.ObjectOpKind_OBJECT_OP_KIND_DELETE_VERSION
+		}
+		refs = append(refs, ref)
+	}
+	return refs
 }
 
 // needsRecheck: an entry whose key is fetched once more after RecheckDelay.

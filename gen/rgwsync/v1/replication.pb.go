@@ -865,9 +865,15 @@ type RetryItem struct {
 	VersionId string `protobuf:"bytes,9,opt,name=version_id,json=versionId,proto3" json:"version_id,omitempty"`
 	// For an object: the bucket index shard ("bucket:instance:shard") whose
 	// log named it.
-	BucketShard   string `protobuf:"bytes,10,opt,name=bucket_shard,json=bucketShard,proto3" json:"bucket_shard,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	BucketShard string `protobuf:"bytes,10,opt,name=bucket_shard,json=bucketShard,proto3" json:"bucket_shard,omitempty"`
+	// For an object: the kind and OLH epoch of the op that failed or was
+	// held (unspecified and 0 from an applier older than these fields). A
+	// removal of the null version is retried as that removal: the id "null"
+	// is reused, so the source's null version of later cannot stand for it.
+	Kind           ObjectOpKind `protobuf:"varint,11,opt,name=kind,proto3,enum=rgwsync.v1.ObjectOpKind" json:"kind,omitempty"`
+	VersionedEpoch uint64       `protobuf:"varint,12,opt,name=versioned_epoch,json=versionedEpoch,proto3" json:"versioned_epoch,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RetryItem) Reset() {
@@ -968,6 +974,20 @@ func (x *RetryItem) GetBucketShard() string {
 		return x.BucketShard
 	}
 	return ""
+}
+
+func (x *RetryItem) GetKind() ObjectOpKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ObjectOpKind_OBJECT_OP_KIND_UNSPECIFIED
+}
+
+func (x *RetryItem) GetVersionedEpoch() uint64 {
+	if x != nil {
+		return x.VersionedEpoch
+	}
+	return 0
 }
 
 type ReplicateResponse struct {
@@ -1984,7 +2004,7 @@ const file_rgwsync_v1_replication_proto_rawDesc = "" +
 	"\x03seq\x18\x03 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05index\x18\x04 \x01(\rR\x05index\x12\x12\n" +
 	"\x04skip\x18\x05 \x01(\bR\x04skip\x12\x16\n" +
-	"\x06chunks\x18\x06 \x01(\rR\x06chunks\"\xd0\x02\n" +
+	"\x06chunks\x18\x06 \x01(\rR\x06chunks\"\xa7\x03\n" +
 	"\tRetryItem\x12\x18\n" +
 	"\asection\x18\x01 \x01(\tR\asection\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -1997,7 +2017,9 @@ const file_rgwsync_v1_replication_proto_rawDesc = "" +
 	"\n" +
 	"version_id\x18\t \x01(\tR\tversionId\x12!\n" +
 	"\fbucket_shard\x18\n" +
-	" \x01(\tR\vbucketShard\"\x90\x02\n" +
+	" \x01(\tR\vbucketShard\x12,\n" +
+	"\x04kind\x18\v \x01(\x0e2\x18.rgwsync.v1.ObjectOpKindR\x04kind\x12'\n" +
+	"\x0fversioned_epoch\x18\f \x01(\x04R\x0eversionedEpoch\"\x90\x02\n" +
 	"\x11ReplicateResponse\x12/\n" +
 	"\awelcome\x18\x01 \x01(\v2\x13.rgwsync.v1.WelcomeH\x00R\awelcome\x12)\n" +
 	"\x05batch\x18\x02 \x01(\v2\x11.rgwsync.v1.BatchH\x00R\x05batch\x129\n" +
@@ -2176,33 +2198,34 @@ var file_rgwsync_v1_replication_proto_depIdxs = []int32{
 	4,  // 11: rgwsync.v1.BodyRequest.shard:type_name -> rgwsync.v1.ShardRef
 	23, // 12: rgwsync.v1.RetryItem.timestamp:type_name -> google.protobuf.Timestamp
 	23, // 13: rgwsync.v1.RetryItem.next_attempt:type_name -> google.protobuf.Timestamp
-	13, // 14: rgwsync.v1.ReplicateResponse.welcome:type_name -> rgwsync.v1.Welcome
-	14, // 15: rgwsync.v1.ReplicateResponse.batch:type_name -> rgwsync.v1.Batch
-	19, // 16: rgwsync.v1.ReplicateResponse.shard_state:type_name -> rgwsync.v1.ShardState
-	20, // 17: rgwsync.v1.ReplicateResponse.revoke:type_name -> rgwsync.v1.Revoke
-	17, // 18: rgwsync.v1.ReplicateResponse.chunk:type_name -> rgwsync.v1.ObjectChunk
-	4,  // 19: rgwsync.v1.Batch.shard:type_name -> rgwsync.v1.ShardRef
-	18, // 20: rgwsync.v1.Batch.entries:type_name -> rgwsync.v1.MetadataEntry
-	15, // 21: rgwsync.v1.Batch.objects:type_name -> rgwsync.v1.ObjectOp
-	1,  // 22: rgwsync.v1.ObjectOp.kind:type_name -> rgwsync.v1.ObjectOpKind
-	16, // 23: rgwsync.v1.ObjectOp.attrs:type_name -> rgwsync.v1.ObjectAttrs
-	23, // 24: rgwsync.v1.ObjectOp.timestamp:type_name -> google.protobuf.Timestamp
-	21, // 25: rgwsync.v1.ObjectAttrs.user_meta:type_name -> rgwsync.v1.ObjectAttrs.UserMetaEntry
-	22, // 26: rgwsync.v1.ObjectAttrs.tags:type_name -> rgwsync.v1.ObjectAttrs.TagsEntry
-	23, // 27: rgwsync.v1.ObjectAttrs.source_mtime:type_name -> google.protobuf.Timestamp
-	4,  // 28: rgwsync.v1.ObjectChunk.shard:type_name -> rgwsync.v1.ShardRef
-	23, // 29: rgwsync.v1.MetadataEntry.timestamp:type_name -> google.protobuf.Timestamp
-	2,  // 30: rgwsync.v1.MetadataEntry.op:type_name -> rgwsync.v1.MetadataOp
-	4,  // 31: rgwsync.v1.ShardState.shard:type_name -> rgwsync.v1.ShardRef
-	3,  // 32: rgwsync.v1.ShardState.phase:type_name -> rgwsync.v1.ShardPhase
-	4,  // 33: rgwsync.v1.Revoke.shard:type_name -> rgwsync.v1.ShardRef
-	5,  // 34: rgwsync.v1.ReplicationService.Replicate:input_type -> rgwsync.v1.ReplicateRequest
-	12, // 35: rgwsync.v1.ReplicationService.Replicate:output_type -> rgwsync.v1.ReplicateResponse
-	35, // [35:36] is the sub-list for method output_type
-	34, // [34:35] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	1,  // 14: rgwsync.v1.RetryItem.kind:type_name -> rgwsync.v1.ObjectOpKind
+	13, // 15: rgwsync.v1.ReplicateResponse.welcome:type_name -> rgwsync.v1.Welcome
+	14, // 16: rgwsync.v1.ReplicateResponse.batch:type_name -> rgwsync.v1.Batch
+	19, // 17: rgwsync.v1.ReplicateResponse.shard_state:type_name -> rgwsync.v1.ShardState
+	20, // 18: rgwsync.v1.ReplicateResponse.revoke:type_name -> rgwsync.v1.Revoke
+	17, // 19: rgwsync.v1.ReplicateResponse.chunk:type_name -> rgwsync.v1.ObjectChunk
+	4,  // 20: rgwsync.v1.Batch.shard:type_name -> rgwsync.v1.ShardRef
+	18, // 21: rgwsync.v1.Batch.entries:type_name -> rgwsync.v1.MetadataEntry
+	15, // 22: rgwsync.v1.Batch.objects:type_name -> rgwsync.v1.ObjectOp
+	1,  // 23: rgwsync.v1.ObjectOp.kind:type_name -> rgwsync.v1.ObjectOpKind
+	16, // 24: rgwsync.v1.ObjectOp.attrs:type_name -> rgwsync.v1.ObjectAttrs
+	23, // 25: rgwsync.v1.ObjectOp.timestamp:type_name -> google.protobuf.Timestamp
+	21, // 26: rgwsync.v1.ObjectAttrs.user_meta:type_name -> rgwsync.v1.ObjectAttrs.UserMetaEntry
+	22, // 27: rgwsync.v1.ObjectAttrs.tags:type_name -> rgwsync.v1.ObjectAttrs.TagsEntry
+	23, // 28: rgwsync.v1.ObjectAttrs.source_mtime:type_name -> google.protobuf.Timestamp
+	4,  // 29: rgwsync.v1.ObjectChunk.shard:type_name -> rgwsync.v1.ShardRef
+	23, // 30: rgwsync.v1.MetadataEntry.timestamp:type_name -> google.protobuf.Timestamp
+	2,  // 31: rgwsync.v1.MetadataEntry.op:type_name -> rgwsync.v1.MetadataOp
+	4,  // 32: rgwsync.v1.ShardState.shard:type_name -> rgwsync.v1.ShardRef
+	3,  // 33: rgwsync.v1.ShardState.phase:type_name -> rgwsync.v1.ShardPhase
+	4,  // 34: rgwsync.v1.Revoke.shard:type_name -> rgwsync.v1.ShardRef
+	5,  // 35: rgwsync.v1.ReplicationService.Replicate:input_type -> rgwsync.v1.ReplicateRequest
+	12, // 36: rgwsync.v1.ReplicationService.Replicate:output_type -> rgwsync.v1.ReplicateResponse
+	36, // [36:37] is the sub-list for method output_type
+	35, // [35:36] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_rgwsync_v1_replication_proto_init() }
