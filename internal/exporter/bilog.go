@@ -347,9 +347,6 @@ func (dw *dataWorker) listAgain(key, why string, keepLog bool) error {
 	}
 	dw.bounds[key] = &nb
 	dw.readPos[key] = ""
-	if dw.listGen == nil {
-		dw.listGen = map[string]int{}
-	}
 	dw.listGen[key]++
 	return nil
 }

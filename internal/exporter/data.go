@@ -129,7 +129,7 @@ func (dw *dataWorker) requeueHot() bool {
 		}
 	}
 	for k := range dw.genWait {
-		if bd, ok := dw.bounds[k]; ok && bd.Phase == checkpoint.PhaseIncremental && !queued[k] {
+		if bd, ok := dw.bounds[k]; ok && (bd.Phase == checkpoint.PhaseIncremental || bd.Phase == checkpoint.PhaseBucketFull) && !queued[k] {
 			keys = append(keys, k)
 		} else if !ok {
 			delete(dw.genWait, k)
@@ -164,7 +164,7 @@ func (w *worker) runData(ctx context.Context) error {
 		}
 	}
 	dw := &dataWorker{worker: w, shard: int(w.sub.unit.Shard), bounds: map[string]*checkpoint.Bound{}, readPos: map[string]string{},
-		genWait: map[string]bool{}, genClear: map[string]bool{}}
+		genWait: map[string]bool{}, genClear: map[string]bool{}, listGen: map[string]int{}}
 	b, ok, err := w.e.cfg.Store.Get(w.key)
 	if err != nil {
 		return err

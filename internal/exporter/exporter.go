@@ -156,7 +156,8 @@ type Exporter struct {
 	// listing: the newest bucket listing shared by resyncs (bucketShardsSince).
 	listingMu sync.Mutex
 	listing   *bucketListing
-	gens      genCache // bucket instances' index log generations (generations.go)
+	gens      genCache     // bucket instances' index log generations (generations.go)
+	noGensAt  atomic.Int64 // when the source last named no index log generations (mayHaveGenerations)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

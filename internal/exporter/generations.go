@@ -87,12 +87,36 @@ func (e *Exporter) shardInfo(ctx context.Context, bs rgwlog.BucketShard) (rgwadm
 }
 
 func (e *Exporter) rememberGens(bs rgwlog.BucketShard, info rgwadmin.BILogInfo) {
+	e.learnGenerations(info)
 	e.gens.mu.Lock()
 	defer e.gens.mu.Unlock()
 	if e.gens.m == nil {
 		e.gens.m = map[string]genInfo{}
 	}
 	e.gens.m[bs.InstanceKey()] = genInfo{at: time.Now(), latest: info.LatestGen, gens: slices.Clone(info.Generations)}
+}
+
+// noGensFor is how long a source whose bilog info named no generations
+// (Pacific) is taken to have none: lookups only a reshard in place needs
+// are spared meanwhile, and asked again after (an upgraded gateway).
+const noGensFor = 10 * time.Minute
+
+// learnGenerations notes whether the source's bilog info names index log
+// generations (mayHaveGenerations).
+func (e *Exporter) learnGenerations(info rgwadmin.BILogInfo) {
+	if info.HasGenerations {
+		e.noGensAt.Store(0)
+	} else {
+		e.noGensAt.Store(time.Now().UnixNano())
+	}
+}
+
+// mayHaveGenerations says whether the source may reshard in place (Reef
+// and later): false while its last bilog info, less than noGensFor ago,
+// named no generations.
+func (e *Exporter) mayHaveGenerations() bool {
+	at := e.noGensAt.Load()
+	return at == 0 || time.Since(time.Unix(0, at)) > noGensFor
 }
 
 // genShards are the index shards of bs's instance in generation gen, of
@@ -189,14 +213,9 @@ func (dw *dataWorker) closeGen(ctx context.Context, key string, bs rgwlog.Bucket
 		dw.genWait[key] = true
 		return false, nil
 	}
-	next := rgwadmin.BILogGeneration{Gen: info.LatestGen, NumShards: -1}
-	for _, g := range info.Generations {
-		if g.Gen > bs.Gen && g.Gen <= next.Gen {
-			next = g
-		}
-	}
-	if next.NumShards < 0 {
-		return false, fmt.Errorf("%s: the latest generation %d is not among the instance's %v", key, info.LatestGen, info.Generations)
+	next, err := nextGeneration(bs, info.LatestGen, info.Generations)
+	if err != nil {
+		return false, err
 	}
 	if _, added, err := dw.e.queueUnlisted(dw.d, genShards(bs, next.Gen, next.NumShards), true); err != nil {
 		return false, err
@@ -233,4 +252,87 @@ func (dw *dataWorker) oldGenUnbound(ctx context.Context, bs rgwlog.BucketShard, 
 		return err
 	}
 	return fmt.Errorf("%s: the latest generation %d is not among the instance's %v", bs.Key, info.LatestGen, info.Generations)
+}
+
+// listingResharded handles a reshard in place of key's instance while key,
+// a shard of an older generation, is still in its first listing. A listing
+// names a shard by its number in the current layout only: it would go on
+// through another generation's shard (other keys) or one that does not
+// exist, and the keys of key's own never listed would be lost. Instead:
+// the next generation's shards are listed in full (those the gate gave
+// bounds at the start of their logs are listed again), once no older shard
+// of the instance is open; and key reads its own log from where its
+// listing began (FullStart: every change since, up to the reshard), then
+// closes (closeGen). It says whether it did this. fresh: the generations
+// are read now (not from the cache).
+func (dw *dataWorker) listingResharded(ctx context.Context, key string, bs rgwlog.BucketShard, fresh bool) (bool, error) {
+	if bs.Gen == 0 && !dw.e.mayHaveGenerations() {
+		return false, nil // Pacific: one generation
+	}
+	var (
+		latest uint64
+		gens   []rgwadmin.BILogGeneration
+		err    error
+	)
+	if fresh {
+		var info rgwadmin.BILogInfo
+		if info, err = dw.e.cfg.Data.BILogInfo(ctx, bs.InstanceKey()); err == nil {
+			dw.e.rememberGens(bs, info)
+			latest, gens = info.LatestGen, info.Generations
+		}
+	} else {
+		latest, gens, err = dw.e.generations(ctx, bs)
+	}
+	if err != nil || latest <= bs.Gen {
+		return false, err
+	}
+	next, err := nextGeneration(bs, latest, gens)
+	if err != nil {
+		return false, err
+	}
+	existing, added, err := dw.e.queueUnlisted(dw.d, genShards(bs, next.Gen, next.NumShards), false)
+	if err != nil {
+		return false, err
+	}
+	if len(existing) > 0 {
+		relist := make([]checkpoint.Entry, len(existing))
+		for i, k := range existing {
+			relist[i] = checkpoint.Entry{Key: relistKey(k), Bound: checkpoint.Bound{UpdatedAt: time.Now().UTC()}}
+		}
+		if err := dw.e.cfg.Store.Put(relist...); err != nil {
+			return false, err
+		}
+		dw.d.news.listAgain(existing)
+	}
+	nb := *dw.bounds[key]
+	nb.Phase, nb.Marker, nb.FullStart, nb.UpdatedAt = checkpoint.PhaseIncremental, nb.FullStart, "", time.Now().UTC()
+	if nb.Marker == emptyBILog {
+		nb.Marker = ""
+	}
+	if err := dw.e.cfg.Store.Put(checkpoint.Entry{Key: dw.boundKey(key), Bound: nb}); err != nil {
+		return false, err
+	}
+	dw.bounds[key], dw.readPos[key] = &nb, nb.Marker
+	dw.listGen[key]++ // pages in flight move no position now
+	dw.genWait[key] = true
+	dw.d.shardsAdded.Add(1)
+	dw.log.Info("bucket resharded while listed: the shard reads its log from where its listing began, "+
+		"the next generation's shards are listed in full", "bucket_shard", key, "generation", next.Gen,
+		"shards", next.NumShards, "queued", added, "listed_again", len(existing))
+	return true, dw.takeNews()
+}
+
+// nextGeneration is the generation after bs's among gens (latest, the
+// instance's latest, at most).
+func nextGeneration(bs rgwlog.BucketShard, latest uint64, gens []rgwadmin.BILogGeneration) (rgwadmin.BILogGeneration, error) {
+	next := rgwadmin.BILogGeneration{Gen: latest, NumShards: -1}
+	for _, g := range gens {
+		if g.Gen > bs.Gen && g.Gen <= next.Gen {
+			next = g
+		}
+	}
+	if next.NumShards < 0 {
+		return next, fmt.Errorf("%s: the latest generation %d is not among the instance's %v", bs.Key, latest, gens)
+	}
+	return next, nil
 }

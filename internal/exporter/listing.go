@@ -18,11 +18,17 @@ import (
 	"github.com/rgwsync/rgwsync/internal/rgwobj"
 )
 
-// nextFull is a bucket shard still in full sync with listing left.
+// nextFull is a bucket shard still in full sync with listing left. A
+// later index log generation's shard is listed only once no older shard of
+// its instance is open: until gateGen says so, it is polled (genWait).
 func (dw *dataWorker) nextFull() (string, bool) {
 	var keys []string
 	for k, bd := range dw.bounds {
 		if bd.Phase == checkpoint.PhaseBucketFull && dw.readPos[k] != fullDoneMark {
+			if rgwlog.LaterGen(k) && !dw.genClear[k] {
+				dw.genWait[k] = true
+				continue
+			}
 			keys = append(keys, k)
 		}
 	}
@@ -50,6 +56,7 @@ func (dw *dataWorker) sendFullPage(ctx context.Context, key string) error {
 			}
 			return fmt.Errorf("bilog info of %s: %w", key, err)
 		}
+		dw.e.learnGenerations(info)
 		bd.FullStart = info.MaxMarker
 		if bd.FullStart == "" {
 			bd.FullStart = emptyBILog
@@ -63,8 +70,21 @@ func (dw *dataWorker) sendFullPage(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
+	if moved, err := dw.listingResharded(ctx, key, bs, false); err != nil || moved {
+		return err
+	}
 	km, vm, _ := strings.Cut(dw.readPos[key], "\x00")
 	page, err := dw.e.cfg.Objects.ListShard(ctx, key, km, vm, dw.e.cfg.BatchEntries)
+	if err != nil || !page.Truncated {
+		// Resharded in place since the last look (a shard number the new
+		// layout does not have, or the last page: the whole listing must
+		// have walked this generation's layout).
+		if moved, rerr := dw.listingResharded(ctx, key, bs, true); rerr != nil && err == nil {
+			return rerr
+		} else if moved {
+			return nil
+		}
+	}
 	if errors.Is(err, rgwobj.ErrNotFound) {
 		// Only the source's metadata says the bucket is gone (then there
 		// is nothing to list; its deletions come by metadata sync). Any

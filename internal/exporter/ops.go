@@ -233,11 +233,14 @@ func (e *Exporter) resolveVersion(ctx context.Context, r objRef) (objRef, error)
 // instance, where the reshard moved it); when it names no bucket, the
 // bucket is removed, and its versions with it.
 func (e *Exporter) findVersion(ctx context.Context, bs rgwlog.BucketShard, key, version string) (rgwobj.ListEntry, bool, error) {
-	if latest, _, err := e.generations(ctx, bs); err == nil && latest != bs.Gen {
-		// Resharded in place since (Reef and later): the shard of that
-		// number lists other keys now, or answers 409 (FACTS.md section
-		// 32). The bucket's listing finds the key wherever it is.
-		return e.cfg.Objects.FindVersionInBucket(ctx, bs.S3Bucket(), key, version)
+	if bs.Gen > 0 || e.mayHaveGenerations() { // not on Pacific: one generation
+		if latest, _, err := e.generations(ctx, bs); err == nil && latest != bs.Gen {
+			// Resharded in place since (Reef and later): the shard of
+			// that number lists other keys now, or answers 409 (FACTS.md
+			// section 32). The bucket's listing finds the key wherever
+			// it is.
+			return e.cfg.Objects.FindVersionInBucket(ctx, bs.S3Bucket(), key, version)
+		}
 	}
 	le, found, err := e.cfg.Objects.FindVersion(ctx, bs.Key, key, version)
 	if err == nil || !errors.Is(err, rgwobj.ErrNotFound) {

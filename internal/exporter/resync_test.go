@@ -89,7 +89,7 @@ func (f *fakeData) TrimBILog(_ context.Context, inst, endMarker string) error {
 func (f *fakeData) BILogInfo(_ context.Context, inst string) (rgwadmin.BILogInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	info := rgwadmin.BILogInfo{LatestGen: f.latestGen, Generations: f.gens}
+	info := rgwadmin.BILogInfo{LatestGen: f.latestGen, Generations: f.gens, HasGenerations: len(f.gens) > 0}
 	if bs, err := rgwlog.ParseBucketShard(inst); err == nil {
 		// As Reef and later answer: the current generation's shard,
 		// whatever generation is asked (FACTS.md section 32).

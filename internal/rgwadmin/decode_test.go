@@ -113,11 +113,13 @@ func TestDecodeRecordedAnswers(t *testing.T) {
 			want := obj(recordedJSON(t, "bilog-info-shard"))
 			assert.Equal(t, want["max_marker"], got.MaxMarker)
 			assert.NotContains(t, got.MaxMarker, "#")
+			assert.False(t, got.HasGenerations, "Pacific names no index log generations")
 		}},
 		{"bilog info after a reshard, Tentacle", []string{"tentacle-bilog-info-resharded"}, func(t *testing.T, c *Client) {
 			got, err := c.BILogInfo(ctx, recordedQuery(t, "tentacle-bilog-info-resharded")["bucket-instance"])
 			require.NoError(t, err)
 			assert.Equal(t, uint64(1), got.LatestGen)
+			assert.True(t, got.HasGenerations)
 			assert.Equal(t, []BILogGeneration{{Gen: 0, NumShards: 11}, {Gen: 1, NumShards: 3}}, got.Generations)
 			assert.Equal(t, "00000000002.7.6", got.MaxMarker, "the current generation's, though generation 0 was asked")
 		}},

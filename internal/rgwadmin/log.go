@@ -222,8 +222,12 @@ func (c *Client) BILogInfo(ctx context.Context, bucketInstance string) (BILogInf
 	if w.MaxMarker == nil {
 		return BILogInfo{}, missing(op, body, "max_marker")
 	}
-	return BILogInfo{BucketVer: w.BucketVer, MasterVer: w.MasterVer, MaxMarker: *w.MaxMarker, SyncStopped: bool(w.SyncStopped),
-		LatestGen: w.LatestGen, Generations: w.Generations}, nil
+	info := BILogInfo{BucketVer: w.BucketVer, MasterVer: w.MasterVer, MaxMarker: *w.MaxMarker, SyncStopped: bool(w.SyncStopped),
+		Generations: w.Generations}
+	if w.LatestGen != nil {
+		info.LatestGen, info.HasGenerations = *w.LatestGen, true
+	}
+	return info, nil
 }
 
 // bilogQuery names a bucket shard's index log for the admin API: a key

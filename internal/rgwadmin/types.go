@@ -72,6 +72,9 @@ type BILogInfo struct {
 	// generation, 0, which Generations leaves out). FACTS.md section 32.
 	LatestGen   uint64
 	Generations []BILogGeneration
+	// HasGenerations: the answer names generations (latest_gen: Reef and
+	// later); Pacific's does not.
+	HasGenerations bool
 }
 
 // BILogGeneration is one index log generation of a bucket instance.
@@ -275,7 +278,7 @@ type wireBILogInfo struct {
 	MasterVer   string            `json:"master_ver"`
 	MaxMarker   *string           `json:"max_marker"`
 	SyncStopped flexBool          `json:"syncstopped"`
-	LatestGen   uint64            `json:"latest_gen"`
+	LatestGen   *uint64           `json:"latest_gen"`
 	Generations []BILogGeneration `json:"generations"`
 }
 

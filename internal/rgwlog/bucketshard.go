@@ -117,3 +117,7 @@ func MDLogShard(section, key string, numShards int) int {
 	}
 	return int(h % uint32(numShards))
 }
+
+// LaterGen says whether the bucket shard key (a valid one) names an index
+// log generation after the first, without parsing it all.
+func LaterGen(key string) bool { return strings.LastIndexByte(key, '@') > 0 }
