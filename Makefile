@@ -43,6 +43,7 @@ REEF_LAB            ?= /tmp/rgwsync-test-lab-reef
 REEF_MON_PORT       ?= 26809
 REEF_RGW_A_PORT     ?= 28021
 REEF_RGW_B_PORT     ?= 28022
+TENTACLE_CHROOT     ?= /srv/ceph-tentacle
 # What runs on the other releases: the lab facts and the sync tests (the
 # fault runs and the benchmarks run on Pacific).
 RELEASE_TEST_PKGS   ?= ./internal/rgwadmin/ ./internal/rgwobj/ ./internal/testkit/synctest/
@@ -165,7 +166,15 @@ lab-down: ## stop the lab in LAB (its recorded PIDs only) and wipe it
 
 # ---- tests ----
 
-test: test-unit test-integration ## unit tests, then integration tests (the short fault-injection run included) against a dedicated lab
+# make test: the unit tests while the Tentacle chroot is built (or found
+# ready), then the integration tests on Pacific (all packages, the short fault
+# run included) and on Tentacle (RELEASE_TEST_PKGS) side by side, each on a
+# lab of its own; Tentacle's output lines start with "tentacle| ".
+test: deps $(GRPCURL) ## unit tests, then the integration tests on Ceph Pacific and Tentacle side by side (two labs of their own)
+	deploy/ceph-lab/side-by-side.sh unit '$(MAKE) --no-print-directory test-unit' \
+	  chroot 'deploy/ceph-lab/chroot.sh tentacle $(TENTACLE_CHROOT)'
+	deploy/ceph-lab/side-by-side.sh pacific '$(MAKE) --no-print-directory test-integration' \
+	  tentacle '$(MAKE) --no-print-directory test-tentacle'
 
 test-unit: ## go test -race ./...
 	go test -race -count=1 ./...
@@ -176,14 +185,14 @@ test-integration: deps $(GRPCURL) ## go test -tags integration ./... against a l
 	  deploy/ceph-lab/with-lab.sh go test -tags integration -count=1 -p 1 -timeout 25m ./...
 
 test-tentacle: deps $(GRPCURL) ## the integration tests of RELEASE_TEST_PKGS against a Ceph Tentacle (20.2) lab of their own
-	CEPH_RELEASE=tentacle LAB=$(TENTACLE_LAB) MON_PORT=$(TENTACLE_MON_PORT) RGW_A_PORT=$(TENTACLE_RGW_A_PORT) RGW_B_PORT=$(TENTACLE_RGW_B_PORT) \
+	CEPH_RELEASE=tentacle CEPH_CHROOT=$(TENTACLE_CHROOT) LAB=$(TENTACLE_LAB) MON_PORT=$(TENTACLE_MON_PORT) RGW_A_PORT=$(TENTACLE_RGW_A_PORT) RGW_B_PORT=$(TENTACLE_RGW_B_PORT) \
 	  LOGS_OUT=$(CURDIR)/$(TMP)/lab-logs-tentacle deploy/ceph-lab/with-lab.sh go test -tags integration -count=1 -p 1 -timeout 30m $(RELEASE_TEST_PKGS)
 
 test-reef: deps $(GRPCURL) ## the integration tests of RELEASE_TEST_PKGS against a Ceph Reef (18.2) lab of their own
 	CEPH_RELEASE=reef LAB=$(REEF_LAB) MON_PORT=$(REEF_MON_PORT) RGW_A_PORT=$(REEF_RGW_A_PORT) RGW_B_PORT=$(REEF_RGW_B_PORT) \
 	  LOGS_OUT=$(CURDIR)/$(TMP)/lab-logs-reef deploy/ceph-lab/with-lab.sh go test -tags integration -count=1 -p 1 -timeout 30m $(RELEASE_TEST_PKGS)
 
-test-all-releases: test test-tentacle test-reef ## make test (Pacific), then the integration tests on Tentacle and Reef
+test-all-releases: test test-reef ## make test (Pacific and Tentacle), then the integration tests on Reef
 
 # ---- fault injection ----
 
