@@ -201,9 +201,15 @@ func (o *keyOrder) ready(bs string, retries []checkpoint.Retry, now time.Time) [
 // of its key logged before it (by the log's time), so a removal goes after
 // the earlier ops of its key and before every later one.
 func sortRetries(rs []checkpoint.Retry) {
-	removals := map[string][]time.Time{} // key -> when its null removals were logged
+	if len(rs) < 2 {
+		return
+	}
+	var removals map[string][]time.Time // key -> when its null removals were logged
 	for _, r := range rs {
 		if r.Removal {
+			if removals == nil {
+				removals = map[string][]time.Time{}
+			}
 			removals[r.Name] = append(removals[r.Name], r.Timestamp)
 		}
 	}
