@@ -65,3 +65,29 @@ func TestCommitOf(t *testing.T) {
 	dw = commitWorker(map[string]*checkpoint.Bound{})
 	require.Nil(t, dw.commitOf(batchCommit{kind: commitBILog, key: key, marker: "x"}, nil))
 }
+
+// A caught-up data shard that polls its hot bucket shards (queued, nothing
+// to read) is not behind; a datalog page not all read, or a listing left,
+// is (issue #14, item 7: the Tentacle demo ended with two data shards
+// "behind 0+ entries" while caught up: behindMore was "the queue is not
+// empty", and hot polls fill the queue).
+func TestDataShardBehindOnlyWithWorkLeft(t *testing.T) {
+	const key = "b:inst:0"
+	dw := commitWorker(map[string]*checkpoint.Bound{key: {Phase: checkpoint.PhaseIncremental, Marker: "00000000004.4.6"}})
+	dw.stats = &shardStats{}
+	dw.queue = []string{key} // requeued because it is hot
+	dw.publishData()
+	require.False(t, dw.stats.snapshot().behindMore, "polling a hot bucket shard is not work left")
+
+	dw.dlNext = "1_0007"
+	dw.publishData()
+	require.True(t, dw.stats.snapshot().behindMore, "a datalog page's bucket shards left to read")
+
+	dw.dlNext = ""
+	dw.bounds[key].Phase = checkpoint.PhaseBucketFull
+	dw.publishData()
+	require.True(t, dw.stats.snapshot().behindMore, "a listing left")
+	dw.readPos[key] = fullDoneMark
+	dw.publishData()
+	require.False(t, dw.stats.snapshot().behindMore, "listed: its last page in flight counts as a batch")
+}

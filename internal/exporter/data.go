@@ -304,6 +304,7 @@ func (dw *dataWorker) step(ctx context.Context) (bool, error) {
 	if dw.dlNext == "" {
 		dw.dlNext = page.Marker
 	}
+	dw.publishData() // behind: a datalog page read, its bucket shards to read
 	return dw.step(ctx)
 }
 
@@ -554,7 +555,18 @@ func (dw *dataWorker) publishData() {
 		}
 	}
 	retries := 0
-	for _, bd := range dw.bounds {
+	// Work known to be left besides the batches in flight: a datalog page
+	// whose bucket shards are not all read yet (dlNext), a datalog
+	// re-check, a bucket shard's listing. Not the bucket shards polled
+	// while they are hot or wait for a generation: those are looks for
+	// news, and a caught-up shard that polls is not behind (issue #14,
+	// item 7: the Tentacle demo ended with two data shards "behind 0+
+	// entries" while caught up).
+	more := dw.dlNext != "" || dw.resyncing
+	for k, bd := range dw.bounds {
+		if bd.Phase == checkpoint.PhaseBucketFull && dw.readPos[k] != fullDoneMark {
+			more = true
+		}
 		for _, r := range bd.Retries {
 			if r.Error == recheckMark {
 				continue // a scheduled re-check, not a failure
@@ -566,7 +578,7 @@ func (dw *dataWorker) publishData() {
 		}
 	}
 	dw.stats.update(func(s *shardStats) {
-		s.behind, s.behindMore, s.oldest = behind, len(dw.queue) > 0 || dw.dlNext != "", oldest
+		s.behind, s.behindMore, s.oldest = behind, more, oldest
 		s.retries, s.inflight, s.bound = retries, len(dw.sent), dw.bound.Marker
 	})
 }

@@ -41,7 +41,7 @@ func TestNullRemovalRetryStaysARemoval(t *testing.T) {
 	require.Len(t, rs, 2, "the removal and the later null version are two retries")
 
 	var o keyOrder
-	ready := o.ready(bs.Key, rs, t0.Add(time.Hour))
+	ready := o.ready(bs.Key, rs, time.Now().Add(time.Hour)) // NextAttempt is from the clock
 	require.Len(t, ready, 2)
 	assert.True(t, ready[0].Removal, "the removal goes first, though its epoch is the higher")
 	assert.Equal(t, uint64(6), ready[0].Epoch)
@@ -65,7 +65,7 @@ func TestNullRemovalRetryStaysARemoval(t *testing.T) {
 	second := item(del, 3, t0.Add(3*time.Second), rgwlog.HeldPrefix+"an earlier op of this key failed")
 	rs = addRetries(rs, []*v1.RetryItem{second}, e, nil)
 	require.Len(t, rs, 3)
-	ready = o.ready(bs.Key, rs, t0.Add(time.Hour))
+	ready = o.ready(bs.Key, rs, time.Now().Add(time.Hour))
 	require.Len(t, ready, 3)
 	assert.Equal(t, []uint64{6, 2, 3}, []uint64{ready[0].Epoch, ready[1].Epoch, ready[2].Epoch})
 	assert.Equal(t, []bool{true, false, true}, []bool{ready[0].Removal, ready[1].Removal, ready[2].Removal})
@@ -87,7 +87,7 @@ func TestNullRetryJoinedAfterARemovalGoesAfterIt(t *testing.T) {
 		Error: "held: y"}}, e, nil)
 	require.Len(t, rs, 2)
 	var o keyOrder
-	ready := o.ready("b:inst.1:0", rs, t0.Add(time.Hour))
+	ready := o.ready("b:inst.1:0", rs, time.Now().Add(time.Hour))
 	require.Len(t, ready, 2)
 	assert.True(t, ready[0].Removal)
 	assert.Equal(t, uint64(2), ready[1].Epoch)
