@@ -1044,7 +1044,7 @@ func TestSecondNullRemovalLeavesTheKeysOLH(t *testing.T) {
 		dm, found, err := e.b.FindVersionInBucket(e.ctx, bucket, "k", "null")
 		require.NoError(t, err)
 		require.True(t, found && dm.DeleteMarker, "the marker is listed: %+v", dm)
-		if twice && labtest.Get(t).Release() == "pacific" {
+		if twice && labtest.Get(t).Release() != "tentacle" { // Pacific, and Reef (18.2.7)
 			require.False(t, dm.IsLatest, "expected the gateway to keep the emptied key's OLH after a second null removal")
 		} else { // and on Tentacle (20.2.4) either way (FACTS.md §27)
 			require.True(t, dm.IsLatest, "the marker of an emptied key is current")
