@@ -158,15 +158,9 @@ func (e *Exporter) bucketInstanceApplied(ctx context.Context, d *destination, b 
 	if met && len(existing) > 0 {
 		e.log.Info("bucket instance applied on the destination after its shards were met: listing them again",
 			"destination", d.name, "bucket", b.name, "shards", len(existing))
-		relist := make([]checkpoint.Entry, len(existing))
-		for i, k := range existing {
-			relist[i] = checkpoint.Entry{Key: relistKey(k), Bound: checkpoint.Bound{UpdatedAt: time.Now().UTC()}}
-		}
-		if err := e.cfg.Store.Put(relist...); err != nil {
+		if err := e.relistShards(d, existing); err != nil {
 			return fmt.Errorf("store its shards' re-listing: %w", err)
 		}
-		d.news.listAgain(existing)
-		d.shardsAdded.Add(1)
 	}
 	if met {
 		return e.cfg.Store.Delete(mk)

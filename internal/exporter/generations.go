@@ -294,15 +294,8 @@ func (dw *dataWorker) listingResharded(ctx context.Context, key string, bs rgwlo
 	if err != nil {
 		return false, err
 	}
-	if len(existing) > 0 {
-		relist := make([]checkpoint.Entry, len(existing))
-		for i, k := range existing {
-			relist[i] = checkpoint.Entry{Key: relistKey(k), Bound: checkpoint.Bound{UpdatedAt: time.Now().UTC()}}
-		}
-		if err := dw.e.cfg.Store.Put(relist...); err != nil {
-			return false, err
-		}
-		dw.d.news.listAgain(existing)
+	if err := dw.e.relistShards(dw.d, existing); err != nil {
+		return false, err
 	}
 	nb := *dw.bounds[key]
 	nb.Phase, nb.Marker, nb.FullStart, nb.UpdatedAt = checkpoint.PhaseIncremental, nb.FullStart, "", time.Now().UTC()

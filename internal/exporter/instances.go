@@ -69,6 +69,25 @@ func relistKey(k checkpoint.Key) checkpoint.Key {
 	return checkpoint.Key{Destination: k.Destination, Log: checkpoint.LogRelist, Shard: k.Shard, Instance: k.Instance}
 }
 
+// relistShards has the bucket shards keys listed again: stored durably
+// (relistKey, until their workers have stored the new listings' bounds),
+// then handed to their workers.
+func (e *Exporter) relistShards(d *destination, keys []checkpoint.Key) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	relist := make([]checkpoint.Entry, len(keys))
+	for i, k := range keys {
+		relist[i] = checkpoint.Entry{Key: relistKey(k), Bound: checkpoint.Bound{UpdatedAt: time.Now().UTC()}}
+	}
+	if err := e.cfg.Store.Put(relist...); err != nil {
+		return err
+	}
+	d.news.listAgain(keys)
+	d.shardsAdded.Add(1)
+	return nil
+}
+
 // checkKey is where the store keeps a bucket whose entry point zone-b
 // took and whose instance is still to be checked (bucketInstanceApplied):
 // stored with the metadata bound that acks the entry point, deleted once
