@@ -150,7 +150,7 @@ func TestEndedSubscriptionGivesItsBytesBack(t *testing.T) {
 // status with what it waits for; an ack clears it.
 func TestStalledShardIsShown(t *testing.T) {
 	src := newFakeSource()
-	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"), func(c *Config) { c.StallAfter = 300 * time.Millisecond })
+	r := newRig(t, src, filepath.Join(t.TempDir(), "b.db"), func(c *Config) { c.StallAfter = time.Second })
 	a := r.dial(t, "a1")
 	a.fullSync(t, r)
 	src.put(1, "user", "stuck")

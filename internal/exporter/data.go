@@ -460,6 +460,7 @@ func (dw *dataWorker) sendBatch(ctx context.Context, ops []*v1.ObjectOp, srcFail
 		dw.credit.give(need)
 		return err
 	}
+	dw.stats.wait(waitAcks(len(dw.sent)+1, "")) // in flight once handed to the stream
 	if err := dw.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Batch{Batch: batch}}); err != nil {
 		dw.credit.give(need)
 		return err

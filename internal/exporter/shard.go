@@ -295,6 +295,9 @@ func (w *worker) sendNext(ctx context.Context, src batchSource) (bool, error) {
 	if w.sub.unit.Log == rgwlog.LogMetadata {
 		sb.buckets = appliedBuckets(rb.entries)
 	}
+	// In flight from the moment it is handed to the stream: a status read
+	// as soon as the applier has the batch says what the shard waits for.
+	w.stats.wait(waitAcks(len(w.inflight)+1, ""))
 	if err := w.sub.st.send(ctx, &v1.ReplicateResponse{Msg: &v1.ReplicateResponse_Batch{Batch: batch}}); err != nil {
 		w.credit.give(need)
 		return false, err
