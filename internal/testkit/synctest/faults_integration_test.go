@@ -48,7 +48,10 @@ func (e *Env) writeBuckets(c *s3.Client, prefix string, n int) *writer {
 	}
 	go func() {
 		for i := range n {
-			names <- fmt.Sprintf("%s-k%03d", prefix, i)
+			// A random tail spreads the names over the mdlog shards: names
+			// alike fall in a few of them (the gateway's hash), and a test
+			// of two appliers then found all the work with one of them.
+			names <- labtest.RandomName(fmt.Sprintf("%s-k%03d-", prefix, i))
 		}
 		close(names)
 		wg.Wait()
@@ -108,7 +111,7 @@ func TestTwoAppliersShareAndFailOver(t *testing.T) {
 	e.StartExporter("")
 	a1 := e.StartApplier("a1")
 	a2 := e.StartApplier("a2")
-	w := e.writeBuckets(c, p, 120)
+	early := e.writeBuckets(c, p+"-early", 20) // applied while the shares settle
 
 	// Both get a share.
 	units := e.Units()
@@ -116,7 +119,12 @@ func TestTwoAppliersShareAndFailOver(t *testing.T) {
 		h1, h2 := heldBy(t, a1.Addr), heldBy(t, a2.Addr)
 		return len(h1) > 0 && len(h2) > 0 && len(h1)+len(h2) == units
 	}, 60*time.Second, 200*time.Millisecond, "both appliers should hold a share of the %d units", units)
+	<-early.done
 
+	// Written once both hold their share, so both get work: written before,
+	// all of it could be applied by the applier that came first while the
+	// other joined (Reef lab: "a1 applies a batch" never held).
+	w := e.writeBuckets(c, p, 120)
 	w.waitFor(t, 60)
 	// Kill a1 only once it has applied something, or the takeover proves
 	// nothing (on a loaded machine the rebalance can take a while).
@@ -132,21 +140,32 @@ func TestTwoAppliersShareAndFailOver(t *testing.T) {
 		}
 		return false
 	}, 60*time.Second, 100*time.Millisecond, "a1 applies a batch")
+	a1Held := heldBy(t, a1.Addr)
 	a1.Kill()
+	killed := time.Now()
 	t.Log("a1 killed")
 	// a2 takes everything once a1's leases expire.
 	require.Eventually(t, func() bool { return len(heldBy(t, a2.Addr)) == units }, 4*e.LeaseLength, 200*time.Millisecond,
 		"a2 should take over all %d units after a1's leases expire", units)
 	<-w.done
+	// Buckets written after the takeover land on a1's former shards too:
+	// only a2 can apply them.
+	after := e.writeBuckets(c, p+"-after", 40)
+	<-after.done
 	e.WaitMetadataEqual(2*time.Minute, Prefix(p))
 
 	recs := readAudit(t, e.AuditPath())
 	byApplier := map[string]int{}
+	var tookOver int
 	for _, r := range recs {
 		byApplier[r.Applier]++
+		if r.Applier == "a2" && a1Held[r.Shard] && r.Start.After(killed) {
+			tookOver++
+		}
 	}
 	require.Greater(t, byApplier["a1"], 0, "a1 applied batches")
 	require.Greater(t, byApplier["a2"], 0, "a2 applied batches")
+	require.Greater(t, tookOver, 0, "a2 applied batches of shards a1 held (%d of them) after a1 was killed", len(a1Held))
 	AssertNoOverlap(t, recs)
 }
 

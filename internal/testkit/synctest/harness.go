@@ -405,6 +405,14 @@ func (e *Env) Start(name, bin string, args ...string) *Proc {
 				lines = lines[len(lines)-40:]
 			}
 			e.T.Logf("--- last lines of %s (%s):\n%s", name, logPath, strings.Join(lines, "\n"))
+			// RGWSYNC_KEEP_LOGS=DIR keeps a failed test's whole logs
+			// (t.TempDir is removed after the test).
+			if dir := os.Getenv("RGWSYNC_KEEP_LOGS"); dir != "" {
+				keep := filepath.Join(dir, filepath.Base(filepath.Dir(e.Dir))) // the test's name and a number
+				if os.MkdirAll(keep, 0o755) == nil && os.WriteFile(filepath.Join(keep, filepath.Base(logPath)), b, 0o644) == nil {
+					e.T.Logf("whole log kept in %s", keep)
+				}
+			}
 		}
 	})
 	return p
