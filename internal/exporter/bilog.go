@@ -38,7 +38,7 @@ func (dw *dataWorker) sendBILog(ctx context.Context, key string) (sent, more boo
 	if len(entries) == 0 {
 		return false, false, nil
 	}
-	dw.markHot(key)
+	dw.hadNews(key)
 	refs := dw.order.hold(key, opsFromBILog(bs, entries), dw.bounds[key].Retries)
 	last := opIDMarker(entries[len(entries)-1].OpID)
 	res, err := dw.reserve(ctx, refs)

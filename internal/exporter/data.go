@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sort"
 	"strconv"
 	"time"
 
@@ -72,6 +71,13 @@ type dataWorker struct {
 	// notifications; here the bilogs of hot shards are read again whenever
 	// the datalog has nothing new, at the worker's idle cadence.
 	hot map[string]time.Time
+	// news: when a hot bucket shard's bilog last had entries. One with news
+	// within veryHotFor is re-read at the fast cadence (hotPoll) however
+	// long the datalog has been quiet; the other hot ones at most every
+	// slowHotEvery meanwhile (nextSlowHot), so the fast cadence costs a
+	// read of the shards that are busy only.
+	news        map[string]time.Time
+	nextSlowHot time.Time
 	// genWait: bucket shards polled at the idle cadence, hot or not, until
 	// an index log generation changes hands: a later one waiting for the
 	// older ones to close, an older one until it closes (generations.go).
@@ -83,61 +89,6 @@ type dataWorker struct {
 	// pendingFence: what the ops buildOps built last hold of the
 	// versioning fence (fence.go), moved to the batch sendBatch sends.
 	pendingFence *fenceHold
-}
-
-// hotFor is how long a bucket shard stays hot after the datalog named it
-// or its bilog had news: past the gateway's 30 s datalog window.
-const hotFor = 40 * time.Second
-
-// maxHot bounds the bucket shards one datalog shard polls (the ones most
-// lately active stay).
-const maxHot = 32
-
-func (dw *dataWorker) markHot(key string) {
-	if dw.hot == nil {
-		dw.hot = map[string]time.Time{}
-	}
-	dw.hot[key] = time.Now().Add(hotFor)
-	if len(dw.hot) > maxHot {
-		oldest, first := "", time.Time{}
-		for k, t := range dw.hot {
-			if first.IsZero() || t.Before(first) {
-				oldest, first = k, t
-			}
-		}
-		delete(dw.hot, oldest)
-	}
-}
-
-// requeueHot queues the hot bucket shards (not queued already) for a bilog
-// read; expired ones are dropped. It says whether it queued any.
-func (dw *dataWorker) requeueHot() bool {
-	now := time.Now()
-	queued := map[string]bool{}
-	for _, k := range dw.queue {
-		queued[k] = true
-	}
-	var keys []string
-	for k, until := range dw.hot {
-		if now.After(until) {
-			delete(dw.hot, k)
-			continue
-		}
-		if bd, ok := dw.bounds[k]; ok && bd.Phase == checkpoint.PhaseIncremental && !queued[k] {
-			keys = append(keys, k)
-			queued[k] = true
-		}
-	}
-	for k := range dw.genWait {
-		if bd, ok := dw.bounds[k]; ok && (bd.Phase == checkpoint.PhaseIncremental || bd.Phase == checkpoint.PhaseBucketFull) && !queued[k] {
-			keys = append(keys, k)
-		} else if !ok {
-			delete(dw.genWait, k)
-		}
-	}
-	sort.Strings(keys)
-	dw.queue = append(dw.queue, keys...)
-	return len(keys) > 0
 }
 
 type dataBatch struct {

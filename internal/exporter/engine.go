@@ -167,4 +167,11 @@ func (dw *dataWorker) idleState(ctx context.Context) string {
 	return ""
 }
 
-func (dw *dataWorker) pollAfter(idle time.Duration) time.Duration { return idle }
+// pollAfter is the idle wait, at most hotPoll while a bucket shard of the
+// datalog shard had news lately (veryHotFor).
+func (dw *dataWorker) pollAfter(idle time.Duration) time.Duration {
+	if dw.anyVeryHot(time.Now()) {
+		return min(idle, dw.hotPoll())
+	}
+	return idle
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -289,6 +290,46 @@ func lagRun(ctx context.Context, o options, z *zones, s system, r *results, u us
 	r.add("lag50/"+s.name(), float64(p50.Microseconds())/1000)
 	r.add("lag99/"+s.name(), float64(p99.Microseconds())/1000)
 	logf("%s: lag of %d objects: p50 %s, p99 %s, max %s", s.name(), len(lags), p50.Round(time.Millisecond), p99.Round(time.Millisecond), lags[len(lags)-1].Round(time.Millisecond))
+	return idleLoad(ctx, z, s, r)
+}
+
+// idleFor is how long idleLoad counts the requests of an idle system.
+const idleFor = 30 * time.Second
+
+// idleLoad counts the requests zone-a's gateway logs (its access log, one
+// "beast:" line a request) while s runs with nothing to sync: the cost of
+// waiting for changes. After the lag run, the lag bucket's changes are
+// idleFor old when the count ends (hot shards cool after 40 s).
+func idleLoad(ctx context.Context, z *zones, s system, r *results) error {
+	path := filepath.Join(z.lab.Dir, "log", "client.rgw.a.log")
+	count := func() (int, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return 0, fmt.Errorf("idle load: %w", err)
+		}
+		return bytes.Count(b, []byte(" beast: ")), nil
+	}
+	select { // let the lag run's last batches finish
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(2 * time.Second):
+	}
+	before, err := count()
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(idleFor):
+	}
+	after, err := count()
+	if err != nil {
+		return err
+	}
+	perS := float64(after-before) / idleFor.Seconds()
+	r.add("idle/"+s.name(), perS)
+	logf("%s: idle source: %d requests in %s (%.1f/s)", s.name(), after-before, idleFor, perS)
 	return nil
 }
 
