@@ -130,7 +130,7 @@ type mdlogSource struct {
 
 // idleTrimCheck: how often an idle shard checks that its bound's entry is
 // still in the source log.
-const idleTrimCheck = 5 * time.Second
+const idleTrimCheck = 30 * time.Second
 
 func (s *mdlogSource) finished(string) bool { return false }
 
