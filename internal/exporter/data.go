@@ -78,9 +78,6 @@ type dataWorker struct {
 	// read of the shards that are busy only.
 	news        map[string]time.Time
 	nextSlowHot time.Time
-	// warmUntil: the datalog had entries lately (warmFor); until then the
-	// idle wait is at most PollMax/4.
-	warmUntil time.Time
 	// genWait: bucket shards polled at the idle cadence, hot or not, until
 	// an index log generation changes hands: a later one waiting for the
 	// older ones to close, an older one until it closes (generations.go).
@@ -235,7 +232,6 @@ func (dw *dataWorker) step(ctx context.Context) (bool, error) {
 		}
 		return false, nil
 	}
-	dw.warmUntil = time.Now().Add(warmFor)
 	seen := map[string]bool{}
 	for _, en := range page.Entries {
 		key := rgwlog.BucketShardKey(en.Key, en.Gen)

@@ -166,3 +166,12 @@ func (dw *dataWorker) idleState(ctx context.Context) string {
 	dw.setPhase(ctx, v1.ShardPhase_SHARD_PHASE_CAUGHT_UP, "")
 	return ""
 }
+
+// pollAfter is the idle wait, at most hotPoll while a bucket shard of the
+// datalog shard had news lately (veryHotFor).
+func (dw *dataWorker) pollAfter(idle time.Duration) time.Duration {
+	if dw.anyVeryHot(time.Now()) {
+		return min(idle, dw.hotPoll())
+	}
+	return idle
+}

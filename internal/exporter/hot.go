@@ -30,13 +30,6 @@ const (
 	slowHotEvery = 500 * time.Millisecond
 )
 
-// warmFor: a datalog shard that had entries in the last minute waits at
-// most PollMax/4 (250 ms) between reads: the first change after a quiet
-// spell of a bucket written a moment ago (the benchmark's lag run begins
-// so) waited up to PollMax, the lag p99. A shard quiet for longer polls at
-// PollMax as before: an idle source's load does not change.
-const warmFor = time.Minute
-
 func (dw *dataWorker) hotPoll() time.Duration { return 2 * dw.e.cfg.PollMin }
 
 // hadNews records that key's bilog had entries.
@@ -132,18 +125,4 @@ func (dw *dataWorker) requeueHot() bool {
 	sort.Strings(keys)
 	dw.queue = append(dw.queue, keys...)
 	return len(keys) > 0
-}
-
-// pollAfter is the idle wait: at most hotPoll while a bucket shard of the
-// datalog shard had news lately (veryHotFor), at most PollMax/4 while the
-// datalog shard is warm (warmFor), else the idle backoff.
-func (dw *dataWorker) pollAfter(idle time.Duration) time.Duration {
-	now := time.Now()
-	switch {
-	case dw.anyVeryHot(now):
-		return min(idle, dw.hotPoll())
-	case now.Before(dw.warmUntil):
-		return min(idle, dw.e.cfg.PollMax/4)
-	}
-	return idle
 }

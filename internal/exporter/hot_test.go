@@ -45,18 +45,3 @@ func TestVeryHotShardIsPolledFast(t *testing.T) {
 	require.True(t, dw.requeueHot())
 	require.ElementsMatch(t, []string{busy, quiet}, dw.queue, "both stay hot, at the idle cadence")
 }
-
-// A datalog shard that had entries within warmFor waits at most PollMax/4
-// between reads; once quiet for longer, the idle backoff (PollMax) again.
-// Before, the first change after a few quiet seconds waited up to PollMax
-// (the benchmark's lag p99: 966 ms).
-func TestWarmDatalogShardPollsAtAQuarter(t *testing.T) {
-	dw := commitWorker(map[string]*checkpoint.Bound{})
-	dw.e.cfg.PollMin, dw.e.cfg.PollMax = 50*time.Millisecond, time.Second
-	require.Equal(t, time.Second, dw.pollAfter(time.Second))
-	dw.warmUntil = time.Now().Add(warmFor) // as a datalog page with entries sets it
-	require.Equal(t, 250*time.Millisecond, dw.pollAfter(time.Second))
-	require.Equal(t, 100*time.Millisecond, dw.pollAfter(100*time.Millisecond))
-	dw.warmUntil = time.Now().Add(-time.Millisecond)
-	require.Equal(t, time.Second, dw.pollAfter(time.Second))
-}
