@@ -6,12 +6,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -40,13 +42,12 @@ func main() {
 }
 
 func run(args []string) error {
-	if len(args) > 0 && args[0] == "status" {
+	switch {
+	case len(args) > 0 && args[0] == "status":
 		return statuscli.Main(args[1:], "127.0.0.1:7443", os.Stdout)
-	}
-	if len(args) > 0 && args[0] == "errors" {
+	case len(args) > 0 && args[0] == "errors":
 		return statuscli.ErrorsMain(args[1:], "127.0.0.1:7443", os.Stdout)
-	}
-	if len(args) > 0 && args[0] == "wait" {
+	case len(args) > 0 && args[0] == "wait":
 		return statuscli.WaitMain(args[1:], "127.0.0.1:7443", os.Stdout, os.Stderr)
 	}
 	cl := config.NewCommandLine[config.Exporter]("rgwsync-exporter")
@@ -69,26 +70,38 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	store, err := checkpoint.Open(cfg.BoundsPath)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
 	reg := rpcserver.NewRegistry()
+	exp, err := newExporter(ctx, cfg, store, reg, log)
+	if err != nil {
+		return err
+	}
+	exp.Start()
+	defer exp.Close()
+	return serve(ctx, cfg, exp, reg, log)
+}
+
+// newExporter connects to the source and reads what the exporter needs to
+// start (period, shard counts). A source answering 5xx or garbage for a
+// while delays the start (logged); wrong keys or a source that is not a
+// master stop it at once.
+func newExporter(ctx context.Context, cfg *config.Exporter, store *checkpoint.Store, reg *prometheus.Registry, log *slog.Logger) (*exporter.Exporter, error) {
 	// Every request to zone-a tells whether it answers (status, metrics).
 	srcHTTP, gateway := gwhealth.Instrument(reg, "exporter", "source", log, rgwadmin.NewHTTPClient())
 	src, err := rgwadmin.New(rgwadmin.Config{Endpoint: cfg.Source.Endpoint, AccessKey: cfg.Source.AccessKey,
 		SecretKey: cfg.Source.SecretKey, Region: cfg.Source.Region, Timeout: cfg.Source.Timeout, Logger: log,
 		HTTPClient: srcHTTP})
 	if err != nil {
-		return fmt.Errorf("source: %w", err)
+		return nil, fmt.Errorf("source: %w", err)
 	}
-	store, err := checkpoint.Open(cfg.BoundsPath)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-
 	bucketFilter, err := filter.New(cfg.Filter.Include, cfg.Filter.Exclude)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	var data exporter.DataSource
 	var objects exporter.ObjectSource
 	if cfg.Data.Enabled {
@@ -96,13 +109,12 @@ func run(args []string) error {
 			SecretKey: cfg.Source.SecretKey, Region: cfg.Source.Region, Timeout: cfg.Source.Timeout, Logger: log,
 			HTTPClient: srcHTTP})
 		if err != nil {
-			cancel()
-			return fmt.Errorf("source objects: %w", err)
+			return nil, fmt.Errorf("source objects: %w", err)
 		}
 		data, objects = src, oc
 	}
-	// A source answering 5xx or garbage for a while delays the start
-	// (logged); wrong keys or a source that is not a master stop it at once.
+	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	expMetrics := exporter.NewMetrics(reg)
 	var exp *exporter.Exporter
 	err = rgwadmin.RetryTransient(startCtx, log, "read the source", func(ctx context.Context) (err error) {
@@ -119,13 +131,15 @@ func run(args []string) error {
 		})
 		return err
 	})
-	cancel()
 	if err != nil {
-		return fmt.Errorf("source %s: %w", cfg.Source.Endpoint, err)
+		return nil, fmt.Errorf("source %s: %w", cfg.Source.Endpoint, err)
 	}
-	exp.Start()
-	defer exp.Close()
+	return exp, nil
+}
 
+// serve runs the gRPC services (and /metrics) until ctx ends, then drains
+// the streams and stops.
+func serve(ctx context.Context, cfg *config.Exporter, exp *exporter.Exporter, reg *prometheus.Registry, log *slog.Logger) error {
 	creds, err := tlsconfig.ServerCreds(cfg.TLS, log)
 	if err != nil {
 		return err

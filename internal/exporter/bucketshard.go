@@ -139,7 +139,7 @@ func (e *Exporter) instanceShards(ctx context.Context, bucket, id string, numSha
 	// The current index log generation (Reef and later reshard in place:
 	// FACTS.md section 32; always 0 on Pacific).
 	bs := rgwlog.BucketShard{Key: inst, Bucket: bucket, Instance: id, Shard: -1}
-	latest, _, err := e.generations(ctx, bs)
+	latest, _, err := e.generations(ctx, bs, false)
 	if err != nil {
 		return nil, err
 	}

@@ -48,12 +48,13 @@ type genInfo struct {
 }
 
 // generations returns the index log generations of bs's instance (latest,
-// and those kept, oldest first): one bilog info of the shard, cached.
-func (e *Exporter) generations(ctx context.Context, bs rgwlog.BucketShard) (uint64, []rgwadmin.BILogGeneration, error) {
+// and those kept, oldest first): one bilog info of the instance, cached
+// unless fresh.
+func (e *Exporter) generations(ctx context.Context, bs rgwlog.BucketShard, fresh bool) (uint64, []rgwadmin.BILogGeneration, error) {
 	e.gens.mu.Lock()
 	gi, ok := e.gens.m[bs.InstanceKey()]
 	e.gens.mu.Unlock()
-	if ok && time.Since(gi.at) < genCacheFor && gi.latest >= bs.Gen { // a later one named: read again
+	if !fresh && ok && time.Since(gi.at) < genCacheFor && gi.latest >= bs.Gen { // a later one named: read again
 		return gi.latest, gi.gens, nil
 	}
 	if e.cfg.Data == nil {
@@ -80,7 +81,7 @@ func (e *Exporter) shardInfo(ctx context.Context, bs rgwlog.BucketShard) (rgwadm
 		e.rememberGens(bs, info)
 		return info, nil
 	}
-	if latest, gens, gerr := e.generations(ctx, bs); gerr == nil && latest > bs.Gen {
+	if latest, gens, gerr := e.generations(ctx, bs, false); gerr == nil && latest > bs.Gen {
 		return rgwadmin.BILogInfo{LatestGen: latest, Generations: gens}, nil
 	}
 	return info, fmt.Errorf("bilog info of %s: %w", bs.Key, err)
@@ -165,7 +166,7 @@ func (dw *dataWorker) gateGen(ctx context.Context, key string) (bool, error) {
 	if err != nil || bs.Gen == 0 {
 		return false, err
 	}
-	_, gens, err := dw.e.generations(ctx, bs)
+	_, gens, err := dw.e.generations(ctx, bs, false)
 	if err != nil {
 		return false, err
 	}
@@ -269,20 +270,7 @@ func (dw *dataWorker) listingResharded(ctx context.Context, key string, bs rgwlo
 	if bs.Gen == 0 && !dw.e.mayHaveGenerations() {
 		return false, nil // Pacific: one generation
 	}
-	var (
-		latest uint64
-		gens   []rgwadmin.BILogGeneration
-		err    error
-	)
-	if fresh {
-		var info rgwadmin.BILogInfo
-		if info, err = dw.e.cfg.Data.BILogInfo(ctx, bs.InstanceKey()); err == nil {
-			dw.e.rememberGens(bs, info)
-			latest, gens = info.LatestGen, info.Generations
-		}
-	} else {
-		latest, gens, err = dw.e.generations(ctx, bs)
-	}
+	latest, gens, err := dw.e.generations(ctx, bs, fresh)
 	if err != nil || latest <= bs.Gen {
 		return false, err
 	}

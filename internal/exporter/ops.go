@@ -234,7 +234,7 @@ func (e *Exporter) resolveVersion(ctx context.Context, r objRef) (objRef, error)
 // bucket is removed, and its versions with it.
 func (e *Exporter) findVersion(ctx context.Context, bs rgwlog.BucketShard, key, version string) (rgwobj.ListEntry, bool, error) {
 	if bs.Gen > 0 || e.mayHaveGenerations() { // not on Pacific: one generation
-		if latest, _, err := e.generations(ctx, bs); err == nil && latest != bs.Gen {
+		if latest, _, err := e.generations(ctx, bs, false); err == nil && latest != bs.Gen {
 			// Resharded in place since (Reef and later): the shard of
 			// that number lists other keys now, or answers 409 (FACTS.md
 			// section 32). The bucket's listing finds the key wherever
