@@ -110,16 +110,11 @@ func (dw *dataWorker) requeueHot() bool {
 			queued[k] = true
 		}
 	}
-	if !slow {
-		sort.Strings(keys)
-		dw.queue = append(dw.queue, keys...)
-		return len(keys) > 0
-	}
 	for k := range dw.genWait {
-		if bd, ok := dw.bounds[k]; ok && (bd.Phase == checkpoint.PhaseIncremental || bd.Phase == checkpoint.PhaseBucketFull) && !queued[k] {
-			keys = append(keys, k)
-		} else if !ok {
+		if bd, ok := dw.bounds[k]; !ok {
 			delete(dw.genWait, k)
+		} else if slow && (bd.Phase == checkpoint.PhaseIncremental || bd.Phase == checkpoint.PhaseBucketFull) && !queued[k] {
+			keys = append(keys, k) // at the slow turn, as the other hot ones
 		}
 	}
 	sort.Strings(keys)

@@ -35,9 +35,7 @@ func addRetries(rs []checkpoint.Retry, failed []*v1.RetryItem, e *Exporter, epoc
 			Removal: removal, Error: f.GetError(),
 			Attempts: 1, Timestamp: f.GetTimestamp().AsTime(), NextAttempt: now.Add(e.backoff(1)), LastAttempt: now}
 		id := retryID("", it)
-		i := slices.IndexFunc(rs, func(r checkpoint.Retry) bool {
-			return r.Name == it.Name && r.VersionID == it.VersionID && r.Removal == it.Removal && retryID("", r) == id
-		})
+		i := slices.IndexFunc(rs, func(r checkpoint.Retry) bool { return retryID("", r) == id })
 		if i < 0 {
 			rs = append(rs, it)
 			continue
