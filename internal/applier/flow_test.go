@@ -25,16 +25,20 @@ func TestStuckBodyDoesNotHoldOtherShards(t *testing.T) {
 	stuck := rgwlog.Unit{Log: rgwlog.LogData, Shard: 0}
 	other := rgwlog.Unit{Log: rgwlog.LogData, Shard: 1}
 	f := &fakeLeases{held: map[rgwlog.Unit]time.Time{}}
-	f.set(stuck, time.Now().Add(time.Hour))
-	f.set(other, time.Now().Add(time.Hour))
 	dst := &fakeDest{hang: map[string]bool{"big": true}}
 	fx := &fakeExporter{welcome: func(h *v1.Hello) *v1.Welcome {
 		return &v1.Welcome{ExporterId: "x", DataShards: 2, MaxInflightBatches: 4,
 			BodiesOnRequest: h.GetBodiesOnRequest(), ChunkCredit: h.GetChunkCredit() > 0}
 	}}
 	a, fx := startSessionWith(t, f, fx, func(c *Config) { c.Objects = dst })
+	// The events first, then the leases held: held before the events, a
+	// session's reconcile could subscribe a shard, and the event's new
+	// acquisition then subscribe it again with a new generation, while the
+	// test kept the first one and its batch was dropped (1 run in ~30).
 	a.LeaseChanged(lease.Event{Unit: stuck, Held: true})
 	a.LeaseChanged(lease.Event{Unit: other, Held: true})
+	f.set(stuck, time.Now().Add(time.Hour))
+	f.set(other, time.Now().Add(time.Hour))
 
 	gens := map[rgwlog.Unit]uint64{}
 	for len(gens) < 2 {
